@@ -1,0 +1,370 @@
+"""The operator console: one set of commands for both servers.
+
+A server exposes a small interface (`Server`, plus `ChatServer` for the
+chat-only commands); the console knows nothing of sockets. Commands are parsed
+with click. Input comes from a prompt_toolkit prompt on a terminal, from
+lines of a pipe otherwise, or from nowhere with `--no-repl`.
+
+Threads. The main thread only waits for the server to stop. The console
+reads in a thread of its own, and a third thread takes SIGINT and SIGTERM
+with `sigwait`: the signals are blocked in every thread before any starts,
+so the kernel can deliver them to none but that one. That holds whichever
+thread a process-directed signal would have gone to and whatever the console
+is blocked in (a prompt, a read from a pipe), which a Python signal handler
+(run only on the main thread, only between bytecodes) cannot promise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Protocol, runtime_checkable
+
+import click
+
+from netlab.logs import LogControl
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+#: How long the main thread waits for a stopping server before giving up on
+#: it; both servers finish well within this (CLI.md promises 2 s).
+STOP_TIMEOUT = 5.0
+
+
+@runtime_checkable
+class Server(Protocol):
+    """What the console needs of any server."""
+
+    kind: str
+
+    def status(self) -> dict[str, str]:
+        """Name/value lines for the `status` command."""
+
+    def stop(self, reason: str) -> None:
+        """Begin stopping; callable from any thread, any number of times."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopped; True once it has."""
+
+
+@runtime_checkable
+class ChatServer(Server, Protocol):
+    """The chat-only commands."""
+
+    def users(self) -> list[tuple[str, int, list[str]]]:
+        """(name, sessions, addresses) of every online user, sorted by name."""
+
+    def kick(self, name: str) -> int:
+        """End the user's sessions with `kicked`; how many were ended."""
+
+    def say(self, text: str) -> int:
+        """Send `notice` to every authenticated session; how many got it."""
+
+    def clear_accounts(self) -> int:
+        """Empty clients.csv (kept as clients.csv.bak); how many accounts went."""
+
+
+class ChatOnly(click.ClickException):
+    """A chat command typed on the echo server's console."""
+
+
+class Console:
+    """Runs operator commands against one server."""
+
+    def __init__(self, server: Server, logs: LogControl) -> None:
+        self.server = server
+        self.logs = logs
+        self.on_terminal = False
+        self._ask: Callable[[str], str | None] = lambda question: None
+
+    def chat(self, command: str) -> ChatServer:
+        if not isinstance(self.server, ChatServer):
+            raise ChatOnly(f"'{command}' is chat-only: this is the {self.server.kind} server")
+        return self.server
+
+    def confirm(self, question: str) -> bool:
+        answer = self._ask(f"{question} [y/N] ")
+        return (answer or "").strip().lower() in {"y", "yes"}
+
+    def clear_screen(self) -> None:
+        if self.on_terminal:
+            sys.stdout.write("\x1b[2J\x1b[H")
+            sys.stdout.flush()
+
+    def execute(self, line: str) -> None:
+        """Run one command line; every problem becomes one line of output."""
+        words = line.split()
+        if not words:
+            return
+        try:
+            commands.main(words, prog_name="", standalone_mode=False, obj=self)
+        except click.UsageError as exc:
+            click.echo(f"error: {exc.format_message()} (type 'help' for the commands)")
+        except click.ClickException as exc:
+            click.echo(exc.format_message())
+
+    # -- input sources ------------------------------------------------------
+
+    def run_pipe(self, fd: int = 0) -> None:
+        """One command a line until end of input, which leaves the server running."""
+        lines = _read_lines(fd)
+        self._ask = lambda question: next(lines, None)
+        for line in lines:
+            self.execute(line)
+            sys.stdout.flush()
+
+    def run_terminal(self, stopping: threading.Event) -> None:
+        """A prompt with line editing, history and completion, logs above it."""
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.completion import NestedCompleter
+        from prompt_toolkit.patch_stdout import patch_stdout
+
+        self.on_terminal = True
+        session: PromptSession[str] = PromptSession(
+            completer=NestedCompleter.from_nested_dict(command_tree()),
+            complete_while_typing=False,  # Tab completes, as in a shell
+        )
+        self._session = session
+        prompt = f"netlab {self.server.kind}> "
+        self._ask = lambda question: session.prompt(question)
+        interrupted = False
+        with patch_stdout(raw=True):
+            while not stopping.is_set():
+                try:
+                    line = session.prompt(prompt)
+                except KeyboardInterrupt:
+                    if interrupted:
+                        self.server.stop("Ctrl-C at the console")
+                        break
+                    interrupted = True
+                    click.echo("(Ctrl-C again, or 'shutdown', stops the server)")
+                    continue
+                except EOFError:
+                    self.server.stop("Ctrl-D at the console")
+                    break
+                interrupted = False
+                self.execute(line)
+
+    def interrupt(self) -> None:
+        """Make a running prompt return, from any thread."""
+        session = getattr(self, "_session", None)
+        app = session.app if session is not None else None
+        if app is not None and app.is_running and app.loop is not None:
+            app.loop.call_soon_threadsafe(_exit_app, app)
+
+
+def _exit_app(app) -> None:  # noqa: ANN001 - prompt_toolkit's Application
+    if app.is_running and not app.future.done():
+        app.exit(exception=EOFError)
+
+
+def _read_lines(fd: int) -> Iterator[str]:
+    """Lines from a raw file descriptor.
+
+    `os.read` rather than `sys.stdin`: the reading thread may still be
+    blocked here when the process exits, and must not hold the lock of a
+    buffered stream that interpreter shutdown wants.
+    """
+    pending = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            yield raw.decode("utf-8", "replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+# -- the commands -------------------------------------------------------------
+
+
+class _Group(click.Group):
+    """Keeps command order as written, so `help` reads like CLI.md."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # click would print the group's whole help page; one line is the rule.
+        if not args:
+            raise click.UsageError(f"'{self.name}' needs one of: {', '.join(self.commands)}")
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Group, add_help_option=False)
+def commands() -> None:
+    """Operator commands."""
+
+
+@commands.command("help", add_help_option=False)
+def help_command() -> None:
+    """List the commands."""
+    for name, text in command_help():
+        click.echo(f"  {name:<12} {text}")
+
+
+@commands.command(add_help_option=False)
+@click.pass_obj
+def status(console: Console) -> None:
+    """Uptime, connections, messages and bytes in and out."""
+    for name, value in console.server.status().items():
+        click.echo(f"{name}: {value}")
+
+
+@commands.command(add_help_option=False)
+@click.pass_obj
+def shutdown(console: Console) -> None:
+    """Stop the server: clients get `shutdown`, files are flushed."""
+    click.echo("shutting down")
+    console.server.stop("operator shutdown")
+
+
+@commands.group(cls=_Group, add_help_option=False)
+def clear() -> None:
+    """clear log | clear file"""
+
+
+@clear.command("log", add_help_option=False)
+@click.pass_obj
+def clear_log(console: Console) -> None:
+    """Truncate the log file and clear the console."""
+    console.logs.clear_file()
+    console.clear_screen()
+    click.echo(f"log cleared: {console.logs.path}")
+
+
+@clear.command("file", add_help_option=False)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def clear_file(console: Console, yes: bool) -> None:
+    """Empty clients.csv (kept as clients.csv.bak); those users can no longer log in."""
+    chat = console.chat("clear file")
+    if not yes and not console.confirm("Remove every account from clients.csv?"):
+        click.echo("clear file cancelled: nothing changed")
+        return
+    removed = chat.clear_accounts()
+    click.echo(f"clients.csv emptied: {removed} account(s) removed, old file kept as clients.csv.bak")
+
+
+@commands.group(cls=_Group, add_help_option=False)
+def stop() -> None:
+    """stop log"""
+
+
+@stop.command("log", add_help_option=False)
+@click.pass_obj
+def stop_log(console: Console) -> None:
+    """Hide log lines on the console (the file keeps them)."""
+    console.logs.stop_console()
+    click.echo("console logging stopped (the log file keeps everything)")
+
+
+@commands.group(cls=_Group, add_help_option=False)
+def start() -> None:
+    """start log"""
+
+
+@start.command("log", add_help_option=False)
+@click.pass_obj
+def start_log(console: Console) -> None:
+    """Show log lines on the console again."""
+    console.logs.start_console()
+    click.echo("console logging started")
+
+
+@commands.command(add_help_option=False)
+@click.pass_obj
+def users(console: Console) -> None:
+    """Chat: who is online, sessions and address each."""
+    online = console.chat("users").users()
+    for name, sessions, addresses in online:
+        click.echo(f"{name}  sessions={sessions}  {', '.join(addresses)}")
+    click.echo(f"{len(online)} user(s) online")
+
+
+@commands.command(add_help_option=False)
+@click.argument("name")
+@click.pass_obj
+def kick(console: Console, name: str) -> None:
+    """Chat: end that user's sessions with `kicked`."""
+    ended = console.chat("kick").kick(name)
+    click.echo(f"kicked {name}: {ended} session(s) ended" if ended else f"{name} is not online")
+
+
+@commands.command(add_help_option=False)
+@click.argument("text", nargs=-1, required=True)
+@click.pass_obj
+def say(console: Console, text: tuple[str, ...]) -> None:
+    """Chat: send a notice to every authenticated session."""
+    reached = console.chat("say").say(" ".join(text))
+    click.echo(f"notice sent to {reached} session(s)")
+
+
+def _leaves(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _leaves(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+def command_help() -> list[tuple[str, str]]:
+    """(command, one line of help) for every command, as `help` prints them."""
+    rows = []
+    for name, command in _leaves(commands):
+        usage = " ".join(p.human_readable_name for p in command.params if isinstance(p, click.Argument))
+        rows.append((f"{name} {usage}".strip(), command.get_short_help_str(limit=90)))
+    return rows
+
+
+def command_tree() -> dict[str, dict | None]:
+    """Command words nested as prompt_toolkit's NestedCompleter wants them."""
+    tree: dict[str, dict | None] = {}
+    for name, _ in _leaves(commands):
+        first, _, rest = name.partition(" ")
+        if rest:
+            tree.setdefault(first, {})[rest] = None  # type: ignore[index]
+        else:
+            tree[first] = None
+    return tree
+
+
+# -- running a server under the console ---------------------------------------
+
+
+def block_stop_signals() -> None:
+    """Call before any thread starts: threads inherit the mask."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def _watch_signals(server: Server) -> None:
+    while True:
+        received = signal.sigwait(STOP_SIGNALS)
+        server.stop(f"signal {signal.Signals(received).name}")
+
+
+def run(server: Server, logs: LogControl, *, repl: bool) -> int:
+    """Serve until stopped by the console, a signal or the server itself.
+
+    The server must already be started; `block_stop_signals` must have run
+    before it was.
+    """
+    threading.Thread(target=_watch_signals, args=(server,), name="signals", daemon=True).start()
+    console = Console(server, logs)
+    stopping = threading.Event()
+    if repl:
+        on_terminal = sys.stdin.isatty() and sys.stdout.isatty()
+        target = (lambda: console.run_terminal(stopping)) if on_terminal else console.run_pipe
+        reader = threading.Thread(target=target, name="console", daemon=True)
+        reader.start()
+    server.wait()
+    stopping.set()
+    if repl and console.on_terminal:
+        console.interrupt()
+        reader.join(timeout=1.0)
+    return 0

@@ -1,0 +1,182 @@
+"""Thread-per-client echo server.
+
+The plainest correct server there is: an acceptor thread waits for
+connections and every client gets a thread of its own that loops on blocking
+`recv` and `sendall`. What makes it production-shaped is what bounds it:
+`--max-clients` caps the threads (a client over the cap is accepted and
+closed at once, so it learns immediately instead of hanging in the backlog),
+stacks are small so thousands of threads fit, keepalive reaps peers that
+vanished without a word, and stopping shuts every socket down so each
+blocked thread wakes up and ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+import time
+
+from netlab.logs import get_logger
+from netlab.netutil import LISTEN_BACKLOG, enable_keepalive, format_address, open_listener
+
+DEFAULT_PORT = 7007
+DEFAULT_MAX_CLIENTS = 1000
+#: 256 KiB of stack per client thread is plenty for a recv/sendall loop and
+#: lets 5,000 threads reserve 1.25 GiB of address space, not 40 GiB.
+THREAD_STACK_SIZE = 256 * 1024
+RECV_SIZE = 64 * 1024
+#: Client threads get this long to end after their sockets are shut down.
+JOIN_TIMEOUT = 1.5
+
+log = get_logger("echo")
+
+
+class _Client:
+    """One connection and its counters, written only by its own thread."""
+
+    __slots__ = ("sock", "peer", "bytes_in", "bytes_out", "thread")
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.thread: threading.Thread | None = None
+
+
+class EchoServer:
+    """Echoes every byte back to its sender, one thread per client."""
+
+    kind = "echo"
+
+    def __init__(self, host: str, port: int, max_clients: int = DEFAULT_MAX_CLIENTS) -> None:
+        self.max_clients = max_clients
+        self.listener = open_listener(host, port, backlog=LISTEN_BACKLOG)
+        self.address = format_address(self.listener.getsockname())
+        self._clients: dict[int, _Client] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._started = time.monotonic()
+        self._total = 0
+        self._refused = 0
+        self._closed_in = 0
+        self._closed_out = 0
+        self._acceptor = threading.Thread(target=self._accept_loop, name="echo-acceptor")
+
+    # -- the Server interface ------------------------------------------------
+
+    def start(self) -> None:
+        self._acceptor.start()
+
+    def stop(self, reason: str) -> None:
+        if self._stopping.is_set():
+            return
+        log.info("stopping: %s", reason)
+        self._stopping.set()
+        self._wake_w.send(b"\0")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def status(self) -> dict[str, str]:
+        with self._lock:
+            live = list(self._clients.values())
+            total, refused = self._total, self._refused
+            bytes_in = self._closed_in + sum(c.bytes_in for c in live)
+            bytes_out = self._closed_out + sum(c.bytes_out for c in live)
+        return {
+            "server": f"echo on {self.address}",
+            "uptime": f"{time.monotonic() - self._started:.0f} s",
+            "connections": f"{len(live)} open, {total} total, {refused} refused (max {self.max_clients})",
+            "bytes": f"{bytes_in} in, {bytes_out} out",
+        }
+
+    # -- threads -------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        """Accept until stopped; the wake-up socket interrupts the wait."""
+        threading.stack_size(THREAD_STACK_SIZE)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.listener, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self.listener:
+                        self._accept_ready()
+        self._shut_down_clients()
+
+    def _accept_ready(self) -> None:
+        # Drain the backlog: a burst of connects is served in one wake-up.
+        while True:
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: keep serving the others
+                log.warning("accept failed: %s", exc)
+                return
+            self._admit(sock, format_address(addr))
+
+    def _admit(self, sock: socket.socket, peer: str) -> None:
+        with self._lock:
+            full = len(self._clients) >= self.max_clients
+            if full:
+                self._refused += 1
+            else:
+                self._total += 1
+        if full:
+            log.info("refused %s: %d clients already connected (--max-clients)", peer, self.max_clients)
+            sock.close()
+            return
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        enable_keepalive(sock)
+        client = _Client(sock, peer)
+        client.thread = threading.Thread(target=self._serve, args=(client,), name=f"echo {peer}")
+        with self._lock:
+            self._clients[id(client)] = client
+        log.info("connected %s", peer)
+        client.thread.start()
+
+    def _serve(self, client: _Client) -> None:
+        buffer = bytearray(RECV_SIZE)
+        view = memoryview(buffer)
+        reason = "closed by peer"
+        try:
+            while True:
+                n = client.sock.recv_into(buffer)
+                if not n:
+                    break
+                client.bytes_in += n
+                client.sock.sendall(view[:n])
+                client.bytes_out += n
+        except OSError as exc:
+            reason = "stopping" if self._stopping.is_set() else f"error: {exc.strerror or exc}"
+        finally:
+            client.sock.close()
+            with self._lock:
+                del self._clients[id(client)]
+                self._closed_in += client.bytes_in
+                self._closed_out += client.bytes_out
+            log.info("disconnected %s (%s, %d bytes echoed)", client.peer, reason, client.bytes_out)
+
+    def _shut_down_clients(self) -> None:
+        """Wake every blocked client thread, wait for them, then report stopped."""
+        self.listener.close()
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            with contextlib.suppress(OSError):  # already gone
+                client.sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        for client in clients:
+            if client.thread is not None:
+                client.thread.join(max(0.0, deadline - time.monotonic()))
+        self._wake_r.close()
+        self._wake_w.close()
+        log.info("stopped")
+        self._stopped.set()

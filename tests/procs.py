@@ -1,0 +1,125 @@
+"""Run netlab as a real subprocess and wait on what it prints.
+
+Every wait is on an event (a line matching a pattern, the process exiting),
+never on a sleep: a reader thread per stream appends lines under a condition
+variable, and waiters wake as each line lands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+WAIT = 15.0  # generous ceiling for a loaded CI machine; waits end on events
+
+
+class LineLog:
+    """Lines read from one stream by a background thread."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self._cond = threading.Condition()
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def wait_for(self, pattern: str, start: int = 0, timeout: float = WAIT) -> tuple[re.Match, int]:
+        """The first line at or after index `start` matching `pattern`, and its index."""
+        regex = re.compile(pattern)
+        with self._cond:
+            index = start
+            while True:
+                while index < len(self.lines):
+                    match = regex.search(self.lines[index])
+                    if match:
+                        return match, index
+                    index += 1
+                if self.closed:
+                    raise AssertionError(f"stream ended without {pattern!r}: {self.lines[-20:]}")
+                if not self._cond.wait(timeout):
+                    raise AssertionError(f"no {pattern!r} within {timeout}s: {self.lines[-20:]}")
+
+    def wait_closed(self, timeout: float = WAIT) -> list[str]:
+        """Every line, once the stream has ended."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.closed, timeout):
+                raise AssertionError(f"stream still open after {timeout}s")
+            return list(self.lines)
+
+    def text(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self.lines)
+
+
+class Netlab:
+    """`python -m netlab ARGS` with piped stdin, stdout and stderr."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "netlab", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, bufsize=1, env={**os.environ, **(env or {})}, cwd=cwd,
+        )
+        self.out = LineLog(self.proc.stdout)
+        self.err = LineLog(self.proc.stderr)
+
+    def listening_port(self) -> int:
+        match, _ = self.out.wait_for(r"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
+        return int(match.group(1))
+
+    def command(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = WAIT) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def serve(kind: str, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[Netlab, int]:
+    """Start `netlab KIND serve --port 0` and return it with its port."""
+    server = Netlab(kind, "serve", "--port", "0", "--data-dir", str(data_dir), *extra, env=env)
+    return server, server.listening_port()
+
+
+def wait_file_contains(path: Path, needle: str, timeout: float = WAIT) -> str:
+    """Poll a file the server writes (no event to wait on); returns its text."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        if needle in text:
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} never contained {needle!r}: {text[-500:]!r}")
+        time.sleep(0.01)

@@ -1,0 +1,226 @@
+"""The operator console, through a pipe and through a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+import pexpect
+import pytest
+from procs import WAIT, Netlab, serve, wait_file_contains
+
+
+@pytest.fixture
+def echo(data_dir):
+    server, port = serve("echo", data_dir)
+    yield server, port
+    server.kill()
+
+
+def touch_server(port: int) -> int:
+    """Open and close one connection; returns its local port, which the log names."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        return sock.getsockname()[1]
+
+
+# -- through a pipe ------------------------------------------------------------
+
+
+def test_help_lists_every_command(echo):
+    server, _ = echo
+    server.command("help")
+    for command in ["help", "status", "shutdown", "clear log", "clear file", "stop log",
+                    "start log", "users", "kick NAME", "say TEXT"]:
+        server.out.wait_for(rf"^  {command}\s")
+
+
+def test_status_reports_counters(echo):
+    server, port = echo
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"12345")
+        assert sock.recv(5) == b"12345"
+        server.command("status")
+        server.out.wait_for(r"^uptime: \d+ s")
+        server.out.wait_for(r"^connections: 1 open, 1 total")
+        server.out.wait_for(r"^bytes: 5 in, 5 out")
+
+
+@pytest.mark.parametrize("line", ["frobnicate", "kick", "stop", "clear everything", "status now"])
+def test_unknown_or_bad_command_prints_one_line(echo, line):
+    server, _ = echo
+    server.command(line)
+    server.command("status")  # a marker: its answer comes after the error line
+    _, marker = server.out.wait_for(r"^server: echo")
+    errors = [text for text in server.out.lines[1:marker] if text]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "help" in errors[0]
+
+
+@pytest.mark.parametrize("line", ["users", "kick bob", "say hello", "clear file"])
+def test_chat_only_commands_say_so_on_echo(echo, line):
+    server, _ = echo
+    server.command(line)
+    server.out.wait_for(rf"'{line.split()[0]}.*' is chat-only: this is the echo server")
+
+
+def test_stop_log_silences_console_while_file_grows(echo, data_dir):
+    server, port = echo
+    server.command("stop log")
+    server.out.wait_for("console logging stopped")
+    hidden = touch_server(port)
+    wait_file_contains(data_dir / "echo.log", f"disconnected 127.0.0.1:{hidden} ")
+    server.command("start log")
+    server.out.wait_for("console logging started")
+    shown = touch_server(port)
+    server.err.wait_for(f"disconnected 127.0.0.1:{shown} ")
+    assert f":{hidden} " not in server.err.text()  # stderr is ordered: it would be there by now
+
+
+def test_clear_log_empties_file_and_next_line_starts_it(echo, data_dir):
+    server, port = echo
+    log_file = data_dir / "echo.log"
+    touch_server(port)
+    wait_file_contains(log_file, "disconnected")
+    server.command("clear log")
+    server.out.wait_for("log cleared")
+    later = touch_server(port)
+    text = wait_file_contains(log_file, f"disconnected 127.0.0.1:{later} ")
+    assert "listening on" not in text
+    assert "\0" not in text and text[:2] == "20"  # starts with a timestamp, no hole
+
+
+def test_end_of_input_leaves_server_running(echo):
+    server, port = echo
+    server.proc.stdin.close()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"still here")
+        assert sock.recv(10) == b"still here"
+    assert server.proc.poll() is None
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+def test_no_repl_reads_nothing(data_dir):
+    server, port = serve("echo", data_dir, "--no-repl")
+    try:
+        server.command("shutdown")
+        server.proc.stdin.close()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"x")
+            assert sock.recv(1) == b"x"
+        assert server.proc.poll() is None
+        server.signal(signal.SIGINT)
+        assert server.wait() == 0
+        assert "shutting down" not in server.out.text()
+    finally:
+        server.kill()
+
+
+def test_signal_stops_server_blocked_reading_a_pipe(echo):
+    server, _ = echo  # the console thread sits in read(); the signal still stops it
+    server.signal(signal.SIGINT)
+    assert server.wait() == 0
+    server.err.wait_for("stopping: signal SIGINT")
+
+
+# -- through a pseudo-terminal ---------------------------------------------------
+
+
+def spawn_terminal(data_dir) -> tuple[pexpect.spawn, int]:
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    child = pexpect.spawn(
+        sys.executable, ["-m", "netlab", "echo", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        env=env, encoding="utf-8", timeout=WAIT, dimensions=(40, 120),
+    )
+    child.expect(r"listening on 127\.0\.0\.1:(\d+)")
+    port = int(child.match.group(1))
+    child.expect("netlab echo>")
+    return child, port
+
+
+@pytest.fixture
+def terminal(data_dir):
+    child, port = spawn_terminal(data_dir)
+    yield child, port
+    child.close(force=True)
+
+
+def test_terminal_prompt_status_and_completion(terminal):
+    child, _ = terminal
+    child.send("stat")
+    child.expect("stat")
+    child.send("\t")  # the only completion: Tab writes the rest
+    child.expect("us")
+    child.send("\r")
+    child.expect(r"connections: 0 open")
+    child.expect("netlab echo>")
+
+
+def test_terminal_log_lines_appear_and_stop_log_hides_them(terminal, data_dir):
+    child, port = terminal
+    shown = touch_server(port)
+    child.expect(f"disconnected 127.0.0.1:{shown}")
+    child.sendline("stop log")
+    child.expect("console logging stopped")
+    hidden = touch_server(port)
+    wait_file_contains(data_dir / "echo.log", f"disconnected 127.0.0.1:{hidden} ")
+    child.sendline("start log")
+    child.expect("console logging started")
+    again = touch_server(port)
+    child.expect(f"disconnected 127.0.0.1:{again}")
+    assert f"127.0.0.1:{hidden}" not in child.before
+
+
+def test_terminal_clear_log_empties_file(terminal, data_dir):
+    child, port = terminal
+    child.sendline("clear log")
+    child.expect("log cleared")
+    assert (data_dir / "echo.log").read_text() == ""
+
+
+def test_terminal_ctrl_d_shuts_down(terminal):
+    child, _ = terminal
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_terminal_ctrl_c_clears_line_then_second_stops(terminal):
+    child, port = terminal
+    child.send("half-typed")
+    child.sendintr()
+    child.expect("Ctrl-C again")
+    with socket.create_connection(("127.0.0.1", port)) as sock:  # still serving
+        sock.sendall(b"y")
+        assert sock.recv(1) == b"y"
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_terminal_sigterm_stops_server_blocked_in_prompt(terminal):
+    child, _ = terminal
+    child.kill(signal.SIGTERM)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_terminal_shutdown_command(terminal):
+    child, _ = terminal
+    child.sendline("shutdown")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_python_dash_m_and_console_script_agree():
+    for argv in ([sys.executable, "-m", "netlab", "--help"],):
+        proc = Netlab("--help")
+        assert proc.wait() == 0
+        proc.out.wait_for("chat")
+        proc.kill()
+        del argv
