@@ -39,7 +39,9 @@ ERROR_MESSAGES: dict[str, str] = {
     "server_full": "The server is full; try again later.",
     "slow_consumer": "The client stopped reading and its pending output passed the limit.",
 }
-FATAL_CODES = frozenset({"bad_frame", "frame_too_large", "auth_timeout", "server_full", "slow_consumer"})
+FATAL_CODES = frozenset(
+    {"bad_frame", "frame_too_large", "auth_timeout", "server_full", "slow_consumer"}
+)
 
 
 class ProtocolError(Exception):
@@ -111,7 +113,10 @@ def _too_deep(value: dict | list, depth: int = 1) -> bool:
 
 
 def _has_lone_surrogate(value: object) -> bool:
-    """Whether a string (key or value) holds a surrogate; json pairs up valid ones itself."""
+    """Whether a string (key or value) holds a surrogate; json pairs up valid ones itself.
+
+    Only called on values already known to nest at most MAX_DEPTH deep.
+    """
     if isinstance(value, str):
         return _SURROGATE.search(value) is not None
     if isinstance(value, dict):
@@ -121,8 +126,8 @@ def _has_lone_surrogate(value: object) -> bool:
     return False
 
 
-def _bad_frame(message: str) -> ProtocolError:
-    return ProtocolError("bad_frame", message, fatal=True)
+def _bad_frame(reason: str) -> ProtocolError:
+    return ProtocolError("bad_frame", reason, fatal=True)
 
 
 def _parse_payload(payload: bytes | bytearray) -> dict:
@@ -130,7 +135,8 @@ def _parse_payload(payload: bytes | bytearray) -> dict:
     if payload.startswith(_BOM):
         raise _bad_frame("payload starts with a byte order mark")
     try:
-        frame = _DECODER.decode(payload.decode())
+        text = payload.decode()
+        frame = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise _bad_frame("payload is not valid UTF-8") from None
     except RecursionError:
@@ -142,7 +148,7 @@ def _parse_payload(payload: bytes | bytearray) -> dict:
     # The walks below are only needed when the bytes show they could find something.
     if payload.count(b"[") + payload.count(b"{") > MAX_DEPTH and _too_deep(frame):
         raise _bad_frame(f"nesting deeper than {MAX_DEPTH}")
-    if b"\\u" in payload and _has_lone_surrogate(frame):
+    if "\\u" in text and _has_lone_surrogate(frame):
         raise _bad_frame("a string holds a lone surrogate")
     if not isinstance(frame.get("type"), str):
         raise _bad_frame("no string member type")
@@ -381,7 +387,12 @@ def parse_request(frame: dict) -> Request:
 
 
 def welcome(max_frame: int) -> dict:
-    return {"type": "welcome", "server": "netlab", "protocol": PROTOCOL_VERSION, "max_frame": max_frame}
+    return {
+        "type": "welcome",
+        "server": "netlab",
+        "protocol": PROTOCOL_VERSION,
+        "max_frame": max_frame,
+    }
 
 
 def ok(op: str, username: str) -> dict:
