@@ -106,7 +106,8 @@ def create_key_file(data_dir: Path) -> bytes:
         try:
             os.link(tmp, path)
         except FileExistsError as exc:
-            raise StartupError(f"{path} appeared while starting; is another server running?") from exc
+            msg = f"{path} appeared while starting; is another server running?"
+            raise StartupError(msg) from exc
     finally:
         tmp.unlink()
     fsync_dir(data_dir)
@@ -149,7 +150,7 @@ class Vault:
         return self._aead.decrypt(nonce, sealed, context.encode()).decode()
 
     def blind_index(self, login: str) -> str:
-        """HMAC-SHA256 of the case-folded login: equal for Alice and alice, useless without the key."""
+        """HMAC-SHA256 of the case-folded login: same for Alice and alice, opaque sans key."""
         return hmac.new(self._index_key, login.casefold().encode(), hashlib.sha256).hexdigest()
 
 
@@ -160,7 +161,7 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Typ
 
 
 def hash_password(password: str) -> str:
-    """Salted Argon2id hash as a PHC string (``$argon2id$v=19$m=19456,t=2,p=1$...``). Slow: worker thread."""
+    """Salted Argon2id hash as a PHC string (``$argon2id$v=19$m=19456,t=2,p=1$...``); slow."""
     return _hasher.hash(password)
 
 
