@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -11,7 +12,10 @@ from typing import NoReturn
 import click
 
 from netlab import admin
-from netlab.logs import get_logger, setup_logging
+from netlab.chat_core import ChatConfig
+from netlab.logs import LogControl, get_logger, setup_logging
+from netlab.netutil import open_listener
+from netlab.protocol import MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
 COUNT = click.IntRange(min=1)
@@ -33,10 +37,14 @@ def prepare_data_dir(path: Path) -> Path:
     return path
 
 
-def listen_failure(host: str, port: int, exc: OSError) -> NoReturn:
-    if exc.errno == errno.EADDRINUSE:
-        fail(f"cannot listen on {host}:{port}: port {port} is already in use")
-    fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+def listen(host: str, port: int) -> socket.socket:
+    """The bound listener, or one clear line and exit 2 (before any data file is touched)."""
+    try:
+        return open_listener(host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"cannot listen on {host}:{port}: port {port} is already in use")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def announce(kind: str, address: str) -> None:
@@ -92,13 +100,60 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
 
     admin.block_stop_signals()
     data_dir = prepare_data_dir(data_dir)
-    try:
-        server = EchoServer(host, port, max_clients=max_clients)
-    except OSError as exc:
-        listen_failure(host, port, exc)
+    server = EchoServer(listen(host, port), max_clients=max_clients)
     logs = setup_logging(log_file or data_dir / "echo.log")
-    announce("echo", server.address)
+    serve(server, logs, repl=not no_repl)
+
+
+def serve(server: admin.Server, logs: LogControl, repl: bool) -> NoReturn:
+    announce(server.kind, server.address)
     server.start()
-    status = admin.run(server, logs, repl=not no_repl)
+    status = admin.run(server, logs, repl=repl)
     logs.close()
     sys.exit(status)
+
+
+@main.group()
+def chat() -> None:
+    """The selectors chat server and its client."""
+
+
+@chat.command("serve")
+@with_options(server_options(7000))
+@click.option("--history-size", type=COUNT, default=ChatConfig.history_size, show_default=True,
+              help="Messages sent right after login.")
+@click.option("--max-frame", type=click.IntRange(min=MIN_MAX_FRAME), default=ChatConfig.max_frame,
+              show_default=True, help="Largest frame in bytes, either way.")
+@click.option("--max-clients", type=COUNT, default=ChatConfig.max_clients, show_default=True,
+              help="Open connections; more get server_full.")
+@click.option("--max-output", type=COUNT, default=ChatConfig.max_output, show_default=True,
+              help="Bytes queued for one client before it is cut as a slow consumer.")
+@click.option("--auth-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=ChatConfig.auth_timeout, show_default=True,
+              help="Seconds a connection may stay unauthenticated.")
+@click.option("--rate-limit", type=click.FloatRange(min=0), default=ChatConfig.rate_limit,
+              show_default=True, help="Messages a second per session, bursts of twice that; 0: off.")
+@click.option("--history-window", type=COUNT, default=ChatConfig.history_window, show_default=True,
+              help="Messages kept in memory; older pages are read from disk.")
+@click.option("--max-pending-auth", type=COUNT, default=ChatConfig.max_pending_auth,
+              show_default=True, help="Password hashes queued at once; more logins get rate_limited.")
+def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
+               history_window: int, **limits: int | float) -> None:
+    """Run the chat server with the operator console."""
+    from netlab.chat_selectors import ChatServer
+    from netlab.crypto import StartupError
+    from netlab.store import Accounts, History
+
+    admin.block_stop_signals()
+    data_dir = prepare_data_dir(data_dir)
+    listener = listen(host, port)
+    logs = setup_logging(log_file or data_dir / "chat.log")
+    try:
+        accounts = Accounts.open(data_dir)
+        history = History.open(data_dir / "history.csv", window=history_window)
+    except StartupError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot use data directory {data_dir}: {exc.strerror or exc}")
+    config = ChatConfig(history_window=history_window, **limits)
+    serve(ChatServer(listener, config, accounts, history), logs, repl=not no_repl)

@@ -19,7 +19,7 @@ import threading
 import time
 
 from netlab.logs import get_logger
-from netlab.netutil import LISTEN_BACKLOG, enable_keepalive, format_address, open_listener
+from netlab.netutil import enable_keepalive, format_address
 
 DEFAULT_PORT = 7007
 DEFAULT_MAX_CLIENTS = 1000
@@ -51,9 +51,9 @@ class EchoServer:
 
     kind = "echo"
 
-    def __init__(self, host: str, port: int, max_clients: int = DEFAULT_MAX_CLIENTS) -> None:
+    def __init__(self, listener: socket.socket, max_clients: int = DEFAULT_MAX_CLIENTS) -> None:
         self.max_clients = max_clients
-        self.listener = open_listener(host, port, backlog=LISTEN_BACKLOG)
+        self.listener = listener
         self.address = format_address(self.listener.getsockname())
         self._clients: dict[int, _Client] = {}
         self._lock = threading.Lock()

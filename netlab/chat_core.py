@@ -1,0 +1,469 @@
+"""The chat's rules, sans-IO: who may do what, who gets which frame, what is kept.
+
+`Chat` owns sessions, presence, flood control, login throttling and the
+order of things (history is written before a message is broadcast; `ok`,
+`history`, `users` precede the `join` the others see). It touches no socket
+and starts no thread: it tells the loop what to do through `Effects`, and
+the loop tells it what happened (a connection, a frame, a finished hash, the
+clock). Tests drive it with a recording `Effects` and no network at all.
+
+Every frame is encoded here, once: a broadcast is one `bytes` object that
+the loop hands to every subscribed session unchanged.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from netlab import protocol as p
+from netlab.crypto import dummy_hash, hash_password, verify_password
+from netlab.logs import get_logger, safe
+from netlab.store import Accounts, History, Record, UsernameTaken
+
+log = get_logger("chat")
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """Every limit of the chat, with its default and the reason for it."""
+
+    #: Largest frame either way (PROTOCOL.md; at least 16384 so any message fits).
+    max_frame: int = p.DEFAULT_MAX_FRAME
+    #: Open connections, authenticated or not; more get `server_full`.
+    max_clients: int = 10_000
+    #: Bytes queued for one connection before it is cut as a slow consumer:
+    #: enough for a burst of a few hundred long messages, small enough that
+    #: ten thousand clients cannot pin the server's memory.
+    max_output: int = 4 * 1024 * 1024
+    #: Seconds a connection may stay unauthenticated.
+    auth_timeout: float = 30.0
+    #: `say` requests a second per session (token bucket, bursts of twice
+    #: that); 0 turns flood control off.
+    rate_limit: float = 10.0
+    #: Messages sent right after login.
+    history_size: int = 50
+    #: Messages kept in memory for `history`; older pages come from disk.
+    history_window: int = 10_000
+    #: Password hashes queued or running at once; more logins get
+    #: `rate_limited` instead of growing an unbounded queue of 19 MiB jobs.
+    max_pending_auth: int = 256
+
+
+#: Failed-login throttle of PROTOCOL.md (not configurable there).
+LOGIN_WINDOW = 60.0
+MAX_FAILURES_PER_NAME = 5
+MAX_FAILURES_PER_IP = 20
+#: Tracked throttle keys; the oldest are forgotten past this, so a flood of
+#: made-up usernames cannot grow memory without bound.
+MAX_THROTTLE_KEYS = 100_000
+
+
+class Effects(Protocol):
+    """What the chat asks of the loop that runs it."""
+
+    def send(self, sid: int, data: bytes) -> None:
+        """Queue an encoded frame for one session."""
+
+    def broadcast(self, data: bytes) -> None:
+        """Queue an encoded frame for every subscribed session."""
+
+    def subscribe(self, sid: int) -> None:
+        """From now on this session receives broadcasts (those queued later)."""
+
+    def persist(self, record: Record) -> None:
+        """Append a message to history; done before the loop sends anything further."""
+
+    def close(self, sid: int) -> None:
+        """Close the session once what is queued for it has gone out."""
+
+    def submit(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        """Run `work` off the loop; call `done(result)` on the loop afterwards."""
+
+
+class Session:
+    """One connection as the chat sees it."""
+
+    __slots__ = ("sid", "peer", "ip", "username", "tokens", "refilled", "auth_pending")
+
+    def __init__(self, sid: int, peer: str, ip: str, now: float, burst: float) -> None:
+        self.sid = sid
+        self.peer = peer
+        self.ip = ip
+        self.username: str | None = None
+        self.tokens = burst
+        self.refilled = now
+        self.auth_pending = False
+
+
+class Throttle:
+    """Failures per key within a sliding window (failed logins, PROTOCOL.md)."""
+
+    def __init__(self, limit: int, window: float = LOGIN_WINDOW) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def blocked(self, key: str, now: float) -> bool:
+        times = self._failures.get(key)
+        if times is None:
+            return False
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+            return False
+        return len(times) >= self.limit
+
+    def fail(self, key: str, now: float) -> None:
+        times = self._failures.pop(key, None) or deque()
+        times.append(now)
+        self._failures[key] = times  # re-inserted: dict order is least recently failed first
+        if len(self._failures) > MAX_THROTTLE_KEYS:
+            del self._failures[next(iter(self._failures))]
+
+
+class Chat:
+    """The chat state machine. Every method runs on the loop thread."""
+
+    def __init__(self, config: ChatConfig, accounts: Accounts, history: History, effects: Effects,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.accounts = accounts
+        self.history = history
+        self.fx = effects
+        self.clock = clock
+        self.sessions: dict[int, Session] = {}
+        #: lower-cased name -> (name as registered, its session ids)
+        self.online: dict[str, tuple[str, set[int]]] = {}
+        self._sorted_online: list[str] = []  # lower-cased names, kept sorted for `users`
+        self._reserved: set[str] = set()  # names with a registration in flight
+        self._deadlines: deque[tuple[float, int]] = deque()  # auth deadlines, in accept order
+        self._name_throttle = Throttle(MAX_FAILURES_PER_NAME)
+        self._ip_throttle = Throttle(MAX_FAILURES_PER_IP)
+        self.pending_auth = 0
+        self.messages_in = 0
+        self.deliveries = 0
+        self.subscribers = 0
+        self._welcome = p.encode(p.welcome(config.max_frame))
+
+    # -- connections ----------------------------------------------------------
+
+    def connect(self, sid: int, peer: str, ip: str, now: float) -> None:
+        if len(self.sessions) >= self.config.max_clients:
+            log.info("refused %s: %d connections open (--max-clients)", peer, len(self.sessions))
+            self._fatal_to(sid, "server_full", f"the server holds {self.config.max_clients} connections")
+            return
+        self.sessions[sid] = Session(sid, peer, ip, now, self._burst)
+        self._deadlines.append((now + self.config.auth_timeout, sid))
+        log.info("connected %s", peer)
+        self.fx.send(sid, self._welcome)
+
+    def disconnect(self, sid: int, reason: str) -> None:
+        """The connection is gone (or going): forget the session, tell the others."""
+        session = self.sessions.pop(sid, None)
+        if session is None:
+            return
+        who = f"{safe(session.username)} from {session.peer}" if session.username else session.peer
+        log.info("disconnected %s (%s)", who, reason)
+        if session.username is None:
+            return
+        self.subscribers -= 1
+        key = session.username.lower()
+        name, sids = self.online[key]
+        sids.discard(sid)
+        if not sids:
+            del self.online[key]
+            del self._sorted_online[bisect.bisect_left(self._sorted_online, key)]
+            self.fx.broadcast(p.encode(p.presence("leave", name)))
+
+    def expire(self, now: float) -> float | None:
+        """Time out unauthenticated sessions; returns the next deadline, if any."""
+        while self._deadlines:
+            deadline, sid = self._deadlines[0]
+            session = self.sessions.get(sid)
+            if session is None or session.username is not None:
+                self._deadlines.popleft()
+                continue
+            if deadline > now:
+                return deadline
+            self._deadlines.popleft()
+            log.info("auth timeout %s", session.peer)
+            timeout = self.config.auth_timeout
+            self._fatal(session, "auth_timeout", f"no register or login within {timeout:g} s")
+        return None
+
+    # -- frames from clients -----------------------------------------------------
+
+    def receive(self, sid: int, frame: dict) -> None:
+        """One decoded frame from a client."""
+        session = self.sessions.get(sid)
+        if session is None:
+            return
+        kind = frame["type"]
+        if kind in p.CLIENT_TYPES:
+            if session.username is None and kind not in p.PRE_AUTH_TYPES:
+                return self._error(session, "not_authenticated", p.request_id(frame))
+            if session.username is not None and kind in p.AUTH_TYPES:
+                return self._error(session, "already_authenticated", p.request_id(frame))
+        try:
+            request = p.parse_request(frame)
+        except p.ProtocolError as exc:
+            self.fx.send(sid, p.encode(exc.to_frame()))
+            return
+        handler = self._handlers[type(request)]
+        handler(self, session, request)
+
+    def protocol_error(self, sid: int, exc: p.ProtocolError) -> None:
+        """A fatal framing fault on this connection."""
+        session = self.sessions.get(sid)
+        if session is not None:
+            log.info("bad frame from %s: %s", session.peer, exc.message)
+            self._fatal(session, exc.code, exc.message)
+
+    def _register(self, session: Session, request: p.Register) -> None:
+        if not self._may_start_auth(session, request.id):
+            return
+        key = request.username.lower()
+        if key in self._reserved or self.accounts.get(request.username) is not None:
+            return self._error(session, "username_taken", request.id)
+        self._reserved.add(key)
+        self._start_auth(session)
+        username, password, ip = request.username, request.password, session.ip
+
+        def work() -> object:
+            try:
+                return self.accounts.add(username, hash_password(password), ip)
+            except UsernameTaken:
+                return "username_taken"
+            except OSError as exc:
+                return exc
+
+        def done(result: object) -> None:
+            self._reserved.discard(key)
+            self._end_auth(session)
+            if isinstance(result, OSError):
+                log.error("registration of %s failed: %s", safe(username), result)
+                return self._error(session, "bad_request", request.id, "the account could not be stored")
+            if result == "username_taken":
+                return self._error(session, "username_taken", request.id)
+            log.info("registered %s from %s", safe(username), session.peer)
+            self._authenticate(session, username, "register")
+
+        self.fx.submit(work, done)
+
+    def _login(self, session: Session, request: p.Login) -> None:
+        if not self._may_start_auth(session, request.id):
+            return
+        now = self.clock()
+        name_key = request.username.lower()
+        if self._name_throttle.blocked(name_key, now) or self._ip_throttle.blocked(session.ip, now):
+            log.info("login throttled for %s from %s", safe(request.username), session.peer)
+            return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
+        account = self.accounts.get(request.username) if p.valid_username(request.username) else None
+        # Unknown or malformed names verify against a dummy hash: same work, same timing.
+        encoded = account.password_hash if account is not None else dummy_hash()
+        password = request.password
+        self._start_auth(session)
+
+        def done(matched: bool) -> None:
+            self._end_auth(session)
+            if matched and account is not None:
+                log.info("login %s from %s", safe(account.username), session.peer)
+                return self._authenticate(session, account.username, "login")
+            log.info("failed login for %s from %s", safe(request.username), session.peer)
+            failed_at = self.clock()
+            if p.valid_username(request.username):  # no account can have another name
+                self._name_throttle.fail(name_key, failed_at)
+            self._ip_throttle.fail(session.ip, failed_at)
+            self._error(session, "bad_credentials", request.id)
+
+        self.fx.submit(lambda: verify_password(encoded, password), done)
+
+    def _may_start_auth(self, session: Session, rid: str | None) -> bool:
+        if session.auth_pending:
+            self._error(session, "rate_limited", rid, "a register or login is already in progress")
+            return False
+        if self.pending_auth >= self.config.max_pending_auth:
+            self._error(session, "rate_limited", rid, "the server is busy with logins; try again")
+            return False
+        return True
+
+    def _start_auth(self, session: Session) -> None:
+        session.auth_pending = True
+        self.pending_auth += 1
+
+    def _end_auth(self, session: Session) -> None:
+        session.auth_pending = False
+        self.pending_auth -= 1
+
+    def _authenticate(self, session: Session, username: str, op: str) -> None:
+        if session.sid not in self.sessions:
+            return  # left while its hash was computed
+        session.username = username
+        sid = session.sid
+        self.fx.send(sid, p.encode(p.ok(op, username)))
+        self.fx.send(sid, self._history_frame(self.history.recent(self.config.history_size),
+                                              more_before=self._has_before(self.config.history_size)))
+        key = username.lower()
+        first = key not in self.online
+        if first:
+            self.online[key] = (username, set())
+            bisect.insort(self._sorted_online, key)
+        self.online[key][1].add(sid)
+        self.fx.send(sid, self._users_frame(None))
+        if first:
+            self.fx.broadcast(p.encode(p.presence("join", username)))
+        self.fx.subscribe(sid)
+        self.subscribers += 1
+
+    def _say(self, session: Session, request: p.Say) -> None:
+        if self.config.rate_limit and not self._take_token(session):
+            return self._error(session, "rate_limited", request.id, "you are sending too fast")
+        seq = self.history.last_seq + 1
+        ts = p.timestamp(self.clock())
+        data = p.encode(p.message(seq, ts, session.username, request.text, request.id))
+        if len(data) - p.HEADER.size > self.config.max_frame:
+            return self._error(session, "bad_request", request.id, "the message would not fit in one frame")
+        self.fx.persist(Record(seq, ts, session.username, request.text))
+        self.fx.broadcast(data)
+        self.messages_in += 1
+        self.deliveries += self.subscribers
+
+    def _history(self, session: Session, request: p.History) -> None:
+        history, limit, before, after = self.history, request.limit, request.before, request.after
+        if history.in_window(limit=limit, before=before, after=after):
+            records, more = history.page(limit=limit, before=before, after=after)
+            return self._send_history(session, records, more, after is None)
+        self.fx.submit(lambda: history.page(limit=limit, before=before, after=after),
+                       lambda result: self._send_history(session, *result, after is None))
+
+    def _send_history(self, session: Session, records: list[Record], more: bool, newest: bool) -> None:
+        if session.sid in self.sessions:
+            self.fx.send(session.sid, self._history_frame(records, more, keep_newest=newest))
+
+    def _users(self, session: Session, request: p.Users) -> None:
+        self.fx.send(session.sid, self._users_frame(request.after))
+
+    def _ping(self, session: Session, request: p.Ping) -> None:
+        self.fx.send(session.sid, p.encode(p.pong(request.id)))
+
+    def _quit(self, session: Session, request: p.Quit) -> None:
+        self.fx.send(session.sid, p.encode(p.bye()))
+        self._end(session, "quit")
+
+    _handlers: dict[type, Callable[..., None]] = {
+        p.Register: _register, p.Login: _login, p.Say: _say, p.History: _history,
+        p.Users: _users, p.Ping: _ping, p.Quit: _quit,
+    }
+
+    # -- operator commands ----------------------------------------------------------
+
+    def kick(self, name: str) -> int:
+        entry = self.online.get(name.lower())
+        if entry is None:
+            return 0
+        sids = list(entry[1])
+        frame = p.encode(p.kicked("removed by the operator"))
+        for sid in sids:
+            self.fx.send(sid, frame)
+            self._end(self.sessions[sid], "kicked")
+        return len(sids)
+
+    def notice(self, text: str) -> int:
+        self.fx.broadcast(p.encode(p.notice(text)))
+        return self.subscribers
+
+    def users_table(self) -> list[tuple[str, int, list[str]]]:
+        table = []
+        for key in self._sorted_online:
+            name, sids = self.online[key]
+            table.append((name, len(sids), sorted(self.sessions[sid].peer for sid in sids)))
+        return table
+
+    def shutdown(self, reason: str) -> None:
+        """Every connection gets `shutdown` and closes; nobody is told of the others leaving."""
+        frame = p.encode(p.shutdown(reason))
+        for sid in self.sessions:
+            self.fx.send(sid, frame)
+            self.fx.close(sid)
+        log.info("closed %d connection(s) for shutdown", len(self.sessions))
+        self.sessions.clear()
+        self.online.clear()
+        self._sorted_online.clear()
+        self.subscribers = 0
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @property
+    def _burst(self) -> float:
+        return 2 * self.config.rate_limit
+
+    def _take_token(self, session: Session) -> bool:
+        now = self.clock()
+        rate = self.config.rate_limit
+        session.tokens = min(self._burst, session.tokens + (now - session.refilled) * rate)
+        session.refilled = now
+        if session.tokens < 1:
+            return False
+        session.tokens -= 1
+        return True
+
+    def _error(self, session: Session, code: str, rid: str | None, message: str | None = None) -> None:
+        self.fx.send(session.sid, p.encode(p.error(code, message or p.ERROR_MESSAGES[code], id=rid)))
+
+    def _fatal(self, session: Session, code: str, message: str) -> None:
+        self._fatal_to(session.sid, code, message)
+        self._end(session, code)
+
+    def _fatal_to(self, sid: int, code: str, message: str) -> None:
+        self.fx.send(sid, p.encode(p.error(code, message, fatal=True)))
+        self.fx.close(sid)
+
+    def _end(self, session: Session, reason: str) -> None:
+        self.fx.close(session.sid)
+        self.disconnect(session.sid, reason)
+
+    def _has_before(self, count: int) -> bool:
+        """Whether messages older than the newest `count` exist."""
+        return self.history.last_seq > 0 and len(self.history.recent(count + 1)) > count
+
+    def _history_frame(self, records: list[Record], more_before: bool, keep_newest: bool = True) -> bytes:
+        """A `history` frame that fits max_frame, cutting the oldest (or newest) messages if needed."""
+        items = [r.as_dict() for r in records]
+        if keep_newest:
+            items.reverse()
+
+            def build(chosen: list) -> dict:
+                return p.history_reply(chosen[::-1], more_before or len(chosen) < len(items))
+        else:
+            def build(chosen: list) -> dict:
+                return p.history_reply(chosen, more_before or len(chosen) < len(items))
+
+        frame, _ = p.fit_items(items, build, self.config.max_frame)
+        return p.encode(frame)
+
+    def _users_frame(self, after: str | None) -> bytes:
+        keys = self._sorted_online
+        start = bisect.bisect_right(keys, after.lower()) if after is not None else 0
+        names = [self.online[key][0] for key in keys[start:start + 10_000]]
+        remaining = len(keys) - start
+
+        def build(chosen: list) -> dict:
+            return p.users_reply(chosen, len(keys), len(chosen) < remaining)
+
+        frame, _ = p.fit_items(names, build, self.config.max_frame)
+        return p.encode(frame)
+
+    def status(self) -> dict[str, str]:
+        return {
+            "sessions": f"{len(self.sessions)} open, {self.subscribers} authenticated, "
+                        f"{len(self.online)} users online",
+            "messages": f"{self.messages_in} received, {self.deliveries} delivered, "
+                        f"last seq {self.history.last_seq}",
+            "logins": f"{self.pending_auth} in progress, {len(self.accounts)} accounts",
+        }

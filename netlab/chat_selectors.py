@@ -1,0 +1,534 @@
+"""The chat's event loop: one `selectors` loop in a dedicated listener thread.
+
+This module only moves bytes. It accepts, reads, feeds `FrameDecoder`, hands
+frames to `chat_core.Chat`, and carries out what the chat decides (the
+`Effects` below). It is the only code that touches a client socket.
+
+One message, end to end:
+
+    readable -> recv -> decoder.feed -> Chat.receive -> Effects.persist
+    (history record queued) and Effects.broadcast (the one encoded frame
+    appended to the shared BroadcastLog) -> end of the pass: one write() of
+    every queued history record -> each session sends what it has not seen
+    of the log, in one send per session per pass.
+
+Fan-out. Every recipient of a broadcast gets the very same bytes, so they
+are appended once to a shared log that each session reads through its own
+cursor; the per-message cost does not grow with the number of recipients.
+Private frames (answers, errors) wait in a small per-session queue, each
+tagged with the log position at which it was queued, so a session sees
+frames in exactly the order the chat produced them.
+
+Output bounds (after Redis's client output buffer limits): a session's
+pending output is what it has not read of the log plus its private queue.
+Past `max_output` it is cut as a slow consumer; the log is trimmed to the
+slowest remaining reader, so the log never holds much more than max_output.
+
+Other threads never touch this state: the console and the worker pool post
+callables to a queue and write one byte to a wake-up socket pair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from netlab import protocol as p
+from netlab.chat_core import Chat, ChatConfig
+from netlab.logs import get_logger
+from netlab.netutil import enable_keepalive, format_address
+from netlab.store import Accounts, History, Record
+
+log = get_logger("chat")
+
+DEFAULT_PORT = 7000
+RECV_SIZE = 256 * 1024
+#: Trim consumed bytes off the shared log once this much has piled up.
+TRIM_THRESHOLD = 1024 * 1024
+#: How long a closing connection may take to drain its last frames (the
+#: `error`, `bye`, `kicked` or `shutdown` it was sent) before it is dropped.
+CLOSE_GRACE = 2.0
+#: The loop's share of CLI.md's 2 s shutdown promise.
+SHUTDOWN_GRACE = 1.2
+
+
+class BroadcastLog:
+    """Encoded broadcast frames, shared by every session, addressed by absolute position."""
+
+    __slots__ = ("data", "base")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.base = 0  # absolute position of data[0]
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.data)
+
+    def append(self, frame: bytes) -> None:
+        self.data += frame
+
+    def view(self, start: int, stop: int) -> memoryview:
+        return memoryview(self.data)[start - self.base:stop - self.base]
+
+    def frame_end(self, boundary: int, position: int) -> int:
+        """The end of the frame holding `position`, walking headers from a known frame start."""
+        while boundary <= position:
+            (length,) = p.HEADER.unpack_from(self.data, boundary - self.base)
+            boundary += p.HEADER.size + length
+        return boundary
+
+    def trim(self, keep_from: int) -> None:
+        del self.data[:keep_from - self.base]
+        self.base = keep_from
+
+
+class Connection:
+    """One client socket with its decoder and output state."""
+
+    __slots__ = ("sid", "sock", "peer", "decoder", "subscribed", "cursor", "boundary",
+                 "private", "private_bytes", "sent_head", "log_stop", "closing", "close_by",
+                 "blocked", "events", "bytes_in", "bytes_out")
+
+    def __init__(self, sid: int, sock: socket.socket, peer: str, max_frame: int) -> None:
+        self.sid = sid
+        self.sock = sock
+        self.peer = peer
+        self.decoder = p.FrameDecoder(max_frame)
+        self.subscribed = False
+        self.cursor = 0     # next log byte to send
+        self.boundary = 0   # a frame start <= cursor (where a cut frame can be finished from)
+        self.private: deque[tuple[int, bytes]] = deque()  # (log position when queued, frame)
+        self.private_bytes = 0
+        self.sent_head = 0  # bytes of private[0] already sent
+        self.log_stop: int | None = None  # closing: send the log only up to here
+        self.closing = False
+        self.close_by = 0.0
+        self.blocked = False  # the socket's buffer is full: wait for EVENT_WRITE
+        self.events = 0       # the selector interest registered now
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+
+class ChatServer:
+    """The chat server: listener thread, worker pool, group-commit thread."""
+
+    kind = "chat"
+
+    def __init__(self, listener: socket.socket, config: ChatConfig, accounts: Accounts,
+                 history: History) -> None:
+        """`listener` comes bound already: a port in use must stop start-up before
+        any data file is opened."""
+        self.config = config
+        self.accounts = accounts
+        self.history = history
+        self.listener = listener
+        self.address = format_address(self.listener.getsockname())
+        self.chat = Chat(config, accounts, history, self)
+        self.log = BroadcastLog()
+        self.conns: dict[int, Connection] = {}
+        self.selector = selectors.DefaultSelector()
+        self._next_sid = 1
+        self._dirty: set[Connection] = set()  # private output queued this pass
+        self._closing: set[Connection] = set()
+        self._log_grew = False
+        self._unsaved: list[Record] = []
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                        thread_name_prefix="chat-hash")
+        self._stopping = False
+        self._stop_by = 0.0
+        self._stopped = threading.Event()
+        self._sync_wanted = threading.Event()
+        self._sync_done = False
+        self._started = time.monotonic()
+        self._accepted = 0
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._thread = threading.Thread(target=self._run, name="chat-loop")
+        self._syncer = threading.Thread(target=self._group_commit, name="chat-fsync", daemon=True)
+
+    # -- the Server interface (any thread) -----------------------------------------
+
+    def start(self) -> None:
+        self._syncer.start()
+        self._thread.start()
+
+    def stop(self, reason: str) -> None:
+        self.call_soon(lambda: self._begin_stop(reason))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def status(self) -> dict[str, str]:
+        return self.call(self._status)
+
+    def users(self) -> list[tuple[str, int, list[str]]]:
+        return self.call(self.chat.users_table)
+
+    def kick(self, name: str) -> int:
+        return self.call(lambda: self.chat.kick(name))
+
+    def say(self, text: str) -> int:
+        return self.call(lambda: self.chat.notice(text))
+
+    def clear_accounts(self) -> int:
+        # File work in the caller's thread; Accounts is thread-safe and the
+        # loop only reads it.
+        removed = self.accounts.clear()
+        log.info("clients.csv cleared by the operator: %d account(s) removed", removed)
+        return removed
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the loop thread; safe from any thread."""
+        self._calls.put(fn)
+        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending anyway
+            self._wake_w.send(b"\0")
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run `fn` on the loop thread and return its result."""
+        if self._stopped.is_set():
+            raise RuntimeError("the chat server has stopped")
+        future: Future = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except Exception as exc:  # handed to the caller
+                future.set_exception(exc)
+
+        self.call_soon(run)
+        return future.result(timeout)
+
+    # -- Effects: what the chat asks of the loop (loop thread) -----------------------
+
+    def send(self, sid: int, data: bytes) -> None:
+        conn = self.conns.get(sid)
+        if conn is None or conn.closing:
+            return
+        conn.private.append((self.log.end, data))
+        conn.private_bytes += len(data)
+        self._dirty.add(conn)
+        if self._pending(conn) > self.config.max_output and not conn.closing:
+            self._cut_slow_consumer(conn)
+
+    def broadcast(self, data: bytes) -> None:
+        self.log.append(data)
+        self._log_grew = True
+
+    def subscribe(self, sid: int) -> None:
+        conn = self.conns[sid]
+        conn.subscribed = True
+        conn.cursor = conn.boundary = self.log.end
+
+    def persist(self, record: Record) -> None:
+        self._unsaved.append(record)
+
+    def close(self, sid: int) -> None:
+        conn = self.conns.get(sid)
+        if conn is None or conn.closing:
+            return
+        conn.closing = True
+        conn.close_by = time.monotonic() + CLOSE_GRACE
+        conn.log_stop = self.log.end
+        self._closing.add(conn)
+        self._dirty.add(conn)
+
+    def submit(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        def finished(future: Future) -> None:
+            self.call_soon(lambda: done(future.result()))
+
+        self._pool.submit(work).add_done_callback(finished)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        try:
+            auth_deadline = None
+            while not (self._stopping and not self.conns):
+                for key, events in self.selector.select(self._timeout(auth_deadline)):
+                    if key.data == "accept":
+                        self._accept()
+                    elif key.data == "wake":
+                        self._run_calls()
+                    else:
+                        if events & selectors.EVENT_READ:
+                            self._read(key.data)
+                        if events & selectors.EVENT_WRITE:
+                            self._dirty.add(key.data)
+                self._run_calls()
+                auth_deadline = self.chat.expire(time.time())
+                self._save()
+                self._flush()
+                self._reap()
+        except Exception:
+            log.exception("chat loop crashed")
+        finally:
+            self._close_everything()
+
+    def _timeout(self, auth_deadline: float | None) -> float | None:
+        """Sleep until the next auth deadline, closing grace or shutdown deadline."""
+        deadlines = [c.close_by for c in self._closing]
+        if auth_deadline is not None:
+            deadlines.append(time.monotonic() + auth_deadline - time.time())
+        if self._stopping:
+            deadlines.append(self._stop_by)
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _run_calls(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_r.recv(4096):
+                pass
+        while True:
+            try:
+                fn = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            fn()
+
+    def _accept(self) -> None:
+        for _ in range(256):  # a burst of connects, bounded so readers are not starved
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: keep serving the others
+                log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            enable_keepalive(sock)
+            sid, self._next_sid = self._next_sid, self._next_sid + 1
+            conn = Connection(sid, sock, format_address(addr), self.config.max_frame)
+            self.conns[sid] = conn
+            self._accepted += 1
+            self.selector.register(sock, selectors.EVENT_READ, conn)
+            self.chat.connect(sid, conn.peer, addr[0], time.time())
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            return self._drop(conn, f"error: {exc.strerror or exc}")
+        if not data:
+            return self._drop(conn, "closed by peer")
+        conn.bytes_in += len(data)
+        if conn.closing:
+            return  # read and discarded, so closing does not reset what we sent
+        conn.decoder.feed(data)
+        try:
+            for frame in conn.decoder:
+                self.chat.receive(conn.sid, frame)
+                if conn.closing:
+                    return
+        except p.ProtocolError as exc:
+            self.chat.protocol_error(conn.sid, exc)
+
+    def _save(self) -> None:
+        """Write this pass's messages to history before anything is sent."""
+        if self._unsaved:
+            self.history.append(self._unsaved)
+            self._unsaved = []
+            self._sync_wanted.set()
+
+    def _flush(self) -> None:
+        """Send pending output: every subscriber when the log grew, else those with news."""
+        if self._log_grew:
+            self._log_grew = False
+            targets = [c for c in self.conns.values() if c.subscribed or c in self._dirty]
+            if len(self.log.data) > TRIM_THRESHOLD:
+                self._trim()
+        else:
+            targets = list(self._dirty)
+        self._dirty.clear()
+        for conn in targets:
+            if not conn.blocked and conn.sid in self.conns:
+                self._write(conn)
+
+    def _write(self, conn: Connection) -> None:
+        """Send as much as the socket takes, in order; register for writability if it fills."""
+        while True:
+            chunk, from_log = self._next_chunk(conn)
+            if chunk is None:
+                break
+            try:
+                sent = conn.sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                return self._drop(conn, f"error: {exc.strerror or exc}")
+            finally:
+                chunk.release()
+            conn.bytes_out += sent
+            complete = self._advance(conn, sent, from_log)
+            if not complete:
+                self._block(conn, True)
+                return
+        self._block(conn, False)
+        if conn.closing:
+            # All sent: FIN after it. Keep reading until the peer closes (or the
+            # grace ends) so its late bytes cannot turn our close into a reset.
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_WR)
+
+    def _next_chunk(self, conn: Connection) -> tuple[memoryview | None, bool]:
+        log_end = self.log.end if conn.subscribed else conn.cursor
+        if conn.log_stop is not None:
+            log_end = min(log_end, conn.log_stop)
+        if conn.private:
+            position, frame = conn.private[0]
+            if position <= conn.cursor or not conn.subscribed:
+                return memoryview(frame)[conn.sent_head:], False
+            log_end = min(log_end, position)
+        if conn.cursor < log_end:
+            return self.log.view(conn.cursor, log_end), True
+        return None, False
+
+    def _advance(self, conn: Connection, sent: int, from_log: bool) -> bool:
+        """Account for `sent` bytes; True when the whole chunk went."""
+        if from_log:
+            conn.cursor += sent
+            limit = self.log.end if conn.log_stop is None else conn.log_stop
+            if conn.private:
+                limit = min(limit, conn.private[0][0])
+            if conn.cursor >= limit:
+                conn.boundary = conn.cursor
+                return True
+            return False
+        frame = conn.private[0][1]
+        conn.sent_head += sent
+        if conn.sent_head < len(frame):
+            return False
+        conn.private.popleft()
+        conn.private_bytes -= len(frame)
+        conn.sent_head = 0
+        return True
+
+    def _block(self, conn: Connection, blocked: bool) -> None:
+        """Write interest only while the socket's buffer is full."""
+        if conn.blocked != blocked:
+            conn.blocked = blocked
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if blocked else 0)
+            self.selector.modify(conn.sock, events, conn)
+
+    def _pending(self, conn: Connection) -> int:
+        unread = self.log.end - conn.cursor if conn.subscribed else 0
+        return unread + conn.private_bytes - conn.sent_head
+
+    def _trim(self) -> None:
+        """Cut readers too far behind, then drop what every reader has sent."""
+        for conn in [c for c in self.conns.values() if c.subscribed and not c.closing]:
+            if self._pending(conn) > self.config.max_output:
+                self._cut_slow_consumer(conn)
+        starts = [c.boundary for c in self.conns.values() if c.subscribed]
+        self.log.trim(min(starts, default=self.log.end))
+
+    def _cut_slow_consumer(self, conn: Connection) -> None:
+        """Drop its backlog; it gets the rest of the frame it is in, then `slow_consumer`."""
+        rest = b""
+        if conn.sent_head:
+            rest = conn.private[0][1][conn.sent_head:]
+        elif conn.subscribed and conn.cursor > conn.boundary:
+            with self.log.view(conn.cursor, self.log.frame_end(conn.boundary, conn.cursor)) as view:
+                rest = bytes(view)
+        conn.private.clear()
+        conn.private_bytes = conn.sent_head = 0
+        conn.subscribed = False
+        log.info("slow consumer %s: more than %d bytes pending", conn.peer, self.config.max_output)
+        self.chat.protocol_error(conn.sid, p.ProtocolError(
+            "slow_consumer", f"more than {self.config.max_output} bytes of output pending", fatal=True))
+        if rest:
+            conn.private.appendleft((0, rest))
+            conn.private_bytes += len(rest)
+
+    def _reap(self) -> None:
+        """Drop closing connections whose grace ran out; every one once a shutdown's has."""
+        now = time.monotonic()
+        if self._stopping and now >= self._stop_by:
+            doomed = list(self.conns.values())
+        else:
+            doomed = [c for c in self._closing if now >= c.close_by]
+        for conn in doomed:
+            self._drop(conn, None)
+
+    def _drop(self, conn: Connection, reason: str | None) -> None:
+        """Forget a connection now; `reason` None means the chat already knows."""
+        if self.conns.pop(conn.sid, None) is None:
+            return
+        self.selector.unregister(conn.sock)
+        conn.sock.close()
+        self._dirty.discard(conn)
+        self._closing.discard(conn)
+        self._bytes_in += conn.bytes_in
+        self._bytes_out += conn.bytes_out
+        if reason is not None:
+            self.chat.disconnect(conn.sid, reason)
+
+    # -- stopping ----------------------------------------------------------------------
+
+    def _begin_stop(self, reason: str) -> None:
+        if self._stopping:
+            return
+        log.info("stopping: %s", reason)
+        self._stopping = True
+        self._stop_by = time.monotonic() + SHUTDOWN_GRACE
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.listener)
+        self.listener.close()
+        self.chat.shutdown(reason)
+
+    def _close_everything(self) -> None:
+        for conn in list(self.conns.values()):
+            self._drop(conn, None)
+        self._save()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._sync_wanted.set()
+        self._sync_done = True
+        self.history.close()
+        self.selector.close()
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        self._wake_r.close()
+        log.info("stopped")
+        self._stopped.set()
+
+    def _group_commit(self) -> None:
+        """fsync history in batches: whatever was written while one fsync ran goes in the next."""
+        while True:
+            self._sync_wanted.wait()
+            self._sync_wanted.clear()
+            if self._sync_done:
+                return
+            try:
+                self.history.sync()
+            except (OSError, ValueError) as exc:  # closed under us at shutdown
+                log.debug("history fsync skipped: %s", exc)
+
+    def _status(self) -> dict[str, str]:
+        live_in = sum(c.bytes_in for c in self.conns.values())
+        live_out = sum(c.bytes_out for c in self.conns.values())
+        return {
+            "server": f"chat on {self.address}",
+            "uptime": f"{time.monotonic() - self._started:.0f} s",
+            "connections": f"{len(self.conns)} open, {self._accepted} total "
+                           f"(max {self.config.max_clients})",
+            **self.chat.status(),
+            "bytes": f"{self._bytes_in + live_in} in, {self._bytes_out + live_out} out",
+            "broadcast log": f"{len(self.log.data)} bytes buffered",
+        }
