@@ -561,7 +561,8 @@ class History:
         """Newest `limit` with seq < before, oldest `limit` with seq > after, or newest of all.
 
         Oldest first; the bool says more exist in that direction. From the window when it
-        covers the request, else from the file (call that from a worker thread).
+        covers the request, else from the file (call that from a worker thread). ValueError
+        for bad arguments, or if the file turns out damaged.
         """
         with self._lock:
             hit = self._window_slice(limit, before, after)
