@@ -367,4 +367,4 @@ def run(server: Server, logs: LogControl, *, repl: bool) -> int:
     if repl and console.on_terminal:
         console.interrupt()
         reader.join(timeout=1.0)
-    return 0
+    return getattr(server, "exit_status", 0)

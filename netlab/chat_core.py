@@ -78,11 +78,17 @@ class Effects(Protocol):
     def persist(self, record: Record) -> None:
         """Append a message to history; done before the loop sends anything further."""
 
+    def save(self) -> None:
+        """Write what `persist` queued now, so the history window includes it."""
+
     def close(self, sid: int) -> None:
         """Close the session once what is queued for it has gone out."""
 
     def submit(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
-        """Run `work` off the loop; call `done(result)` on the loop afterwards."""
+        """Run `work` off the loop; call `done(result)` on the loop afterwards.
+
+        If `work` raises, `done` gets the exception as its result.
+        """
 
 
 class Session:
@@ -146,6 +152,7 @@ class Chat:
         self._name_throttle = Throttle(MAX_FAILURES_PER_NAME)
         self._ip_throttle = Throttle(MAX_FAILURES_PER_IP)
         self.pending_auth = 0
+        self.next_seq = history.last_seq + 1
         self.messages_in = 0
         self.deliveries = 0
         self.subscribers = 0
@@ -306,6 +313,7 @@ class Chat:
             return  # left while its hash was computed
         session.username = username
         sid = session.sid
+        self.fx.save()  # the history below must reach the message the broadcasts start after
         self.fx.send(sid, p.encode(p.ok(op, username)))
         self.fx.send(sid, self._history_frame(self.history.recent(self.config.history_size),
                                               more_before=self._has_before(self.config.history_size)))
@@ -324,11 +332,12 @@ class Chat:
     def _say(self, session: Session, request: p.Say) -> None:
         if self.config.rate_limit and not self._take_token(session):
             return self._error(session, "rate_limited", request.id, "you are sending too fast")
-        seq = self.history.last_seq + 1
+        seq = self.next_seq
         ts = p.timestamp(self.clock())
         data = p.encode(p.message(seq, ts, session.username, request.text, request.id))
         if len(data) - p.HEADER.size > self.config.max_frame:
             return self._error(session, "bad_request", request.id, "the message would not fit in one frame")
+        self.next_seq += 1
         self.fx.persist(Record(seq, ts, session.username, request.text))
         self.fx.broadcast(data)
         self.messages_in += 1
@@ -336,15 +345,21 @@ class Chat:
 
     def _history(self, session: Session, request: p.History) -> None:
         history, limit, before, after = self.history, request.limit, request.before, request.after
+        self.fx.save()
         if history.in_window(limit=limit, before=before, after=after):
             records, more = history.page(limit=limit, before=before, after=after)
             return self._send_history(session, records, more, after is None)
         self.fx.submit(lambda: history.page(limit=limit, before=before, after=after),
-                       lambda result: self._send_history(session, *result, after is None))
+                       lambda result: self._disk_history(session, request, result, after is None))
 
     def _send_history(self, session: Session, records: list[Record], more: bool, newest: bool) -> None:
         if session.sid in self.sessions:
             self.fx.send(session.sid, self._history_frame(records, more, keep_newest=newest))
+
+    def _disk_history(self, session: Session, request: p.History, result: object, newest: bool) -> None:
+        if isinstance(result, Exception):
+            return self._error(session, "bad_request", request.id, "history could not be read")
+        self._send_history(session, *result, newest)
 
     def _users(self, session: Session, request: p.Users) -> None:
         self.fx.send(session.sid, self._users_frame(request.after))
@@ -464,6 +479,6 @@ class Chat:
             "sessions": f"{len(self.sessions)} open, {self.subscribers} authenticated, "
                         f"{len(self.online)} users online",
             "messages": f"{self.messages_in} received, {self.deliveries} delivered, "
-                        f"last seq {self.history.last_seq}",
+                        f"last seq {self.next_seq - 1}",
             "logins": f"{self.pending_auth} in progress, {len(self.accounts)} accounts",
         }

@@ -154,6 +154,7 @@ class ChatServer:
         self._sync_wanted = threading.Event()
         self._sync_done = False
         self._started = time.monotonic()
+        self.exit_status = 0
         self._accepted = 0
         self._bytes_in = 0
         self._bytes_out = 0
@@ -248,7 +249,12 @@ class ChatServer:
 
     def submit(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
         def finished(future: Future) -> None:
-            self.call_soon(lambda: done(future.result()))
+            if future.cancelled():
+                return  # stopping
+            failure = future.exception()
+            if failure is not None:
+                log.error("background work failed: %r", failure)
+            self.call_soon(lambda: done(failure if failure is not None else future.result()))
 
         self._pool.submit(work).add_done_callback(finished)
 
@@ -272,11 +278,12 @@ class ChatServer:
                             self._dirty.add(key.data)
                 self._run_calls()
                 auth_deadline = self.chat.expire(time.time())
-                self._save()
+                self.save()
                 self._flush()
                 self._reap()
         except Exception:
             log.exception("chat loop crashed")
+            self.exit_status = 1
         finally:
             self._close_everything()
 
@@ -340,7 +347,7 @@ class ChatServer:
         except p.ProtocolError as exc:
             self.chat.protocol_error(conn.sid, exc)
 
-    def _save(self) -> None:
+    def save(self) -> None:
         """Write this pass's messages to history before anything is sent."""
         if self._unsaved:
             self.history.append(self._unsaved)
@@ -494,13 +501,19 @@ class ChatServer:
         self.chat.shutdown(reason)
 
     def _close_everything(self) -> None:
+        """Release everything, whatever state a crash left behind; then report stopped."""
         for conn in list(self.conns.values()):
-            self._drop(conn, None)
-        self._save()
+            with contextlib.suppress(OSError):
+                conn.sock.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._sync_wanted.set()
         self._sync_done = True
-        self.history.close()
+        self._sync_wanted.set()
+        try:
+            self.save()
+            self.history.close()
+        except (OSError, ValueError):
+            log.exception("history could not be flushed")
+            self.exit_status = 1
         self.selector.close()
         with contextlib.suppress(OSError):
             self.listener.close()

@@ -157,3 +157,52 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
         fail(f"cannot use data directory {data_dir}: {exc.strerror or exc}")
     config = ChatConfig(history_window=history_window, **limits)
     serve(ChatServer(listener, config, accounts, history), logs, repl=not no_repl)
+
+
+@main.group()
+def bench() -> None:
+    """Load generators; without --port they start their own server."""
+
+
+def bench_target(default_kind: str):
+    return with_options([
+        click.option("--host", default="127.0.0.1", show_default=True),
+        click.option("--port", type=PORT, default=None,
+                     help=f"A running {default_kind} server; default: start one for the run."),
+        click.option("--duration", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+                     help="Seconds of measurement."),
+    ])
+
+
+@bench.command("echo")
+@bench_target("echo")
+@click.option("--conns", type=COUNT, default=100, show_default=True, help="Connections.")
+@click.option("--size", type=COUNT, default=64, show_default=True, help="Bytes per request.")
+def bench_echo(host: str, port: int | None, duration: float, conns: int, size: int) -> None:
+    """Ping-pong clients: requests/s and latency percentiles."""
+    from netlab import bench as b
+
+    with b.server_for("echo", host, port, []) as target:
+        b.run_echo(host, target, conns, size, duration)
+
+
+@bench.command("chat")
+@bench_target("chat")
+@click.option("--clients", type=COUNT, default=100, show_default=True, help="Clients in the room (N).")
+@click.option("--senders", type=COUNT, default=10, show_default=True, help="Of them sending (S).")
+@click.option("--window", type=COUNT, default=1, show_default=True,
+              help="Messages in flight per sender (ignored with --rate).")
+@click.option("--rate", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Fixed total messages/s instead of a window; 0: use the window.")
+@click.option("--login-storm", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Registrations started during the measurement (hashing beside the chat).")
+def bench_chat(host: str, port: int | None, duration: float, clients: int, senders: int, window: int,
+               rate: float, login_storm: int) -> None:
+    """N clients, S senders: deliveries/s and end-to-end latency percentiles."""
+    from netlab import bench as b
+
+    if senders > clients:
+        raise click.BadParameter("cannot exceed --clients", param_hint="--senders")
+    extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000"]
+    with b.server_for("chat", host, port, extra) as target:
+        b.run_chat(host, target, clients, senders, window, rate, duration, login_storm)

@@ -1,0 +1,236 @@
+"""Load generators: `netlab bench echo` and `netlab bench chat`.
+
+Both drive many connections from one selectors loop (no thread per client,
+so the generator itself scales), measure end-to-end latency per request or
+per delivery, and print throughput with p50/p99/p99.9. Without `--port`
+they start the server themselves, in a subprocess with a throw-away data
+directory, so a figure needs nothing set up. For side-by-side ratios against
+reference servers use ../shared/bench (docs/performance.md says how).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from netlab import protocol as p
+
+LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
+    return sorted_values[index]
+
+
+def latency_line(latencies_ns: list[int]) -> str:
+    values = sorted(latencies_ns)
+    p50, p99, p999 = (percentile(values, f) / 1000 for f in (0.50, 0.99, 0.999))
+    return f"latency p50 {p50:,.0f} µs  p99 {p99:,.0f} µs  p99.9 {p999:,.0f} µs"
+
+
+@contextlib.contextmanager
+def server_for(kind: str, host: str, port: int | None, extra: list[str]) -> Iterator[int]:
+    """The port to load: the given one, or that of a server started just for this run."""
+    if port is not None:
+        yield port
+        return
+    with tempfile.TemporaryDirectory(prefix="netlab-bench-") as data_dir:
+        command = [sys.executable, "-m", "netlab", kind, "serve", "--no-repl", "--host", host,
+                   "--port", "0", "--data-dir", data_dir, *extra]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            for line in proc.stdout:
+                match = LISTENING.search(line)
+                if match:
+                    break
+            else:
+                raise SystemExit(f"the {kind} server did not start")
+            yield int(match.group(1))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def connect_all(host: str, port: int, count: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        socks.append(sock)
+    return socks
+
+
+# -- echo ------------------------------------------------------------------------------
+
+
+def run_echo(host: str, port: int, conns: int, size: int, duration: float) -> None:
+    """Ping-pong: each connection sends `size` bytes, waits for all of them, repeats."""
+    socks = connect_all(host, port, conns)
+    payload = os.urandom(size)
+    selector = selectors.DefaultSelector()
+    pending: dict[socket.socket, int] = {}
+    started_at: dict[socket.socket, int] = {}
+    latencies: list[int] = []
+    served: set[socket.socket] = set()
+    for sock in socks:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        sock.sendall(payload)
+        pending[sock] = size
+        started_at[sock] = time.perf_counter_ns()
+    begin = time.perf_counter()
+    deadline = begin + duration
+    while time.perf_counter() < deadline:
+        for key, _ in selector.select(0.1):
+            sock = key.fileobj
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise SystemExit("the echo server closed a connection")
+            pending[sock] -= len(data)
+            if pending[sock] == 0:
+                now = time.perf_counter_ns()
+                latencies.append(now - started_at[sock])
+                served.add(sock)
+                started_at[sock] = now
+                pending[sock] = size
+                sock.send(payload)  # small payloads fit the empty socket buffer
+    elapsed = time.perf_counter() - begin
+    for sock in socks:
+        sock.close()
+    print(f"echo: {conns} connections, {size} bytes, {elapsed:.1f} s")
+    print(f"  {len(latencies) / elapsed:,.0f} requests/s  {latency_line(latencies)}")
+    print(f"  connections served at least once: {len(served)} of {conns}")
+
+
+# -- chat ------------------------------------------------------------------------------
+
+
+@dataclass
+class ChatClient:
+    """One benchmark connection: a socket and a fast frame splitter."""
+
+    sock: socket.socket
+    marker: bytes  # b'"from":"NAME"': how this client recognises its own messages
+    buffer: bytearray = field(default_factory=bytearray)
+    in_flight: int = 0
+    sent: int = 0
+
+    def frames(self) -> Iterator[bytes]:
+        """Whole payloads received so far; the full JSON parse is left to those that need it."""
+        buf, pos = self.buffer, 0
+        while len(buf) - pos >= 4:
+            (length,) = p.HEADER.unpack_from(buf, pos)
+            end = pos + 4 + length
+            if end > len(buf):
+                break
+            yield bytes(buf[pos + 4:end])
+            pos = end
+        del buf[:pos]
+
+
+def read_frame(sock: socket.socket, decoder: p.FrameDecoder) -> dict:
+    while (frame := decoder.next_frame()) is None:
+        data = sock.recv(65536)
+        if not data:
+            raise SystemExit("the chat server closed a connection")
+        decoder.feed(data)
+    return frame
+
+
+def register_all(socks: list[socket.socket], prefix: str) -> float:
+    """Register every socket concurrently (the server hashes in parallel); returns seconds."""
+    decoders = [p.FrameDecoder() for _ in socks]
+    begin = time.perf_counter()
+    for i, sock in enumerate(socks):
+        read_frame(sock, decoders[i])  # welcome
+        sock.sendall(p.encode({"type": "register", "username": f"{prefix}{i}", "password": "bench-password"}))
+    for sock, decoder in zip(socks, decoders, strict=True):
+        while (frame := read_frame(sock, decoder))["type"] != "users":
+            if frame["type"] == "error":
+                raise SystemExit(f"registration failed: {frame['message']}")
+    return time.perf_counter() - begin
+
+
+def run_chat(host: str, port: int, clients: int, senders: int, window: int, rate: float,
+             duration: float, storm: int) -> None:
+    """N clients in one room, S of them sending; every delivery's latency is measured."""
+    prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}u"
+    socks = connect_all(host, port, clients)
+    registration = register_all(socks, prefix)
+    print(f"chat: {clients} clients registered in {registration:.2f} s "
+          f"({clients / registration:,.0f}/s, password hashing bound)")
+    conns = [ChatClient(sock, f'"from":"{prefix}{i}"'.encode()) for i, sock in enumerate(socks)]
+    selector = selectors.DefaultSelector()
+    for conn in conns:
+        conn.sock.setblocking(False)
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+    senders_list = conns[:senders]
+    latencies: list[int] = []
+    storm_socks = connect_all(host, port, storm) if storm else []
+    for i, sock in enumerate(storm_socks):
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.send(p.encode({"type": "register", "username": f"{prefix}s{i}", "password": "bench-password"}))
+
+    def send(conn: ChatClient) -> None:
+        stamp = time.perf_counter_ns()
+        conn.sock.send(p.encode({"type": "say", "text": "x" * 32, "id": str(stamp)}))
+        conn.in_flight += 1
+        conn.sent += 1
+
+    begin = time.perf_counter()
+    deadline = begin + duration
+    interval = senders / rate if rate else 0.0
+    next_send = begin
+    if not rate:
+        for conn in senders_list:
+            for _ in range(window):
+                send(conn)
+    turn = 0
+    while (now := time.perf_counter()) < deadline:
+        if rate and now >= next_send:
+            send(senders_list[turn % senders])
+            turn += 1
+            next_send += interval / senders
+            continue
+        for key, _ in selector.select(max(0.0, next_send - now) if rate else 0.1):
+            conn = key.data
+            data = conn.sock.recv(1 << 20)
+            if not data:
+                raise SystemExit("the chat server closed a connection")
+            conn.buffer += data
+            received = time.perf_counter_ns()
+            for payload in conn.frames():
+                at = payload.find(b'"id":"')
+                if not payload.startswith(b'{"type":"message"') or at < 0:
+                    continue
+                stamp = int(payload[at + 6:payload.index(b'"', at + 6)])
+                latencies.append(received - stamp)
+                if conn.in_flight and conn.marker in payload:
+                    conn.in_flight -= 1
+                    if not rate:
+                        send(conn)
+    elapsed = time.perf_counter() - begin
+    sent = sum(conn.sent for conn in senders_list)
+    mode = f"rate {rate:g} msgs/s" if rate else f"window {window}"
+    print(f"chat: {clients} clients, {senders} senders, {mode}, {elapsed:.1f} s"
+          + (f", beside {storm} registrations" if storm else ""))
+    print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")
+    print(f"  {latency_line(latencies)}")
+    for sock in socks + storm_socks:
+        sock.close()
