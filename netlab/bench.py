@@ -185,7 +185,8 @@ def run_chat(host: str, port: int, clients: int, senders: int, window: int, rate
     for i, sock in enumerate(storm_socks):
         sock.setblocking(False)
         with contextlib.suppress(BlockingIOError):
-            sock.send(p.encode({"type": "register", "username": f"{prefix}s{i}", "password": "bench-password"}))
+            storm_frame = {"type": "register", "username": f"{prefix}s{i}", "password": "bench-password"}
+            sock.send(p.encode(storm_frame))
 
     def send(conn: ChatClient) -> None:
         stamp = time.perf_counter_ns()
