@@ -159,6 +159,63 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     serve(ChatServer(listener, config, accounts, history), logs, repl=not no_repl)
 
 
+def read_password(password_file: Path | None, password_env: str | None, confirm: bool) -> str:
+    """From a file, a variable or a hidden prompt; never from the command line (`ps` shows it)."""
+    if password_file is not None:
+        lines = password_file.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines else ""
+    if password_env is not None:
+        if password_env not in os.environ:
+            fail(f"the environment variable {password_env} is not set")
+        return os.environ[password_env]
+    if not sys.stdin.isatty():
+        fail("no password: on a pipe use --password-file FILE or --password-env VAR")
+    return click.prompt("password", hide_input=True, confirmation_prompt=confirm)
+
+
+@chat.command("connect")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=PORT, default=7000, show_default=True)
+@click.option("--user", "username", default=None, help="Your username (asked on a terminal if missing).")
+@click.option("--register", is_flag=True, help="Create the account first.")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Read the password from the first line of FILE.")
+@click.option("--password-env", metavar="VAR", default=None, help="Read the password from $VAR.")
+@click.option("--json", "json_lines", is_flag=True, help="Print every frame received as a JSON line.")
+def chat_connect(host: str, port: int, username: str | None, register: bool,
+                 password_file: Path | None, password_env: str | None, json_lines: bool) -> None:
+    """Chat: a prompt on a terminal; from a pipe, each line is a message."""
+    from netlab import client as c
+
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    if username is None:
+        if not terminal:
+            fail("--user is needed when not on a terminal")
+        register = click.prompt("login or register", type=click.Choice(["login", "register"]),
+                                default="login") == "register"
+        username = click.prompt("username")
+    password = read_password(password_file, password_env, confirm=register and terminal)
+    chat_client = c.ChatClient(host, port, c.Credentials(username, password, register), show=print)
+    if terminal and not json_lines:
+        sys.exit(c.run_terminal(chat_client))
+    sys.exit(c.run_pipe(chat_client, json_lines))
+
+
+@echo.command("connect")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=PORT, default=7007, show_default=True)
+def echo_connect(host: str, port: int) -> None:
+    """Echo: lines typed on a terminal; from a pipe, stdin streamed byte for byte."""
+    from netlab import client as c
+
+    try:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            sys.exit(c.echo_terminal(host, port))
+        sys.exit(c.echo_pipe(host, port))
+    except ConnectionError as exc:
+        fail(f"cannot reach {host}:{port}: {exc.strerror or exc}")
+
+
 @main.group()
 def bench() -> None:
     """Load generators; without --port they start their own server."""

@@ -1,0 +1,502 @@
+"""The chat and echo clients.
+
+The chat client speaks PROTOCOL.md through `netlab.protocol`, the same
+framing and validation code the server runs. One network thread owns the
+connection and all protocol state (reading frames, logging in again after a
+drop, filling the gap by `history`); the user's side (a prompt on a
+terminal, lines of a pipe) only hands it requests through `submit`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from netlab import protocol as p
+
+#: One human sentence for each error code of PROTOCOL.md.
+ERROR_SENTENCES = {
+    "bad_frame": "the server could not read what this client sent",
+    "frame_too_large": "a request was larger than the server accepts",
+    "unknown_type": "the server does not know that request",
+    "bad_request": "the server rejected that request as malformed",
+    "not_authenticated": "log in first",
+    "already_authenticated": "you are already logged in",
+    "invalid_username": "a username is 1 to 32 letters, digits, '_', '.' or '-'",
+    "invalid_password": "a password is 8 to 256 characters",
+    "username_taken": "that username is taken",
+    "bad_credentials": "unknown user or wrong password",
+    "rate_limited": "you are sending too fast (or failed to log in too often); wait a moment",
+    "auth_timeout": "the server closed the connection: no login in time",
+    "server_full": "the server is full; try again later",
+    "slow_consumer": "the server dropped you because you were not reading",
+}
+#: Auth failures no retry can fix.
+AUTH_FAILURES = {"invalid_username", "invalid_password", "username_taken", "bad_credentials"}
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 15.0
+RESEND_DELAY = 0.5  # after rate_limited, try that message again this much later
+HISTORY_PAGE = 1000
+
+
+class ClientExit(Exception):
+    """Ends the client with a message and an exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConnectionLost(Exception):
+    """The connection ended in a way worth reconnecting after."""
+
+
+@dataclass
+class Credentials:
+    username: str
+    password: str
+    register: bool
+
+
+def local_time(ts: str | None = None) -> str:
+    """HH:MM:SS in local time, of an RFC 3339 stamp or of now."""
+    moment = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone() if ts else datetime.now()
+    return moment.strftime("%H:%M:%S")
+
+
+class ChatClient:
+    """A chat session that survives connection loss.
+
+    `show(kind, text, frame)` receives every event for display; the UI
+    decides how (a line above the prompt, a line of standard output, JSON).
+    """
+
+    def __init__(self, host: str, port: int, credentials: Credentials,
+                 show: Callable[[str, str, dict], None], wrap: Callable[[socket.socket], socket.socket]
+                 = lambda sock: sock) -> None:
+        self.host, self.port = host, port
+        self.credentials = credentials
+        self.show = show
+        self.wrap = wrap
+        self.username = credentials.username
+        self.last_seq = 0        # newest message shown
+        self.oldest_seq = None   # oldest message shown, for /history paging
+        #: id -> text of lines not yet seen broadcast, in order. Only the first is in
+        #: flight: a line that is rate limited and sent again cannot overtake the next.
+        self.pending: dict[str, str] = {}
+        self.ids = 0
+        self.input_done = False  # the pipe reached its end: leave once nothing is pending
+        self.status: int | None = None
+        self.finished = threading.Event()
+        self.on_frame: Callable[[dict], None] | None = None  # every frame received, raw (--json)
+        self._lock = threading.RLock()  # guards the socket for writers and the fields above
+        self._sock: socket.socket | None = None
+        self._online = False  # authenticated on this connection, gap filled: says go out at once
+        self._leaving = False  # `quit` sent
+        self._syncing = False
+        self._held: list[dict] = []  # live messages that arrived while the gap was being filled
+        self._authenticated_once = False
+        self._history_wanted = 0
+
+    # -- the user's side (any thread) ------------------------------------------------
+
+    def say(self, text: str) -> None:
+        """Send a message now, or as soon as the session is (back) online."""
+        with self._lock:
+            self.ids += 1
+            rid = f"c{self.ids}"
+            self.pending[rid] = text
+            if len(self.pending) == 1:
+                self._send_first()
+
+    def request(self, frame: dict) -> None:
+        self._send(frame)
+
+    def older_history(self, count: int) -> None:
+        frame = {"type": "history", "limit": count}
+        if self.oldest_seq is not None:
+            frame["before"] = self.oldest_seq
+        self._history_wanted += 1
+        self._send(frame)
+
+    def end_of_input(self) -> None:
+        with self._lock:
+            self.input_done = True
+        self._maybe_leave()
+
+    def quit(self) -> None:
+        """Leave now (Ctrl-C, Ctrl-D, /quit): `quit`, then wait briefly for `bye`."""
+        with self._lock:
+            self.input_done = True
+            self.pending.clear()
+        if not self._send({"type": "quit"}):
+            self._finish(0)
+
+    # -- the network thread --------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect, authenticate, read; on loss reconnect with backoff until finished."""
+        delay = BACKOFF_FIRST
+        while not self.finished.is_set():
+            try:
+                self._connect_and_read()
+                return
+            except ClientExit as exc:
+                self.show("fatal", str(exc), {})
+                return self._finish(exc.status)
+            except ConnectionLost as exc:
+                if self.finished.is_set():
+                    return
+                if not self._authenticated_once:
+                    self.show("fatal", f"cannot connect to {self.host}:{self.port}: {exc}", {})
+                    return self._finish(1)
+                wait = random.uniform(delay / 2, delay)  # jitter: restarts do not bring a stampede
+                self.show("status", f"connection lost ({exc}); reconnecting in {wait:.1f} s", {})
+                self.finished.wait(wait)
+                delay = min(BACKOFF_MAX, delay * 2)
+            else:
+                delay = BACKOFF_FIRST
+
+    def _connect_and_read(self) -> None:
+        try:
+            sock = self.wrap(socket.create_connection((self.host, self.port), timeout=10))
+        except OSError as exc:
+            raise ConnectionLost(exc.strerror or str(exc)) from None
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        decoder = p.FrameDecoder()
+        with self._lock:
+            self._sock = sock
+        try:
+            self._authenticate()
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError as exc:
+                    raise ConnectionLost(exc.strerror or str(exc)) from None
+                if not data:
+                    raise ConnectionLost("closed by the server")
+                decoder.feed(data)
+                try:
+                    for frame in decoder:
+                        if self._handle(frame, decoder):
+                            return
+                except p.ProtocolError as exc:
+                    raise ConnectionLost(f"unreadable data from the server: {exc.message}") from None
+        finally:
+            with self._lock:
+                self._sock = None
+                self._online = False
+            sock.close()
+
+    def _authenticate(self) -> None:
+        creds = self.credentials
+        op = "register" if creds.register and not self._authenticated_once else "login"
+        self._send({"type": op, "username": creds.username, "password": creds.password})
+
+    def _handle(self, frame: dict, decoder: p.FrameDecoder) -> bool:
+        """React to one frame; True when the session has ended for good."""
+        if self.on_frame is not None:
+            self.on_frame(frame)
+        kind = frame.get("type")
+        if kind == "welcome":
+            decoder.max_frame = max(p.MIN_MAX_FRAME, int(frame.get("max_frame", p.DEFAULT_MAX_FRAME)))
+        elif kind == "ok":
+            self._on_ok(frame)
+        elif kind == "history":
+            self._on_history(frame)
+        elif kind == "message":
+            if self._syncing:
+                self._held.append(frame)
+            else:
+                self._on_message(frame)
+        elif kind == "users":
+            names = ", ".join(frame.get("online", []))
+            more = " …" if frame.get("more") else ""
+            self.show("users", f"online ({frame.get('count')}): {names}{more}", frame)
+        elif kind in ("join", "leave"):
+            verb = "joined" if kind == "join" else "left"
+            self.show(kind, f"{frame.get('username')} {verb}", frame)
+        elif kind == "notice":
+            self.show("notice", f"notice from the operator: {frame.get('text')}", frame)
+        elif kind == "error":
+            return self._on_error(frame)
+        elif kind == "kicked":
+            raise ClientExit(f"kicked by the operator: {frame.get('reason')}", 3)
+        elif kind == "shutdown":
+            self.show("status", f"the server is shutting down: {frame.get('reason')}", frame)
+            raise ConnectionLost("server shutdown")
+        elif kind == "bye":
+            self._finish(0)
+            return True
+        return False
+
+    def _on_ok(self, frame: dict) -> None:
+        self.username = frame.get("username", self.username)
+        again = self._authenticated_once
+        self._authenticated_once = True
+        if again:
+            self.show("status", f"reconnected as {self.username}", frame)
+            self._syncing = True
+            self._send({"type": "history", "after": self.last_seq, "limit": HISTORY_PAGE})
+        else:
+            self.show("status", f"logged in as {self.username}", frame)
+            self._history_wanted += 1  # the history that follows `ok`
+            self._go_online()
+
+    def _on_history(self, frame: dict) -> None:
+        messages = frame.get("messages", [])
+        if self._syncing:
+            for message in messages:
+                self._on_message(message)
+            if frame.get("more") and messages:
+                self._send({"type": "history", "after": self.last_seq, "limit": HISTORY_PAGE})
+                return
+            self._syncing = False
+            held, self._held = self._held, []
+            for message in held:
+                self._on_message(message)
+            self._go_online()
+            return
+        if self._history_wanted:
+            self._history_wanted -= 1
+        if messages:
+            first = messages[0]["seq"]
+            self.oldest_seq = first if self.oldest_seq is None else min(first, self.oldest_seq)
+        for message in messages:
+            self.show("history", self._message_line(message), message)
+            self.last_seq = max(self.last_seq, message["seq"])
+        if not messages:
+            self.show("status", "no older messages", frame)
+        elif frame.get("more"):
+            self.show("status", "(older messages: /history)", frame)
+
+    def _on_message(self, message: dict) -> None:
+        seq = message.get("seq", 0)
+        if seq <= self.last_seq:
+            return  # seen already (history and live can overlap after a reconnect)
+        self.last_seq = seq
+        if self.oldest_seq is None:
+            self.oldest_seq = seq
+        with self._lock:
+            first = next(iter(self.pending.items()), None)
+            if first is not None and message.get("from") == self.username and (
+                    message.get("id") == first[0]
+                    # from history (no id): the line in flight is known by its text
+                    or (message.get("id") is None and message.get("text") == first[1])):
+                del self.pending[first[0]]
+                self._send_first()
+        self.show("message", self._message_line(message), message)
+        self._maybe_leave()
+
+    def _on_error(self, frame: dict) -> bool:
+        code = frame.get("code", "")
+        sentence = ERROR_SENTENCES.get(code, frame.get("message", code))
+        if frame.get("fatal"):
+            raise ClientExit(f"error: {sentence}", 1)
+        if code in AUTH_FAILURES:
+            raise ClientExit(f"error: {sentence}", 1)
+        rid = frame.get("id")
+        if code == "rate_limited" and rid in self.pending:
+            self._resend_later(rid)
+            return False
+        self.show("error", f"error: {sentence}", frame)
+        return False
+
+    def _resend_later(self, rid: str) -> None:
+        def resend() -> None:
+            with self._lock:
+                if next(iter(self.pending), None) == rid:
+                    self._send_first()
+
+        timer = threading.Timer(RESEND_DELAY, resend)
+        timer.daemon = True
+        timer.start()
+
+    def _go_online(self) -> None:
+        """Send what waits: lines typed while offline, and after a reconnect what
+        the filled gap did not show (so it never got through)."""
+        with self._lock:
+            self._online = True
+            self._send_first()
+        self._maybe_leave()
+
+    def _send_first(self) -> None:
+        """Put the oldest pending line on the wire (lock held)."""
+        if self._online and self.pending:
+            rid, text = next(iter(self.pending.items()))
+            self._send({"type": "say", "text": text, "id": rid})
+
+    def _maybe_leave(self) -> None:
+        with self._lock:
+            if self.input_done and not self.pending and self._online and not self._leaving:
+                self._leaving = self._send({"type": "quit"})
+
+    def _send(self, frame: dict) -> bool:
+        data = p.encode(frame)
+        with self._lock:
+            if self._sock is None:
+                return False
+            try:
+                self._sock.sendall(data)
+            except OSError:
+                return False  # the reader sees the loss and reconnects
+            return True
+
+    def _finish(self, status: int) -> None:
+        if self.status is None:
+            self.status = status
+        self.finished.set()
+        with self._lock:
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+
+    @staticmethod
+    def _message_line(message: dict) -> str:
+        return f"[{local_time(message.get('ts'))}] {message.get('from')}: {message.get('text')}"
+
+
+# -- front ends --------------------------------------------------------------------
+
+
+def run_pipe(client: ChatClient, json_lines: bool) -> int:
+    """Each line of stdin is a message; exit 0 once every one came back."""
+
+    def show(kind: str, text: str, frame: dict) -> None:
+        if kind in ("message", "history", "join", "leave", "notice") and not json_lines:
+            print(text.replace("\n", "\\n"), flush=True)  # one line each, whatever the text
+        elif kind in ("status", "fatal", "error"):
+            print(text, file=sys.stderr, flush=True)
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            text = line.rstrip("\n")
+            if text.strip():
+                client.say(text)
+        client.end_of_input()
+
+    def print_frame(frame: dict) -> None:
+        try:
+            print(json.dumps(frame, ensure_ascii=False), flush=True)
+        except BrokenPipeError:  # the reader went away (`| head`): nothing left to do
+            client.quit()
+
+    client.show = show
+    if json_lines:
+        client.on_frame = print_frame
+    threading.Thread(target=client.run, name="network", daemon=True).start()
+    threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
+    client.finished.wait()
+    return client.status or 0
+
+
+def run_terminal(client: ChatClient) -> int:
+    """A prompt at the bottom; everything the server sends printed above it."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    def show(kind: str, text: str, frame: dict) -> None:
+        stamp = "" if kind in ("message", "history") else f"[{local_time()}] "
+        print(f"{stamp}{text}", flush=True)
+
+    client.show = show
+    session: PromptSession[str] = PromptSession()
+    with patch_stdout(raw=True):
+        network = threading.Thread(target=client.run, name="network", daemon=True)
+        network.start()
+        while not client.finished.is_set():
+            try:
+                line = session.prompt(f"{client.username}> ")
+            except (KeyboardInterrupt, EOFError):
+                client.quit()
+                break
+            if client.finished.is_set():
+                break
+            if line.startswith("/"):
+                if slash_command(client, line):
+                    break
+            elif line.strip():
+                client.say(line)
+        client.finished.wait(3)
+    return client.status or 0
+
+
+def slash_command(client: ChatClient, line: str) -> bool:
+    """Run a /command; True when it was /quit."""
+    word, _, argument = line.partition(" ")
+    if word == "/quit":
+        client.quit()
+        return True
+    if word == "/users":
+        client.request({"type": "users"})
+    elif word == "/history":
+        count = int(argument) if argument.strip().isdigit() and int(argument) > 0 else 20
+        client.older_history(min(count, p.MAX_HISTORY_LIMIT))
+    elif word == "/help":
+        print("/users: who is online   /history [N]: N older messages   /quit: leave")
+    else:
+        print(f"unknown command {word}: try /help")
+    return False
+
+
+# -- the echo client ---------------------------------------------------------------------
+
+
+def echo_pipe(host: str, port: int) -> int:
+    """Stream stdin to the server and the echo to stdout; 0 once every byte came back."""
+    sock = socket.create_connection((host, port))
+    sent = 0
+
+    def pump() -> None:
+        nonlocal sent
+        stdin = sys.stdin.buffer
+        while chunk := stdin.read1(65536):
+            sock.sendall(chunk)
+            sent += len(chunk)
+        sock.shutdown(socket.SHUT_WR)
+
+    writer = threading.Thread(target=pump, daemon=True)
+    writer.start()
+    received = 0
+    stdout = sys.stdout.buffer
+    while data := sock.recv(65536):
+        stdout.write(data)
+        received += len(data)
+    stdout.flush()
+    writer.join()
+    sock.close()
+    if received != sent:
+        print(f"netlab: {sent - received} bytes did not come back", file=sys.stderr)
+        return 1
+    return 0
+
+
+def echo_terminal(host: str, port: int) -> int:
+    """Each line typed is sent; its echo is printed."""
+    from prompt_toolkit import PromptSession
+
+    session: PromptSession[str] = PromptSession()
+    with socket.create_connection((host, port)) as sock:
+        while True:
+            try:
+                line = session.prompt("echo> ")
+            except (KeyboardInterrupt, EOFError):
+                return 0
+            data = (line + "\n").encode()
+            sock.sendall(data)
+            echoed = b""
+            while len(echoed) < len(data):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    print("the server closed the connection")
+                    return 1
+                echoed += chunk
+            print(echoed.decode(errors="replace"), end="")
