@@ -140,6 +140,7 @@ class ChatServer:
         self._next_sid = 1
         self._dirty: set[Connection] = set()  # private output queued this pass
         self._closing: set[Connection] = set()
+        self._writable: set[Connection] = set()  # blocked ones whose socket has room again
         self._log_grew = False
         self._unsaved: list[Record] = []
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -275,7 +276,7 @@ class ChatServer:
                         if events & selectors.EVENT_READ:
                             self._read(key.data)
                         if events & selectors.EVENT_WRITE:
-                            self._dirty.add(key.data)
+                            self._writable.add(key.data)
                 self._run_calls()
                 auth_deadline = self.chat.expire(time.time())
                 self.save()
@@ -358,14 +359,16 @@ class ChatServer:
         """Send pending output: every subscriber when the log grew, else those with news."""
         if self._log_grew:
             self._log_grew = False
-            targets = [c for c in self.conns.values() if c.subscribed or c in self._dirty]
+            targets = [c for c in self.conns.values()
+                       if c.subscribed or c in self._dirty or c in self._writable]
             if len(self.log.data) > TRIM_THRESHOLD:
                 self._trim()
         else:
-            targets = list(self._dirty)
-        self._dirty.clear()
+            targets = list(self._dirty | self._writable)
+        writable = self._writable
+        self._dirty, self._writable = set(), set()
         for conn in targets:
-            if not conn.blocked and conn.sid in self.conns:
+            if conn.sid in self.conns and (not conn.blocked or conn in writable):
                 self._write(conn)
 
     def _write(self, conn: Connection) -> None:
@@ -481,6 +484,7 @@ class ChatServer:
         self.selector.unregister(conn.sock)
         conn.sock.close()
         self._dirty.discard(conn)
+        self._writable.discard(conn)
         self._closing.discard(conn)
         self._bytes_in += conn.bytes_in
         self._bytes_out += conn.bytes_out

@@ -100,10 +100,10 @@ class ChatClient:
         self._sock: socket.socket | None = None
         self._online = False  # authenticated on this connection, gap filled: says go out at once
         self._leaving = False  # `quit` sent
-        self._syncing = False
+        self._syncing = False  # after a reconnect, until the gap is filled
+        self._paging = False   # filling it by `history` with `after`
         self._held: list[dict] = []  # live messages that arrived while the gap was being filled
         self._authenticated_once = False
-        self._history_wanted = 0
 
     # -- the user's side (any thread) ------------------------------------------------
 
@@ -123,7 +123,6 @@ class ChatClient:
         frame = {"type": "history", "limit": count}
         if self.oldest_seq is not None:
             frame["before"] = self.oldest_seq
-        self._history_wanted += 1
         self._send(frame)
 
     def end_of_input(self) -> None:
@@ -244,29 +243,16 @@ class ChatClient:
         self._authenticated_once = True
         if again:
             self.show("status", f"reconnected as {self.username}", frame)
-            self._syncing = True
-            self._send({"type": "history", "after": self.last_seq, "limit": HISTORY_PAGE})
+            self._syncing = True  # the history after `ok` may already cover the gap
         else:
             self.show("status", f"logged in as {self.username}", frame)
-            self._history_wanted += 1  # the history that follows `ok`
             self._go_online()
 
     def _on_history(self, frame: dict) -> None:
         messages = frame.get("messages", [])
         if self._syncing:
-            for message in messages:
-                self._on_message(message)
-            if frame.get("more") and messages:
-                self._send({"type": "history", "after": self.last_seq, "limit": HISTORY_PAGE})
-                return
-            self._syncing = False
-            held, self._held = self._held, []
-            for message in held:
-                self._on_message(message)
-            self._go_online()
+            self._fill_gap(frame, messages)
             return
-        if self._history_wanted:
-            self._history_wanted -= 1
         if messages:
             first = messages[0]["seq"]
             self.oldest_seq = first if self.oldest_seq is None else min(first, self.oldest_seq)
@@ -277,6 +263,29 @@ class ChatClient:
             self.show("status", "no older messages", frame)
         elif frame.get("more"):
             self.show("status", "(older messages: /history)", frame)
+
+    def _fill_gap(self, frame: dict, messages: list[dict]) -> None:
+        """After a reconnect: show what was missed, once each, in seq order."""
+        if self._paging:
+            for message in messages:
+                self._on_message(message)
+            if frame.get("more") and messages:
+                self._send({"type": "history", "after": self.last_seq, "limit": HISTORY_PAGE})
+                return
+        elif frame.get("more") and messages and messages[0]["seq"] > self.last_seq + 1:
+            # The newest messages after login do not reach back far enough: page
+            # forward from the last one seen instead.
+            self._paging = True
+            self._send({"type": "history", "after": self.last_seq, "limit": HISTORY_PAGE})
+            return
+        else:
+            for message in messages:
+                self._on_message(message)
+        self._paging = self._syncing = False
+        held, self._held = self._held, []
+        for message in held:
+            self._on_message(message)
+        self._go_online()
 
     def _on_message(self, message: dict) -> None:
         seq = message.get("seq", 0)

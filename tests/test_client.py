@@ -1,0 +1,212 @@
+"""The chat and echo clients end to end, against a real server subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pexpect
+import pytest
+from procs import WAIT, Netlab, serve
+
+PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def chat(data_dir):
+    server, port = serve("chat", data_dir, "--no-repl")
+    yield server, port
+    server.kill()
+
+
+def client(port: int, *args: str, password: str = PASSWORD) -> Netlab:
+    return Netlab("chat", "connect", "--port", str(port), "--password-env", "PW", *args,
+                  env={"PW": password})
+
+
+def pipe_client(port: int, user: str, lines: list[str], *args: str) -> tuple[int, list[str], str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "netlab", "chat", "connect", "--port", str(port), "--user", user,
+         "--password-env", "PW", *args],
+        input="".join(f"{line}\n" for line in lines), capture_output=True, text=True,
+        env={**os.environ, "PW": PASSWORD}, timeout=WAIT,
+    )
+    return proc.returncode, proc.stdout.splitlines(), proc.stderr
+
+
+def test_pipe_delivers_every_line_in_order_and_exits_zero(chat):
+    _, port = chat
+    lines = [f"line {n}" for n in range(30)]  # more than the default burst of 20
+    status, out, err = pipe_client(port, "bot", lines, "--register")
+    assert status == 0, err
+    assert [line.split(": ", 1)[1] for line in out] == lines
+    status, out, _ = pipe_client(port, "reader", [], "--register")
+    assert status == 0
+    assert [line.split(": ", 1)[1] for line in out][-30:] == lines  # the history after login
+
+
+def test_pipe_json_prints_raw_frames(chat):
+    import json
+
+    _, port = chat
+    status, out, _ = pipe_client(port, "jsonbot", ["hi there"], "--register", "--json")
+    assert status == 0
+    frames = [json.loads(line) for line in out]
+    assert [f["type"] for f in frames][:4] == ["welcome", "ok", "history", "users"]
+    said = [f for f in frames if f["type"] == "message"]
+    assert said[0]["text"] == "hi there" and said[0]["from"] == "jsonbot"
+    assert frames[-1]["type"] == "bye"
+
+
+def test_wrong_password_fails_loudly(chat):
+    _, port = chat
+    assert pipe_client(port, "carol", [], "--register")[0] == 0
+    proc = client(port, "--user", "carol", password="not the password")
+    proc.proc.stdin.close()
+    assert proc.wait() == 1
+    proc.err.wait_for("unknown user or wrong password")
+    proc.kill()
+
+
+def test_unreachable_server_fails_loudly(chat):
+    server, port = chat
+    server.kill()
+    status, _, err = pipe_client(port, "nobody", ["x"])
+    assert status == 1 and "cannot connect" in err
+
+
+def test_reconnect_after_restart_misses_nothing_and_doubles_nothing(tmp_path):
+    data_dir = tmp_path / "data"
+    server, port = serve("chat", data_dir, "--no-repl")
+    assert pipe_client(port, "writer", [], "--register")[0] == 0
+    listener = client(port, "--user", "listener", "--register")
+    try:
+        listener.out.wait_for(r"^$|.*", 0) if False else None
+        listener.err.wait_for("logged in as listener")
+        assert pipe_client(port, "writer", ["before restart"])[0] == 0
+        listener.out.wait_for("writer: before restart")
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+        listener.err.wait_for("shutting down")
+        server, _ = serve("chat", data_dir, "--no-repl", "--port", str(port))
+        assert pipe_client(port, "writer", ["while away 1", "while away 2"])[0] == 0
+        listener.err.wait_for("reconnected as listener")
+        listener.command("back again")
+        listener.out.wait_for("listener: back again")
+        said = [line.split(": ", 1)[1] for line in listener.out.lines if "writer: " in line]
+        assert said == ["before restart", "while away 1", "while away 2"]
+    finally:
+        listener.kill()
+        server.kill()
+
+
+def test_kicked_client_does_not_reconnect(data_dir):
+    server, port = serve("chat", data_dir)
+    listener = client(port, "--user", "dave", "--register")
+    try:
+        listener.err.wait_for("logged in as dave")
+        server.command("kick dave")
+        listener.err.wait_for("kicked by the operator")
+        assert listener.wait() != 0
+        assert "reconnecting" not in listener.err.text()
+    finally:
+        listener.kill()
+        server.kill()
+
+
+# -- the terminal client ------------------------------------------------------------------
+
+
+def terminal_client(port: int, *args: str) -> pexpect.spawn:
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    return pexpect.spawn(sys.executable, ["-m", "netlab", "chat", "connect", "--port", str(port), *args],
+                         env={**env, "PW": PASSWORD}, encoding="utf-8", timeout=WAIT,
+                         dimensions=(40, 150))
+
+
+def test_terminal_register_chat_history_users_and_errors(data_dir):
+    server, port = serve("chat", data_dir, "--no-repl", "--history-size", "1")
+    assert pipe_client(port, "bob", ["first", "second", "third"], "--register")[0] == 0
+    alice = terminal_client(port)
+    try:
+        alice.expect("login or register")
+        alice.sendline("register")
+        alice.expect("username")
+        alice.sendline("alice")
+        alice.expect("password")
+        alice.sendline(PASSWORD)
+        alice.expect("Repeat for confirmation")
+        alice.sendline(PASSWORD)
+        alice.expect("logged in as alice")
+        alice.expect(r"bob: third")  # --history-size 1
+        alice.expect("alice>")
+        alice.sendline("/history 1")  # pages further back each time
+        alice.expect(r"bob: second")
+        alice.sendline("/history 1")
+        alice.expect(r"bob: first")
+        assert pipe_client(port, "bob", ["hello alice"])[0] == 0
+        alice.expect(r"\[\d\d:\d\d:\d\d\] bob: hello alice")
+        alice.sendline("hi bob")
+        alice.expect(r"alice: hi bob")
+        alice.sendline("/users")
+        alice.expect(r"online \(1\): alice")
+        alice.sendline("/frobnicate")
+        alice.expect("unknown command /frobnicate")
+        alice.sendline("x" * 4001)  # longer than a message may be: the server says no
+        alice.expect("rejected that request as malformed")
+        alice.sendline("/quit")
+        alice.expect(pexpect.EOF)
+        alice.close()
+        assert alice.exitstatus == 0
+    finally:
+        alice.close(force=True)
+        server.kill()
+
+
+def test_terminal_ctrl_c_leaves_cleanly(chat):
+    _, port = chat
+    assert pipe_client(port, "erin", [], "--register")[0] == 0
+    erin = terminal_client(port, "--user", "erin", "--password-env", "PW")
+    try:
+        erin.expect("erin>")
+        erin.sendintr()
+        erin.expect(pexpect.EOF)
+        erin.close()
+        assert erin.exitstatus == 0
+    finally:
+        erin.close(force=True)
+
+
+# -- the echo client --------------------------------------------------------------------------
+
+
+def test_echo_pipe_streams_bytes_exactly(data_dir):
+    server, port = serve("echo", data_dir, "--no-repl")
+    try:
+        payload = os.urandom(3 << 20)
+        proc = subprocess.run([sys.executable, "-m", "netlab", "echo", "connect", "--port", str(port)],
+                              input=payload, capture_output=True, timeout=WAIT)
+        assert proc.returncode == 0 and proc.stdout == payload
+    finally:
+        server.kill()
+
+
+def test_echo_terminal_prints_each_echo(data_dir):
+    server, port = serve("echo", data_dir, "--no-repl")
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    child = pexpect.spawn(sys.executable, ["-m", "netlab", "echo", "connect", "--port", str(port)],
+                          env=env, encoding="utf-8", timeout=WAIT)
+    try:
+        child.expect("echo>")
+        child.sendline("ping 123")
+        child.expect("ping 123\r\n")  # the echo, a line of its own
+        child.expect("echo>")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+    finally:
+        child.close(force=True)
+        server.kill()
