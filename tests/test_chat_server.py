@@ -8,6 +8,7 @@ import time
 
 import pytest
 from chatclient import PASSWORD, TS, ChatClient, Closed, connect, logged_in, registered
+from procs import Netlab
 
 from netlab.protocol import encode
 
@@ -505,3 +506,13 @@ def test_connections_refused_after_shutdown(start_chat):
     except (Closed, ConnectionResetError):
         return
     raise AssertionError("the port still serves after shutdown")
+
+
+@pytest.mark.parametrize("option", [["--max-frame", "16383"], ["--port", "65536"],
+                                    ["--max-clients", "0"], ["--history-size", "0"]])
+def test_out_of_range_options_are_usage_errors(tmp_path, option):
+    server = Netlab("chat", "serve", "--no-repl", "--data-dir", str(tmp_path / "data"), *option)
+    assert server.wait() == 2
+    server.err.wait_for(r"Error: Invalid value")
+    server.kill()
+    assert not (tmp_path / "data" / "clients.csv").exists()
