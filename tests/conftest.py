@@ -14,3 +14,33 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+@pytest.fixture
+def start_chat(tmp_path: Path):
+    """Start chat servers (`--port 0`, `--no-repl` unless repl=True); all are killed at teardown."""
+    from procs import serve
+
+    started = []
+
+    def start(*extra: str, data: Path | None = None, repl: bool = False,
+              env: dict[str, str] | None = None):
+        args = extra if repl else ("--no-repl", *extra)
+        server, port = serve("chat", data or tmp_path / "data", *args, env=env)
+        started.append(server)
+        return server, port
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+@pytest.fixture(scope="module")
+def module_chat(tmp_path_factory):
+    """One chat server for a whole module, flood control off."""
+    from procs import serve
+
+    server, port = serve("chat", tmp_path_factory.mktemp("chat") / "data", "--no-repl",
+                         "--rate-limit", "0")
+    yield server, port
+    server.kill()

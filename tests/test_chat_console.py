@@ -1,0 +1,163 @@
+"""The chat's operator console, one command a line through a pipe."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from chatclient import connect, logged_in, registered
+from procs import Netlab
+
+
+def marked(server: Netlab, command: str, pattern: str) -> re.Match:
+    """Run a console command and wait for its answer (lines before it are not looked at)."""
+    start = len(server.out)
+    server.command(command)
+    match, _ = server.out.wait_for(pattern, start=start)
+    return match
+
+
+@pytest.fixture
+def console(start_chat):
+    return start_chat("--rate-limit", "0", repl=True)
+
+
+def test_users_lists_names_sessions_and_addresses(console):
+    server, port = console
+    walt = registered(port, "Walt")
+    phone = logged_in(port, "WALT")
+    xena = registered(port, "xena")
+    connect(port).close()  # unauthenticated connections are not users
+    walt.ignore = phone.ignore = {"join"}
+    start = len(server.out)
+    server.command("users")
+    server.out.wait_for(r"^2 user\(s\) online$", start=start)
+    lines = server.out.lines[start:]
+    walt_line = next(line for line in lines if line.startswith("Walt "))
+    assert "sessions=2" in walt_line
+    for client in (walt, phone):
+        assert f"127.0.0.1:{client.local_port}" in walt_line
+    xena_line = next(line for line in lines if line.startswith("xena "))
+    assert "sessions=1" in xena_line and f"127.0.0.1:{xena.local_port}" in xena_line
+    assert lines.index(walt_line) < lines.index(xena_line)
+    for client in (walt, phone, xena):
+        client.close()
+
+
+def test_kick_is_case_insensitive_and_the_others_see_leave(console):
+    server, port = console
+    watcher = registered(port, "Guard")
+    target = registered(port, "Intruder")
+    second = logged_in(port, "intruder")
+    watcher.expect("join", username="Intruder")
+    marked(server, "kick iNtRuDeR", r"kicked iNtRuDeR: 2 session")
+    for client in (target, second):
+        frames = client.frames_until_closed()
+        assert [f["type"] for f in frames] == ["kicked"], frames
+        assert isinstance(frames[-1]["reason"], str)
+    assert watcher.expect("leave") == {"type": "leave", "username": "Intruder"}
+    assert watcher.sync() == []  # one leave for the user, not one per session
+    watcher.send("users")
+    assert watcher.expect("users")["online"] == ["Guard"]
+    marked(server, "kick nobody", r"nobody is not online")
+    with logged_in(port, "Intruder"):  # kicked, not banned
+        pass
+    watcher.close()
+
+
+def test_say_sends_a_notice_to_every_authenticated_session(console):
+    server, port = console
+    one = registered(port, "Nora")
+    two = registered(port, "Otto")
+    one.expect("join", username="Otto")
+    stranger = connect(port)
+    marked(server, "say Maintenance at 10:00, sorry", r"notice sent to 2 session")
+    for client in (one, two):
+        assert client.expect("notice") == {"type": "notice", "text": "Maintenance at 10:00, sorry"}
+    assert stranger.sync() == []  # not authenticated: no notice
+    for client in (one, two, stranger):
+        client.close()
+
+
+def test_status_counts_messages(console):
+    server, port = console
+    pattern = r"^messages: (\d+) received, (\d+) delivered, last seq (\d+)"
+    before = marked(server, "status", pattern)
+    assert before.groups() == ("0", "0", "0")
+    a = registered(port, "Stat1")
+    b = registered(port, "Stat2")
+    a.expect("join")
+    a.say("one")
+    last = a.say("two")
+    b.expect("message")
+    b.expect("message")
+    after = marked(server, "status", pattern)
+    assert after.groups() == ("2", "4", str(last["seq"]))
+    start = len(server.out)
+    server.command("status")
+    server.out.wait_for(r"^bytes: \d+ in, \d+ out", start=start)
+    server.out.wait_for(r"^uptime: \d+", start=start)
+    server.out.wait_for(r"^connections: 2 open, 2 total", start=start)
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("answer", ["--yes", "yes", "y"])
+def test_clear_file_empties_clients_and_keeps_a_backup(console, answer):
+    server, port = console
+    data = server_data(server)
+    with registered(port, "Doomed"):
+        pass
+    old = (data / "clients.csv").read_bytes()
+    if answer == "--yes":
+        marked(server, "clear file --yes", r"clients\.csv emptied: 1 account")
+    else:
+        server.command("clear file")
+        marked(server, answer, r"clients\.csv emptied: 1 account")
+    assert (data / "clients.csv.bak").read_bytes() == old
+    assert (data / "clients.csv").read_bytes().count(b"\n") == 1  # the header alone
+    assert old.startswith((data / "clients.csv").read_bytes())
+    with connect(port) as client:
+        client.send("login", username="Doomed", password="correct horse battery")
+        client.expect_error("bad_credentials")
+        client.register("Doomed", "a new password")  # the name is free again
+
+
+def test_clear_file_answered_no_changes_nothing(console):
+    server, port = console
+    data = server_data(server)
+    with registered(port, "Survivor"):
+        pass
+    old = (data / "clients.csv").read_bytes()
+    server.command("clear file")
+    marked(server, "no", r"cancelled")
+    assert (data / "clients.csv").read_bytes() == old
+    assert not (data / "clients.csv.bak").exists()
+    with logged_in(port, "survivor") as client:
+        assert client.username == "Survivor"
+
+
+def test_console_shutdown_sends_shutdown_and_exits_0(console):
+    server, port = console
+    authed = registered(port, "Last")
+    idle = connect(port)
+    server.command("shutdown")
+    for client in (authed, idle):
+        frames = client.frames_until_closed()
+        client.close()
+        assert [f["type"] for f in frames] == ["shutdown"], frames
+    assert server.wait() == 0
+
+
+def test_end_of_console_input_leaves_the_server_running(console):
+    server, port = console
+    server.proc.stdin.close()
+    with registered(port, "AfterEOF") as client:
+        client.send("ping", id="up")
+        client.expect("pong", id="up")
+
+
+def server_data(server: Netlab) -> Path:
+    args = server.proc.args
+    return Path(args[args.index("--data-dir") + 1])
