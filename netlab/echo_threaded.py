@@ -154,8 +154,8 @@ class EchoServer:
                 if not n:
                     break
                 client.bytes_in += n
+                client.bytes_out += n  # counted first, so a client that has its echo sees it in status
                 client.sock.sendall(view[:n])
-                client.bytes_out += n
         except OSError as exc:
             reason = "stopping" if self._stopping.is_set() else f"error: {exc.strerror or exc}"
         finally:

@@ -60,12 +60,8 @@ def test_seq_strictly_increases_and_every_session_sees_the_same_order(start_chat
         client.close()
 
 
-SEQ_BUG = ("server bug: says handled in one loop pass all get history.last_seq + 1 "
-           "(last_seq only moves in _save), History.append raises 'seq N does not follow N' "
-           "and the chat loop crashes, closing every connection")
 
 
-@pytest.mark.xfail(reason=SEQ_BUG, strict=True)
 def test_says_coalesced_in_one_send_each_get_their_own_seq(start_chat):
     _, port = start_chat("--rate-limit", "0")
     with registered(port, "Burst") as client, registered(port, "Bystander") as other:
@@ -79,7 +75,6 @@ def test_says_coalesced_in_one_send_each_get_their_own_seq(start_chat):
         assert [other.expect("message") for _ in range(5)] == messages
 
 
-@pytest.mark.xfail(reason=SEQ_BUG, strict=True)
 def test_concurrent_senders_all_see_one_order(start_chat):
     _, port = start_chat("--rate-limit", "0")
     clients = [registered(port, name) for name in ("C1", "C2", "C3")]
@@ -362,9 +357,6 @@ def test_slow_consumer_is_cut_and_the_others_get_everything(start_chat):
     flooder.close()
 
 
-BLOCKED_BUG = ("server bug: once a socket's send buffer fills, _write sets conn.blocked; EVENT_WRITE "
-               "only adds the connection to _dirty and _flush skips blocked connections, so "
-               "nothing more is ever sent to it")
 
 
 def flood_while_not_reading(port: int, count: int) -> tuple[ChatClient, list[dict]]:
@@ -376,7 +368,6 @@ def flood_while_not_reading(port: int, count: int) -> tuple[ChatClient, list[dic
     return reader, said
 
 
-@pytest.mark.xfail(reason=BLOCKED_BUG, strict=True)
 def test_a_reader_that_pauses_then_catches_up_gets_everything(start_chat):
     # 8 MB: more than the kernel buffers hold, far less than --max-output.
     _, port = start_chat("--rate-limit", "0", "--max-output", str(64 << 20))
@@ -387,7 +378,6 @@ def test_a_reader_that_pauses_then_catches_up_gets_everything(start_chat):
     reader.close()
 
 
-@pytest.mark.xfail(reason=BLOCKED_BUG, strict=True)
 def test_a_cut_slow_consumer_gets_whole_frames_then_the_error(start_chat):
     _, port = start_chat("--rate-limit", "0", "--max-output", "65536")
     reader, said = flood_while_not_reading(port, 680)
