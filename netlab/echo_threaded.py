@@ -66,6 +66,7 @@ class EchoServer:
         self._refused = 0
         self._closed_in = 0
         self._closed_out = 0
+        self._left_at_stop: list[_Client] = []  # list.append is atomic: no lock needed
         self._acceptor = threading.Thread(target=self._accept_loop, name="echo-acceptor")
 
     # -- the Server interface ------------------------------------------------
@@ -149,7 +150,9 @@ class EchoServer:
         view = memoryview(buffer)
         reason = "closed by peer"
         try:
-            while True:
+            # A busy client leaves by itself once stopping; an idle one is woken
+            # from recv by the acceptor's shutdown of its socket.
+            while not self._stopping.is_set():
                 n = client.sock.recv_into(buffer)
                 if not n:
                     break
@@ -157,17 +160,25 @@ class EchoServer:
                 client.bytes_out += n  # counted first, so a client that has its echo sees it in status
                 client.sock.sendall(view[:n])
         except OSError as exc:
-            reason = "stopping" if self._stopping.is_set() else f"error: {exc.strerror or exc}"
+            reason = f"error: {exc.strerror or exc}"
         finally:
             client.sock.close()
             with self._lock:
                 del self._clients[id(client)]
                 self._closed_in += client.bytes_in
                 self._closed_out += client.bytes_out
-            log.info("disconnected %s (%s, %d bytes echoed)", client.peer, reason, client.bytes_out)
+            if self._stopping.is_set():
+                self._left_at_stop.append(client)  # logged by the acceptor, see below
+            else:
+                log.info("disconnected %s (%s, %d bytes echoed)", client.peer, reason, client.bytes_out)
 
     def _shut_down_clients(self) -> None:
-        """Wake every blocked client thread, wait for them, then report stopped."""
+        """Wake every blocked client thread, wait for them, then report stopped.
+
+        A thousand threads each logging its own last line would queue on the
+        logging lock and the GIL for seconds; the acceptor writes those lines
+        itself once the threads are gone.
+        """
         self.listener.close()
         with self._lock:
             clients = list(self._clients.values())
@@ -178,6 +189,8 @@ class EchoServer:
         for client in clients:
             if client.thread is not None:
                 client.thread.join(max(0.0, deadline - time.monotonic()))
+        for client in self._left_at_stop:
+            log.info("disconnected %s (stopping, %d bytes echoed)", client.peer, client.bytes_out)
         self._wake_r.close()
         self._wake_w.close()
         log.info("stopped")
