@@ -104,6 +104,8 @@ class Console:
             click.echo(f"error: {exc.format_message()} (type 'help' for the commands)")
         except click.ClickException as exc:
             click.echo(exc.format_message())
+        except (RuntimeError, TimeoutError) as exc:  # the server stopped or did not answer
+            click.echo(f"error: {exc or 'the server did not answer in time'}")
 
     # -- input sources ------------------------------------------------------
 

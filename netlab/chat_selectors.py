@@ -35,6 +35,7 @@ import os
 import queue
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -97,7 +98,7 @@ class Connection:
 
     __slots__ = ("sid", "sock", "peer", "decoder", "subscribed", "cursor", "boundary",
                  "private", "private_bytes", "sent_head", "log_stop", "closing", "close_by",
-                 "blocked", "events", "bytes_in", "bytes_out")
+                 "blocked", "events", "handshaking", "bytes_in", "bytes_out")
 
     def __init__(self, sid: int, sock: socket.socket, peer: str, max_frame: int) -> None:
         self.sid = sid
@@ -114,7 +115,8 @@ class Connection:
         self.closing = False
         self.close_by = 0.0
         self.blocked = False  # the socket's buffer is full: wait for EVENT_WRITE
-        self.events = 0       # the selector interest registered now
+        self.events = selectors.EVENT_READ  # the selector interest registered now
+        self.handshaking = False  # TLS: nothing is sent or read until the handshake is done
         self.bytes_in = 0
         self.bytes_out = 0
 
@@ -125,9 +127,10 @@ class ChatServer:
     kind = "chat"
 
     def __init__(self, listener: socket.socket, config: ChatConfig, accounts: Accounts,
-                 history: History) -> None:
+                 history: History, tls: ssl.SSLContext | None = None) -> None:
         """`listener` comes bound already: a port in use must stop start-up before
         any data file is opened."""
+        self.tls = tls
         self.config = config
         self.accounts = accounts
         self.history = history
@@ -272,6 +275,8 @@ class ChatServer:
                         self._accept()
                     elif key.data == "wake":
                         self._run_calls()
+                    elif key.data.handshaking:
+                        self._handshake(key.data)
                     else:
                         if events & selectors.EVENT_READ:
                             self._read(key.data)
@@ -320,17 +325,45 @@ class ChatServer:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             enable_keepalive(sock)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             sid, self._next_sid = self._next_sid, self._next_sid + 1
             conn = Connection(sid, sock, format_address(addr), self.config.max_frame)
+            conn.handshaking = self.tls is not None
             self.conns[sid] = conn
             self._accepted += 1
             self.selector.register(sock, selectors.EVENT_READ, conn)
+            # The auth timeout runs from here, so a handshake that never ends is charged to it.
             self.chat.connect(sid, conn.peer, addr[0], time.time())
+
+    def _handshake(self, conn: Connection) -> None:
+        """One non-blocking step of a TLS handshake; the welcome waits for its end."""
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return self._interest(conn, selectors.EVENT_READ)
+        except ssl.SSLWantWriteError:
+            return self._interest(conn, selectors.EVENT_WRITE)
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            log.info("TLS handshake with %s failed: %s", conn.peer, reason)
+            return self._drop(conn, "TLS handshake failed")
+        conn.handshaking = False
+        self._interest(conn, selectors.EVENT_READ)
+        self._dirty.add(conn)
+
+    def _interest(self, conn: Connection, events: int) -> None:
+        if conn.events != events:
+            conn.events = events
+            self.selector.modify(conn.sock, events, conn)
 
     def _read(self, conn: Connection) -> None:
         try:
             data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+            # TLS: bytes already decrypted inside the SSL object raise no event.
+            while self.tls is not None and (waiting := conn.sock.pending()):
+                data += conn.sock.recv(waiting)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as exc:
             return self._drop(conn, f"error: {exc.strerror or exc}")
@@ -368,7 +401,7 @@ class ChatServer:
         writable = self._writable
         self._dirty, self._writable = set(), set()
         for conn in targets:
-            if conn.sid in self.conns and (not conn.blocked or conn in writable):
+            if conn.sid in self.conns and not conn.handshaking and (not conn.blocked or conn in writable):
                 self._write(conn)
 
     def _write(self, conn: Connection) -> None:
@@ -379,7 +412,7 @@ class ChatServer:
                 break
             try:
                 sent = conn.sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 sent = 0
             except OSError as exc:
                 return self._drop(conn, f"error: {exc.strerror or exc}")
@@ -432,10 +465,8 @@ class ChatServer:
 
     def _block(self, conn: Connection, blocked: bool) -> None:
         """Write interest only while the socket's buffer is full."""
-        if conn.blocked != blocked:
-            conn.blocked = blocked
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if blocked else 0)
-            self.selector.modify(conn.sock, events, conn)
+        conn.blocked = blocked
+        self._interest(conn, selectors.EVENT_READ | (selectors.EVENT_WRITE if blocked else 0))
 
     def _pending(self, conn: Connection) -> int:
         unread = self.log.end - conn.cursor if conn.subscribed else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -47,9 +48,9 @@ def listen(host: str, port: int) -> socket.socket:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
-def announce(kind: str, address: str) -> None:
+def announce(kind: str, address: str, tls: bool) -> None:
     """The listening line of CLI.md, on stdout and in the log."""
-    line = f"netlab {kind} listening on {address}"
+    line = f"netlab {kind} listening on {address}" + (" (tls)" if tls else "")
     click.echo(line)
     sys.stdout.flush()
     get_logger(kind).info(line)
@@ -66,7 +67,49 @@ def server_options(default_port: int) -> list:
         click.option("--no-repl", is_flag=True, help="Read no operator commands from stdin."),
         click.option("--log-file", type=click.Path(path_type=Path), default=None,
                      help="Log file (default DATA_DIR/<server>.log)."),
+        click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Serve TLS with this certificate (PEM); needs --tls-key."),
+        click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="The certificate's private key (PEM)."),
     ]
+
+
+def server_tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    from netlab.tls import server_context
+
+    try:
+        return server_context(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"cannot load the TLS certificate {cert} and key {key}: {getattr(exc, 'strerror', None) or exc}")
+
+
+def client_options(default_port: int):
+    """Where to connect and how to trust the server."""
+    return with_options([
+        click.option("--host", default="127.0.0.1", show_default=True),
+        click.option("--port", type=PORT, default=default_port, show_default=True),
+        click.option("--tls", is_flag=True, help="Connect with TLS, verifying the server's certificate."),
+        click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="Trust this certificate (e.g. the server's cert.pem) instead of the system store."),
+        click.option("--insecure", is_flag=True, help="With --tls: do not verify the certificate (unsafe)."),
+    ])
+
+
+def client_wrap(host: str, tls: bool, ca: Path | None, insecure: bool):
+    """The socket wrapper for a client: identity without --tls."""
+    if not tls:
+        return lambda sock: sock
+    from netlab.tls import client_context
+
+    if insecure:
+        click.echo("WARNING: --insecure: the server's certificate is not verified; anyone on the "
+                   "path can read what you send, your password included.", err=True)
+    context = client_context(ca, insecure)
+    return lambda sock: context.wrap_socket(sock, server_hostname=host)
 
 
 def with_options(options: list):
@@ -94,19 +137,20 @@ def echo() -> None:
 @click.option("--max-clients", type=COUNT, default=1000, show_default=True,
               help="Connections served at once; more are accepted and closed.")
 def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
-               max_clients: int) -> None:
+               tls_cert: Path | None, tls_key: Path | None, max_clients: int) -> None:
     """Run the echo server with the operator console."""
     from netlab.echo_threaded import EchoServer
 
     admin.block_stop_signals()
+    tls = server_tls(tls_cert, tls_key)
     data_dir = prepare_data_dir(data_dir)
-    server = EchoServer(listen(host, port), max_clients=max_clients)
+    server = EchoServer(listen(host, port), max_clients=max_clients, tls=tls)
     logs = setup_logging(log_file or data_dir / "echo.log")
     serve(server, logs, repl=not no_repl)
 
 
 def serve(server: admin.Server, logs: LogControl, repl: bool) -> NoReturn:
-    announce(server.kind, server.address)
+    announce(server.kind, server.address, server.tls is not None)
     server.start()
     status = admin.run(server, logs, repl=repl)
     logs.close()
@@ -138,13 +182,15 @@ def chat() -> None:
 @click.option("--max-pending-auth", type=COUNT, default=ChatConfig.max_pending_auth,
               show_default=True, help="Password hashes queued at once; more logins get rate_limited.")
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
-               history_window: int, **limits: int | float) -> None:
+               tls_cert: Path | None, tls_key: Path | None, history_window: int,
+               **limits: int | float) -> None:
     """Run the chat server with the operator console."""
     from netlab.chat_selectors import ChatServer
     from netlab.crypto import StartupError
     from netlab.store import Accounts, History
 
     admin.block_stop_signals()
+    tls = server_tls(tls_cert, tls_key)
     data_dir = prepare_data_dir(data_dir)
     listener = listen(host, port)
     logs = setup_logging(log_file or data_dir / "chat.log")
@@ -156,7 +202,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     except OSError as exc:
         fail(f"cannot use data directory {data_dir}: {exc.strerror or exc}")
     config = ChatConfig(history_window=history_window, **limits)
-    serve(ChatServer(listener, config, accounts, history), logs, repl=not no_repl)
+    serve(ChatServer(listener, config, accounts, history, tls), logs, repl=not no_repl)
 
 
 def read_password(password_file: Path | None, password_env: str | None, confirm: bool) -> str:
@@ -174,16 +220,16 @@ def read_password(password_file: Path | None, password_env: str | None, confirm:
 
 
 @chat.command("connect")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=PORT, default=7000, show_default=True)
+@client_options(7000)
 @click.option("--user", "username", default=None, help="Your username (asked on a terminal if missing).")
 @click.option("--register", is_flag=True, help="Create the account first.")
 @click.option("--password-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Read the password from the first line of FILE.")
 @click.option("--password-env", metavar="VAR", default=None, help="Read the password from $VAR.")
 @click.option("--json", "json_lines", is_flag=True, help="Print every frame received as a JSON line.")
-def chat_connect(host: str, port: int, username: str | None, register: bool,
-                 password_file: Path | None, password_env: str | None, json_lines: bool) -> None:
+def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: bool, username: str | None,
+                 register: bool, password_file: Path | None, password_env: str | None,
+                 json_lines: bool) -> None:
     """Chat: a prompt on a terminal; from a pipe, each line is a message."""
     from netlab import client as c
 
@@ -195,25 +241,54 @@ def chat_connect(host: str, port: int, username: str | None, register: bool,
                                 default="login") == "register"
         username = click.prompt("username")
     password = read_password(password_file, password_env, confirm=register and terminal)
-    chat_client = c.ChatClient(host, port, c.Credentials(username, password, register), show=print)
+    wrap = client_wrap(host, tls, ca, insecure)
+    chat_client = c.ChatClient(host, port, c.Credentials(username, password, register), show=print, wrap=wrap)
     if terminal and not json_lines:
         sys.exit(c.run_terminal(chat_client))
     sys.exit(c.run_pipe(chat_client, json_lines))
 
 
 @echo.command("connect")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=PORT, default=7007, show_default=True)
-def echo_connect(host: str, port: int) -> None:
+@client_options(7007)
+def echo_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: bool) -> None:
     """Echo: lines typed on a terminal; from a pipe, stdin streamed byte for byte."""
     from netlab import client as c
 
+    wrap = client_wrap(host, tls, ca, insecure)
     try:
-        if sys.stdin.isatty() and sys.stdout.isatty():
-            sys.exit(c.echo_terminal(host, port))
-        sys.exit(c.echo_pipe(host, port))
-    except ConnectionError as exc:
+        sock = wrap(socket.create_connection((host, port)))
+    except ssl.SSLCertVerificationError as exc:
+        fail(f"the server's certificate could not be verified ({exc.verify_message}); "
+             "pass --ca FILE with the certificate it uses")
+    except OSError as exc:
         fail(f"cannot reach {host}:{port}: {exc.strerror or exc}")
+    with sock:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            sys.exit(c.echo_terminal(sock))
+        sys.exit(c.echo_pipe(sock))
+
+
+@main.group()
+def tls() -> None:
+    """TLS certificates."""
+
+
+@tls.command("make-cert")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/tls"),
+              show_default=True, help="Directory for cert.pem and key.pem.")
+@click.option("--host", "hosts", multiple=True, help="A name or address clients use (repeatable; "
+              "default localhost and 127.0.0.1).")
+def make_cert(out: Path, hosts: tuple[str, ...]) -> None:
+    """A self-signed certificate and key for a small deployment."""
+    from netlab.tls import DEFAULT_HOSTS, make_certificate
+
+    try:
+        cert, key = make_certificate(out, hosts or DEFAULT_HOSTS)
+    except (FileExistsError, PermissionError) as exc:
+        fail(str(exc))
+    click.echo(f"wrote {cert} and {key} (mode 0600) for {', '.join(hosts or DEFAULT_HOSTS)}")
+    click.echo(f"serve:   netlab chat serve --tls-cert {cert} --tls-key {key}")
+    click.echo(f"clients: copy {cert} to them and run netlab chat connect --tls --ca {cert.name} ...")
 
 
 @main.group()

@@ -13,6 +13,7 @@ import contextlib
 import json
 import random
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -166,6 +167,9 @@ class ChatClient:
     def _connect_and_read(self) -> None:
         try:
             sock = self.wrap(socket.create_connection((self.host, self.port), timeout=10))
+        except ssl.SSLCertVerificationError as exc:
+            raise ClientExit(f"the server's certificate could not be verified ({exc.verify_message}); "
+                             "pass --ca FILE with the certificate it uses", 1) from None
         except OSError as exc:
             raise ConnectionLost(exc.strerror or str(exc)) from None
         sock.settimeout(None)
@@ -459,53 +463,70 @@ def slash_command(client: ChatClient, line: str) -> bool:
 # -- the echo client ---------------------------------------------------------------------
 
 
-def echo_pipe(host: str, port: int) -> int:
-    """Stream stdin to the server and the echo to stdout; 0 once every byte came back."""
-    sock = socket.create_connection((host, port))
-    sent = 0
+def echo_pipe(sock: socket.socket) -> int:
+    """Stream stdin to the server and the echo to stdout; 0 once every byte came back.
+
+    The end is found by counting, not by half-closing: TLS has no half-close
+    that a peer must honour.
+    """
+    lock = threading.Lock()
+    sent = received = 0
+    input_done = False
 
     def pump() -> None:
-        nonlocal sent
+        nonlocal sent, input_done
         stdin = sys.stdin.buffer
         while chunk := stdin.read1(65536):
             sock.sendall(chunk)
-            sent += len(chunk)
-        sock.shutdown(socket.SHUT_WR)
+            with lock:
+                sent += len(chunk)
+        with lock:
+            input_done = True
+            finished = received >= sent
+        if finished:  # the reader may be waiting in recv for bytes that will never come
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     writer = threading.Thread(target=pump, daemon=True)
     writer.start()
-    received = 0
     stdout = sys.stdout.buffer
-    while data := sock.recv(65536):
+    while True:
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            break
         stdout.write(data)
-        received += len(data)
+        with lock:
+            received += len(data)
+            if input_done and received >= sent:
+                break
     stdout.flush()
     writer.join()
-    sock.close()
     if received != sent:
         print(f"netlab: {sent - received} bytes did not come back", file=sys.stderr)
         return 1
     return 0
 
 
-def echo_terminal(host: str, port: int) -> int:
+def echo_terminal(sock: socket.socket) -> int:
     """Each line typed is sent; its echo is printed."""
     from prompt_toolkit import PromptSession
 
     session: PromptSession[str] = PromptSession()
-    with socket.create_connection((host, port)) as sock:
-        while True:
-            try:
-                line = session.prompt("echo> ")
-            except (KeyboardInterrupt, EOFError):
-                return 0
-            data = (line + "\n").encode()
-            sock.sendall(data)
-            echoed = b""
-            while len(echoed) < len(data):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    print("the server closed the connection")
-                    return 1
-                echoed += chunk
-            print(echoed.decode(errors="replace"), end="")
+    while True:
+        try:
+            line = session.prompt("echo> ")
+        except (KeyboardInterrupt, EOFError):
+            return 0
+        data = (line + "\n").encode()
+        sock.sendall(data)
+        echoed = b""
+        while len(echoed) < len(data):
+            chunk = sock.recv(65536)
+            if not chunk:
+                print("the server closed the connection")
+                return 1
+            echoed += chunk
+        print(echoed.decode(errors="replace"), end="")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import ssl
 import threading
 import time
 
@@ -27,6 +28,8 @@ DEFAULT_MAX_CLIENTS = 1000
 #: lets 5,000 threads reserve 1.25 GiB of address space, not 40 GiB.
 THREAD_STACK_SIZE = 256 * 1024
 RECV_SIZE = 64 * 1024
+#: A TLS client that has not finished its handshake by then is dropped.
+HANDSHAKE_TIMEOUT = 10.0
 #: Client threads get this long to end after their sockets are shut down; the
 #: rest are daemons and go with the process (CLI.md promises an exit within 2 s).
 JOIN_TIMEOUT = 1.0
@@ -37,13 +40,12 @@ log = get_logger("echo")
 class _Client:
     """One connection and its counters, written only by its own thread."""
 
-    __slots__ = ("sock", "peer", "bytes_in", "bytes_out", "thread")
+    __slots__ = ("sock", "peer", "echoed", "thread")
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
         self.peer = peer
-        self.bytes_in = 0
-        self.bytes_out = 0
+        self.echoed = 0  # bytes received and handed back: in and out alike
         self.thread: threading.Thread | None = None
 
 
@@ -52,20 +54,21 @@ class EchoServer:
 
     kind = "echo"
 
-    def __init__(self, listener: socket.socket, max_clients: int = DEFAULT_MAX_CLIENTS) -> None:
+    def __init__(self, listener: socket.socket, max_clients: int = DEFAULT_MAX_CLIENTS,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.max_clients = max_clients
+        self.tls = tls
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
         self._clients: dict[int, _Client] = {}
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
+        self.stopping = False  # a plain flag: client threads read it on every request
         self._stopped = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._started = time.monotonic()
         self._total = 0
         self._refused = 0
-        self._closed_in = 0
-        self._closed_out = 0
+        self._closed_echoed = 0
         self._left_at_stop: list[_Client] = []  # list.append is atomic: no lock needed
         self._acceptor = threading.Thread(target=self._accept_loop, name="echo-acceptor")
 
@@ -75,10 +78,10 @@ class EchoServer:
         self._acceptor.start()
 
     def stop(self, reason: str) -> None:
-        if self._stopping.is_set():
+        if self.stopping:
             return
         log.info("stopping: %s", reason)
-        self._stopping.set()
+        self.stopping = True
         self._wake_w.send(b"\0")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -88,13 +91,12 @@ class EchoServer:
         with self._lock:
             live = list(self._clients.values())
             total, refused = self._total, self._refused
-            bytes_in = self._closed_in + sum(c.bytes_in for c in live)
-            bytes_out = self._closed_out + sum(c.bytes_out for c in live)
+            echoed = self._closed_echoed + sum(c.echoed for c in live)
         return {
             "server": f"echo on {self.address}",
             "uptime": f"{time.monotonic() - self._started:.0f} s",
             "connections": f"{len(live)} open, {total} total, {refused} refused (max {self.max_clients})",
-            "bytes": f"{bytes_in} in, {bytes_out} out",
+            "bytes": f"{echoed} in, {echoed} out",
         }
 
     # -- threads -------------------------------------------------------------
@@ -105,7 +107,7 @@ class EchoServer:
         with selectors.DefaultSelector() as selector:
             selector.register(self.listener, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self._stopping.is_set():
+            while not self.stopping:
                 for key, _ in selector.select():
                     if key.fileobj is self.listener:
                         self._accept_ready()
@@ -146,31 +148,42 @@ class EchoServer:
         client.thread.start()
 
     def _serve(self, client: _Client) -> None:
-        buffer = bytearray(RECV_SIZE)
-        view = memoryview(buffer)
         reason = "closed by peer"
         try:
-            # A busy client leaves by itself once stopping; an idle one is woken
-            # from recv by the acceptor's shutdown of its socket.
-            while not self._stopping.is_set():
-                n = client.sock.recv_into(buffer)
-                if not n:
+            if self.tls is not None:
+                client.sock = self._handshake(client.sock, client.peer)
+            recv, sendall = client.sock.recv, client.sock.sendall
+            # The hot loop: two syscalls and one counter a request. A busy client
+            # leaves by itself once stopping; an idle one is woken from recv by
+            # the acceptor's shutdown of its socket.
+            while not self.stopping:
+                data = recv(RECV_SIZE)
+                if not data:
                     break
-                client.bytes_in += n
-                client.bytes_out += n  # counted first, so a client that has its echo sees it in status
-                client.sock.sendall(view[:n])
+                client.echoed += len(data)  # first, so a client that has its echo sees it in status
+                sendall(data)
         except OSError as exc:
             reason = f"error: {exc.strerror or exc}"
         finally:
             client.sock.close()
             with self._lock:
                 del self._clients[id(client)]
-                self._closed_in += client.bytes_in
-                self._closed_out += client.bytes_out
-            if self._stopping.is_set():
+                self._closed_echoed += client.echoed
+            if self.stopping:
                 self._left_at_stop.append(client)  # logged by the acceptor, see below
             else:
-                log.info("disconnected %s (%s, %d bytes echoed)", client.peer, reason, client.bytes_out)
+                log.info("disconnected %s (%s, %d bytes echoed)", client.peer, reason, client.echoed)
+
+    def _handshake(self, sock: socket.socket, peer: str) -> ssl.SSLSocket:
+        """TLS in the client's own thread: a slow handshake holds up no one else."""
+        sock.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            tls_sock = self.tls.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake with %s failed: %s", peer, getattr(exc, "reason", None) or exc)
+            raise
+        tls_sock.settimeout(None)
+        return tls_sock
 
     def _shut_down_clients(self) -> None:
         """Wake every blocked client thread, wait for them, then report stopped.
@@ -190,7 +203,7 @@ class EchoServer:
             if client.thread is not None:
                 client.thread.join(max(0.0, deadline - time.monotonic()))
         for client in self._left_at_stop:
-            log.info("disconnected %s (stopping, %d bytes echoed)", client.peer, client.bytes_out)
+            log.info("disconnected %s (stopping, %d bytes echoed)", client.peer, client.echoed)
         self._wake_r.close()
         self._wake_w.close()
         log.info("stopped")
