@@ -5,6 +5,7 @@ the chat server, the client and the load generator, and every rule of the contra
 tested by feeding bytes one at a time (in the style of h11) without a network.
 """
 
+import functools
 import json
 import math
 import re
@@ -449,8 +450,14 @@ def bye() -> dict:
 
 def timestamp(epoch_seconds: float) -> str:
     """RFC 3339 UTC with milliseconds (truncated, so timestamps never run ahead of the clock)."""
-    t = datetime.fromtimestamp(epoch_seconds, UTC)
-    return f"{t:%Y-%m-%dT%H:%M:%S}.{t.microsecond // 1000:03d}Z"
+    return _timestamp_ms(int(epoch_seconds * 1000))
+
+
+@functools.lru_cache(maxsize=4)
+def _timestamp_ms(epoch_ms: int) -> str:
+    # Cached: a busy server stamps many messages within one millisecond.
+    t = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return f"{t:%Y-%m-%dT%H:%M:%S}.{epoch_ms % 1000:03d}Z"
 
 
 def fit_items(items: list, build: Callable[[list], dict], max_frame: int) -> tuple[dict, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import logging
 import os
 import stat
@@ -34,6 +35,7 @@ from netlab.store import (
     History,
     Record,
     UsernameTaken,
+    _csv_line,
     _records_in,
 )
 
@@ -473,3 +475,11 @@ def test_large_file_opens_from_the_tail_and_pages_to_the_start(tmp_path: Path) -
     history.close()
     os.truncate(path, path.stat().st_size - 3)
     assert History.open(path, window=10).last_seq == count
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(st.characters(exclude_categories=("Cs",))), min_size=2, max_size=5))
+def test_record_lines_are_what_csv_writer_writes(fields):
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerow(fields)
+    assert _csv_line(fields) == out.getvalue().encode()
