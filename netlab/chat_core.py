@@ -14,6 +14,7 @@ the loop hands to every subscribed session unchanged.
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -466,16 +467,24 @@ class Chat:
         return p.encode(frame)
 
     def _users_frame(self, after: str | None) -> bytes:
+        """`users`: online names after `after`, as many as fit in one frame.
+
+        Sent on every login, so it must not cost a JSON encoding per name: a
+        username is ASCII letters, digits and `_.-`, so it takes its length plus
+        two quotes and a comma.
+        """
         keys = self._sorted_online
         start = bisect.bisect_right(keys, after.lower()) if after is not None else 0
-        names = [self.online[key][0] for key in keys[start:start + 10_000]]
-        remaining = len(keys) - start
-
-        def build(chosen: list) -> dict:
-            return p.users_reply(chosen, len(keys), len(chosen) < remaining)
-
-        frame, _ = p.fit_items(names, build, self.config.max_frame)
-        return p.encode(frame)
+        envelope = len(p.encode_payload(p.users_reply([], len(keys), False)))  # false: the longer flag
+        budget = self.config.max_frame - envelope + 1  # the first name has no comma
+        names = []
+        for key in itertools.islice(keys, start, None):
+            name = self.online[key][0]
+            budget -= len(name) + 3
+            if budget < 0:
+                break
+            names.append(name)
+        return p.encode(p.users_reply(names, len(keys), len(names) < len(keys) - start))
 
     def status(self) -> dict[str, str]:
         return {
