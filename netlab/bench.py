@@ -15,12 +15,14 @@ import os
 import re
 import selectors
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from netlab import protocol as p
 
@@ -40,13 +42,45 @@ def latency_line(latencies_ns: list[int]) -> str:
     return f"latency p50 {p50:,.0f} µs  p99 {p99:,.0f} µs  p99.9 {p999:,.0f} µs"
 
 
+@dataclass
+class Target:
+    """Where to connect, and how to wrap each socket (TLS or not)."""
+
+    host: str
+    port: int
+    wrap: Callable[[socket.socket], socket.socket] = lambda sock: sock
+
+    def connect(self, count: int) -> list[socket.socket]:
+        socks = []
+        for _ in range(count):
+            sock = socket.create_connection((self.host, self.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            socks.append(self.wrap(sock))
+        return socks
+
+
+def tls_wrap(host: str, ca: Path | None) -> Callable[[socket.socket], socket.socket]:
+    """Verify against `ca`; with a server not started here (no `ca`), trust it blindly."""
+    from netlab.tls import client_context
+
+    context = client_context(ca, insecure=ca is None)
+    return lambda sock: context.wrap_socket(sock, server_hostname=host)
+
+
 @contextlib.contextmanager
-def server_for(kind: str, host: str, port: int | None, extra: list[str]) -> Iterator[int]:
-    """The port to load: the given one, or that of a server started just for this run."""
+def server_for(kind: str, host: str, port: int | None, extra: list[str], tls: bool) -> Iterator[Target]:
+    """The target: the given port, or a server started just for this run."""
     if port is not None:
-        yield port
+        yield Target(host, port, tls_wrap(host, None) if tls else Target.wrap)
         return
     with tempfile.TemporaryDirectory(prefix="netlab-bench-") as data_dir:
+        wrap = Target.wrap
+        if tls:
+            from netlab.tls import make_certificate
+
+            cert, key = make_certificate(Path(data_dir) / "tls", (host,))
+            extra = [*extra, "--tls-cert", str(cert), "--tls-key", str(key)]
+            wrap = tls_wrap(host, cert)
         command = [sys.executable, "-m", "netlab", kind, "serve", "--no-repl", "--host", host,
                    "--port", "0", "--data-dir", data_dir, *extra]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -57,27 +91,18 @@ def server_for(kind: str, host: str, port: int | None, extra: list[str]) -> Iter
                     break
             else:
                 raise SystemExit(f"the {kind} server did not start")
-            yield int(match.group(1))
+            yield Target(host, int(match.group(1)), wrap)
         finally:
             proc.terminate()
             proc.wait(10)
 
 
-def connect_all(host: str, port: int, count: int) -> list[socket.socket]:
-    socks = []
-    for _ in range(count):
-        sock = socket.create_connection((host, port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        socks.append(sock)
-    return socks
-
-
 # -- echo ------------------------------------------------------------------------------
 
 
-def run_echo(host: str, port: int, conns: int, size: int, duration: float) -> None:
+def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
     """Ping-pong: each connection sends `size` bytes, waits for all of them, repeats."""
-    socks = connect_all(host, port, conns)
+    socks = target.connect(conns)
     payload = os.urandom(size)
     selector = selectors.DefaultSelector()
     pending: dict[socket.socket, int] = {}
@@ -96,8 +121,8 @@ def run_echo(host: str, port: int, conns: int, size: int, duration: float) -> No
         for key, _ in selector.select(0.1):
             sock = key.fileobj
             try:
-                data = sock.recv(65536)
-            except BlockingIOError:
+                data = receive(sock)
+            except (BlockingIOError, ssl.SSLWantReadError):
                 continue
             if not data:
                 raise SystemExit("the echo server closed a connection")
@@ -166,11 +191,19 @@ def register_all(socks: list[socket.socket], prefix: str) -> float:
     return time.perf_counter() - begin
 
 
-def run_chat(host: str, port: int, clients: int, senders: int, window: int, rate: float,
+def receive(sock: socket.socket) -> bytes:
+    """What is readable, including what TLS has already decrypted (no event announces it)."""
+    data = sock.recv(1 << 20)
+    while isinstance(sock, ssl.SSLSocket) and (waiting := sock.pending()):
+        data += sock.recv(waiting)
+    return data
+
+
+def run_chat(target: Target, clients: int, senders: int, window: int, rate: float,
              duration: float, storm: int) -> None:
     """N clients in one room, S of them sending; every delivery's latency is measured."""
     prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}u"
-    socks = connect_all(host, port, clients)
+    socks = target.connect(clients)
     registration = register_all(socks, prefix)
     print(f"chat: {clients} clients registered in {registration:.2f} s "
           f"({clients / registration:,.0f}/s, password hashing bound)")
@@ -181,7 +214,7 @@ def run_chat(host: str, port: int, clients: int, senders: int, window: int, rate
         selector.register(conn.sock, selectors.EVENT_READ, conn)
     senders_list = conns[:senders]
     latencies: list[int] = []
-    storm_socks = connect_all(host, port, storm) if storm else []
+    storm_socks = target.connect(storm) if storm else []
     for i, sock in enumerate(storm_socks):
         sock.setblocking(False)
         with contextlib.suppress(BlockingIOError):
@@ -211,7 +244,10 @@ def run_chat(host: str, port: int, clients: int, senders: int, window: int, rate
             continue
         for key, _ in selector.select(max(0.0, next_send - now) if rate else 0.1):
             conn = key.data
-            data = conn.sock.recv(1 << 20)
+            try:
+                data = receive(conn.sock)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                continue
             if not data:
                 raise SystemExit("the chat server closed a connection")
             conn.buffer += data
@@ -230,6 +266,7 @@ def run_chat(host: str, port: int, clients: int, senders: int, window: int, rate
     sent = sum(conn.sent for conn in senders_list)
     mode = f"rate {rate:g} msgs/s" if rate else f"window {window}"
     print(f"chat: {clients} clients, {senders} senders, {mode}, {elapsed:.1f} s"
+          + (" over TLS" if isinstance(socks[0], ssl.SSLSocket) else "")
           + (f", beside {storm} registrations" if storm else ""))
     print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")
     print(f"  {latency_line(latencies)}")

@@ -303,6 +303,8 @@ def bench_target(default_kind: str):
                      help=f"A running {default_kind} server; default: start one for the run."),
         click.option("--duration", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
                      help="Seconds of measurement."),
+        click.option("--tls", is_flag=True,
+                     help="Over TLS (a server started here gets its own certificate)."),
     ])
 
 
@@ -310,12 +312,12 @@ def bench_target(default_kind: str):
 @bench_target("echo")
 @click.option("--conns", type=COUNT, default=100, show_default=True, help="Connections.")
 @click.option("--size", type=COUNT, default=64, show_default=True, help="Bytes per request.")
-def bench_echo(host: str, port: int | None, duration: float, conns: int, size: int) -> None:
+def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: int, size: int) -> None:
     """Ping-pong clients: requests/s and latency percentiles."""
     from netlab import bench as b
 
-    with b.server_for("echo", host, port, []) as target:
-        b.run_echo(host, target, conns, size, duration)
+    with b.server_for("echo", host, port, ["--max-clients", str(conns + 10)], tls) as target:
+        b.run_echo(target, conns, size, duration)
 
 
 @bench.command("chat")
@@ -328,13 +330,13 @@ def bench_echo(host: str, port: int | None, duration: float, conns: int, size: i
               help="Fixed total messages/s instead of a window; 0: use the window.")
 @click.option("--login-storm", type=click.IntRange(min=0), default=0, show_default=True,
               help="Registrations started during the measurement (hashing beside the chat).")
-def bench_chat(host: str, port: int | None, duration: float, clients: int, senders: int, window: int,
-               rate: float, login_storm: int) -> None:
+def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients: int, senders: int,
+               window: int, rate: float, login_storm: int) -> None:
     """N clients, S senders: deliveries/s and end-to-end latency percentiles."""
     from netlab import bench as b
 
     if senders > clients:
         raise click.BadParameter("cannot exceed --clients", param_hint="--senders")
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000"]
-    with b.server_for("chat", host, port, extra) as target:
-        b.run_chat(host, target, clients, senders, window, rate, duration, login_storm)
+    with b.server_for("chat", host, port, extra, tls) as target:
+        b.run_chat(target, clients, senders, window, rate, duration, login_storm)

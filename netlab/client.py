@@ -421,7 +421,7 @@ def run_terminal(client: ChatClient) -> int:
         print(f"{stamp}{text}", flush=True)
 
     client.show = show
-    session: PromptSession[str] = PromptSession()
+    session: PromptSession[str] = PromptSession(erase_when_done=True)  # own lines show when broadcast
     with patch_stdout(raw=True):
         network = threading.Thread(target=client.run, name="network", daemon=True)
         network.start()
