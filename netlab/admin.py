@@ -21,11 +21,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import click
 
 from netlab.logs import LogControl
+
+if TYPE_CHECKING:
+    from prompt_toolkit.application import Application
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 #: How long the main thread waits for a stopping server before giving up on
@@ -78,6 +81,7 @@ class Console:
         self.logs = logs
         self.on_terminal = False
         self._ask: Callable[[str], str | None] = lambda question: None
+        self._session = None  # the prompt_toolkit session, on a terminal
 
     def chat(self, command: str) -> ChatServer:
         if not isinstance(self.server, ChatServer):
@@ -151,13 +155,12 @@ class Console:
 
     def interrupt(self) -> None:
         """Make a running prompt return, from any thread."""
-        session = getattr(self, "_session", None)
-        app = session.app if session is not None else None
+        app = self._session.app if self._session is not None else None
         if app is not None and app.is_running and app.loop is not None:
             app.loop.call_soon_threadsafe(_exit_app, app)
 
 
-def _exit_app(app) -> None:  # noqa: ANN001 - prompt_toolkit's Application
+def _exit_app(app: Application) -> None:
     if app.is_running and not app.future.done():
         app.exit(exception=EOFError)
 

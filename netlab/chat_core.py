@@ -73,8 +73,12 @@ class Effects(Protocol):
     def send(self, sid: int, data: bytes) -> None:
         """Queue an encoded frame for one session."""
 
-    def broadcast(self, data: bytes) -> None:
-        """Queue an encoded frame for every subscribed session."""
+    def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
+        """Queue an encoded frame for every subscribed session.
+
+        Not urgent (presence): it may wait a little for company, so that a
+        storm of joins costs the loop a few passes over a large room, not one each.
+        """
 
     def subscribe(self, sid: int) -> None:
         """From now on this session receives broadcasts (those queued later)."""
@@ -190,7 +194,7 @@ class Chat:
         if not sids:
             del self.online[key]
             del self._sorted_online[bisect.bisect_left(self._sorted_online, key)]
-            self.fx.broadcast(p.encode(p.presence("leave", name)))
+            self.fx.broadcast(p.encode(p.presence("leave", name)), urgent=False)
 
     def expire(self, now: float) -> float | None:
         """Time out unauthenticated sessions; returns the next deadline, if any."""
@@ -329,7 +333,7 @@ class Chat:
         self.online[key][1].add(sid)
         self.fx.send(sid, self._users_frame(None))
         if first:
-            self.fx.broadcast(p.encode(p.presence("join", username)))
+            self.fx.broadcast(p.encode(p.presence("join", username)), urgent=False)
         self.fx.subscribe(sid)
         self.subscribers += 1
 

@@ -58,6 +58,10 @@ TRIM_THRESHOLD = 1024 * 1024
 #: How long a closing connection may take to drain its last frames (the
 #: `error`, `bye`, `kicked` or `shutdown` it was sent) before it is dropped.
 CLOSE_GRACE = 2.0
+#: A pass over every reader for presence alone (join, leave) waits at least
+#: PRESENCE_DELAY seconds and this many times as long as the last pass took.
+PRESENCE_DELAY = 0.02
+PRESENCE_PACING = 4.0
 #: Longest time between a message reaching history.csv and its fsync.
 SYNC_INTERVAL = 0.05
 #: The loop's share of CLI.md's 2 s shutdown promise.
@@ -147,6 +151,8 @@ class ChatServer:
         self._readers: dict[int, Connection] = {}
         self._writable: set[Connection] = set()  # blocked ones whose socket has room again
         self._log_grew = False
+        self._presence_waiting = False  # presence in the log that no pass has carried yet
+        self._next_presence = 0.0  # monotonic time before which presence alone starts no pass
         self._unsaved: list[Record] = []
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -232,9 +238,12 @@ class ChatServer:
         if self._pending(conn) > self.config.max_output and not conn.closing:
             self._cut_slow_consumer(conn)
 
-    def broadcast(self, data: bytes) -> None:
+    def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
         self.log.append(data)
-        self._log_grew = True
+        if urgent:
+            self._log_grew = True
+        else:
+            self._presence_waiting = True
 
     def subscribe(self, sid: int) -> None:
         conn = self.conns[sid]
@@ -299,8 +308,10 @@ class ChatServer:
             self._close_everything()
 
     def _timeout(self, auth_deadline: float | None) -> float | None:
-        """Sleep until the next auth deadline, closing grace or shutdown deadline."""
+        """Sleep until the next fan-out pass, auth deadline, closing grace or shutdown deadline."""
         deadlines = [c.close_by for c in self._closing]
+        if self._presence_waiting:
+            deadlines.append(self._next_presence)
         if auth_deadline is not None:
             deadlines.append(time.monotonic() + auth_deadline - time.time())
         if self._stopping:
@@ -395,15 +406,24 @@ class ChatServer:
                 self._sync_wanted.set()
 
     def _flush(self) -> None:
-        """Send pending output: new broadcasts to every reader, then everything else."""
+        """Send pending output: new broadcasts to every reader, then everything else.
+
+        A pass over every reader costs a `send` each. Messages go at once; a pass
+        for presence alone waits until PRESENCE_PACING times the last pass has
+        gone by (or a message takes it along): in a login storm, joins share
+        passes instead of costing N sends each to a room of N.
+        """
         writable = self._writable
         others = self._dirty | writable
         self._dirty, self._writable = set(), set()
-        if self._log_grew:
-            self._log_grew = False
+        now = time.monotonic()
+        if self._log_grew or (self._presence_waiting and now >= self._next_presence):
+            self._log_grew = self._presence_waiting = False
             if len(self.log.data) > TRIM_THRESHOLD:
                 self._trim()
             others |= self._send_broadcasts()
+            done = time.monotonic()
+            self._next_presence = done + max(PRESENCE_DELAY, (done - now) * PRESENCE_PACING)
         for conn in others:
             if conn.sid in self.conns and not conn.handshaking and (not conn.blocked or conn in writable):
                 self._write(conn)

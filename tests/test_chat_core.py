@@ -31,7 +31,7 @@ class Recorder:
         assert p.HEADER.unpack_from(data)[0] == len(data) - 4
         self.sent.setdefault(sid, []).append(json.loads(data[4:]))
 
-    def broadcast(self, data: bytes) -> None:
+    def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
         self.broadcasts.append(json.loads(data[4:]))
 
     def subscribe(self, sid: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -162,6 +163,34 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
         assert alice.exitstatus == 0
     finally:
         alice.close(force=True)
+        server.kill()
+
+
+def test_terminal_reconnects_after_restart_without_gaps_or_doubles(tmp_path):
+    data_dir = tmp_path / "data"
+    server, port = serve("chat", data_dir, "--no-repl")
+    assert pipe_client(port, "writer", ["first"], "--register")[0] == 0
+    assert pipe_client(port, "gina", [], "--register")[0] == 0
+    gina = terminal_client(port, "--user", "gina", "--password-env", "PW")
+    gina.logfile_read = seen = io.StringIO()
+    try:
+        gina.expect("writer: first")
+        gina.expect("gina>")
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+        gina.expect("reconnecting in")
+        server, _ = serve("chat", data_dir, "--no-repl", "--port", str(port))
+        assert pipe_client(port, "writer", ["while away"])[0] == 0
+        gina.expect("reconnected as gina")
+        gina.expect("writer: while away")
+        gina.sendline("back")
+        gina.expect("gina: back")
+        assert pipe_client(port, "writer", ["after"])[0] == 0
+        gina.expect("writer: after")
+        for line in ("writer: first", "writer: while away", "writer: after"):
+            assert seen.getvalue().count(line) == 1, line  # nothing missed, nothing twice
+    finally:
+        gina.close(force=True)
         server.kill()
 
 
