@@ -68,6 +68,21 @@ SYNC_INTERVAL = 0.05
 SHUTDOWN_GRACE = 1.2
 
 
+def _send(sock: socket.socket, chunk: memoryview) -> int | str:
+    """`send` that does not raise: the bytes sent, or why the connection is dead.
+
+    Only the reason leaves this function, never the exception: its traceback
+    would keep `chunk` (a view of the broadcast log) alive, and while a view
+    lives the log cannot grow; the `leave` of the dead session must append to it.
+    """
+    try:
+        return sock.send(chunk)
+    except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+        return 0
+    except OSError as exc:
+        return f"error: {exc.strerror or exc}"
+
+
 class BroadcastLog:
     """Encoded broadcast frames, shared by every session, addressed by absolute position."""
 
@@ -441,12 +456,9 @@ class ChatServer:
                 if conn.private or conn.blocked:
                     others.add(conn)
                     continue
-                try:
-                    sent = conn.sock.send(log[conn.cursor - base:])
-                except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                    sent = 0
-                except OSError as exc:
-                    failed.append((conn, exc))
+                sent = _send(conn.sock, log[conn.cursor - base:])
+                if isinstance(sent, str):
+                    failed.append((conn, sent))
                     continue
                 self._bytes_out += sent
                 conn.cursor += sent
@@ -454,8 +466,8 @@ class ChatServer:
                     conn.boundary = end
                 else:
                     self._block(conn, True)
-        for conn, exc in failed:
-            self._drop(conn, f"error: {exc.strerror or exc}")
+        for conn, reason in failed:  # after the view is released: a leave grows the log
+            self._drop(conn, reason)
         return others
 
     def _write(self, conn: Connection) -> None:
@@ -464,14 +476,10 @@ class ChatServer:
             chunk, from_log = self._next_chunk(conn)
             if chunk is None:
                 break
-            try:
-                sent = conn.sock.send(chunk)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                sent = 0
-            except OSError as exc:
-                return self._drop(conn, f"error: {exc.strerror or exc}")
-            finally:
-                chunk.release()
+            sent = _send(conn.sock, chunk)
+            chunk.release()
+            if isinstance(sent, str):
+                return self._drop(conn, sent)
             self._bytes_out += sent
             complete = self._advance(conn, sent, from_log)
             if not complete:

@@ -139,6 +139,33 @@ def test_stalled_handshake_times_out_without_delaying_others(tls_chat, cert_dir)
         other.close()
 
 
+def test_clients_dying_mid_fan_out_do_not_take_the_server_down(tls_chat, cert_dir):
+    import struct
+
+    _, port = tls_chat
+
+    def logged_in(name: str):
+        sock = tls_client(cert_dir, port)
+        decoder = p.FrameDecoder()
+        read_frame(sock, decoder)
+        sock.sendall(p.encode({"type": "register", "username": name, "password": PASSWORD}))
+        while read_frame(sock, decoder)["type"] != "users":
+            pass
+        return sock, decoder
+
+    sender, decoder = logged_in("sender")
+    doomed = [logged_in(f"doomed{n}")[0] for n in range(15)]
+    for n, sock in enumerate(doomed):
+        sender.sendall(p.encode({"type": "say", "text": f"while {n} goes"}))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset in the middle of the broadcasts
+    sender.sendall(p.encode({"type": "ping", "id": "alive"}))
+    while (frame := read_frame(sender, decoder))["type"] != "pong":
+        pass
+    assert frame["id"] == "alive"
+    sender.close()
+
+
 def test_large_history_reply_spans_many_records(tls_chat, cert_dir):
     _, port = tls_chat
     sock = tls_client(cert_dir, port)
