@@ -111,6 +111,28 @@ def serve(kind: str, data_dir: Path, *extra: str, env: dict[str, str] | None = N
     return server, server.listening_port()
 
 
+def spawn_terminal(*args: str, env: dict[str, str] | None = None, columns: int = 120):
+    """`python -m netlab ARGS` on a pseudo-terminal (pexpect).
+
+    prompt_toolkit asks a real terminal where its cursor is; pexpect answers
+    nothing, so that request is turned off.
+    """
+    import pexpect
+
+    full_env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", **(env or {})}
+    return pexpect.spawn(sys.executable, ["-m", "netlab", *args], env=full_env, encoding="utf-8",
+                         timeout=WAIT, dimensions=(40, columns))
+
+
+def assert_exits_zero(child) -> None:
+    """The terminal program ends by itself, with status 0."""
+    import pexpect
+
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
 def wait_file_contains(path: Path, needle: str, timeout: float = WAIT) -> str:
     """Poll a file the server writes (no event to wait on); returns its text."""
     import time

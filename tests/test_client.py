@@ -10,7 +10,7 @@ import sys
 
 import pexpect
 import pytest
-from procs import WAIT, Netlab, serve
+from procs import WAIT, Netlab, assert_exits_zero, serve, spawn_terminal
 
 PASSWORD = "correct horse"
 
@@ -121,10 +121,8 @@ def test_kicked_client_does_not_reconnect(data_dir):
 
 
 def terminal_client(port: int, *args: str) -> pexpect.spawn:
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
-    return pexpect.spawn(sys.executable, ["-m", "netlab", "chat", "connect", "--port", str(port), *args],
-                         env={**env, "PW": PASSWORD}, encoding="utf-8", timeout=WAIT,
-                         dimensions=(40, 150))
+    return spawn_terminal("chat", "connect", "--port", str(port), *args, env={"PW": PASSWORD},
+                          columns=150)
 
 
 def test_terminal_register_chat_history_users_and_errors(data_dir):
@@ -158,9 +156,7 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
         alice.sendline("x" * 4001)  # longer than a message may be: the server says no
         alice.expect("rejected that request as malformed")
         alice.sendline("/quit")
-        alice.expect(pexpect.EOF)
-        alice.close()
-        assert alice.exitstatus == 0
+        assert_exits_zero(alice)
     finally:
         alice.close(force=True)
         server.kill()
@@ -201,9 +197,7 @@ def test_terminal_ctrl_c_leaves_cleanly(chat):
     try:
         erin.expect("erin>")
         erin.sendintr()
-        erin.expect(pexpect.EOF)
-        erin.close()
-        assert erin.exitstatus == 0
+        assert_exits_zero(erin)
     finally:
         erin.close(force=True)
 
@@ -224,18 +218,14 @@ def test_echo_pipe_streams_bytes_exactly(data_dir):
 
 def test_echo_terminal_prints_each_echo(data_dir):
     server, port = serve("echo", data_dir, "--no-repl")
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
-    child = pexpect.spawn(sys.executable, ["-m", "netlab", "echo", "connect", "--port", str(port)],
-                          env=env, encoding="utf-8", timeout=WAIT)
+    child = spawn_terminal("echo", "connect", "--port", str(port))
     try:
         child.expect("echo>")
         child.sendline("ping 123")
         child.expect("ping 123\r\n")  # the echo, a line of its own
         child.expect("echo>")
         child.sendeof()
-        child.expect(pexpect.EOF)
-        child.close()
-        assert child.exitstatus == 0
+        assert_exits_zero(child)
     finally:
         child.close(force=True)
         server.kill()

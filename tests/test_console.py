@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sys
 
 import pexpect
 import pytest
-from procs import WAIT, Netlab, serve, wait_file_contains
+from procs import WAIT, Netlab, assert_exits_zero, serve, spawn_terminal, wait_file_contains
 
 
 @pytest.fixture
@@ -127,12 +126,8 @@ def test_signal_stops_server_blocked_reading_a_pipe(echo):
 # -- through a pseudo-terminal ---------------------------------------------------
 
 
-def spawn_terminal(data_dir) -> tuple[pexpect.spawn, int]:
-    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
-    child = pexpect.spawn(
-        sys.executable, ["-m", "netlab", "echo", "serve", "--port", "0", "--data-dir", str(data_dir)],
-        env=env, encoding="utf-8", timeout=WAIT, dimensions=(40, 120),
-    )
+def echo_on_terminal(data_dir) -> tuple[pexpect.spawn, int]:
+    child = spawn_terminal("echo", "serve", "--port", "0", "--data-dir", str(data_dir))
     child.expect(r"listening on 127\.0\.0\.1:(\d+)")
     port = int(child.match.group(1))
     child.expect("netlab echo>")
@@ -141,7 +136,7 @@ def spawn_terminal(data_dir) -> tuple[pexpect.spawn, int]:
 
 @pytest.fixture
 def terminal(data_dir):
-    child, port = spawn_terminal(data_dir)
+    child, port = echo_on_terminal(data_dir)
     yield child, port
     child.close(force=True)
 
@@ -182,9 +177,7 @@ def test_terminal_clear_log_empties_file(terminal, data_dir):
 def test_terminal_ctrl_d_shuts_down(terminal):
     child, _ = terminal
     child.sendeof()
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert_exits_zero(child)
 
 
 def test_terminal_ctrl_c_clears_line_then_second_stops(terminal):
@@ -196,25 +189,19 @@ def test_terminal_ctrl_c_clears_line_then_second_stops(terminal):
         sock.sendall(b"y")
         assert sock.recv(1) == b"y"
     child.sendintr()
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert_exits_zero(child)
 
 
 def test_terminal_sigterm_stops_server_blocked_in_prompt(terminal):
     child, _ = terminal
     child.kill(signal.SIGTERM)
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert_exits_zero(child)
 
 
 def test_terminal_shutdown_command(terminal):
     child, _ = terminal
     child.sendline("shutdown")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert_exits_zero(child)
 
 
 def test_python_dash_m_and_console_script_agree():
