@@ -31,9 +31,6 @@ if TYPE_CHECKING:
     from prompt_toolkit.application import Application
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-#: How long the main thread waits for a stopping server before giving up on
-#: it; both servers finish well within this (CLI.md promises 2 s).
-STOP_TIMEOUT = 5.0
 
 
 @runtime_checkable
@@ -108,8 +105,10 @@ class Console:
             click.echo(f"error: {exc.format_message()} (type 'help' for the commands)")
         except click.ClickException as exc:
             click.echo(exc.format_message())
-        except (RuntimeError, TimeoutError) as exc:  # the server stopped or did not answer
-            click.echo(f"error: {exc or 'the server did not answer in time'}")
+        except TimeoutError:
+            click.echo("error: the server did not answer in time")
+        except Exception as exc:  # one failed command must not end the console
+            click.echo(f"error: {exc}")
 
     # -- input sources ------------------------------------------------------
 

@@ -261,7 +261,7 @@ class Chat:
         def done(result: object) -> None:
             self._reserved.discard(key)
             self._end_auth(session)
-            if isinstance(result, OSError):
+            if isinstance(result, Exception):
                 log.error("registration of %s failed: %s", safe(username), result)
                 return self._error(session, "bad_request", request.id, "the account could not be stored")
             if result == "username_taken":
@@ -280,14 +280,17 @@ class Chat:
             log.info("login throttled for %s from %s", safe(request.username), session.peer)
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
         account = self.accounts.get(request.username) if p.valid_username(request.username) else None
-        # Unknown or malformed names verify against a dummy hash: same work, same timing.
-        encoded = account.password_hash if account is not None else dummy_hash()
         password = request.password
         self._start_auth(session)
 
-        def done(matched: bool) -> None:
+        def work() -> bool:
+            # Unknown or malformed names verify against a dummy hash: same work, same timing.
+            return verify_password(account.password_hash if account is not None else dummy_hash(), password)
+
+
+        def done(matched: object) -> None:
             self._end_auth(session)
-            if matched and account is not None:
+            if matched is True and account is not None:  # not an exception from the worker
                 log.info("login %s from %s", safe(account.username), session.peer)
                 return self._authenticate(session, account.username, "login")
             log.info("failed login for %s from %s", safe(request.username), session.peer)
@@ -297,7 +300,7 @@ class Chat:
             self._ip_throttle.fail(session.ip, failed_at)
             self._error(session, "bad_credentials", request.id)
 
-        self.fx.submit(lambda: verify_password(encoded, password), done)
+        self.fx.submit(work, done)
 
     def _may_start_auth(self, session: Session, rid: str | None) -> bool:
         if session.auth_pending:

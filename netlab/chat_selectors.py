@@ -51,7 +51,6 @@ from netlab.store import Accounts, History, Record
 
 log = get_logger("chat")
 
-DEFAULT_PORT = 7000
 RECV_SIZE = 256 * 1024
 #: Trim consumed bytes off the shared log once this much has piled up.
 TRIM_THRESHOLD = 1024 * 1024
@@ -162,6 +161,7 @@ class ChatServer:
         self._next_sid = 1
         self._dirty: set[Connection] = set()  # private output queued this pass
         self._closing: set[Connection] = set()
+        self._over_limit: set[Connection] = set()  # past max_output; cut at the next flush
         #: Subscribed sessions that are not closing: the fan-out hot path's list.
         self._readers: dict[int, Connection] = {}
         self._writable: set[Connection] = set()  # blocked ones whose socket has room again
@@ -169,6 +169,7 @@ class ChatServer:
         self._presence_waiting = False  # presence in the log that no pass has carried yet
         self._next_presence = 0.0  # monotonic time before which presence alone starts no pass
         self._unsaved: list[Record] = []
+        self._unsaved_at = 0
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -250,8 +251,9 @@ class ChatServer:
         conn.private.append((self.log.end, data))
         conn.private_bytes += len(data)
         self._dirty.add(conn)
-        if self._pending(conn) > self.config.max_output and not conn.closing:
-            self._cut_slow_consumer(conn)
+        if self._pending(conn) > self.config.max_output:
+            # Cut later, in _flush: the chat is in the middle of a decision now.
+            self._over_limit.add(conn)
 
     def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
         self.log.append(data)
@@ -267,6 +269,8 @@ class ChatServer:
         self._readers[sid] = conn
 
     def persist(self, record: Record) -> None:
+        if not self._unsaved:
+            self._unsaved_at = self.log.end  # where this pass's first message goes
         self._unsaved.append(record)
 
     def close(self, sid: int) -> None:
@@ -413,9 +417,22 @@ class ChatServer:
             self.chat.protocol_error(conn.sid, exc)
 
     def save(self) -> None:
-        """Write this pass's messages to history before anything is sent."""
+        """Write this pass's messages to history before anything is sent.
+
+        If the disk refuses them, they are taken back out of the broadcast log
+        (nothing has been sent since they went in) and the server stops: a chat
+        that cannot keep its promise of durability should not go on chatting.
+        """
         if self._unsaved:
-            self.history.append(self._unsaved)
+            try:
+                self.history.append(self._unsaved)
+            except (OSError, ValueError) as exc:
+                log.critical("history.csv cannot be written (%s): stopping", exc)
+                del self.log.data[self._unsaved_at - self.log.base:]
+                self._unsaved = []
+                self.exit_status = 1
+                self._begin_stop("the server cannot store messages")
+                return
             self._unsaved = []
             if not self._sync_wanted.is_set():
                 self._sync_wanted.set()
@@ -428,6 +445,10 @@ class ChatServer:
         gone by (or a message takes it along): in a login storm, joins share
         passes instead of costing N sends each to a room of N.
         """
+        over, self._over_limit = self._over_limit, set()
+        for conn in over:
+            if conn.sid in self.conns and not conn.closing:
+                self._cut_slow_consumer(conn)
         writable = self._writable
         others = self._dirty | writable
         self._dirty, self._writable = set(), set()
@@ -580,6 +601,7 @@ class ChatServer:
         self._dirty.discard(conn)
         self._writable.discard(conn)
         self._closing.discard(conn)
+        self._over_limit.discard(conn)
         self._readers.pop(conn.sid, None)
         if reason is not None:
             self.chat.disconnect(conn.sid, reason)
@@ -616,6 +638,7 @@ class ChatServer:
         with contextlib.suppress(OSError):
             self.listener.close()
         self._wake_r.close()
+        self._wake_w.close()
         log.info("stopped")
         self._stopped.set()
 

@@ -48,6 +48,13 @@ def listen(host: str, port: int) -> socket.socket:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
+def open_log(path: Path) -> LogControl:
+    try:
+        return setup_logging(path)
+    except OSError as exc:
+        fail(f"cannot write the log file {path}: {exc.strerror or exc}")
+
+
 def announce(kind: str, address: str, tls: bool) -> None:
     """The listening line of CLI.md, on stdout and in the log."""
     line = f"netlab {kind} listening on {address}" + (" (tls)" if tls else "")
@@ -145,7 +152,7 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     tls = server_tls(tls_cert, tls_key)
     data_dir = prepare_data_dir(data_dir)
     server = EchoServer(listen(host, port), max_clients=max_clients, tls=tls)
-    logs = setup_logging(log_file or data_dir / "echo.log")
+    logs = open_log(log_file or data_dir / "echo.log")
     serve(server, logs, repl=not no_repl)
 
 
@@ -190,18 +197,20 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     from netlab.store import Accounts, History
 
     admin.block_stop_signals()
+    # The history sent at login comes from the window, so it holds at least that much.
+    window = max(history_window, int(limits["history_size"]))
     tls = server_tls(tls_cert, tls_key)
     data_dir = prepare_data_dir(data_dir)
     listener = listen(host, port)
-    logs = setup_logging(log_file or data_dir / "chat.log")
+    logs = open_log(log_file or data_dir / "chat.log")
     try:
         accounts = Accounts.open(data_dir)
-        history = History.open(data_dir / "history.csv", window=history_window)
+        history = History.open(data_dir / "history.csv", window=window)
     except StartupError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot use data directory {data_dir}: {exc.strerror or exc}")
-    config = ChatConfig(history_window=history_window, **limits)
+    config = ChatConfig(history_window=window, **limits)
     serve(ChatServer(listener, config, accounts, history, tls), logs, repl=not no_repl)
 
 

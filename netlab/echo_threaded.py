@@ -23,7 +23,6 @@ import time
 from netlab.logs import get_logger
 from netlab.netutil import enable_keepalive, format_address
 
-DEFAULT_PORT = 7007
 DEFAULT_MAX_CLIENTS = 1000
 #: 256 KiB of stack per client thread is plenty for a recv/sendall loop and
 #: lets 5,000 threads reserve 1.25 GiB of address space, not 40 GiB.
@@ -105,14 +104,19 @@ class EchoServer:
     def _accept_loop(self) -> None:
         """Accept until stopped; the wake-up socket interrupts the wait."""
         threading.stack_size(THREAD_STACK_SIZE)
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.listener, selectors.EVENT_READ)
-            selector.register(self._wake_r, selectors.EVENT_READ)
-            while not self.stopping:
-                for key, _ in selector.select():
-                    if key.fileobj is self.listener:
-                        self._accept_ready()
-        self._shut_down_clients()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self.listener, selectors.EVENT_READ)
+                selector.register(self._wake_r, selectors.EVENT_READ)
+                while not self.stopping:
+                    for key, _ in selector.select():
+                        if key.fileobj is self.listener:
+                            self._accept_ready()
+        except Exception:
+            log.exception("acceptor crashed")
+            self.stopping = True
+        finally:
+            self._shut_down_clients()
 
     def _accept_ready(self) -> None:
         # Drain the backlog: a burst of connects is served in one wake-up.
@@ -137,16 +141,27 @@ class EchoServer:
             log.info("refused %s: %d clients already connected (--max-clients)", peer, self.max_clients)
             sock.close()
             return
-        sock.setblocking(True)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        enable_keepalive(sock)
+        try:
+            sock.setblocking(True)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            enable_keepalive(sock)
+        except OSError as exc:  # reset before we got to it
+            log.info("dropped %s: %s", peer, exc.strerror or exc)
+            sock.close()
+            return
         client = _Client(sock, peer)
         # Daemon: a thread still finishing its last send must not hold up the exit.
         client.thread = threading.Thread(target=self._serve, args=(client,), name=f"echo {peer}", daemon=True)
         with self._lock:
             self._clients[id(client)] = client
         log.info("connected %s", peer)
-        client.thread.start()
+        try:
+            client.thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+            log.warning("dropped %s: %s", peer, exc)
+            with self._lock:
+                del self._clients[id(client)]
+            sock.close()
 
     def _serve(self, client: _Client) -> None:
         reason = "closed by peer"

@@ -506,3 +506,20 @@ def test_out_of_range_options_are_usage_errors(tmp_path, option):
     server.err.wait_for(r"Error: Invalid value")
     server.kill()
     assert not (tmp_path / "data" / "clients.csv").exists()
+
+
+def test_cut_while_logging_in_leaves_the_server_standing(start_chat):
+    # `ok` and `history` alone pass this --max-output (the welcome does not):
+    # the session is cut in the middle of authenticating; nobody else may notice.
+    server, port = start_chat("--max-output", "80", repl=True)
+    first = connect(port)
+    first.send("register", username="Ann", password=PASSWORD)
+    frames = first.frames_until_closed()
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "slow_consumer"
+    with connect(port) as other:
+        other.send("ping", id="ok")
+        assert other.expect("pong")["id"] == "ok"
+    server.command("users")
+    server.out.wait_for("^0 user\\(s\\) online")  # Ann is not left online
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0  # the loop did not crash on the way
