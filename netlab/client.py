@@ -94,6 +94,7 @@ class ChatClient:
         self.pending: dict[str, str] = {}
         self.ids = 0
         self.input_done = False  # the pipe reached its end: leave once nothing is pending
+        self.refused = 0  # lines the server (or this client) refused: a pipe then fails
         self.status: int | None = None
         self.finished = threading.Event()
         self.on_frame: Callable[[dict], None] | None = None  # every frame received, raw (--json)
@@ -101,6 +102,7 @@ class ChatClient:
         self._sock: socket.socket | None = None
         self._online = False  # authenticated on this connection, gap filled: says go out at once
         self._leaving = False  # `quit` sent
+        self._delay = BACKOFF_FIRST  # the next reconnect's backoff; reset by each login
         self._syncing = False  # after a reconnect, until the gap is filled
         self._paging = False   # filling it by `history` with `after`
         self._held: list[dict] = []  # live messages that arrived while the gap was being filled
@@ -110,6 +112,11 @@ class ChatClient:
 
     def say(self, text: str) -> None:
         """Send a message now, or as soon as the session is (back) online."""
+        if not p.valid_text(text):
+            self.refused += 1
+            self.show("error", "error: a message is 1 to 4000 characters, not only spaces, "
+                      "without control characters but tab", {})
+            return
         with self._lock:
             self.ids += 1
             rid = f"c{self.ids}"
@@ -142,27 +149,35 @@ class ChatClient:
     # -- the network thread --------------------------------------------------------------
 
     def run(self) -> None:
-        """Connect, authenticate, read; on loss reconnect with backoff until finished."""
-        delay = BACKOFF_FIRST
-        while not self.finished.is_set():
-            try:
-                self._connect_and_read()
-                return
-            except ClientExit as exc:
-                self.show("fatal", str(exc), {})
-                return self._finish(exc.status)
-            except ConnectionLost as exc:
-                if self.finished.is_set():
+        """Connect, authenticate, read; on loss reconnect with backoff until finished.
+
+        Whatever happens here, `finished` is set when it ends: the user's side
+        waits on it.
+        """
+        try:
+            while not self.finished.is_set():
+                try:
+                    self._connect_and_read()
                     return
-                if not self._authenticated_once:
-                    self.show("fatal", f"cannot connect to {self.host}:{self.port}: {exc}", {})
-                    return self._finish(1)
-                wait = random.uniform(delay / 2, delay)  # jitter: restarts do not bring a stampede
-                self.show("status", f"connection lost ({exc}); reconnecting in {wait:.1f} s", {})
-                self.finished.wait(wait)
-                delay = min(BACKOFF_MAX, delay * 2)
-            else:
-                delay = BACKOFF_FIRST
+                except ConnectionLost as exc:
+                    if self.finished.is_set():
+                        return
+                    if not self._authenticated_once:
+                        raise ClientExit(f"cannot connect to {self.host}:{self.port}: {exc}", 1) from None
+                    # Jitter: a restarted server is not hit by every client at once.
+                    wait = random.uniform(self._delay / 2, self._delay)
+                    self.show("status", f"connection lost ({exc}); reconnecting in {wait:.1f} s", {})
+                    self.finished.wait(wait)
+                    self._delay = min(BACKOFF_MAX, self._delay * 2)
+        except ClientExit as exc:
+            self.show("fatal", str(exc), {})
+            self._finish(exc.status)
+        except Exception as exc:  # a bug or a closed stdout: end loudly, never hang
+            with contextlib.suppress(Exception):
+                self.show("fatal", f"error: {exc!r}", {})
+            self._finish(1)
+        finally:
+            self._finish(0)
 
     def _connect_and_read(self) -> None:
         try:
@@ -243,6 +258,7 @@ class ChatClient:
 
     def _on_ok(self, frame: dict) -> None:
         self.username = frame.get("username", self.username)
+        self._delay = BACKOFF_FIRST
         again = self._authenticated_once
         self._authenticated_once = True
         if again:
@@ -320,7 +336,16 @@ class ChatClient:
         if code == "rate_limited" and rid in self.pending:
             self._resend_later(rid)
             return False
+        if code == "rate_limited" and not self._online and not self._syncing:
+            # The login itself was turned away (a busy server, just restarted).
+            self._retry_later(self._authenticate)
         self.show("error", f"error: {sentence}", frame)
+        with self._lock:
+            if rid is not None and next(iter(self.pending), None) == rid:
+                del self.pending[rid]  # refused for good: the next line must not wait on it
+                self.refused += 1
+                self._send_first()
+        self._maybe_leave()
         return False
 
     def _resend_later(self, rid: str) -> None:
@@ -329,7 +354,11 @@ class ChatClient:
                 if next(iter(self.pending), None) == rid:
                     self._send_first()
 
-        timer = threading.Timer(RESEND_DELAY, resend)
+        self._retry_later(resend)
+
+    @staticmethod
+    def _retry_later(action: Callable[[], None]) -> None:
+        timer = threading.Timer(RESEND_DELAY, action)
         timer.daemon = True
         timer.start()
 
@@ -408,7 +437,7 @@ def run_pipe(client: ChatClient, json_lines: bool) -> int:
     threading.Thread(target=client.run, name="network", daemon=True).start()
     threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
     client.finished.wait()
-    return client.status or 0
+    return client.status or (1 if client.refused else 0)
 
 
 def run_terminal(client: ChatClient) -> int:

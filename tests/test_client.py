@@ -48,6 +48,14 @@ def test_pipe_delivers_every_line_in_order_and_exits_zero(chat):
     assert [line.split(": ", 1)[1] for line in out][-30:] == lines  # the history after login
 
 
+def test_pipe_refused_line_fails_loudly_but_the_rest_goes_through(chat):
+    _, port = chat
+    status, out, err = pipe_client(port, "careful", ["before", "bad\x01line", "after"], "--register")
+    assert status == 1
+    assert [line.split(": ", 1)[1] for line in out] == ["before", "after"]
+    assert "control characters" in err
+
+
 def test_pipe_json_prints_raw_frames(chat):
     import json
 
@@ -153,8 +161,8 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
         alice.expect(r"online \(1\): alice")
         alice.sendline("/frobnicate")
         alice.expect("unknown command /frobnicate")
-        alice.sendline("x" * 4001)  # longer than a message may be: the server says no
-        alice.expect("rejected that request as malformed")
+        alice.sendline("x" * 4001)  # longer than a message may be
+        alice.expect("a message is 1 to 4000 characters")
         alice.sendline("/quit")
         assert_exits_zero(alice)
     finally:
