@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -115,23 +115,36 @@ class Session:
 
 
 class Throttle:
-    """Failures per key within a sliding window (failed logins, PROTOCOL.md)."""
+    """Failures per key within a sliding window (failed logins, PROTOCOL.md).
+
+    Attempts still being hashed count as failures-to-be: otherwise a burst of
+    simultaneous logins would all pass the check before the first one failed.
+    """
 
     def __init__(self, limit: int, window: float = LOGIN_WINDOW) -> None:
         self.limit = limit
         self.window = window
         self._failures: dict[str, deque[float]] = {}
+        self._in_flight: Counter[str] = Counter()
+
+    def begin(self, key: str) -> None:
+        self._in_flight[key] += 1
+
+    def end(self, key: str) -> None:
+        self._in_flight[key] -= 1
+        if not self._in_flight[key]:
+            del self._in_flight[key]
 
     def blocked(self, key: str, now: float) -> bool:
+        in_flight = self._in_flight.get(key, 0)
         times = self._failures.get(key)
         if times is None:
-            return False
+            return in_flight >= self.limit
         while times and times[0] <= now - self.window:
             times.popleft()
         if not times:
             del self._failures[key]
-            return False
-        return len(times) >= self.limit
+        return len(times) + in_flight >= self.limit
 
     def fail(self, key: str, now: float) -> None:
         times = self._failures.pop(key, None) or deque()
@@ -279,9 +292,12 @@ class Chat:
         if self._name_throttle.blocked(name_key, now) or self._ip_throttle.blocked(session.ip, now):
             log.info("login throttled for %s from %s", safe(request.username), session.peer)
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
-        account = self.accounts.get(request.username) if p.valid_username(request.username) else None
+        known_shape = p.valid_username(request.username)
+        account = self.accounts.get(request.username) if known_shape else None
         password = request.password
         self._start_auth(session)
+        if known_shape:  # only a possible account's name is worth throttling (and bounded in size)
+            self._name_throttle.begin(name_key)
 
         def work() -> bool:
             # Unknown or malformed names verify against a dummy hash: same work, same timing.
@@ -290,12 +306,14 @@ class Chat:
 
         def done(matched: object) -> None:
             self._end_auth(session)
+            if known_shape:
+                self._name_throttle.end(name_key)
             if matched is True and account is not None:  # not an exception from the worker
                 log.info("login %s from %s", safe(account.username), session.peer)
                 return self._authenticate(session, account.username, "login")
             log.info("failed login for %s from %s", safe(request.username), session.peer)
             failed_at = self.clock()
-            if p.valid_username(request.username):  # no account can have another name
+            if known_shape:  # no account can have another name
                 self._name_throttle.fail(name_key, failed_at)
             self._ip_throttle.fail(session.ip, failed_at)
             self._error(session, "bad_credentials", request.id)

@@ -121,6 +121,20 @@ def test_failed_logins_are_throttled_per_name(chat):
     assert fx.last(1)["code"] == "rate_limited"  # even the right password, for a minute
 
 
+def test_simultaneous_guesses_count_before_they_fail(chat):
+    chat, fx, accounts = chat()
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    held = []
+    fx.submit = lambda work, done: held.append((work, done))  # hashes still running
+    for sid in range(1, 9):
+        chat.connect(sid, f"10.0.0.{sid}:1", f"10.0.0.{sid}", 0.0)
+        chat.receive(sid, {"type": "login", "username": "ann", "password": f"guess {sid}"})
+    assert len(held) == 5  # the other three were turned away at once
+    assert [fx.last(sid)["code"] for sid in (6, 7, 8)] == ["rate_limited"] * 3
+    for work, done in held:
+        done(work())
+
+
 def test_flood_control_allows_a_burst_of_twice_the_rate(chat):
     clock = [1000.0]
     chat_, fx, accounts = chat(rate_limit=5)
