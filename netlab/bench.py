@@ -146,7 +146,7 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
 
 
 @dataclass
-class ChatClient:
+class BenchConnection:
     """One benchmark connection: a socket and a fast frame splitter."""
 
     sock: socket.socket
@@ -207,7 +207,7 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
     registration = register_all(socks, prefix)
     print(f"chat: {clients} clients registered in {registration:.2f} s "
           f"({clients / registration:,.0f}/s, password hashing bound)")
-    conns = [ChatClient(sock, f'"from":"{prefix}{i}"'.encode()) for i, sock in enumerate(socks)]
+    conns = [BenchConnection(sock, f'"from":"{prefix}{i}"'.encode()) for i, sock in enumerate(socks)]
     selector = selectors.DefaultSelector()
     for conn in conns:
         conn.sock.setblocking(False)
@@ -221,7 +221,7 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
             storm_frame = {"type": "register", "username": f"{prefix}s{i}", "password": "bench-password"}
             sock.send(p.encode(storm_frame))
 
-    def send(conn: ChatClient) -> None:
+    def send(conn: BenchConnection) -> None:
         stamp = time.perf_counter_ns()
         conn.sock.send(p.encode({"type": "say", "text": "x" * 32, "id": str(stamp)}))
         conn.in_flight += 1

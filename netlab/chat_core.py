@@ -344,8 +344,8 @@ class Chat:
         sid = session.sid
         self.fx.save()  # the history below must reach the message the broadcasts start after
         self.fx.send(sid, p.encode(p.ok(op, username)))
-        self.fx.send(sid, self._history_frame(self.history.recent(self.config.history_size),
-                                              more_before=self._has_before(self.config.history_size)))
+        # The answer to a `history` request with limit history_size (the window holds that many).
+        self.fx.send(sid, self._history_frame(*self.history.page(limit=self.config.history_size)))
         key = username.lower()
         first = key not in self.online
         if first:
@@ -471,10 +471,6 @@ class Chat:
     def _end(self, session: Session, reason: str) -> None:
         self.fx.close(session.sid)
         self.disconnect(session.sid, reason)
-
-    def _has_before(self, count: int) -> bool:
-        """Whether messages older than the newest `count` exist."""
-        return self.history.last_seq > 0 and len(self.history.recent(count + 1)) > count
 
     def _history_frame(self, records: list[Record], more_before: bool, keep_newest: bool = True) -> bytes:
         """A `history` frame that fits max_frame, cutting the oldest (or newest) messages if needed."""

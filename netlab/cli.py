@@ -14,6 +14,7 @@ import click
 
 from netlab import admin
 from netlab.chat_core import ChatConfig
+from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import open_listener
 from netlab.protocol import MIN_MAX_FRAME
@@ -141,7 +142,7 @@ def echo() -> None:
 
 @echo.command("serve")
 @with_options(server_options(7007))
-@click.option("--max-clients", type=COUNT, default=1000, show_default=True,
+@click.option("--max-clients", type=COUNT, default=DEFAULT_MAX_CLIENTS, show_default=True,
               help="Connections served at once; more are accepted and closed.")
 def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, max_clients: int) -> None:
