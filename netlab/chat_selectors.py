@@ -472,21 +472,28 @@ class ChatServer:
         """
         others, failed = set(), []
         base, end = self.log.base, self.log.end
+        bytes_out = 0
         with memoryview(self.log.data) as log:
+            # Readers that kept up share a cursor, and so one slice of the log.
+            cursor, unseen = -1, log[:0]
             for conn in self._readers.values():
                 if conn.private or conn.blocked:
                     others.add(conn)
                     continue
-                sent = _send(conn.sock, log[conn.cursor - base:])
+                if conn.cursor != cursor:
+                    cursor, unseen = conn.cursor, log[conn.cursor - base:]
+                sent = _send(conn.sock, unseen)
                 if isinstance(sent, str):
                     failed.append((conn, sent))
                     continue
-                self._bytes_out += sent
+                bytes_out += sent
                 conn.cursor += sent
                 if conn.cursor == end:
                     conn.boundary = end
                 else:
                     self._block(conn, True)
+            del unseen  # a view: the log cannot grow while one lives
+        self._bytes_out += bytes_out
         for conn, reason in failed:  # after the view is released: a leave grows the log
             self._drop(conn, reason)
         return others
