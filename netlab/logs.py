@@ -2,7 +2,8 @@
 
 Two handlers hang off the `netlab` logger: a size-bounded file that keeps
 everything, and a console handler the operator can silence (`stop log`)
-without the file missing a line. `clear log` truncates the file in place so
+without the file missing a line; the console is written by its own thread,
+so a stuck terminal or pipe never blocks a server. `clear log` truncates the file in place so
 the open handle stays valid and the next line lands at offset 0.
 """
 
@@ -12,6 +13,8 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
+from collections import deque
 from pathlib import Path
 
 LOGGER_NAME = "netlab"
@@ -20,6 +23,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 #: cannot fill the disk with its log.
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
+#: Console lines waiting for a slow stderr before new ones are dropped.
+CONSOLE_BACKLOG = 10_000
+#: How long a flush (at console commands and at exit) waits for a stuck stderr.
+CONSOLE_FLUSH_TIMEOUT = 1.0
 
 
 def safe(text: str) -> str:
@@ -45,26 +52,73 @@ class TruncatableFileHandler(logging.handlers.RotatingFileHandler):
 
 
 class ConsoleHandler(logging.Handler):
-    """Writes to whatever `sys.stderr` is at the time of each record.
+    """Log lines for the operator's console, written by a thread of their own.
 
-    On a terminal the console patches `sys.stderr` so log lines appear above
-    the prompt; a handler bound to the original stream would break the line
-    being typed.
+    stderr may be a terminal paused with Ctrl-S or a pipe nobody reads, and a
+    write there blocks. The chat loop and the echo threads only queue the
+    line, so a stuck console never stops a server. Past CONSOLE_BACKLOG lines
+    waiting, new ones are counted and dropped (the file keeps every line).
+
+    Lines go to whatever `sys.stderr` is when they are written: on a terminal
+    the console patches it so that log lines appear above the prompt.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backlog: int = CONSOLE_BACKLOG) -> None:
         super().__init__()
         self.enabled = True
+        self._backlog = backlog
+        self._lines: deque[str] = deque()
+        self._dropped = 0
+        self._busy = False  # the writer holds lines it has not finished writing
+        self._closed = False
+        self._changed = threading.Condition(threading.Lock())
+        self._writer = threading.Thread(target=self._write_lines, name="log-console", daemon=True)
+        self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self.enabled:
             return
-        try:
-            stream = sys.stderr
-            stream.write(self.format(record) + "\n")
-            stream.flush()
-        except Exception:
-            self.handleError(record)
+        line = self.format(record)
+        with self._changed:
+            if len(self._lines) >= self._backlog:
+                self._dropped += 1
+                return
+            self._lines.append(line)
+            self._changed.notify_all()
+
+    def _write_lines(self) -> None:
+        while True:
+            with self._changed:
+                self._busy = False
+                self._changed.notify_all()
+                while not self._lines and not self._closed:
+                    self._changed.wait()
+                if not self._lines:
+                    return
+                lines = list(self._lines)
+                self._lines.clear()
+                dropped, self._dropped = self._dropped, 0
+                self._busy = True
+            if dropped:  # the drops came after every line of this batch
+                lines.append(f"({dropped} log lines not shown: the console fell behind; "
+                             "the log file has them)")
+            try:
+                sys.stderr.write("\n".join(lines) + "\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass  # no console left to tell; the file has the lines
+
+    def flush(self, timeout: float = CONSOLE_FLUSH_TIMEOUT) -> None:
+        """Wait until queued lines are written, but not forever: stderr may be stuck."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._lines and not self._busy, timeout)
+
+    def close(self) -> None:
+        self.flush()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        super().close()
 
 
 class LogControl:
@@ -90,9 +144,8 @@ class LogControl:
     def close(self) -> None:
         logger = logging.getLogger(LOGGER_NAME)
         for handler in (self.file_handler, self.console):
-            handler.flush()
             logger.removeHandler(handler)
-            handler.close()
+            handler.close()  # flushes first
 
 
 def setup_logging(log_file: Path) -> LogControl:

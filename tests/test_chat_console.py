@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from chatclient import connect, logged_in, registered
-from procs import Netlab
+from procs import WAIT, Netlab, wait_file_contains
 
 
 def marked(server: Netlab, command: str, pattern: str) -> re.Match:
@@ -161,3 +164,28 @@ def test_end_of_console_input_leaves_the_server_running(console):
 def server_data(server: Netlab) -> Path:
     args = server.proc.args
     return Path(args[args.index("--data-dir") + 1])
+
+
+def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path):
+    # stderr is a pipe this test never reads: once its 64 KiB fill up, a
+    # write there blocks. The chat must go on, and the log file miss nothing.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "netlab", "chat", "serve", "--port", "0", "--no-repl",
+         "--data-dir", str(tmp_path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r":(\d+)$", server.stdout.readline().strip()).group(1))
+        visits = 2000  # two log lines each, some 150 KiB in all
+        for _ in range(visits):
+            socket.create_connection(("127.0.0.1", port)).close()
+        with registered(port, "alice") as alice:
+            assert alice.say("still here")["text"] == "still here"
+        log_text = wait_file_contains(tmp_path / "chat.log", "registered 'alice'")
+        assert log_text.count(" INFO connected 127.0.0.1") >= visits
+        server.terminate()
+        assert server.wait(WAIT) == 0
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
+        server.stderr.close()
