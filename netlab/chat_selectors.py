@@ -315,7 +315,6 @@ class ChatServer:
                             self._read(key.data)
                         if events & selectors.EVENT_WRITE:
                             self._writable.add(key.data)
-                self._run_calls()
                 auth_deadline = self.chat.expire(time.time())
                 self.save()
                 self._flush()
