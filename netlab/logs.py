@@ -9,6 +9,7 @@ the open handle stays valid and the next line lands at offset 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -25,7 +26,7 @@ LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
 #: Console lines waiting for a slow stderr before new ones are dropped.
 CONSOLE_BACKLOG = 10_000
-#: How long a flush (at console commands and at exit) waits for a stuck stderr.
+#: How long closing the console (at exit) waits for a stuck stderr.
 CONSOLE_FLUSH_TIMEOUT = 1.0
 
 
@@ -60,7 +61,8 @@ class ConsoleHandler(logging.Handler):
     waiting, new ones are counted and dropped (the file keeps every line).
 
     Lines go to whatever `sys.stderr` is when they are written: on a terminal
-    the console patches it so that log lines appear above the prompt.
+    the console patches it so that log lines appear above the prompt (that
+    patch queues lines of its own, without a bound, and never blocks).
     """
 
     def __init__(self, backlog: int = CONSOLE_BACKLOG) -> None:
@@ -78,7 +80,11 @@ class ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if not self.enabled:
             return
-        line = self.format(record)
+        try:
+            line = self.format(record)
+        except Exception:  # a bad log call must not raise into the loop
+            self.handleError(record)
+            return
         with self._changed:
             if len(self._lines) >= self._backlog:
                 self._dropped += 1
@@ -102,16 +108,14 @@ class ConsoleHandler(logging.Handler):
             if dropped:  # the drops came after every line of this batch
                 lines.append(f"({dropped} log lines not shown: the console fell behind; "
                              "the log file has them)")
-            try:
-                sys.stderr.write("\n".join(lines) + "\n")
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass  # no console left to tell; the file has the lines
+            with contextlib.suppress(Exception):  # no console left to tell; the file has the lines
+                _write_console("\n".join(lines) + "\n")
 
     def flush(self, timeout: float = CONSOLE_FLUSH_TIMEOUT) -> None:
-        """Wait until queued lines are written, but not forever: stderr may be stuck."""
+        """Wait until queued lines are written, but not forever (stderr may be stuck),
+        and not at all once closed (logging flushes every handler again at exit)."""
         with self._changed:
-            self._changed.wait_for(lambda: not self._lines and not self._busy, timeout)
+            self._changed.wait_for(lambda: self._closed or not (self._lines or self._busy), timeout)
 
     def close(self) -> None:
         self.flush()
@@ -119,6 +123,26 @@ class ConsoleHandler(logging.Handler):
             self._closed = True
             self._changed.notify_all()
         super().close()
+
+
+def _write_console(text: str) -> None:
+    """Write to the current stderr; the real one straight to its descriptor.
+
+    Through `sys.stderr` a write that blocks would hold the stream's lock, and
+    the interpreter's exit flushes that stream: a stuck console would then
+    hang the exit. `os.write` holds no Python lock.
+    """
+    stream = sys.stderr
+    if stream is None:
+        return
+    if stream is not sys.__stderr__:  # the prompt's patch: never blocks
+        stream.write(text)
+        stream.flush()
+        return
+    data = memoryview(text.encode(stream.encoding or "utf-8", "backslashreplace"))
+    fd = stream.fileno()
+    while data:
+        data = data[os.write(fd, data):]
 
 
 class LogControl:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -166,16 +167,22 @@ def server_data(server: Netlab) -> Path:
     return Path(args[args.index("--data-dir") + 1])
 
 
-def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path):
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered-stderr", "PYTHONUNBUFFERED"])
+def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path, unbuffered: bool):
     # stderr is a pipe this test never reads: once its 64 KiB fill up, a
-    # write there blocks. The chat must go on, and the log file miss nothing.
+    # write there blocks. The chat must go on, the log file miss nothing, and
+    # a stop still end the process (Python's own stderr buffer is involved
+    # unless PYTHONUNBUFFERED is set).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
     server = subprocess.Popen(
         [sys.executable, "-m", "netlab", "chat", "serve", "--port", "0", "--no-repl",
          "--data-dir", str(tmp_path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         port = int(re.search(r":(\d+)$", server.stdout.readline().strip()).group(1))
-        visits = 2000  # two log lines each, some 150 KiB in all
+        visits = 2000  # two log lines each, some 240 KiB in all
         for _ in range(visits):
             socket.create_connection(("127.0.0.1", port)).close()
         with registered(port, "alice") as alice:
