@@ -2,9 +2,10 @@
 
 Two handlers hang off the `netlab` logger: a size-bounded file that keeps
 everything, and a console handler the operator can silence (`stop log`)
-without the file missing a line; the console is written by its own thread,
-so a stuck terminal or pipe never blocks a server. `clear log` truncates the file in place so
-the open handle stays valid and the next line lands at offset 0.
+without the file missing a line. The console is written by a thread of its
+own, so a stuck terminal or pipe never blocks a server. `clear log`
+truncates the file in place so the open handle stays valid and the next line
+lands at offset 0.
 """
 
 from __future__ import annotations
