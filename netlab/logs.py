@@ -66,10 +66,9 @@ class ConsoleHandler(logging.Handler):
     patch queues lines of its own, without a bound, and never blocks).
     """
 
-    def __init__(self, backlog: int = CONSOLE_BACKLOG) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.enabled = True
-        self._backlog = backlog
         self._lines: deque[str] = deque()
         self._dropped = 0
         self._busy = False  # the writer holds lines it has not finished writing
@@ -87,7 +86,7 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
             return
         with self._changed:
-            if len(self._lines) >= self._backlog:
+            if len(self._lines) >= CONSOLE_BACKLOG:
                 self._dropped += 1
                 return
             self._lines.append(line)

@@ -71,16 +71,22 @@ class LineLog:
 
 
 class Netlab:
-    """`python -m netlab ARGS` with piped stdin, stdout and stderr."""
+    """`python -m netlab ARGS` with piped stdin, stdout and stderr.
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    `env` adds to this process's environment; a value of None removes the
+    variable. With `read_stderr` False, stderr is a pipe nobody reads.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str | None] | None = None, cwd: Path | None = None,
+                 read_stderr: bool = True) -> None:
+        merged = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "netlab", *args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, env={**os.environ, **(env or {})}, cwd=cwd,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            env={name: value for name, value in merged.items() if value is not None}, cwd=cwd,
         )
         self.out = LineLog(self.proc.stdout)
-        self.err = LineLog(self.proc.stderr)
+        self.err = LineLog(self.proc.stderr) if read_stderr else None
 
     def listening_port(self) -> int:
         match, _ = self.out.wait_for(r"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
+import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from chatclient import connect, logged_in, registered
-from procs import WAIT, Netlab, wait_file_contains
+from procs import Netlab, wait_file_contains
 
 
 def marked(server: Netlab, command: str, pattern: str) -> re.Match:
@@ -173,15 +171,10 @@ def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path, unbuffered:
     # write there blocks. The chat must go on, the log file miss nothing, and
     # a stop still end the process (Python's own stderr buffer is involved
     # unless PYTHONUNBUFFERED is set).
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    if unbuffered:
-        env["PYTHONUNBUFFERED"] = "1"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "netlab", "chat", "serve", "--port", "0", "--no-repl",
-         "--data-dir", str(tmp_path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    server = Netlab("chat", "serve", "--port", "0", "--no-repl", "--data-dir", str(tmp_path),
+                    env={"PYTHONUNBUFFERED": "1" if unbuffered else None}, read_stderr=False)
     try:
-        port = int(re.search(r":(\d+)$", server.stdout.readline().strip()).group(1))
+        port = server.listening_port()
         visits = 2000  # two log lines each, some 240 KiB in all
         for _ in range(visits):
             socket.create_connection(("127.0.0.1", port)).close()
@@ -189,10 +182,7 @@ def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path, unbuffered:
             assert alice.say("still here")["text"] == "still here"
         log_text = wait_file_contains(tmp_path / "chat.log", "registered 'alice'")
         assert log_text.count(" INFO connected 127.0.0.1") >= visits
-        server.terminate()
-        assert server.wait(WAIT) == 0
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
     finally:
         server.kill()
-        server.wait()
-        server.stdout.close()
-        server.stderr.close()
