@@ -195,7 +195,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     """Run the chat server with the operator console."""
     from netlab.chat_selectors import ChatServer
     from netlab.crypto import StartupError
-    from netlab.store import Accounts, History
+    from netlab.store import open_store
 
     admin.block_stop_signals()
     # The history sent at login comes from the window, so it holds at least that much.
@@ -205,8 +205,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     listener = listen(host, port)
     logs = open_log(log_file or data_dir / "chat.log")
     try:
-        accounts = Accounts.open(data_dir)
-        history = History.open(data_dir / "history.csv", window=window)
+        accounts, history = open_store(data_dir, window)
     except StartupError as exc:
         fail(str(exc))
     except OSError as exc:

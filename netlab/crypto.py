@@ -61,40 +61,51 @@ def _decode_key(text: str, source: str) -> bytes:
     return key
 
 
-def read_key(data_dir: Path, environ: Mapping[str, str] = os.environ) -> bytes | None:
-    """The master key from NETLAB_KEY or data_dir/netlab.key, or None when neither exists.
+def read_key(data_dir: Path, environ: Mapping[str, str] = os.environ) -> tuple[bytes, str] | None:
+    """The master key and where it came from (for messages), or None when there is none.
 
     NETLAB_KEY wins whenever it is set (even set empty, which is an error rather than a silent
     fallback to the file), and then the file is not looked at.
     """
     if KEY_ENV in environ:
-        return _decode_key(environ[KEY_ENV], f"the environment variable {KEY_ENV}")
+        source = f"the environment variable {KEY_ENV}"
+        return _decode_key(environ[KEY_ENV], source), source
     path = data_dir / KEY_FILE
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            raw = f.read()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StartupError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if mode & 0o077:
-        log.warning("%s is readable by group or others (mode %o); chmod 600 it", path, mode & 0o777)
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
         text = ""
-    return _decode_key(text, str(path))
+    return _decode_key(text, str(path)), str(path)
 
 
-def create_key_file(data_dir: Path) -> bytes:
-    """Create data_dir/netlab.key (mode 0600) holding a fresh random key; never overwrite one.
+def warn_if_exposed(data_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
+    """Warn about a key file others may read (called once start-up has succeeded)."""
+    if KEY_ENV in environ:
+        return
+    path = data_dir / KEY_FILE
+    with contextlib.suppress(OSError):
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            log.warning("%s is readable by group or others (mode %o); chmod 600 it", path, mode)
+
+
+def new_key() -> bytes:
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def create_key_file(data_dir: Path, key: bytes) -> None:
+    """Create data_dir/netlab.key (mode 0600) holding `key`; never overwrite one.
 
     The key is written and fsynced under a temporary name, then hard-linked into place: link()
     fails if netlab.key exists, and a crash can never leave an empty or partial netlab.key
     (which would block every later start), only a stray temporary file.
     """
-    key = secrets.token_bytes(KEY_BYTES)
     path = data_dir / KEY_FILE
     tmp = data_dir / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -113,7 +124,6 @@ def create_key_file(data_dir: Path) -> bytes:
     finally:
         tmp.unlink()
     fsync_dir(data_dir)
-    return key
 
 
 class Vault:

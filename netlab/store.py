@@ -29,12 +29,15 @@ from netlab.crypto import (
     Vault,
     create_key_file,
     fsync_dir,
+    new_key,
     read_key,
+    warn_if_exposed,
 )
 
 log = logging.getLogger(__name__)
 
 CLIENTS_FILE = "clients.csv"
+HISTORY_FILE = "history.csv"
 CLIENTS_HEADER = ("login_index", "login", "password_hash", "registered_ip", "created")
 HISTORY_HEADER = ("seq", "ts", "from", "text")
 
@@ -120,30 +123,36 @@ class Accounts:
         self._by_name = accounts  # username.casefold() -> Account
         self._torn_at = torn_at  # where a torn last line starts; cut before the next add
         self._lock = threading.Lock()
+        self._unwritten_key: bytes | None = None  # see load and create_files
+        self._unwritten_file = False
 
     @classmethod
     def open(cls, data_dir: Path, environ: Mapping[str, str] = os.environ) -> Accounts:
-        """Load clients.csv with the key, or raise StartupError having created or changed nothing.
+        """`load`, then `create_files`."""
+        accounts = cls.load(data_dir, environ)
+        accounts.create_files()
+        return accounts
 
-        Decrypting every login is the key check; a file with no accounts accepts any key.
+    @classmethod
+    def load(cls, data_dir: Path, environ: Mapping[str, str] = os.environ) -> Accounts:
+        """Read clients.csv with the key, or raise StartupError; creates nothing on disk.
+
+        Decrypting every login is the key check; a file with no accounts accepts any key. A key
+        or clients.csv that does not exist yet is made in memory, for `create_files` to write.
         """
         path = data_dir / CLIENTS_FILE
-        key = read_key(data_dir, environ)
+        found = read_key(data_dir, environ)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             data = b""
         rows, torn_at = _parse_clients(data, path)
-        if key is None and rows:
+        if found is None and rows:
             raise StartupError(
                 f"{path} holds {len(rows)} accounts but no key was found: restore "
                 f"{data_dir / KEY_FILE} or set {KEY_ENV}; refusing to start"
             )
-        if key is None or not data:
-            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if key is None:
-            key = create_key_file(data_dir)
-            log.info("created a new key in %s", data_dir / KEY_FILE)
+        key, source = found or (new_key(), "")
         vault = Vault(key)
         accounts: dict[str, Account] = {}
         for line_no, (index, login, password_hash, _ip, _created) in rows:
@@ -151,19 +160,35 @@ class Accounts:
                 username = vault.decrypt(login, "login")
             except (InvalidTag, ValueError) as exc:
                 raise StartupError(
-                    f"netlab.key does not match {path} (line {line_no} does not decrypt); "
-                    "use the key these accounts were made with"
+                    f"the key in {source} does not match {path} (line {line_no} does not "
+                    "decrypt); use the key these accounts were made with"
                 ) from exc
             if vault.blind_index(username) != index:
                 raise StartupError(f"{path} line {line_no}: login_index does not match its login")
             if username.casefold() in accounts:
                 raise StartupError(f"{path} line {line_no}: a second account {username!r}")
             accounts[username.casefold()] = Account(username, password_hash)
-        if not data:
-            _create_with_header(path, CLIENTS_HEADER)
-        if torn_at is not None:
-            log.warning("%s: skipped a torn last line (a crash while registering)", path)
-        return cls(path, vault, accounts, torn_at)
+        loaded = cls(path, vault, accounts, torn_at)
+        loaded._unwritten_key = None if found else key
+        loaded._unwritten_file = not data
+        return loaded
+
+    def create_files(self) -> None:
+        """Write the key and clients.csv if `load` found them missing; then warn about either."""
+        data_dir = self._path.parent
+        if self._unwritten_key is not None or self._unwritten_file:
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._unwritten_key is not None:
+            create_key_file(data_dir, self._unwritten_key)
+            self._unwritten_key = None
+            log.info("created a new key in %s", data_dir / KEY_FILE)
+        else:
+            warn_if_exposed(data_dir)
+        if self._unwritten_file:
+            _create_with_header(self._path, CLIENTS_HEADER)
+            self._unwritten_file = False
+        if self._torn_at is not None:
+            log.warning("%s: skipped a torn last line (a crash while registering)", self._path)
 
     def get(self, username: str) -> Account | None:
         """Case-insensitive lookup; cheap (loop thread)."""
@@ -620,3 +645,25 @@ class History:
 
 def _seq(entry: tuple[int, Record]) -> int:
     return entry[1].seq
+
+
+# --------------------------------------------------------------------------------------------
+# Both files
+
+
+def open_store(data_dir: Path, history_window: int,
+               environ: Mapping[str, str] = os.environ) -> tuple[Accounts, History]:
+    """The chat's accounts and history; StartupError (or OSError) having created nothing.
+
+    Every check comes before the first file is made: accounts are loaded, history.csv is
+    opened and checked (created only if missing), and only then the key and clients.csv are
+    written, so a bad history.csv cannot leave a new key behind, nor a wrong key a new history.
+    """
+    accounts = Accounts.load(data_dir, environ)
+    history = History.open(data_dir / HISTORY_FILE, window=history_window)
+    try:
+        accounts.create_files()
+    except BaseException:
+        history.close()
+        raise
+    return accounts, history

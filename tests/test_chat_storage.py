@@ -90,20 +90,33 @@ def other_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
-def test_a_wrong_key_refuses_to_start_and_changes_nothing(populated, start_chat):
-    before = snapshot(populated)
-    server = Netlab("chat", "serve", "--port", "0", "--no-repl", "--data-dir", str(populated),
-                    env={"NETLAB_KEY": other_key()})
+def refuses_to_start(data: Path, env: dict[str, str] | None = None) -> str:
+    """Start a chat on `data` that must fail: exit 2, one line on stderr; that line."""
+    server = Netlab("chat", "serve", "--port", "0", "--no-repl", "--data-dir", str(data), env=env)
     assert server.wait() == 2
     lines = server.err.wait_closed()
     server.kill()
     assert len(lines) == 1 and lines[0].strip(), lines
     assert "Traceback" not in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("where", ["NETLAB_KEY", "a key file readable by others"])
+def test_a_wrong_key_refuses_to_start_and_changes_nothing(populated, start_chat, where):
+    env = None
+    if where == "NETLAB_KEY":
+        env = {"NETLAB_KEY": other_key()}
+    else:
+        (populated / "netlab.key").write_text(other_key())
+        (populated / "netlab.key").chmod(0o644)  # its warning must not be a second line
+    before = snapshot(populated)
+    assert "does not match" in refuses_to_start(populated, env)
     assert snapshot(populated) == before
-    # the same directory starts fine with its own key, and the account still logs in
-    _, port = start_chat(data=populated)
-    with logged_in(port, NAME, SECRET) as client:
-        assert client.username == NAME
+    if where == "NETLAB_KEY":
+        # the same directory starts fine with its own key, and the account still logs in
+        _, port = start_chat(data=populated)
+        with logged_in(port, NAME, SECRET) as client:
+            assert client.username == NAME
 
 
 def test_a_missing_key_refuses_to_start_and_creates_none(populated, start_chat):
@@ -111,11 +124,7 @@ def test_a_missing_key_refuses_to_start_and_creates_none(populated, start_chat):
     saved = key.read_bytes()
     key.unlink()
     before = snapshot(populated)
-    server = Netlab("chat", "serve", "--port", "0", "--no-repl", "--data-dir", str(populated))
-    assert server.wait() == 2
-    lines = server.err.wait_closed()
-    server.kill()
-    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    refuses_to_start(populated)
     assert not key.exists()
     assert snapshot(populated) == before
     # NETLAB_KEY with the same content (white space around it) takes the file's place
@@ -125,6 +134,22 @@ def test_a_missing_key_refuses_to_start_and_creates_none(populated, start_chat):
         assert [m["text"] for m in client.history()["messages"]][0] == "hello from the zebra"
     stop(server)
     assert not key.exists()  # neither read nor created while NETLAB_KEY is set
+
+
+@pytest.mark.parametrize("bad", ["a directory", "a wrong header", "a corrupt record"])
+def test_a_bad_history_file_refuses_to_start_and_creates_no_key(tmp_path, bad):
+    data = tmp_path / "data"
+    data.mkdir()
+    history = data / "history.csv"
+    if bad == "a directory":
+        history.mkdir()
+    elif bad == "a wrong header":
+        history.write_bytes(b"garbage\r\n")
+    else:
+        history.write_bytes(b"seq,ts,from,text\r\nnot a seq,x,y,z\r\n1,x,y,z\r\n")
+    refuses_to_start(data)
+    assert not (data / "netlab.key").exists()
+    assert not (data / "clients.csv").exists()
 
 
 def test_a_second_start_on_the_same_directory_keeps_the_key(populated, start_chat):

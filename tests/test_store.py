@@ -69,11 +69,24 @@ def test_key_file_is_0600_and_never_overwritten(tmp_path: Path) -> None:
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     before = key_path.read_bytes()
     with pytest.raises(StartupError):
-        create_key_file(tmp_path)
+        create_key_file(tmp_path, b"k" * 32)
     Accounts.open(tmp_path, environ={})
     assert key_path.read_bytes() == before
-    assert read_key(tmp_path, environ={}) == base64.urlsafe_b64decode(before.strip())
+    assert read_key(tmp_path, environ={})[0] == base64.urlsafe_b64decode(before.strip())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clients.csv", KEY_FILE]
+
+
+def test_a_key_file_others_can_read_is_warned_about_once_it_matched(tmp_path: Path, caplog) -> None:
+    Accounts.open(tmp_path, environ={}).add("alice", HASH, "10.0.0.1")
+    key_path = tmp_path / KEY_FILE
+    key_path.chmod(0o644)
+    Accounts.open(tmp_path, environ={})
+    assert "readable by group or others (mode 644)" in caplog.text
+    caplog.clear()
+    key_path.write_text(base64.urlsafe_b64encode(b"x" * 32).decode())
+    with pytest.raises(StartupError, match="does not match"):
+        Accounts.open(tmp_path, environ={})
+    assert "readable" not in caplog.text  # the refusal is the one line an operator gets
 
 
 def test_env_key_wins_and_no_key_file_is_created(tmp_path: Path) -> None:
@@ -95,7 +108,7 @@ def test_malformed_key_is_refused(tmp_path: Path, text: str) -> None:
 
 def test_key_without_padding_is_accepted(tmp_path: Path) -> None:
     text = base64.urlsafe_b64encode(b"\xfb" * 32).decode().rstrip("=")
-    assert read_key(tmp_path, environ={KEY_ENV: text}) == b"\xfb" * 32
+    assert read_key(tmp_path, environ={KEY_ENV: text})[0] == b"\xfb" * 32
 
 
 def test_vault_binds_context_and_indexes_case_insensitively() -> None:
