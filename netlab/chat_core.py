@@ -114,6 +114,11 @@ class Session:
         self.auth_pending = False
 
 
+def _who(session: Session) -> str:
+    """A session as log lines name it."""
+    return f"{safe(session.username)} from {session.peer}" if session.username else session.peer
+
+
 class Throttle:
     """Failures per key within a sliding window (failed logins, PROTOCOL.md).
 
@@ -196,8 +201,7 @@ class Chat:
         session = self.sessions.pop(sid, None)
         if session is None:
             return
-        who = f"{safe(session.username)} from {session.peer}" if session.username else session.peer
-        log.info("disconnected %s (%s)", who, reason)
+        log.info("disconnected %s (%s)", _who(session), reason)
         if session.username is None:
             return
         self.subscribers -= 1
@@ -432,9 +436,10 @@ class Chat:
     def shutdown(self, reason: str) -> None:
         """Every connection gets `shutdown` and closes; nobody is told of the others leaving."""
         frame = p.encode(p.shutdown(reason))
-        for sid in self.sessions:
-            self.fx.send(sid, frame)
-            self.fx.close(sid)
+        for session in self.sessions.values():
+            self.fx.send(session.sid, frame)
+            self.fx.close(session.sid)
+            log.info("disconnected %s (shutdown)", _who(session))
         log.info("closed %d connection(s) for shutdown", len(self.sessions))
         self.sessions.clear()
         self.online.clear()

@@ -456,7 +456,7 @@ def test_concurrent_registrations_of_one_name_yield_exactly_one_account(start_ch
 # -- shutdown -----------------------------------------------------------------------------
 
 
-def test_sigterm_sends_shutdown_to_every_connection_and_exits_0(start_chat):
+def test_sigterm_sends_shutdown_to_every_connection_and_exits_0(start_chat, tmp_path):
     server, port = start_chat()
     authed = registered(port, "Stayer")
     other = registered(port, "Other")
@@ -471,6 +471,12 @@ def test_sigterm_sends_shutdown_to_every_connection_and_exits_0(start_chat):
         assert isinstance(frames[0]["reason"], str)
     assert server.wait() == 0
     assert time.monotonic() - started < 2.0
+    # CLI.md: each disconnect writes one log line, shutdown or not
+    disconnects = [line for line in (tmp_path / "data" / "chat.log").read_text().splitlines()
+                   if " disconnected " in line]
+    assert len(disconnects) == 3 and all(line.endswith("(shutdown)") for line in disconnects)
+    assert sum("'Stayer' from 127.0.0.1:" in line for line in disconnects) == 1
+    assert sum("'Other' from 127.0.0.1:" in line for line in disconnects) == 1
 
 
 def test_shutdown_while_a_client_has_not_read_its_welcome(start_chat):
