@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 import ssl
@@ -21,6 +22,17 @@ from netlab.protocol import MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
 COUNT = click.IntRange(min=1)
+DAY = 86_400.0  # longest time an option may ask for: a loop's select() wants a sane timeout
+
+
+class FiniteRange(click.FloatRange):
+    """A FloatRange that refuses nan and inf, which pass its bounds but are no time nor rate."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def fail(message: str) -> NoReturn:
@@ -180,10 +192,10 @@ def chat() -> None:
               help="Open connections; more get server_full.")
 @click.option("--max-output", type=COUNT, default=ChatConfig.max_output, show_default=True,
               help="Bytes queued for one client before it is cut as a slow consumer.")
-@click.option("--auth-timeout", type=click.FloatRange(min=0, min_open=True),
+@click.option("--auth-timeout", type=FiniteRange(min=0, min_open=True, max=DAY),
               default=ChatConfig.auth_timeout, show_default=True,
-              help="Seconds a connection may stay unauthenticated.")
-@click.option("--rate-limit", type=click.FloatRange(min=0), default=ChatConfig.rate_limit,
+              help="Seconds a connection may stay unauthenticated (at most a day).")
+@click.option("--rate-limit", type=FiniteRange(min=0), default=ChatConfig.rate_limit,
               show_default=True, help="Messages a second per session, bursts of twice that; 0: off.")
 @click.option("--history-window", type=COUNT, default=ChatConfig.history_window, show_default=True,
               help="Messages kept in memory; older pages are read from disk.")
@@ -310,7 +322,7 @@ def bench_target(default_kind: str):
         click.option("--host", default="127.0.0.1", show_default=True),
         click.option("--port", type=PORT, default=None,
                      help=f"A running {default_kind} server; default: start one for the run."),
-        click.option("--duration", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+        click.option("--duration", type=FiniteRange(min=0.1, max=DAY), default=5.0, show_default=True,
                      help="Seconds of measurement."),
         click.option("--tls", is_flag=True,
                      help="Over TLS (a server started here gets its own certificate)."),
@@ -335,7 +347,7 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
 @click.option("--senders", type=COUNT, default=10, show_default=True, help="Of them sending (S).")
 @click.option("--window", type=COUNT, default=1, show_default=True,
               help="Messages in flight per sender (ignored with --rate).")
-@click.option("--rate", type=click.FloatRange(min=0), default=0, show_default=True,
+@click.option("--rate", type=FiniteRange(min=0), default=0, show_default=True,
               help="Fixed total messages/s instead of a window; 0: use the window.")
 @click.option("--login-storm", type=click.IntRange(min=0), default=0, show_default=True,
               help="Registrations started during the measurement (hashing beside the chat).")

@@ -505,7 +505,9 @@ def test_connections_refused_after_shutdown(start_chat):
 
 
 @pytest.mark.parametrize("option", [["--max-frame", "16383"], ["--port", "65536"],
-                                    ["--max-clients", "0"], ["--history-size", "0"]])
+                                    ["--max-clients", "0"], ["--history-size", "0"],
+                                    ["--auth-timeout", "nan"], ["--auth-timeout", "inf"],
+                                    ["--auth-timeout", "1e300"], ["--rate-limit", "nan"]])
 def test_out_of_range_options_are_usage_errors(tmp_path, option):
     server = Netlab("chat", "serve", "--no-repl", "--data-dir", str(tmp_path / "data"), *option)
     assert server.wait() == 2
