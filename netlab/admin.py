@@ -96,7 +96,7 @@ class Console:
 
     def execute(self, line: str) -> None:
         """Run one command line; every problem becomes one line of output."""
-        words = line.split()
+        words = _command_words(line)
         if not words:
             return
         try:
@@ -291,22 +291,45 @@ def users(console: Console) -> None:
     click.echo(f"{len(online)} user(s) online")
 
 
+# kick and say check their argument themselves, after console.chat(): on the echo
+# server they say they are chat-only, argument or not.
+
 @commands.command(add_help_option=False)
-@click.argument("name")
+@click.argument("name", required=False)
 @click.pass_obj
-def kick(console: Console, name: str) -> None:
+def kick(console: Console, name: str | None) -> None:
     """Chat: end that user's sessions with `kicked`."""
-    ended = console.chat("kick").kick(name)
+    chat = console.chat("kick")
+    if name is None:
+        raise click.UsageError("kick needs a NAME")
+    ended = chat.kick(name)
     click.echo(f"kicked {name}: {ended} session(s) ended" if ended else f"{name} is not online")
 
 
 @commands.command(add_help_option=False)
-@click.argument("text", nargs=-1, required=True)
+@click.argument("text", required=False)
 @click.pass_obj
-def say(console: Console, text: tuple[str, ...]) -> None:
+def say(console: Console, text: str | None) -> None:
     """Chat: send a notice to every authenticated session."""
-    reached = console.chat("say").say(" ".join(text))
+    chat = console.chat("say")
+    if text is None:
+        raise click.UsageError("say needs a TEXT")
+    reached = chat.say(text)
     click.echo(f"notice sent to {reached} session(s)")
+
+
+def _command_words(line: str) -> list[str]:
+    """A command line as click's arguments.
+
+    After `kick` and `say` nothing is read as an option, so a name or a text may
+    start with '-'; say's text is passed as typed, its spacing kept.
+    """
+    words = line.split()
+    if words[:1] == ["say"] and len(words) > 1:
+        return ["say", "--", line.strip()[len("say"):].strip()]
+    if words[:1] == ["kick"]:
+        return ["kick", "--", *words[1:]]
+    return words
 
 
 def _leaves(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:

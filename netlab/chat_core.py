@@ -423,6 +423,10 @@ class Chat:
         return len(sids)
 
     def notice(self, text: str) -> int:
+        """The operator's announcement; ValueError, sending nothing, for a text a `say` could not carry."""
+        if not p.valid_text(text):
+            raise ValueError("a notice is 1 to 4000 characters, not only white space, "
+                             "without control characters other than TAB, LF and CR")
         self.fx.broadcast(p.encode(p.notice(text)))
         return self.subscribers
 

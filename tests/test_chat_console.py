@@ -82,6 +82,24 @@ def test_say_sends_a_notice_to_every_authenticated_session(console):
         client.close()
 
 
+def test_kick_and_say_take_a_name_or_text_as_typed(console):
+    server, port = console
+    watcher = registered(port, "Watcher")
+    dash = registered(port, "-Dash")  # '-' is a username character
+    watcher.expect("join", username="-Dash")
+    marked(server, "kick -dash", r"kicked -dash: 1 session")
+    assert [f["type"] for f in dash.frames_until_closed()] == ["kicked"]
+    watcher.expect("leave", username="-Dash")
+    text = "-1 degrees,   so  --wrap up\twarm"
+    marked(server, f"say {text}  ", r"notice sent to 1 session")
+    assert watcher.expect("notice") == {"type": "notice", "text": text}
+    # a notice the protocol could not carry as a message is refused, and nobody gets it
+    marked(server, "say " + "x" * 4001, r"^error: a notice is 1 to 4000 characters")
+    marked(server, "kick", r"^error: .*NAME")
+    assert watcher.sync() == []
+    watcher.close()
+
+
 def test_status_counts_messages(console):
     server, port = console
     pattern = r"^messages: (\d+) received, (\d+) delivered, last seq (\d+)"

@@ -46,7 +46,7 @@ def test_status_reports_counters(echo):
         server.out.wait_for(r"^bytes: 5 in, 5 out")
 
 
-@pytest.mark.parametrize("line", ["frobnicate", "kick", "stop", "clear everything", "status now"])
+@pytest.mark.parametrize("line", ["frobnicate", "clear", "stop", "clear everything", "status now"])
 def test_unknown_or_bad_command_prints_one_line(echo, line):
     server, _ = echo
     server.command(line)
@@ -56,7 +56,7 @@ def test_unknown_or_bad_command_prints_one_line(echo, line):
     assert len(errors) == 1 and errors[0].startswith("error: ") and "help" in errors[0]
 
 
-@pytest.mark.parametrize("line", ["users", "kick bob", "say hello", "clear file"])
+@pytest.mark.parametrize("line", ["users", "kick bob", "say hello", "clear file", "kick", "say"])
 def test_chat_only_commands_say_so_on_echo(echo, line):
     server, _ = echo
     server.command(line)
