@@ -92,8 +92,10 @@ class Effects(Protocol):
     def close(self, sid: int) -> None:
         """Close the session once what is queued for it has gone out."""
 
-    def submit(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
-        """Run `work` off the loop; call `done(result)` on the loop afterwards.
+    def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
+               disk: bool = False) -> None:
+        """Run `work` off the loop (`disk`: a file read, else a password hash); call
+        `done(result)` on the loop afterwards. The session's next request waits until then.
 
         If `work` raises, `done` gets the exception as its result.
         """
@@ -122,8 +124,8 @@ def _who(session: Session) -> str:
 class Throttle:
     """Failures per key within a sliding window (failed logins, PROTOCOL.md).
 
-    Attempts still being hashed count as failures-to-be: otherwise a burst of
-    simultaneous logins would all pass the check before the first one failed.
+    Attempts still being hashed count against the limit too (`busy`): otherwise a
+    burst of simultaneous guesses would all pass the check before the first failed.
     """
 
     def __init__(self, limit: int, window: float = LOGIN_WINDOW) -> None:
@@ -132,6 +134,21 @@ class Throttle:
         self._failures: dict[str, deque[float]] = {}
         self._in_flight: Counter[str] = Counter()
 
+    def refused(self, key: str, now: float) -> bool:
+        """Has `key` failed `limit` times within the window?"""
+        times = self._failures.get(key)
+        if times is None:
+            return False
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return len(times) >= self.limit
+
+    def busy(self, key: str) -> bool:
+        """Would one more attempt, were all those in flight to fail, pass the limit?"""
+        return len(self._failures.get(key, ())) + self._in_flight.get(key, 0) >= self.limit
+
     def begin(self, key: str) -> None:
         self._in_flight[key] += 1
 
@@ -139,17 +156,6 @@ class Throttle:
         self._in_flight[key] -= 1
         if not self._in_flight[key]:
             del self._in_flight[key]
-
-    def blocked(self, key: str, now: float) -> bool:
-        in_flight = self._in_flight.get(key, 0)
-        times = self._failures.get(key)
-        if times is None:
-            return in_flight >= self.limit
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return len(times) + in_flight >= self.limit
 
     def fail(self, key: str, now: float) -> None:
         times = self._failures.pop(key, None) or deque()
@@ -169,6 +175,7 @@ class Chat:
         self.history = history
         self.fx = effects
         self.clock = clock
+        dummy_hash()  # now: computed at the first unknown name, it would make that one slower
         self.sessions: dict[int, Session] = {}
         #: lower-cased name -> (name as registered, its session ids)
         self.online: dict[str, tuple[str, set[int]]] = {}
@@ -177,6 +184,8 @@ class Chat:
         self._deadlines: deque[tuple[float, int]] = deque()  # auth deadlines, in accept order
         self._name_throttle = Throttle(MAX_FAILURES_PER_NAME)
         self._ip_throttle = Throttle(MAX_FAILURES_PER_IP)
+        #: lower-cased name -> logins waiting for that name's attempts in flight (Throttle.busy)
+        self._waiting_logins: dict[str, deque[tuple[Session, p.Login]]] = {}
         self.pending_auth = 0
         self.next_seq = history.last_seq + 1
         self.messages_in = 0
@@ -257,6 +266,14 @@ class Chat:
             log.info("bad frame from %s: %s", session.peer, exc.message)
             self._fatal(session, exc.code, exc.message)
 
+    def slow_consumer(self, sid: int) -> None:
+        """The client stopped reading and its pending output passed max_output."""
+        session = self.sessions.get(sid)
+        if session is not None:
+            limit = self.config.max_output
+            log.info("slow consumer %s: more than %d bytes pending", session.peer, limit)
+            self._fatal(session, "slow_consumer", f"more than {limit} bytes of output pending")
+
     def _register(self, session: Session, request: p.Register) -> None:
         if not self._may_start_auth(session, request.id):
             return
@@ -286,20 +303,24 @@ class Chat:
             log.info("registered %s from %s", safe(username), session.peer)
             self._authenticate(session, username, "register")
 
-        self.fx.submit(work, done)
+        self.fx.submit(session.sid, work, done)
 
     def _login(self, session: Session, request: p.Login) -> None:
         if not self._may_start_auth(session, request.id):
             return
         now = self.clock()
         name_key = request.username.lower()
-        if self._name_throttle.blocked(name_key, now) or self._ip_throttle.blocked(session.ip, now):
+        if self._name_throttle.refused(name_key, now) or self._ip_throttle.refused(session.ip, now):
             log.info("login throttled for %s from %s", safe(request.username), session.peer)
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
         known_shape = p.valid_username(request.username)
+        self._start_auth(session)
+        if known_shape and self._name_throttle.busy(name_key):
+            # Nothing has failed yet, but enough guesses are being hashed: wait for them.
+            self._waiting_logins.setdefault(name_key, deque()).append((session, request))
+            return
         account = self.accounts.get(request.username) if known_shape else None
         password = request.password
-        self._start_auth(session)
         if known_shape:  # only a possible account's name is worth throttling (and bounded in size)
             self._name_throttle.begin(name_key)
 
@@ -307,22 +328,37 @@ class Chat:
             # Unknown or malformed names verify against a dummy hash: same work, same timing.
             return verify_password(account.password_hash if account is not None else dummy_hash(), password)
 
-
         def done(matched: object) -> None:
             self._end_auth(session)
+            failed = not (matched is True and account is not None)  # False, or an exception
+            if failed:
+                log.info("failed login for %s from %s", safe(request.username), session.peer)
+                failed_at = self.clock()
+                if known_shape:  # no account can have another name
+                    self._name_throttle.fail(name_key, failed_at)
+                self._ip_throttle.fail(session.ip, failed_at)
+                self._error(session, "bad_credentials", request.id)
+            else:
+                log.info("login %s from %s", safe(account.username), session.peer)
+                self._authenticate(session, account.username, "login")
             if known_shape:
                 self._name_throttle.end(name_key)
-            if matched is True and account is not None:  # not an exception from the worker
-                log.info("login %s from %s", safe(account.username), session.peer)
-                return self._authenticate(session, account.username, "login")
-            log.info("failed login for %s from %s", safe(request.username), session.peer)
-            failed_at = self.clock()
-            if known_shape:  # no account can have another name
-                self._name_throttle.fail(name_key, failed_at)
-            self._ip_throttle.fail(session.ip, failed_at)
-            self._error(session, "bad_credentials", request.id)
+                self._resume_logins(name_key)
 
-        self.fx.submit(work, done)
+        self.fx.submit(session.sid, work, done)
+
+    def _resume_logins(self, name_key: str) -> None:
+        """Logins that waited for this name: start them while there is room, refuse them once
+        the name has failed too often."""
+        waiting = self._waiting_logins.get(name_key, deque())
+        throttle, now = self._name_throttle, self.clock()
+        while waiting and (throttle.refused(name_key, now) or not throttle.busy(name_key)):
+            session, request = waiting.popleft()
+            self._end_auth(session)
+            if session.sid in self.sessions and session.username is None:
+                self._login(session, request)
+        if not waiting:
+            self._waiting_logins.pop(name_key, None)
 
     def _may_start_auth(self, session: Session, rid: str | None) -> bool:
         if session.auth_pending:
@@ -382,8 +418,9 @@ class Chat:
         if history.in_window(limit=limit, before=before, after=after):
             records, more = history.page(limit=limit, before=before, after=after)
             return self._send_history(session, records, more, after is None)
-        self.fx.submit(lambda: history.page(limit=limit, before=before, after=after),
-                       lambda result: self._disk_history(session, request, result, after is None))
+        self.fx.submit(session.sid, lambda: history.page(limit=limit, before=before, after=after),
+                       lambda result: self._disk_history(session, request, result, after is None),
+                       disk=True)
 
     def _send_history(self, session: Session, records: list[Record], more: bool, newest: bool) -> None:
         if session.sid in self.sessions:

@@ -52,7 +52,11 @@ from netlab.store import Accounts, History, Record
 log = get_logger("chat")
 
 RECV_SIZE = 256 * 1024
-#: Trim consumed bytes off the shared log once this much has piled up.
+#: Frames answered for one connection in one loop pass. The rest wait, with the
+#: connection's reading paused, so that a client pipelining thousands of requests
+#: holds up nobody but itself.
+FRAMES_PER_PASS = 16
+#: Trim consumed bytes off the shared log once this much (or --max-output) has piled up.
 TRIM_THRESHOLD = 1024 * 1024
 #: How long a closing connection may take to drain its last frames (the
 #: `error`, `bye`, `kicked` or `shutdown` it was sent) before it is dropped.
@@ -82,6 +86,15 @@ def _send(sock: socket.socket, chunk: memoryview) -> int | str:
         return f"error: {exc.strerror or exc}"
 
 
+def _frame_end(frames: bytearray, boundary: int, position: int) -> int:
+    """The end of the frame holding `position` in `frames`, walking headers from `boundary`,
+    a frame start."""
+    while boundary <= position:
+        (length,) = p.HEADER.unpack_from(frames, boundary)
+        boundary += p.HEADER.size + length
+    return boundary
+
+
 class BroadcastLog:
     """Encoded broadcast frames, shared by every session, addressed by absolute position."""
 
@@ -103,10 +116,7 @@ class BroadcastLog:
 
     def frame_end(self, boundary: int, position: int) -> int:
         """The end of the frame holding `position`, walking headers from a known frame start."""
-        while boundary <= position:
-            (length,) = p.HEADER.unpack_from(self.data, boundary - self.base)
-            boundary += p.HEADER.size + length
-        return boundary
+        return self.base + _frame_end(self.data, boundary - self.base, position - self.base)
 
     def trim(self, keep_from: int) -> None:
         del self.data[:keep_from - self.base]
@@ -118,7 +128,7 @@ class Connection:
 
     __slots__ = ("sid", "sock", "peer", "decoder", "subscribed", "cursor", "boundary",
                  "private", "private_bytes", "sent_head", "log_stop", "closing", "close_by",
-                 "blocked", "events", "handshaking")
+                 "blocked", "paused", "busy", "events", "handshaking")
 
     def __init__(self, sid: int, sock: socket.socket, peer: str, max_frame: int) -> None:
         self.sid = sid
@@ -128,14 +138,18 @@ class Connection:
         self.subscribed = False
         self.cursor = 0     # next log byte to send
         self.boundary = 0   # a frame start <= cursor (where a cut frame can be finished from)
-        self.private: deque[tuple[int, bytes]] = deque()  # (log position when queued, frame)
+        #: (log position when queued, frames): frames queued at one position share a
+        #: bytearray, so a flood of small answers costs its bytes, not an object each.
+        self.private: deque[tuple[int, bytearray]] = deque()
         self.private_bytes = 0
         self.sent_head = 0  # bytes of private[0] already sent
         self.log_stop: int | None = None  # closing: send the log only up to here
         self.closing = False
         self.close_by = 0.0
         self.blocked = False  # the socket's buffer is full: wait for EVENT_WRITE
-        self.events = selectors.EVENT_READ  # the selector interest registered now
+        self.paused = False  # not reading: received frames wait to be answered
+        self.busy = False  # a job of this session's runs off the loop (a hash, a disk read)
+        self.events = selectors.EVENT_READ  # the selector interest registered now (0: none)
         self.handshaking = False  # TLS: nothing is sent or read until the handshake is done
 
 
@@ -165,6 +179,7 @@ class ChatServer:
         #: Subscribed sessions that are not closing: the fan-out hot path's list.
         self._readers: dict[int, Connection] = {}
         self._writable: set[Connection] = set()  # blocked ones whose socket has room again
+        self._backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
         self._log_grew = False
         self._presence_waiting = False  # presence in the log that no pass has carried yet
         self._next_presence = 0.0  # monotonic time before which presence alone starts no pass
@@ -176,6 +191,8 @@ class ChatServer:
         self._wake_w.setblocking(False)
         self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
                                         thread_name_prefix="chat-hash")
+        # History pages from disk: apart, so that no number of them can delay a login.
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-disk")
         self._stopping = False
         self._stop_by = 0.0
         self._stopped = threading.Event()
@@ -248,7 +265,10 @@ class ChatServer:
         conn = self.conns.get(sid)
         if conn is None or conn.closing:
             return
-        conn.private.append((self.log.end, data))
+        if conn.private and conn.private[-1][0] == self.log.end:
+            conn.private[-1][1].extend(data)  # no view of it lives between sends
+        else:
+            conn.private.append((self.log.end, bytearray(data)))
         conn.private_bytes += len(data)
         self._dirty.add(conn)
         if self._pending(conn) > self.config.max_output:
@@ -283,17 +303,33 @@ class ChatServer:
         self._readers.pop(sid, None)
         self._closing.add(conn)
         self._dirty.add(conn)
+        if conn.paused:  # read again, to see the peer's close (and discard what it sends)
+            conn.paused = False
+            self._update_interest(conn)
 
-    def submit(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
+    def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
+               disk: bool = False) -> None:
+        conn = self.conns.get(sid)
+        if conn is not None:
+            conn.busy = True  # its next frames wait (see _handle_frames)
+
         def finished(future: Future) -> None:
             if future.cancelled():
                 return  # stopping
             failure = future.exception()
             if failure is not None:
                 log.error("background work failed: %r", failure)
-            self.call_soon(lambda: done(failure if failure is not None else future.result()))
+            result = failure if failure is not None else future.result()
+            self.call_soon(lambda: self._job_done(sid, done, result))
 
-        self._pool.submit(work).add_done_callback(finished)
+        (self._disk if disk else self._pool).submit(work).add_done_callback(finished)
+
+    def _job_done(self, sid: int, done: Callable[[Any], None], result: Any) -> None:
+        done(result)
+        conn = self.conns.get(sid)
+        if conn is not None:
+            conn.busy = False
+            self._backlog.add(conn)  # answer what it sent meanwhile
 
     # -- the loop ------------------------------------------------------------------
 
@@ -303,7 +339,9 @@ class ChatServer:
         try:
             auth_deadline = None
             while not (self._stopping and not self.conns):
-                for key, events in self.selector.select(self._timeout(auth_deadline)):
+                backlog, self._backlog = self._backlog, set()
+                timeout = 0.0 if backlog else self._timeout(auth_deadline)
+                for key, events in self.selector.select(timeout):
                     if key.data == "accept":
                         self._accept()
                     elif key.data == "wake":
@@ -315,6 +353,9 @@ class ChatServer:
                             self._read(key.data)
                         if events & selectors.EVENT_WRITE:
                             self._writable.add(key.data)
+                for conn in backlog:
+                    if conn.sid in self.conns:
+                        self._handle_frames(conn)
                 auth_deadline = self.chat.expire(time.time())
                 self.save()
                 self._flush()
@@ -387,9 +428,21 @@ class ChatServer:
         self._dirty.add(conn)
 
     def _interest(self, conn: Connection, events: int) -> None:
-        if conn.events != events:
-            conn.events = events
+        """Register the events wanted; none at all means out of the selector."""
+        if conn.events == events:
+            return
+        if not conn.events:
+            self.selector.register(conn.sock, events, conn)
+        elif not events:
+            self.selector.unregister(conn.sock)
+        else:
             self.selector.modify(conn.sock, events, conn)
+        conn.events = events
+
+    def _update_interest(self, conn: Connection) -> None:
+        """Read unless paused; wait for room only while the socket's buffer is full."""
+        self._interest(conn, (0 if conn.paused else selectors.EVENT_READ)
+                       | (selectors.EVENT_WRITE if conn.blocked else 0))
 
     def _read(self, conn: Connection) -> None:
         try:
@@ -407,13 +460,33 @@ class ChatServer:
         if conn.closing:
             return  # read and discarded, so closing does not reset what we sent
         conn.decoder.feed(data)
+        self._handle_frames(conn)
+
+    def _handle_frames(self, conn: Connection) -> None:
+        """Answer received frames in order: FRAMES_PER_PASS at most, none while a job of
+        the session's runs (`busy`), none past the output limit.
+
+        While frames wait, reading pauses: the client's own TCP window holds it back,
+        and the decoder never holds more than one `recv` of them.
+        """
         try:
-            for frame in conn.decoder:
-                self.chat.receive(conn.sid, frame)
-                if conn.closing:
+            for _ in range(FRAMES_PER_PASS):
+                if conn.closing or conn.busy or conn in self._over_limit:
+                    break
+                frame = conn.decoder.next_frame()
+                if frame is None:
+                    if conn.paused:
+                        conn.paused = False
+                        self._update_interest(conn)
                     return
+                self.chat.receive(conn.sid, frame)
+            else:
+                self._backlog.add(conn)  # the cap: go on next pass
         except p.ProtocolError as exc:
-            self.chat.protocol_error(conn.sid, exc)
+            return self.chat.protocol_error(conn.sid, exc)
+        if not conn.closing and not conn.paused:
+            conn.paused = True
+            self._update_interest(conn)
 
     def save(self) -> None:
         """Write this pass's messages to history before anything is sent.
@@ -454,7 +527,9 @@ class ChatServer:
         now = time.monotonic()
         if self._log_grew or (self._presence_waiting and now >= self._next_presence):
             self._log_grew = self._presence_waiting = False
-            if len(self.log.data) > TRIM_THRESHOLD:
+            # A reader over max_output is at least that far from the log's end, so
+            # looking once the log is that long finds every one.
+            if len(self.log.data) > min(TRIM_THRESHOLD, self.config.max_output):
                 self._trim()
             others |= self._send_broadcasts()
             done = time.monotonic()
@@ -553,9 +628,8 @@ class ChatServer:
         return True
 
     def _block(self, conn: Connection, blocked: bool) -> None:
-        """Write interest only while the socket's buffer is full."""
         conn.blocked = blocked
-        self._interest(conn, selectors.EVENT_READ | (selectors.EVENT_WRITE if blocked else 0))
+        self._update_interest(conn)
 
     def _pending(self, conn: Connection) -> int:
         unread = self.log.end - conn.cursor if conn.subscribed else 0
@@ -571,19 +645,18 @@ class ChatServer:
 
     def _cut_slow_consumer(self, conn: Connection) -> None:
         """Drop its backlog; it gets the rest of the frame it is in, then `slow_consumer`."""
-        rest = b""
+        rest = bytearray()
         if conn.sent_head:
-            rest = conn.private[0][1][conn.sent_head:]
+            frames = conn.private[0][1]
+            rest = frames[conn.sent_head:_frame_end(frames, 0, conn.sent_head)]
         elif conn.subscribed and conn.cursor > conn.boundary:
             with self.log.view(conn.cursor, self.log.frame_end(conn.boundary, conn.cursor)) as view:
-                rest = bytes(view)
+                rest = bytearray(view)
         conn.private.clear()
         conn.private_bytes = conn.sent_head = 0
         conn.subscribed = False
         self._readers.pop(conn.sid, None)
-        log.info("slow consumer %s: more than %d bytes pending", conn.peer, self.config.max_output)
-        self.chat.protocol_error(conn.sid, p.ProtocolError(
-            "slow_consumer", f"more than {self.config.max_output} bytes of output pending", fatal=True))
+        self.chat.slow_consumer(conn.sid)
         if rest:
             conn.private.appendleft((0, rest))
             conn.private_bytes += len(rest)
@@ -602,8 +675,9 @@ class ChatServer:
         """Forget a connection now; `reason` None means the chat already knows."""
         if self.conns.pop(conn.sid, None) is None:
             return
-        self.selector.unregister(conn.sock)
+        self._interest(conn, 0)
         conn.sock.close()
+        self._backlog.discard(conn)
         self._dirty.discard(conn)
         self._writable.discard(conn)
         self._closing.discard(conn)
@@ -631,6 +705,7 @@ class ChatServer:
             with contextlib.suppress(OSError):
                 conn.sock.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._disk.shutdown(wait=False, cancel_futures=True)
         self._sync_done = True
         self._sync_pause.set()
         self._sync_wanted.set()

@@ -158,13 +158,14 @@ class ChatClient:
 
     def register(self, username: str, password: str = PASSWORD) -> tuple[dict, dict, dict]:
         self.send("register", username=username, password=password)
-        return self._authenticated("register", username)
+        return self.expect_authenticated("register", username)
 
     def login(self, username: str, password: str = PASSWORD) -> tuple[dict, dict, dict]:
         self.send("login", username=username, password=password)
-        return self._authenticated("login", None)
+        return self.expect_authenticated("login", None)
 
-    def _authenticated(self, op: str, username: str | None) -> tuple[dict, dict, dict]:
+    def expect_authenticated(self, op: str, username: str | None) -> tuple[dict, dict, dict]:
+        """The answer to a register or login sent before: ok, history, users."""
         ok = self.expect("ok", op=op)
         if username is not None:
             assert ok["username"] == username

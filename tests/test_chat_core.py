@@ -46,7 +46,7 @@ class Recorder:
     def close(self, sid: int) -> None:
         self.closed.append(sid)
 
-    def submit(self, work, done) -> None:
+    def submit(self, sid: int, work, done, *, disk: bool = False) -> None:
         done(work())
 
     def last(self, sid: int) -> dict:
@@ -121,18 +121,42 @@ def test_failed_logins_are_throttled_per_name(chat):
     assert fx.last(1)["code"] == "rate_limited"  # even the right password, for a minute
 
 
+def hold_hashes(fx) -> list:
+    """Keep submitted jobs (hashes still running) until the test runs them."""
+    held = []
+    fx.submit = lambda sid, work, done, disk=False: held.append((work, done))
+    return held
+
+
+def logins_at_once(chat, passwords: list[str]) -> None:
+    """Sessions 1, 2, ... from as many addresses, each logging in as Ann."""
+    for sid, password in enumerate(passwords, start=1):
+        chat.connect(sid, f"10.0.0.{sid}:1", f"10.0.0.{sid}", 0.0)
+        chat.receive(sid, {"type": "login", "username": "ann", "password": password})
+
+
 def test_simultaneous_guesses_count_before_they_fail(chat):
     chat, fx, accounts = chat()
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
-    held = []
-    fx.submit = lambda work, done: held.append((work, done))  # hashes still running
-    for sid in range(1, 9):
-        chat.connect(sid, f"10.0.0.{sid}:1", f"10.0.0.{sid}", 0.0)
-        chat.receive(sid, {"type": "login", "username": "ann", "password": f"guess {sid}"})
-    assert len(held) == 5  # the other three were turned away at once
-    assert [fx.last(sid)["code"] for sid in (6, 7, 8)] == ["rate_limited"] * 3
+    held = hold_hashes(fx)
+    logins_at_once(chat, [f"guess {sid}" for sid in range(1, 9)])
+    assert len(held) == 5  # the other three wait: nothing has failed yet
+    assert all(fx.last(sid)["type"] == "welcome" for sid in (6, 7, 8))
     for work, done in held:
         done(work())
+    assert len(held) == 5  # five failures: the three are refused unhashed
+    assert [fx.last(sid)["code"] for sid in (6, 7, 8)] == ["rate_limited"] * 3
+
+
+def test_simultaneous_right_logins_all_get_in(chat):
+    chat, fx, accounts = chat()
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    held = hold_hashes(fx)
+    logins_at_once(chat, [PASSWORD] * 8)
+    while held:
+        work, done = held.pop(0)
+        done(work())  # each one ended lets a waiting one start
+    assert [fx.sent[sid][1]["type"] for sid in range(1, 9)] == ["ok"] * 8
 
 
 def test_flood_control_allows_a_burst_of_twice_the_rate(chat):

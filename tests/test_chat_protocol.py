@@ -351,7 +351,7 @@ def test_register_split_byte_by_byte_then_chat(port):
         frame = struct.pack(">I", len(body)) + body
         for i in range(len(frame)):
             client.send_raw(frame[i:i + 1])
-        client._authenticated("register", "ByteByByte")
+        client.expect_authenticated("register", "ByteByByte")
         assert client.say("slowly typed")["from"] == "ByteByByte"
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from chatclient import PASSWORD, TS, ChatClient, Closed, connect, logged_in, registered
@@ -350,6 +352,8 @@ def test_slow_consumer_is_cut_and_the_others_get_everything(start_chat):
     messages = [f for f in rest if f["type"] == "message"]
     assert messages and messages == said[:len(messages)]
     assert len(messages) < len(said)
+    # What the kernel did not take was cut at --max-output (65536 bytes: five of these frames).
+    assert len(said) - len(messages) <= 65536 // 12_000 + 3
     others = rest[len(messages):]  # nothing but messages, then at most the error
     assert rest[:len(messages)] == messages
     assert others == [] or (len(others) == 1 and others[0]["type"] == "error"
@@ -357,6 +361,45 @@ def test_slow_consumer_is_cut_and_the_others_get_everything(start_chat):
     flooder.close()
 
 
+
+
+def peak_rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1))
+
+
+def test_pipelined_requests_never_read_are_cut_at_the_output_bound(start_chat):
+    server, port = start_chat("--rate-limit", "0")
+    with registered(port, "Writer") as writer:
+        for n in range(200):
+            writer.say(f"message {n} " + "x" * 80)
+    watcher = registered(port, "Watcher")
+    before = peak_rss_kib(server.proc.pid)
+    greedy = ChatClient(port, rcvbuf=4096)
+    greedy.register("Greedy")
+    watcher.expect("join", username="Greedy")
+    # 5,000 requests for the 200 messages (20 kB an answer), and not a byte read:
+    # answered all at once, that would be 100 MB of output in the server.
+    greedy.send_raw(encode({"type": "history", "limit": 1000}) * 5000)
+    server.err.wait_for(r"slow consumer 127\.0\.0\.1:\d+: more than 4194304 bytes")
+    assert watcher.expect("leave") == {"type": "leave", "username": "Greedy"}
+    watcher.expect_nothing_pending()  # and everyone else is still served
+    assert peak_rss_kib(server.proc.pid) - before < 40 * 1024
+    greedy.close()
+    watcher.close()
+
+
+def test_history_pages_read_from_disk_never_hold_up_a_login(start_chat):
+    server, port = start_chat("--rate-limit", "0", "--history-window", "50", "--auth-timeout", "5")
+    with registered(port, "Archivist") as writer:
+        for n in range(300):
+            writer.say(f"old {n}")
+    digger = logged_in(port, "archivist")
+    # 5,000 pages from before the in-memory window: each one a read of the file.
+    digger.send_raw(encode({"type": "history", "limit": 1000, "before": 200}) * 5000)
+    digger.close()
+    with connect(port) as late:  # logs in well within --auth-timeout
+        late.login("Archivist")
 
 
 def flood_while_not_reading(port: int, count: int) -> tuple[ChatClient, list[dict]]:
@@ -400,6 +443,26 @@ def test_failed_logins_are_throttled_per_username(start_chat):
         client.expect_error("bad_credentials")  # other names are not affected
         client.send("ping")
         client.expect("pong")
+
+
+def test_simultaneous_logins_wait_for_each_other_and_only_failures_refuse(start_chat):
+    _, port = start_chat()
+    registered(port, "Crowd").close()
+    # Eight devices of one user log in at once: nothing has failed, so every one gets in.
+    devices = [connect(port) for _ in range(8)]
+    for device in devices:
+        device.send("login", username="crowd", password=PASSWORD)
+    for device in devices:
+        device.ignore = {"join", "leave"}
+        device.expect_authenticated("login", None)
+    # Eight guesses at once: five are hashed and fail, the others are refused unhashed.
+    guessers = [connect(port) for _ in range(8)]
+    for guesser in guessers:
+        guesser.send("login", username="CROWD", password="wrong guess")
+    codes = sorted(guesser.expect("error")["code"] for guesser in guessers)
+    assert codes == ["bad_credentials"] * 5 + ["rate_limited"] * 3
+    for client in devices + guessers:
+        client.close()
 
 
 # -- durability ---------------------------------------------------------------------------
