@@ -46,7 +46,13 @@ from typing import Any
 from netlab import protocol as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.logs import get_logger
-from netlab.netutil import enable_keepalive, format_address
+from netlab.netutil import (
+    ACCEPT_BACKOFF,
+    OUT_OF_RESOURCES,
+    AcceptFailures,
+    enable_keepalive,
+    format_address,
+)
 from netlab.store import Accounts, History, Record
 
 log = get_logger("chat")
@@ -202,6 +208,8 @@ class ChatServer:
         self._started = time.monotonic()
         self.exit_status = 0
         self._accepted = 0
+        self._accept_failures = AcceptFailures(log)
+        self._accept_again = 0.0  # monotonic time to resume accepting; 0: accepting
         self._bytes_in = 0
         self._bytes_out = 0
         self._thread = threading.Thread(target=self._run, name="chat-loop")
@@ -357,6 +365,9 @@ class ChatServer:
                     if conn.sid in self.conns:
                         self._handle_frames(conn)
                 auth_deadline = self.chat.expire(time.time())
+                if self._accept_again and time.monotonic() >= self._accept_again:
+                    self._accept_again = 0.0
+                    self.selector.register(self.listener, selectors.EVENT_READ, "accept")
                 self.save()
                 self._flush()
                 self._reap()
@@ -369,6 +380,8 @@ class ChatServer:
     def _timeout(self, auth_deadline: float | None) -> float | None:
         """Sleep until the next fan-out pass, auth deadline, closing grace or shutdown deadline."""
         deadlines = [c.close_by for c in self._closing]
+        if self._accept_again:
+            deadlines.append(self._accept_again)
         if self._presence_waiting:
             deadlines.append(self._next_presence)
         if auth_deadline is not None:
@@ -394,9 +407,16 @@ class ChatServer:
                 sock, addr = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and the like: keep serving the others
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                if exc.errno not in OUT_OF_RESOURCES:  # e.g. reset before accepted
+                    log.info("accept failed: %s", exc.strerror or exc)
+                    continue
+                # Out of descriptors: serve the others, and try again a little later.
+                self._accept_failures.failed(exc)
+                self.selector.unregister(self.listener)
+                self._accept_again = time.monotonic() + ACCEPT_BACKOFF
                 return
+            self._accept_failures.succeeded()
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             enable_keepalive(sock)
@@ -694,6 +714,7 @@ class ChatServer:
         log.info("stopping: %s", reason)
         self._stopping = True
         self._stop_by = time.monotonic() + SHUTDOWN_GRACE
+        self._accept_again = 0.0
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(self.listener)
         self.listener.close()

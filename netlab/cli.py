@@ -17,7 +17,7 @@ from netlab import admin
 from netlab.chat_core import ChatConfig
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
-from netlab.netutil import open_listener
+from netlab.netutil import open_listener, raise_fd_limit
 from netlab.protocol import MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
@@ -166,6 +166,7 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     data_dir = prepare_data_dir(data_dir)
     server = EchoServer(listen(host, port), max_clients=max_clients, tls=tls)
     logs = open_log(log_file or data_dir / "echo.log")
+    raise_fd_limit(max_clients, get_logger("echo"))
     serve(server, logs, repl=not no_repl)
 
 
@@ -223,6 +224,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     except OSError as exc:
         fail(f"cannot use data directory {data_dir}: {exc.strerror or exc}")
     config = ChatConfig(history_window=window, **limits)
+    raise_fd_limit(config.max_clients, get_logger("chat"))
     serve(ChatServer(listener, config, accounts, history, tls), logs, repl=not no_repl)
 
 

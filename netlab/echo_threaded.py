@@ -21,7 +21,13 @@ import threading
 import time
 
 from netlab.logs import get_logger
-from netlab.netutil import enable_keepalive, format_address
+from netlab.netutil import (
+    ACCEPT_BACKOFF,
+    OUT_OF_RESOURCES,
+    AcceptFailures,
+    enable_keepalive,
+    format_address,
+)
 
 DEFAULT_MAX_CLIENTS = 1000
 #: 256 KiB of stack per client thread is plenty for a recv/sendall loop and
@@ -68,6 +74,7 @@ class EchoServer:
         self._started = time.monotonic()
         self._total = 0
         self._refused = 0
+        self._accept_failures = AcceptFailures(log)
         self._closed_echoed = 0
         self._left_at_stop: list[_Client] = []  # list.append is atomic: no lock needed
         self._acceptor = threading.Thread(target=self._accept_loop, name="echo-acceptor")
@@ -125,9 +132,15 @@ class EchoServer:
                 sock, addr = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. EMFILE: keep serving the others
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:
+                if exc.errno not in OUT_OF_RESOURCES:  # e.g. reset before accepted
+                    log.info("accept failed: %s", exc.strerror or exc)
+                    continue
+                # Out of descriptors: the clients keep being served; accept again later.
+                self._accept_failures.failed(exc)
+                time.sleep(ACCEPT_BACKOFF)
                 return
+            self._accept_failures.succeeded()
             self._admit(sock, format_address(addr))
 
     def _admit(self, sock: socket.socket, peer: str) -> None:

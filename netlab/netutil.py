@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import resource
 import socket
 
 #: The kernel caps this at net.core.somaxconn (4096 on current Linux); a
@@ -12,6 +15,13 @@ LISTEN_BACKLOG = 4096
 KEEPALIVE_IDLE = 60
 KEEPALIVE_INTERVAL = 10
 KEEPALIVE_PROBES = 6
+#: After accept fails for want of descriptors or memory, try again this much later:
+#: the listener stays readable, so trying again at once would spin.
+ACCEPT_BACKOFF = 0.1
+#: The accept() errors that only time cures (others are one connection's problem).
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: Descriptors a server needs besides one per client: listener, log, data files, wake-ups.
+SPARE_FDS = 64
 
 
 def open_listener(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
@@ -44,3 +54,37 @@ def enable_keepalive(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
+def raise_fd_limit(max_clients: int, log: logging.Logger) -> None:
+    """Lift the soft limit on open files to what `max_clients` needs, if the hard one allows;
+    warn when it does not (each client is a descriptor, so past the limit accept fails)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_clients + SPARE_FDS
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if new > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < wanted:
+        log.warning("--max-clients %d needs about %d open files but the limit is %d (ulimit -n): "
+                    "connections past that wait until others close", max_clients, wanted, new)
+
+
+class AcceptFailures:
+    """Counts a run of failed accepts, so that it costs two log lines, not one per attempt."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._run = 0
+
+    def failed(self, exc: OSError) -> None:
+        if not self._run:
+            self._log.warning("accept failed: %s; trying again every %g s",
+                              exc.strerror or exc, ACCEPT_BACKOFF)
+        self._run += 1
+
+    def succeeded(self) -> None:
+        if self._run:
+            self._log.info("accepting again after %d failed attempt(s)", self._run)
+            self._run = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -75,15 +76,21 @@ class Netlab:
 
     `env` adds to this process's environment; a value of None removes the
     variable. With `read_stderr` False, stderr is a pipe nobody reads.
+    `open_files` sets its limit on open files (soft and hard, as `ulimit -n`).
     """
 
     def __init__(self, *args: str, env: dict[str, str | None] | None = None, cwd: Path | None = None,
-                 read_stderr: bool = True) -> None:
+                 read_stderr: bool = True, open_files: int | None = None) -> None:
         merged = {**os.environ, **(env or {})}
+
+        def limit_files() -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "netlab", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
             env={name: value for name, value in merged.items() if value is not None}, cwd=cwd,
+            preexec_fn=limit_files if open_files else None,
         )
         self.out = LineLog(self.proc.stdout)
         self.err = LineLog(self.proc.stderr) if read_stderr else None

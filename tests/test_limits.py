@@ -1,0 +1,37 @@
+"""Both servers when the machine runs short: out of file descriptors."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from procs import WAIT, Netlab
+
+
+def served(kind: str, sock: socket.socket) -> bool:
+    """Does the server answer on this connection (chat: its welcome; echo: an echo)?"""
+    if kind == "echo":
+        sock.sendall(b"hi\n")
+        return sock.recv(16) == b"hi\n"
+    return len(sock.recv(4)) == 4
+
+
+@pytest.mark.parametrize("kind", ["chat", "echo"])
+def test_out_of_descriptors_a_server_accepts_later_and_serves_everyone(tmp_path, kind):
+    server = Netlab(kind, "serve", "--port", "0", "--no-repl", "--data-dir", str(tmp_path),
+                    open_files=100)
+    try:
+        port = server.listening_port()
+        server.err.wait_for(r"needs about \d+ open files but the limit is 100")
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(150)]
+        server.err.wait_for(r"accept failed: Too many open files; trying again every 0\.1 s")
+        for sock in socks[:90]:  # the first ones were accepted: their descriptors come free
+            sock.close()
+        assert all(served(kind, sock) for sock in socks[90:])  # those that waited, too
+        server.err.wait_for(r"accepting again after \d+ failed attempt")
+        # Retrying every 0.1 s, not at once: a line or two, not thousands.
+        assert server.err.text().count("accept failed") <= 3
+        for sock in socks[90:]:
+            sock.close()
+    finally:
+        server.kill()
