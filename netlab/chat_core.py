@@ -311,7 +311,7 @@ class Chat:
         now = self.clock()
         name_key = request.username.lower()
         if self._name_throttle.refused(name_key, now) or self._ip_throttle.refused(session.ip, now):
-            log.info("login throttled for %s from %s", safe(request.username), session.peer)
+            log.info("login throttled for %s from %s", self._loggable(request.username), session.peer)
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
         known_shape = p.valid_username(request.username)
         self._start_auth(session)
@@ -332,7 +332,7 @@ class Chat:
             self._end_auth(session)
             failed = not (matched is True and account is not None)  # False, or an exception
             if failed:
-                log.info("failed login for %s from %s", safe(request.username), session.peer)
+                log.info("failed login for %s from %s", self._loggable(request.username), session.peer)
                 failed_at = self.clock()
                 if known_shape:  # no account can have another name
                     self._name_throttle.fail(name_key, failed_at)
@@ -346,6 +346,12 @@ class Chat:
                 self._resume_logins(name_key)
 
         self.fx.submit(session.sid, work, done)
+
+    def _loggable(self, username: str) -> str:
+        """The name tried at a login, for the log: only if it is an account's. What is typed
+        into the username field is now and then the password."""
+        account = self.accounts.get(username) if p.valid_username(username) else None
+        return safe(account.username) if account is not None else "a name that is no account"
 
     def _resume_logins(self, name_key: str) -> None:
         """Logins that waited for this name: start them while there is room, refuse them once

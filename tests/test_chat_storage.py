@@ -42,6 +42,9 @@ def populated(start_chat, tmp_path):
     with connect(port) as wrong:
         wrong.send("login", username=NAME, password=SECRET + "x")
         wrong.expect_error("bad_credentials")
+        # the password typed into the name field: the log must not keep it either
+        wrong.send("login", username=SECRET, password=NAME)
+        wrong.expect_error("bad_credentials")
     stop(server)
     return data
 
