@@ -42,6 +42,13 @@ def fail(message: str) -> NoReturn:
 
 
 def prepare_data_dir(path: Path) -> Path:
+    """The data directory, created if missing; from here on the server's files are its own.
+
+    The umask makes everything the server creates owner-only (directory 0700, files 0600,
+    rotated logs and clients.csv.bak included): clients.csv holds password hashes, and the
+    log and history are nobody else's business either.
+    """
+    os.umask(0o077)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

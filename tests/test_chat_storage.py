@@ -84,9 +84,12 @@ def test_history_is_rfc4180_with_the_exact_header(populated):
     assert seqs == sorted(set(seqs))
 
 
-def test_key_file_is_mode_0600(populated):
-    mode = stat.S_IMODE((populated / "netlab.key").stat().st_mode)
-    assert mode == 0o600, oct(mode)
+def test_the_data_directory_and_its_files_are_the_owners_alone(populated):
+    # (the test runs with the usual umask, 022, which would leave them world-readable)
+    assert stat.S_IMODE(populated.stat().st_mode) == 0o700
+    for name in (*DATA_FILES, "chat.log"):
+        mode = stat.S_IMODE((populated / name).stat().st_mode)
+        assert mode == 0o600, (name, oct(mode))
 
 
 def other_key() -> str:
