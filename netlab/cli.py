@@ -18,7 +18,7 @@ from netlab.chat_core import ChatConfig
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import open_listener, raise_fd_limit
-from netlab.protocol import MIN_MAX_FRAME
+from netlab.protocol import MAX_MAX_FRAME, MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
 COUNT = click.IntRange(min=1)
@@ -194,7 +194,7 @@ def chat() -> None:
 @with_options(server_options(7000))
 @click.option("--history-size", type=COUNT, default=ChatConfig.history_size, show_default=True,
               help="Messages sent right after login.")
-@click.option("--max-frame", type=click.IntRange(min=MIN_MAX_FRAME), default=ChatConfig.max_frame,
+@click.option("--max-frame", type=click.IntRange(MIN_MAX_FRAME, MAX_MAX_FRAME), default=ChatConfig.max_frame,
               show_default=True, help="Largest frame in bytes, either way.")
 @click.option("--max-clients", type=COUNT, default=ChatConfig.max_clients, show_default=True,
               help="Open connections; more get server_full.")

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME = 65536
 MIN_MAX_FRAME = 16384
+#: The largest --max-frame: one frame is read whole into memory, per connection.
+MAX_MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 MAX_DEPTH = 32
 MAX_NUMBER_CHARS = 100
