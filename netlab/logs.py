@@ -27,8 +27,9 @@ LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
 #: Console lines waiting for a slow stderr before new ones are dropped.
 CONSOLE_BACKLOG = 10_000
-#: How long closing the console (at exit) waits for a stuck stderr.
-CONSOLE_FLUSH_TIMEOUT = 1.0
+#: How long closing the console (at exit) waits for a stuck stderr: with the chat's
+#: SHUTDOWN_GRACE (1.2 s) it must stay inside CLI.md's 2 s from signal to exit.
+CONSOLE_FLUSH_TIMEOUT = 0.3
 
 
 def safe(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -200,7 +201,13 @@ def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path, unbuffered:
             assert alice.say("still here")["text"] == "still here"
         log_text = wait_file_contains(tmp_path / "chat.log", "registered 'alice'")
         assert log_text.count(" INFO connected 127.0.0.1") >= visits
+        # Clients that never close make the chat wait its whole grace: CLI.md's 2 s still hold.
+        idle = [connect(port) for _ in range(20)]  # each has had its welcome
+        started = time.monotonic()
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
+        assert time.monotonic() - started < 2.0
+        for client in idle:
+            client.close()
     finally:
         server.kill()
