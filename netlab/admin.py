@@ -173,7 +173,10 @@ def _read_lines(fd: int) -> Iterator[str]:
     """
     pending = b""
     while True:
-        chunk = os.read(fd, 65536)
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the terminal hung up; like end of input
+            break
         if not chunk:
             break
         pending += chunk
@@ -384,6 +387,7 @@ def run(server: Server, logs: LogControl, *, repl: bool) -> int:
     threading.Thread(target=_watch_signals, args=(server,), name="signals", daemon=True).start()
     console = Console(server, logs)
     stopping = threading.Event()
+    repl = repl and sys.stdin is not None  # started with stdin closed: as at end of input
     if repl:
         on_terminal = sys.stdin.isatty() and sys.stdout.isatty()
         target = (lambda: console.run_terminal(stopping)) if on_terminal else console.run_pipe

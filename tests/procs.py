@@ -76,21 +76,25 @@ class Netlab:
 
     `env` adds to this process's environment; a value of None removes the
     variable. With `read_stderr` False, stderr is a pipe nobody reads.
-    `open_files` sets its limit on open files (soft and hard, as `ulimit -n`).
+    `open_files` sets its limit on open files (soft and hard, as `ulimit -n`);
+    `stdin` False starts it with standard input closed (as `0<&-`).
     """
 
     def __init__(self, *args: str, env: dict[str, str | None] | None = None, cwd: Path | None = None,
-                 read_stderr: bool = True, open_files: int | None = None) -> None:
+                 read_stderr: bool = True, open_files: int | None = None, stdin: bool = True) -> None:
         merged = {**os.environ, **(env or {})}
 
-        def limit_files() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+        def in_child() -> None:
+            if open_files:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+            if not stdin:
+                os.close(0)
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "netlab", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
             env={name: value for name, value in merged.items() if value is not None}, cwd=cwd,
-            preexec_fn=limit_files if open_files else None,
+            preexec_fn=in_child if open_files or not stdin else None,
         )
         self.out = LineLog(self.proc.stdout)
         self.err = LineLog(self.proc.stderr) if read_stderr else None

@@ -8,7 +8,7 @@ import sys
 
 import pexpect
 import pytest
-from procs import WAIT, assert_exits_zero, serve, spawn_terminal, wait_file_contains
+from procs import WAIT, Netlab, assert_exits_zero, serve, spawn_terminal, wait_file_contains
 
 
 @pytest.fixture
@@ -98,6 +98,20 @@ def test_end_of_input_leaves_server_running(echo):
     assert server.proc.poll() is None
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
+
+
+def test_stdin_closed_from_the_start_is_end_of_input(data_dir):
+    server = Netlab("echo", "serve", "--port", "0", "--data-dir", str(data_dir), stdin=False)
+    try:
+        port = server.listening_port()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"x")
+            assert sock.recv(1) == b"x"
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+        assert "Traceback" not in server.err.text()
+    finally:
+        server.kill()
 
 
 def test_no_repl_reads_nothing(data_dir):
