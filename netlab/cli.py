@@ -17,7 +17,7 @@ from netlab import admin
 from netlab.chat_core import ChatConfig
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
-from netlab.netutil import open_listener, raise_fd_limit
+from netlab.netutil import format_address, open_listener, raise_fd_limit
 from netlab.protocol import MAX_MAX_FRAME, MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
@@ -59,13 +59,19 @@ def prepare_data_dir(path: Path) -> Path:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The bound listener, or one clear line and exit 2 (before any data file is touched)."""
+    """The bound listener, or one clear line and exit 2 (before any data file is touched).
+
+    An IPv6 address may come in brackets, as the listening line writes it.
+    """
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    where = format_address((host, port))
     try:
         return open_listener(host, port)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            fail(f"cannot listen on {host}:{port}: port {port} is already in use")
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+            fail(f"cannot listen on {where}: port {port} is already in use")
+        fail(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
 def open_log(path: Path) -> LogControl:

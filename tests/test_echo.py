@@ -201,6 +201,33 @@ def test_port_in_use_is_one_line_and_status_two(data_dir):
         server.kill()
 
 
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_an_ipv6_host_is_written_in_brackets_and_may_be_given_so(data_dir):
+    server, port = serve("echo", data_dir, "--no-repl", "--host", "[::1]")
+    try:
+        assert f"listening on [::1]:{port}" in server.out.text()
+        with socket.create_connection(("::1", port)) as sock:
+            sock.sendall(b"v6")
+            assert sock.recv(2) == b"v6"
+        clash = Netlab("echo", "serve", "--host", "::1", "--port", str(port), "--data-dir", str(data_dir))
+        assert clash.wait() == 2
+        assert clash.err.wait_closed() == [
+            f"netlab: cannot listen on [::1]:{port}: port {port} is already in use"
+        ]
+        clash.kill()
+    finally:
+        server.kill()
+
+
 @pytest.mark.parametrize("option", [["--port", "65536"], ["--max-clients", "0"], ["--port", "x"]])
 def test_bad_option_is_a_usage_error(data_dir, option):
     server = Netlab("echo", "serve", "--data-dir", str(data_dir), *option)
