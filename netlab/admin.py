@@ -115,7 +115,13 @@ class Console:
     def run_pipe(self, fd: int = 0) -> None:
         """One command a line until end of input, which leaves the server running."""
         lines = _read_lines(fd)
-        self._ask = lambda question: next(lines, None)
+
+        def ask(question: str) -> str | None:
+            click.echo(question.rstrip())  # for whoever reads the output; the next line answers
+            sys.stdout.flush()
+            return next(lines, None)
+
+        self._ask = ask
         for line in lines:
             self.execute(line)
             sys.stdout.flush()

@@ -151,7 +151,7 @@ def test_clear_file_answered_no_changes_nothing(console):
     with registered(port, "Survivor"):
         pass
     old = (data / "clients.csv").read_bytes()
-    server.command("clear file")
+    marked(server, "clear file", r"^Remove every account from clients\.csv\? \[y/N\]$")
     marked(server, "no", r"cancelled")
     assert (data / "clients.csv").read_bytes() == old
     assert not (data / "clients.csv.bak").exists()
