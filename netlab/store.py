@@ -144,8 +144,11 @@ class Accounts:
         found = read_key(data_dir, environ)
         try:
             data = path.read_bytes()
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))  # registrations go here
         except FileNotFoundError:
             data = b""
+        except OSError as exc:
+            raise StartupError(f"cannot write {path}: {exc.strerror or exc}") from exc
         rows, torn_at = _parse_clients(data, path)
         if found is None and rows:
             raise StartupError(
