@@ -465,6 +465,16 @@ def test_simultaneous_logins_wait_for_each_other_and_only_failures_refuse(start_
         client.close()
 
 
+def test_a_request_sent_right_behind_a_login_is_answered_after_it(start_chat):
+    _, port = start_chat()
+    registered(port, "Eager").close()
+    with connect(port) as client:
+        client.send_raw(encode({"type": "login", "username": "eager", "password": PASSWORD})
+                        + encode({"type": "say", "text": "first words", "id": "1"}))
+        client.expect_authenticated("login", "Eager")
+        assert client.expect("message", id="1")["text"] == "first words"
+
+
 # -- durability ---------------------------------------------------------------------------
 
 
