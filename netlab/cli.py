@@ -176,8 +176,9 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
 
     admin.block_stop_signals()
     tls = server_tls(tls_cert, tls_key)
+    listener = listen(host, port)  # first: a port in use leaves no new directory behind
     data_dir = prepare_data_dir(data_dir)
-    server = EchoServer(listen(host, port), max_clients=max_clients, tls=tls)
+    server = EchoServer(listener, max_clients=max_clients, tls=tls)
     logs = open_log(log_file or data_dir / "echo.log")
     raise_fd_limit(max_clients, get_logger("echo"))
     serve(server, logs, repl=not no_repl)
@@ -227,8 +228,8 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     # The history sent at login comes from the window, so it holds at least that much.
     window = max(history_window, int(limits["history_size"]))
     tls = server_tls(tls_cert, tls_key)
+    listener = listen(host, port)  # first: a port in use leaves no new directory behind
     data_dir = prepare_data_dir(data_dir)
-    listener = listen(host, port)
     logs = open_log(log_file or data_dir / "chat.log")
     try:
         accounts, history = open_store(data_dir, window)

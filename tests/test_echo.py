@@ -193,12 +193,14 @@ def test_port_in_use_is_one_line_and_status_two(data_dir):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = Netlab("echo", "serve", "--port", str(port), "--data-dir", str(data_dir))
+        fresh = data_dir / "not-yet"
+        server = Netlab("echo", "serve", "--port", str(port), "--data-dir", str(fresh))
         assert server.wait() == 2
         assert server.err.wait_closed() == [
             f"netlab: cannot listen on 127.0.0.1:{port}: port {port} is already in use"
         ]
         server.kill()
+        assert not fresh.exists()
 
 
 def has_ipv6_loopback() -> bool:
