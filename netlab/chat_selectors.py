@@ -46,13 +46,7 @@ from typing import Any
 from netlab import protocol as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.logs import get_logger
-from netlab.netutil import (
-    ACCEPT_BACKOFF,
-    OUT_OF_RESOURCES,
-    AcceptFailures,
-    enable_keepalive,
-    format_address,
-)
+from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
 from netlab.store import Accounts, History, Record
 
 log = get_logger("chat")
@@ -208,7 +202,7 @@ class ChatServer:
         self._started = time.monotonic()
         self.exit_status = 0
         self._accepted = 0
-        self._accept_failures = AcceptFailures(log)
+        self._incoming = Acceptor(listener, log)
         self._accept_again = 0.0  # monotonic time to resume accepting; 0: accepting
         self._bytes_in = 0
         self._bytes_out = 0
@@ -403,20 +397,13 @@ class ChatServer:
 
     def _accept(self) -> None:
         for _ in range(256):  # a burst of connects, bounded so readers are not starved
-            try:
-                sock, addr = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
+            accepted = self._incoming.next()
+            if accepted is None:
+                if self._incoming.starved:  # serve the others; accept again a little later
+                    self.selector.unregister(self.listener)
+                    self._accept_again = time.monotonic() + ACCEPT_BACKOFF
                 return
-            except OSError as exc:
-                if exc.errno not in OUT_OF_RESOURCES:  # e.g. reset before accepted
-                    log.info("accept failed: %s", exc.strerror or exc)
-                    continue
-                # Out of descriptors: serve the others, and try again a little later.
-                self._accept_failures.failed(exc)
-                self.selector.unregister(self.listener)
-                self._accept_again = time.monotonic() + ACCEPT_BACKOFF
-                return
-            self._accept_failures.succeeded()
+            sock, addr = accepted
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             enable_keepalive(sock)

@@ -21,13 +21,7 @@ import threading
 import time
 
 from netlab.logs import get_logger
-from netlab.netutil import (
-    ACCEPT_BACKOFF,
-    OUT_OF_RESOURCES,
-    AcceptFailures,
-    enable_keepalive,
-    format_address,
-)
+from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
 
 DEFAULT_MAX_CLIENTS = 1000
 #: 256 KiB of stack per client thread is plenty for a recv/sendall loop and
@@ -74,7 +68,7 @@ class EchoServer:
         self._started = time.monotonic()
         self._total = 0
         self._refused = 0
-        self._accept_failures = AcceptFailures(log)
+        self._incoming = Acceptor(listener, log)
         self._closed_echoed = 0
         self._left_at_stop: list[_Client] = []  # list.append is atomic: no lock needed
         self._acceptor = threading.Thread(target=self._accept_loop, name="echo-acceptor")
@@ -127,21 +121,11 @@ class EchoServer:
 
     def _accept_ready(self) -> None:
         # Drain the backlog: a burst of connects is served in one wake-up.
-        while True:
-            try:
-                sock, addr = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno not in OUT_OF_RESOURCES:  # e.g. reset before accepted
-                    log.info("accept failed: %s", exc.strerror or exc)
-                    continue
-                # Out of descriptors: the clients keep being served; accept again later.
-                self._accept_failures.failed(exc)
-                time.sleep(ACCEPT_BACKOFF)
-                return
-            self._accept_failures.succeeded()
+        while (accepted := self._incoming.next()) is not None:
+            sock, addr = accepted
             self._admit(sock, format_address(addr))
+        if self._incoming.starved:  # the clients keep being served; accept again later
+            time.sleep(ACCEPT_BACKOFF)
 
     def _admit(self, sock: socket.socket, peer: str) -> None:
         with self._lock:

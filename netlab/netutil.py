@@ -71,20 +71,40 @@ def raise_fd_limit(max_clients: int, log: logging.Logger) -> None:
                     "connections past that wait until others close", max_clients, wanted, new)
 
 
-class AcceptFailures:
-    """Counts a run of failed accepts, so that it costs two log lines, not one per attempt."""
+class Acceptor:
+    """`accept` for a server's loop, where a few failures are not the connection's fault.
 
-    def __init__(self, log: logging.Logger) -> None:
+    Out of descriptors or memory, the listener stays readable and trying again at once
+    would spin: `starved` tells the caller to wait ACCEPT_BACKOFF. A run of such failures
+    costs two log lines, not one per attempt.
+    """
+
+    def __init__(self, listener: socket.socket, log: logging.Logger) -> None:
+        self.listener = listener
         self._log = log
-        self._run = 0
+        self._failures = 0  # in the current run
 
-    def failed(self, exc: OSError) -> None:
-        if not self._run:
-            self._log.warning("accept failed: %s; trying again every %g s",
-                              exc.strerror or exc, ACCEPT_BACKOFF)
-        self._run += 1
+    @property
+    def starved(self) -> bool:
+        return self._failures > 0
 
-    def succeeded(self) -> None:
-        if self._run:
-            self._log.info("accepting again after %d failed attempt(s)", self._run)
-            self._run = 0
+    def next(self) -> tuple[socket.socket, tuple] | None:
+        """A waiting connection, or None: none waits, or the process is `starved`."""
+        while True:
+            try:
+                accepted = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError as exc:
+                if exc.errno not in OUT_OF_RESOURCES:  # e.g. reset before accepted
+                    self._log.info("accept failed: %s", exc.strerror or exc)
+                    continue
+                if not self._failures:
+                    self._log.warning("accept failed: %s; trying again every %g s",
+                                      exc.strerror or exc, ACCEPT_BACKOFF)
+                self._failures += 1
+                return None
+            if self._failures:
+                self._log.info("accepting again after %d failed attempt(s)", self._failures)
+                self._failures = 0
+            return accepted
