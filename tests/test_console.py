@@ -18,6 +18,13 @@ def echo(data_dir):
     server.kill()
 
 
+def echoes(port: int, data: bytes = b"x") -> bool:
+    """Does the echo server still answer?"""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(data)
+        return sock.recv(len(data)) == data
+
+
 def touch_server(port: int) -> int:
     """Open and close one connection; returns its local port, which the log names."""
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
@@ -92,9 +99,7 @@ def test_clear_log_empties_file_and_next_line_starts_it(echo, data_dir):
 def test_end_of_input_leaves_server_running(echo):
     server, port = echo
     server.proc.stdin.close()
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(b"still here")
-        assert sock.recv(10) == b"still here"
+    assert echoes(port, b"still here")
     assert server.proc.poll() is None
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
@@ -104,9 +109,7 @@ def test_stdin_closed_from_the_start_is_end_of_input(data_dir):
     server = Netlab("echo", "serve", "--port", "0", "--data-dir", str(data_dir), stdin=False)
     try:
         port = server.listening_port()
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(b"x")
-            assert sock.recv(1) == b"x"
+        assert echoes(port)
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
         assert "Traceback" not in server.err.text()
@@ -119,9 +122,7 @@ def test_no_repl_reads_nothing(data_dir):
     try:
         server.command("shutdown")
         server.proc.stdin.close()
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(b"x")
-            assert sock.recv(1) == b"x"
+        assert echoes(port)
         assert server.proc.poll() is None
         server.signal(signal.SIGINT)
         assert server.wait() == 0
