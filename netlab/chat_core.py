@@ -95,9 +95,16 @@ class Effects(Protocol):
     def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
                disk: bool = False) -> None:
         """Run `work` off the loop (`disk`: a file read, else a password hash); call
-        `done(result)` on the loop afterwards. The session's next request waits until then.
+        `done(result)` on the loop afterwards. The session is held (see `hold`) until then.
 
         If `work` raises, `done` gets the exception as its result.
+        """
+
+    def hold(self, sid: int, held: bool) -> None:
+        """Keep the session's next requests waiting (True), or let them through again.
+
+        A session's requests are answered one at a time, in order: one that waits
+        (for a hash, a disk read, a throttle) holds back those sent after it.
         """
 
 
@@ -318,6 +325,7 @@ class Chat:
         if known_shape and self._name_throttle.busy(name_key):
             # Nothing has failed yet, but enough guesses are being hashed: wait for them.
             self._waiting_logins.setdefault(name_key, deque()).append((session, request))
+            self.fx.hold(session.sid, True)
             return
         account = self.accounts.get(request.username) if known_shape else None
         password = request.password
@@ -361,6 +369,7 @@ class Chat:
         while waiting and (throttle.refused(name_key, now) or not throttle.busy(name_key)):
             session, request = waiting.popleft()
             self._end_auth(session)
+            self.fx.hold(session.sid, False)
             if session.sid in self.sessions and session.username is None:
                 self._login(session, request)
         if not waiting:

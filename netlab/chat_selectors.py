@@ -128,7 +128,7 @@ class Connection:
 
     __slots__ = ("sid", "sock", "peer", "decoder", "subscribed", "cursor", "boundary",
                  "private", "private_bytes", "sent_head", "log_stop", "closing", "close_by",
-                 "blocked", "paused", "busy", "events", "handshaking")
+                 "blocked", "paused", "held", "events", "handshaking")
 
     def __init__(self, sid: int, sock: socket.socket, peer: str, max_frame: int) -> None:
         self.sid = sid
@@ -148,7 +148,7 @@ class Connection:
         self.close_by = 0.0
         self.blocked = False  # the socket's buffer is full: wait for EVENT_WRITE
         self.paused = False  # not reading: received frames wait to be answered
-        self.busy = False  # a job of this session's runs off the loop (a hash, a disk read)
+        self.held = False  # its next requests wait (Effects.hold): a hash, a disk read, a throttle
         self.events = selectors.EVENT_READ  # the selector interest registered now (0: none)
         self.handshaking = False  # TLS: nothing is sent or read until the handshake is done
 
@@ -311,9 +311,7 @@ class ChatServer:
 
     def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
                disk: bool = False) -> None:
-        conn = self.conns.get(sid)
-        if conn is not None:
-            conn.busy = True  # its next frames wait (see _handle_frames)
+        self.hold(sid, True)
 
         def finished(future: Future) -> None:
             if future.cancelled():
@@ -328,9 +326,14 @@ class ChatServer:
 
     def _job_done(self, sid: int, done: Callable[[Any], None], result: Any) -> None:
         done(result)
+        self.hold(sid, False)
+
+    def hold(self, sid: int, held: bool) -> None:
         conn = self.conns.get(sid)
-        if conn is not None:
-            conn.busy = False
+        if conn is None:
+            return
+        conn.held = held  # see _handle_frames
+        if not held:
             self._backlog.add(conn)  # answer what it sent meanwhile
 
     # -- the loop ------------------------------------------------------------------
@@ -345,7 +348,8 @@ class ChatServer:
                 timeout = 0.0 if backlog else self._timeout(auth_deadline)
                 for key, events in self.selector.select(timeout):
                     if key.data == "accept":
-                        self._accept()
+                        if not self._stopping:  # a stop in this same batch closed the listener
+                            self._accept()
                     elif key.data == "wake":
                         self._run_calls()
                     elif key.data.handshaking:
@@ -470,15 +474,16 @@ class ChatServer:
         self._handle_frames(conn)
 
     def _handle_frames(self, conn: Connection) -> None:
-        """Answer received frames in order: FRAMES_PER_PASS at most, none while a job of
-        the session's runs (`busy`), none past the output limit.
+        """Answer received frames in order: FRAMES_PER_PASS at most, none while the
+        session is held (a hash, a disk read or a throttle of its own runs), none past the
+        output limit.
 
         While frames wait, reading pauses: the client's own TCP window holds it back,
         and the decoder never holds more than one `recv` of them.
         """
         try:
             for _ in range(FRAMES_PER_PASS):
-                if conn.closing or conn.busy or conn in self._over_limit:
+                if conn.closing or conn.held or conn in self._over_limit:
                     break
                 frame = conn.decoder.next_frame()
                 if frame is None:

@@ -18,8 +18,14 @@ KEEPALIVE_PROBES = 6
 #: After accept fails for want of descriptors or memory, try again this much later:
 #: the listener stays readable, so trying again at once would spin.
 ACCEPT_BACKOFF = 0.1
-#: The accept() errors that only time cures (others are one connection's problem).
+#: The accept() errors that only time cures.
 OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: The accept() errors that are one connection's problem (accept(2): a pending network
+#: error on the new socket, or a firewall's refusal): skip it and take the next.
+ONE_CONNECTION = frozenset({
+    errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
+    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH,
+})
 #: Descriptors a server needs besides one per client: listener, log, data files, wake-ups.
 SPARE_FDS = 64
 
@@ -96,9 +102,12 @@ class Acceptor:
             except (BlockingIOError, InterruptedError):
                 return None
             except OSError as exc:
-                if exc.errno not in OUT_OF_RESOURCES:  # e.g. reset before accepted
+                if exc.errno in ONE_CONNECTION:  # e.g. reset before it was accepted
                     self._log.info("accept failed: %s", exc.strerror or exc)
                     continue
+                if exc.errno not in OUT_OF_RESOURCES:  # the listener itself (closed: EBADF)
+                    self._log.warning("accept failed: %s", exc.strerror or exc)
+                    return None
                 if not self._failures:
                     self._log.warning("accept failed: %s; trying again every %g s",
                                       exc.strerror or exc, ACCEPT_BACKOFF)

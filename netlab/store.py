@@ -125,6 +125,7 @@ class Accounts:
         self._lock = threading.Lock()
         self._unwritten_key: bytes | None = None  # see load and create_files
         self._unwritten_file = False
+        self._environ: Mapping[str, str] = os.environ  # where load looked for the key
 
     @classmethod
     def open(cls, data_dir: Path, environ: Mapping[str, str] = os.environ) -> Accounts:
@@ -174,6 +175,7 @@ class Accounts:
         loaded = cls(path, vault, accounts, torn_at)
         loaded._unwritten_key = None if found else key
         loaded._unwritten_file = not data
+        loaded._environ = environ
         return loaded
 
     def create_files(self) -> None:
@@ -186,7 +188,7 @@ class Accounts:
             self._unwritten_key = None
             log.info("created a new key in %s", data_dir / KEY_FILE)
         else:
-            warn_if_exposed(data_dir)
+            warn_if_exposed(data_dir, self._environ)
         if self._unwritten_file:
             _create_with_header(self._path, CLIENTS_HEADER)
             self._unwritten_file = False
@@ -656,11 +658,12 @@ def _seq(entry: tuple[int, Record]) -> int:
 
 def open_store(data_dir: Path, history_window: int,
                environ: Mapping[str, str] = os.environ) -> tuple[Accounts, History]:
-    """The chat's accounts and history; StartupError (or OSError) having created nothing.
+    """The chat's accounts and history, or StartupError (or OSError).
 
     Every check comes before the first file is made: accounts are loaded, history.csv is
     opened and checked (created only if missing), and only then the key and clients.csv are
     written, so a bad history.csv cannot leave a new key behind, nor a wrong key a new history.
+    (A disk that fails between those writes may still leave a header-only history.csv.)
     """
     accounts = Accounts.load(data_dir, environ)
     history = History.open(data_dir / HISTORY_FILE, window=history_window)

@@ -49,6 +49,9 @@ class Recorder:
     def submit(self, sid: int, work, done, *, disk: bool = False) -> None:
         done(work())
 
+    def hold(self, sid: int, held: bool) -> None:
+        pass
+
     def last(self, sid: int) -> dict:
         return self.sent[sid][-1]
 

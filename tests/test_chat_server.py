@@ -475,6 +475,22 @@ def test_a_request_sent_right_behind_a_login_is_answered_after_it(start_chat):
         assert client.expect("message", id="1")["text"] == "first words"
 
 
+def test_a_login_waiting_for_others_of_its_name_still_comes_before_what_follows(start_chat):
+    _, port = start_chat()
+    registered(port, "Popular").close()
+    devices = [connect(port) for _ in range(5)]
+    for device in devices:  # five logins of one name being hashed: the next one waits
+        device.send("login", username="popular", password=PASSWORD)
+    with connect(port) as last:
+        last.ignore = {"join", "leave"}
+        last.send_raw(encode({"type": "login", "username": "popular", "password": PASSWORD})
+                      + encode({"type": "say", "text": "made it", "id": "1"}))
+        last.expect_authenticated("login", "Popular")
+        assert last.expect("message", id="1")["text"] == "made it"
+    for device in devices:
+        device.close()
+
+
 # -- durability ---------------------------------------------------------------------------
 
 

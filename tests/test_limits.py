@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
 from procs import WAIT, Netlab
+
+from netlab.netutil import Acceptor, open_listener
 
 
 def served(kind: str, sock: socket.socket) -> bool:
@@ -35,3 +38,11 @@ def test_out_of_descriptors_a_server_accepts_later_and_serves_everyone(tmp_path,
             sock.close()
     finally:
         server.kill()
+
+
+def test_accepting_on_a_closed_listener_gives_up_at_once():
+    # A stop can close the listener while its readiness is still to be handled.
+    listener = open_listener("127.0.0.1", 0)
+    incoming = Acceptor(listener, logging.getLogger("test"))
+    listener.close()
+    assert incoming.next() is None and not incoming.starved
