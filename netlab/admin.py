@@ -196,6 +196,15 @@ def _read_lines(fd: int) -> Iterator[str]:
 # -- the commands -------------------------------------------------------------
 
 
+class _AsTyped(click.Command):
+    """A command whose argument is the rest of the line as typed: nothing in it is an
+    option, so it may start with '-'. With `whole_line`, its spacing is kept too."""
+
+    def __init__(self, *args, whole_line: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.whole_line = whole_line
+
+
 class _Group(click.Group):
     """Keeps command order as written, so `help` reads like CLI.md."""
 
@@ -303,7 +312,7 @@ def users(console: Console) -> None:
 # kick and say check their argument themselves, after console.chat(): on the echo
 # server they say they are chat-only, argument or not.
 
-@commands.command(add_help_option=False)
+@commands.command(cls=_AsTyped, add_help_option=False)
 @click.argument("name", required=False)
 @click.pass_obj
 def kick(console: Console, name: str | None) -> None:
@@ -315,7 +324,7 @@ def kick(console: Console, name: str | None) -> None:
     click.echo(f"kicked {name}: {ended} session(s) ended" if ended else f"{name} is not online")
 
 
-@commands.command(add_help_option=False)
+@commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)
 @click.argument("text", required=False)
 @click.pass_obj
 def say(console: Console, text: str | None) -> None:
@@ -328,17 +337,14 @@ def say(console: Console, text: str | None) -> None:
 
 
 def _command_words(line: str) -> list[str]:
-    """A command line as click's arguments.
-
-    After `kick` and `say` nothing is read as an option, so a name or a text may
-    start with '-'; say's text is passed as typed, its spacing kept.
-    """
+    """A command line as click's arguments (see _AsTyped)."""
     words = line.split()
-    if words[:1] == ["say"] and len(words) > 1:
-        return ["say", "--", line.strip()[len("say"):].strip()]
-    if words[:1] == ["kick"]:
-        return ["kick", "--", *words[1:]]
-    return words
+    command = commands.commands.get(words[0]) if words else None
+    if not isinstance(command, _AsTyped) or len(words) == 1:
+        return words
+    if command.whole_line:
+        return [words[0], "--", line.strip()[len(words[0]):].strip()]
+    return [words[0], "--", *words[1:]]
 
 
 def _leaves(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:

@@ -305,9 +305,7 @@ class ChatServer:
         self._readers.pop(sid, None)
         self._closing.add(conn)
         self._dirty.add(conn)
-        if conn.paused:  # read again, to see the peer's close (and discard what it sends)
-            conn.paused = False
-            self._update_interest(conn)
+        self._pause(conn, False)  # read again, to see the peer's close (and discard what it sends)
 
     def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
                disk: bool = False) -> None:
@@ -487,17 +485,19 @@ class ChatServer:
                     break
                 frame = conn.decoder.next_frame()
                 if frame is None:
-                    if conn.paused:
-                        conn.paused = False
-                        self._update_interest(conn)
-                    return
+                    return self._pause(conn, False)
                 self.chat.receive(conn.sid, frame)
             else:
                 self._backlog.add(conn)  # the cap: go on next pass
         except p.ProtocolError as exc:
             return self.chat.protocol_error(conn.sid, exc)
-        if not conn.closing and not conn.paused:
-            conn.paused = True
+        if not conn.closing:
+            self._pause(conn, True)
+
+    def _pause(self, conn: Connection, paused: bool) -> None:
+        """Stop (or resume) reading the connection."""
+        if conn.paused != paused:
+            conn.paused = paused
             self._update_interest(conn)
 
     def save(self) -> None:

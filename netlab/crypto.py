@@ -84,10 +84,8 @@ def read_key(data_dir: Path, environ: Mapping[str, str] = os.environ) -> tuple[b
     return _decode_key(text, str(path)), str(path)
 
 
-def warn_if_exposed(data_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
-    """Warn about a key file others may read (called once start-up has succeeded)."""
-    if KEY_ENV in environ:
-        return
+def warn_if_exposed(data_dir: Path) -> None:
+    """Warn about a key file others may read (once the key has proved right)."""
     path = data_dir / KEY_FILE
     with contextlib.suppress(OSError):
         mode = path.stat().st_mode & 0o777

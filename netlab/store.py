@@ -123,9 +123,11 @@ class Accounts:
         self._by_name = accounts  # username.casefold() -> Account
         self._torn_at = torn_at  # where a torn last line starts; cut before the next add
         self._lock = threading.Lock()
-        self._unwritten_key: bytes | None = None  # see load and create_files
+        # What `load` left for `create_files`: a new key to write, or a key file whose
+        # mode to check; and whether clients.csv is still to be made.
+        self._new_key: bytes | None = None
+        self._key_file_read = False
         self._unwritten_file = False
-        self._environ: Mapping[str, str] = os.environ  # where load looked for the key
 
     @classmethod
     def open(cls, data_dir: Path, environ: Mapping[str, str] = os.environ) -> Accounts:
@@ -173,22 +175,22 @@ class Accounts:
                 raise StartupError(f"{path} line {line_no}: a second account {username!r}")
             accounts[username.casefold()] = Account(username, password_hash)
         loaded = cls(path, vault, accounts, torn_at)
-        loaded._unwritten_key = None if found else key
+        loaded._new_key = None if found else key
+        loaded._key_file_read = found is not None and KEY_ENV not in environ
         loaded._unwritten_file = not data
-        loaded._environ = environ
         return loaded
 
     def create_files(self) -> None:
-        """Write the key and clients.csv if `load` found them missing; then warn about either."""
+        """Write the key and clients.csv if `load` found them missing; warn about what it read."""
         data_dir = self._path.parent
-        if self._unwritten_key is not None or self._unwritten_file:
+        if self._new_key is not None or self._unwritten_file:
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self._unwritten_key is not None:
-            create_key_file(data_dir, self._unwritten_key)
-            self._unwritten_key = None
+        if self._new_key is not None:
+            create_key_file(data_dir, self._new_key)
+            self._new_key = None
             log.info("created a new key in %s", data_dir / KEY_FILE)
-        else:
-            warn_if_exposed(data_dir, self._environ)
+        if self._key_file_read:
+            warn_if_exposed(data_dir)
         if self._unwritten_file:
             _create_with_header(self._path, CLIENTS_HEADER)
             self._unwritten_file = False
