@@ -452,14 +452,15 @@ def bye() -> dict:
 
 def timestamp(epoch_seconds: float) -> str:
     """RFC 3339 UTC with milliseconds (truncated, so timestamps never run ahead of the clock)."""
-    return _timestamp_ms(int(epoch_seconds * 1000))
+    epoch_ms = int(epoch_seconds * 1000)
+    return f"{_utc_second(epoch_ms // 1000)}.{epoch_ms % 1000:03d}Z"
 
 
 @functools.lru_cache(maxsize=4)
-def _timestamp_ms(epoch_ms: int) -> str:
-    # Cached: a busy server stamps many messages within one millisecond.
-    t = datetime.fromtimestamp(epoch_ms / 1000, UTC)
-    return f"{t:%Y-%m-%dT%H:%M:%S}.{epoch_ms % 1000:03d}Z"
+def _utc_second(epoch_s: int) -> str:
+    # Cached: formatting a date costs microseconds, and a busy server stamps
+    # hundreds of messages within one second (rarely within one millisecond).
+    return f"{datetime.fromtimestamp(epoch_s, UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 def fit_items(items: list, build: Callable[[list], dict], max_frame: int) -> tuple[dict, int]:

@@ -623,6 +623,10 @@ def test_timestamp():
     assert p.timestamp(0) == "1970-01-01T00:00:00.000Z"
     assert p.timestamp(1795463848.962) == "2026-11-23T19:57:28.962Z"
     assert p.timestamp(1795463848.9999) == "2026-11-23T19:57:28.999Z"
+    # The second is cached apart from the milliseconds: each still changes where it should.
+    assert p.timestamp(1795463849.0) == "2026-11-23T19:57:29.000Z"
+    assert p.timestamp(1795463848.5) == "2026-11-23T19:57:28.500Z"
+    assert p.timestamp(-0.001) == "1969-12-31T23:59:59.999Z"
 
 
 def test_worst_case_message_fits_the_minimum_max_frame():
