@@ -19,8 +19,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from netlab import protocol as p
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
 
 #: One human sentence for each error code of PROTOCOL.md.
 ERROR_SENTENCES = {
@@ -454,9 +458,11 @@ def run_terminal(client: ChatClient) -> int:
     with patch_stdout(raw=True):
         network = threading.Thread(target=client.run, name="network", daemon=True)
         network.start()
+        close_prompt_when_finished(client, session)
         while not client.finished.is_set():
             try:
-                line = session.prompt(f"{client.username}> ")
+                line = session.prompt(f"{client.username}> ",
+                                      pre_run=lambda: end_prompt_if_finished(client, session))
             except (KeyboardInterrupt, EOFError):
                 client.quit()
                 break
@@ -469,6 +475,31 @@ def run_terminal(client: ChatClient) -> int:
                 client.say(line)
         client.finished.wait(3)
     return client.status or 0
+
+
+def close_prompt_when_finished(client: ChatClient, session: PromptSession[str]) -> None:
+    """A failed login, a kick or a fatal error ends the session on the network
+    thread: take the prompt down then, not after the user's next key.
+
+    The prompt's own loop does it (prompt_toolkit is not thread-safe). A prompt
+    not running yet is left to its `pre_run` check, which then sees `finished`.
+    """
+
+    def watch() -> None:
+        client.finished.wait()
+        loop = session.app.loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # that prompt has just ended
+                loop.call_soon_threadsafe(end_prompt_if_finished, client, session)
+
+    threading.Thread(target=watch, name="finished", daemon=True).start()
+
+
+def end_prompt_if_finished(client: ChatClient, session: PromptSession[str]) -> None:
+    """On the prompt's loop: end the prompt being read if the session is over."""
+    future = session.app.future
+    if client.finished.is_set() and future is not None and not future.done():
+        session.app.exit(exception=EOFError)
 
 
 def slash_command(client: ChatClient, line: str) -> bool:

@@ -210,6 +210,37 @@ def test_terminal_ctrl_c_leaves_cleanly(chat):
         erin.close(force=True)
 
 
+def test_terminal_ends_by_itself_when_the_login_fails(chat):
+    _, port = chat
+    assert pipe_client(port, "hal", [], "--register")[0] == 0
+    hal = spawn_terminal("chat", "connect", "--port", str(port), "--user", "hal", "--password-env", "PW",
+                         env={"PW": "not the password"})
+    try:
+        hal.expect("unknown user or wrong password")
+        hal.expect(pexpect.EOF)  # no key pressed: the prompt must not wait for one
+        hal.close()
+        assert hal.exitstatus == 1
+    finally:
+        hal.close(force=True)
+
+
+def test_terminal_ends_by_itself_when_kicked(data_dir):
+    server, port = serve("chat", data_dir)
+    assert pipe_client(port, "ivy", [], "--register")[0] == 0
+    ivy = terminal_client(port, "--user", "ivy", "--password-env", "PW")
+    try:
+        ivy.expect(r"online \(1\): ivy")
+        ivy.send("half a line")
+        server.command("kick ivy")
+        ivy.expect("kicked by the operator")
+        ivy.expect(pexpect.EOF)
+        ivy.close()
+        assert ivy.exitstatus == 3
+    finally:
+        ivy.close(force=True)
+        server.kill()
+
+
 # -- the echo client --------------------------------------------------------------------------
 
 
