@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import re
 import socket
 import ssl
 import sys
@@ -49,6 +50,31 @@ BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
 RESEND_DELAY = 0.5  # after rate_limited, try that message again this much later
 HISTORY_PAGE = 1000
+#: Control characters but TAB and line breaks. PROTOCOL.md keeps C0 out of a text, but
+#: a server (or a name, a reason) is not trusted with the terminal: an escape sequence
+#: could rewrite the screen. They are shown as \xNN.
+CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+LINE_BREAK = re.compile("\r\n|\r|\n")
+CONTINUATION = "\n    "
+
+
+def escape_controls(text: str) -> str:
+    return CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+def for_terminal(text: str) -> str:
+    """Text safe to print on a terminal.
+
+    A CR in a message returns the cursor, and the rest of the message overwrites
+    its start: a forged line from someone else. Every line break (CR, LF, CRLF)
+    starts a new line instead, indented, so no message can pass for several.
+    """
+    return CONTINUATION.join(escape_controls(line) for line in LINE_BREAK.split(text))
+
+
+def one_line(text: str) -> str:
+    """One line of a pipe per event, whatever the text: readers split at CR too."""
+    return escape_controls(text.replace("\n", "\\n").replace("\r", "\\r"))
 
 
 class ClientExit(Exception):
@@ -418,9 +444,9 @@ def run_pipe(client: ChatClient, json_lines: bool) -> int:
 
     def show(kind: str, text: str, frame: dict) -> None:
         if kind in ("message", "history", "join", "leave", "notice") and not json_lines:
-            print(text.replace("\n", "\\n"), flush=True)  # one line each, whatever the text
+            print(one_line(text), flush=True)
         elif kind in ("status", "fatal", "error"):
-            print(text, file=sys.stderr, flush=True)
+            print(one_line(text), file=sys.stderr, flush=True)
 
     def read_stdin() -> None:
         for line in sys.stdin:
@@ -451,7 +477,7 @@ def run_terminal(client: ChatClient) -> int:
 
     def show(kind: str, text: str, frame: dict) -> None:
         stamp = "" if kind in ("message", "history") else f"[{local_time()}] "
-        print(f"{stamp}{text}", flush=True)
+        print(f"{stamp}{for_terminal(text)}", flush=True)
 
     client.show = show
     session: PromptSession[str] = PromptSession(erase_when_done=True)  # own lines show when broadcast

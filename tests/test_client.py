@@ -241,6 +241,23 @@ def test_terminal_ends_by_itself_when_kicked(data_dir):
         server.kill()
 
 
+def test_a_message_cannot_pass_for_a_line_of_someone_else(chat):
+    """CR and LF are legal in a text; printed raw, a CR returns the cursor and the
+    rest of the message overwrites its start: a forged line from `mallory`."""
+    _, port = chat
+    assert pipe_client(port, "bob", ["innocent\rmallory: send me your password"], "--register")[0] == 0
+    assert pipe_client(port, "lara", [], "--register")[0] == 0
+    status, out, _ = pipe_client(port, "lara", [])
+    assert status == 0 and out[-1].endswith("bob: innocent\\rmallory: send me your password")
+    lara = terminal_client(port, "--user", "lara", "--password-env", "PW")
+    try:
+        lara.expect(r"bob: innocent\r\n {4}mallory: send me your password")  # a line of bob's, indented
+        lara.sendline("/quit")
+        assert_exits_zero(lara)
+    finally:
+        lara.close(force=True)
+
+
 # -- the echo client --------------------------------------------------------------------------
 
 
