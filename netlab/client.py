@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import re
 import socket
@@ -553,7 +554,9 @@ def echo_pipe(sock: socket.socket) -> int:
     """Stream stdin to the server and the echo to stdout; 0 once every byte came back.
 
     The end is found by counting, not by half-closing: TLS has no half-close
-    that a peer must honour.
+    that a peer must honour. If the server ends the connection first (it is
+    full, it stopped), the client says so and exits 1 at once: the input may
+    be a pipe that does not end for a long while.
     """
     lock = threading.Lock()
     sent = received = 0
@@ -561,17 +564,22 @@ def echo_pipe(sock: socket.socket) -> int:
 
     def pump() -> None:
         nonlocal sent, input_done
-        stdin = sys.stdin.buffer
-        while chunk := stdin.read1(65536):
-            sock.sendall(chunk)
-            with lock:
-                sent += len(chunk)
+        # os.read, not sys.stdin.buffer: exiting while this daemon thread waits in a
+        # buffered read (holding the buffer's lock) would abort the interpreter.
+        stdin = sys.stdin.fileno()
+        try:
+            while chunk := os.read(stdin, 65536):
+                sock.sendall(chunk)
+                with lock:
+                    sent += len(chunk)
+        except OSError:  # the connection failed: the reader below reports it
+            stop(sock)
+            return
         with lock:
             input_done = True
             finished = received >= sent
         if finished:  # the reader may be waiting in recv for bytes that will never come
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            stop(sock)
 
     writer = threading.Thread(target=pump, daemon=True)
     writer.start()
@@ -589,11 +597,20 @@ def echo_pipe(sock: socket.socket) -> int:
             if input_done and received >= sent:
                 break
     stdout.flush()
-    writer.join()
-    if received != sent:
-        print(f"netlab: {sent - received} bytes did not come back", file=sys.stderr)
+    with lock:
+        complete = input_done and received == sent
+    if not complete:
+        print(f"netlab: the server closed the connection: {received} of {sent} bytes sent came back",
+              file=sys.stderr)
         return 1
+    writer.join()
     return 0
+
+
+def stop(sock: socket.socket) -> None:
+    """Wake a thread blocked in recv on `sock`."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def echo_terminal(sock: socket.socket) -> int:

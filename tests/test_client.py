@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -284,4 +286,33 @@ def test_echo_terminal_prints_each_echo(data_dir):
         assert_exits_zero(child)
     finally:
         child.close(force=True)
+        server.kill()
+
+
+def test_echo_pipe_refused_by_a_full_server_says_so_in_one_line(data_dir):
+    server, port = serve("echo", data_dir, "--no-repl", "--max-clients", "1")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as kept:
+            kept.sendall(b"x")
+            assert kept.recv(1) == b"x"  # served: the next connection is over the limit
+            proc = subprocess.run([sys.executable, "-m", "netlab", "echo", "connect", "--port", str(port)],
+                                  input=os.urandom(3 << 20), capture_output=True, timeout=WAIT)
+        assert proc.returncode == 1
+        [line] = proc.stderr.decode().splitlines()  # one line, no traceback
+        assert re.fullmatch(r"netlab: the server closed the connection: 0 of \d+ bytes sent came back", line)
+    finally:
+        server.kill()
+
+
+def test_echo_pipe_ends_when_the_server_goes_though_input_goes_on(data_dir):
+    server, port = serve("echo", data_dir, "--no-repl")
+    proc = Netlab("echo", "connect", "--port", str(port))
+    try:
+        proc.command("still typing")
+        proc.out.wait_for("^still typing$")
+        server.kill()  # stdin stays open: the client must not wait for its end
+        assert proc.wait() == 1
+        proc.err.wait_for("the server closed the connection: 13 of 13 bytes sent came back")
+    finally:
+        proc.kill()
         server.kill()
