@@ -22,6 +22,7 @@ from netlab.protocol import MAX_MAX_FRAME, MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
 COUNT = click.IntRange(min=1)
+UNREACHABLE = 1  # a client's exit status when its server cannot be reached (2 is a bad option)
 DAY = 86_400.0  # longest time an option may ask for: a loop's select() wants a sane timeout
 
 
@@ -35,10 +36,10 @@ class FiniteRange(click.FloatRange):
         return number
 
 
-def fail(message: str) -> NoReturn:
-    """A start-up problem: one clear line on stderr, exit status 2."""
+def fail(message: str, status: int = 2) -> NoReturn:
+    """A start-up problem: one clear line on stderr, exit status 2 (or `status`)."""
     click.echo(f"netlab: {message}", err=True)
-    sys.exit(2)
+    sys.exit(status)
 
 
 def prepare_data_dir(path: Path) -> Path:
@@ -296,9 +297,9 @@ def echo_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
         sock = wrap(socket.create_connection((host, port)))
     except ssl.SSLCertVerificationError as exc:
         fail(f"the server's certificate could not be verified ({exc.verify_message}); "
-             "pass --ca FILE with the certificate it uses")
+             "pass --ca FILE with the certificate it uses", UNREACHABLE)
     except OSError as exc:
-        fail(f"cannot reach {host}:{port}: {exc.strerror or exc}")
+        fail(f"cannot reach {host}:{port}: {exc.strerror or exc}", UNREACHABLE)
     with sock:
         if sys.stdin.isatty() and sys.stdout.isatty():
             sys.exit(c.echo_terminal(sock))

@@ -316,3 +316,12 @@ def test_echo_pipe_ends_when_the_server_goes_though_input_goes_on(data_dir):
     finally:
         proc.kill()
         server.kill()
+
+
+def test_echo_unreachable_server_fails_with_status_one_like_the_chat_client(data_dir):
+    server, port = serve("echo", data_dir, "--no-repl")
+    server.kill()
+    proc = subprocess.run([sys.executable, "-m", "netlab", "echo", "connect", "--port", str(port)],
+                          input=b"x\n", capture_output=True, timeout=WAIT)
+    assert proc.returncode == 1  # 2 is a bad option
+    assert proc.stderr.decode().splitlines() == [f"netlab: cannot reach 127.0.0.1:{port}: Connection refused"]
