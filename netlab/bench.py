@@ -25,8 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netlab import protocol as p
+from netlab.netutil import format_address
 
 LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
+#: Longest wait for a connection, a TLS handshake or an answer while setting up: a
+#: server that never answers (not a netlab server, a wrong port) ends the run.
+SETUP_TIMEOUT = 10.0
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -50,13 +54,30 @@ class Target:
     port: int
     wrap: Callable[[socket.socket], socket.socket] = lambda sock: sock
 
+    @property
+    def address(self) -> str:
+        return format_address((self.host, self.port))
+
     def connect(self, count: int) -> list[socket.socket]:
+        """`count` connections (blocking, with SETUP_TIMEOUT), or one clear line and exit 1."""
         socks = []
-        for _ in range(count):
-            sock = socket.create_connection((self.host, self.port))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            socks.append(self.wrap(sock))
+        try:
+            for _ in range(count):
+                sock = socket.create_connection((self.host, self.port), timeout=SETUP_TIMEOUT)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                socks.append(self.wrap(sock))
+        except OSError as exc:
+            for sock in socks:
+                sock.close()
+            raise SystemExit(f"netlab: cannot connect to {self.address}: {reason(exc)}") from None
         return socks
+
+
+def reason(exc: OSError) -> str:
+    """What went wrong, in words (a timeout has no strerror)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {SETUP_TIMEOUT:g} s"
+    return exc.strerror or str(exc)
 
 
 def tls_wrap(host: str, ca: Path | None) -> Callable[[socket.socket], socket.socket]:
@@ -124,8 +145,11 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
                 data = receive(sock)
             except (BlockingIOError, ssl.SSLWantReadError):
                 continue
+            except OSError:
+                data = b""
             if not data:
-                raise SystemExit("the echo server closed a connection")
+                raise SystemExit(f"netlab: the echo server at {target.address} closed a connection "
+                                 "(more than its --max-clients?)")
             pending[sock] -= len(data)
             if pending[sock] == 0:
                 now = time.perf_counter_ns()
@@ -154,6 +178,7 @@ class BenchConnection:
     buffer: bytearray = field(default_factory=bytearray)
     in_flight: int = 0
     sent: int = 0
+    refused: int = 0  # `say` answered by an error (rate_limited) instead of a message
 
     def frames(self) -> Iterator[bytes]:
         """Whole payloads received so far; the full JSON parse is left to those that need it."""
@@ -169,26 +194,45 @@ class BenchConnection:
 
 
 def read_frame(sock: socket.socket, decoder: p.FrameDecoder) -> dict:
+    """The next frame, on a blocking socket with SETUP_TIMEOUT."""
     while (frame := decoder.next_frame()) is None:
         data = sock.recv(65536)
         if not data:
-            raise SystemExit("the chat server closed a connection")
+            raise ConnectionError("the server closed the connection")
         decoder.feed(data)
     return frame
 
 
-def register_all(socks: list[socket.socket], prefix: str) -> float:
-    """Register every socket concurrently (the server hashes in parallel); returns seconds."""
+def register_all(target: Target, socks: list[socket.socket], prefix: str) -> float:
+    """Register every socket concurrently (the server hashes in parallel); returns seconds.
+
+    Anything but a netlab chat server answering (a refusal, silence, a wrong
+    port) ends the run with one line naming it.
+    """
     decoders = [p.FrameDecoder() for _ in socks]
     begin = time.perf_counter()
-    for i, sock in enumerate(socks):
-        read_frame(sock, decoders[i])  # welcome
-        sock.sendall(p.encode({"type": "register", "username": f"{prefix}{i}", "password": "bench-password"}))
-    for sock, decoder in zip(socks, decoders, strict=True):
-        while (frame := read_frame(sock, decoder))["type"] != "users":
-            if frame["type"] == "error":
-                raise SystemExit(f"registration failed: {frame['message']}")
+    try:
+        for i, sock in enumerate(socks):
+            expect_welcome(read_frame(sock, decoders[i]))
+            frame = {"type": "register", "username": f"{prefix}{i}", "password": "bench-password"}
+            sock.sendall(p.encode(frame))
+        for sock, decoder in zip(socks, decoders, strict=True):
+            while (frame := read_frame(sock, decoder))["type"] != "users":
+                if frame["type"] == "error":
+                    raise SystemExit(f"netlab: registration at {target.address} failed: "
+                                     f"{frame.get('code')}: {frame.get('message')}")
+    except (OSError, p.ProtocolError) as exc:
+        why = reason(exc) if isinstance(exc, OSError) else exc.message
+        raise SystemExit(f"netlab: {target.address} does not answer as a netlab chat server: {why}") from None
     return time.perf_counter() - begin
+
+
+def expect_welcome(frame: dict) -> None:
+    if frame.get("type") == "error":  # server_full, most likely
+        raise SystemExit(f"netlab: the chat server refused a connection: {frame.get('code')}: "
+                         f"{frame.get('message')}")
+    if frame.get("type") != "welcome":
+        raise p.ProtocolError("bad_frame", f"the first frame is {frame.get('type')!r}, not 'welcome'")
 
 
 def receive(sock: socket.socket) -> bytes:
@@ -204,7 +248,7 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
     """N clients in one room, S of them sending; every delivery's latency is measured."""
     prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}u"
     socks = target.connect(clients)
-    registration = register_all(socks, prefix)
+    registration = register_all(target, socks, prefix)
     print(f"chat: {clients} clients registered in {registration:.2f} s "
           f"({clients / registration:,.0f}/s, password hashing bound)")
     conns = [BenchConnection(sock, f'"from":"{prefix}{i}"'.encode()) for i, sock in enumerate(socks)]
@@ -248,13 +292,18 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
                 data = receive(conn.sock)
             except (BlockingIOError, ssl.SSLWantReadError):
                 continue
+            except OSError:
+                data = b""
             if not data:
-                raise SystemExit("the chat server closed a connection")
+                raise SystemExit(f"netlab: the chat server at {target.address} closed a connection")
             conn.buffer += data
             received = time.perf_counter_ns()
             for payload in conn.frames():
                 at = payload.find(b'"id":"')
                 if not payload.startswith(b'{"type":"message"') or at < 0:
+                    if payload.startswith(b'{"type":"error"') and conn.in_flight:
+                        conn.in_flight -= 1  # that sender's slot is lost: counted, not resent
+                        conn.refused += 1
                     continue
                 stamp = int(payload[at + 6:payload.index(b'"', at + 6)])
                 latencies.append(received - stamp)
@@ -263,7 +312,8 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
                     if not rate:
                         send(conn)
     elapsed = time.perf_counter() - begin
-    sent = sum(conn.sent for conn in senders_list)
+    refused = sum(conn.refused for conn in senders_list)
+    sent = sum(conn.sent for conn in senders_list) - refused
     mode = f"rate {rate:g} msgs/s" if rate else f"window {window}"
     print(f"chat: {clients} clients, {senders} senders, {mode}, {elapsed:.1f} s"
           + (" over TLS" if isinstance(socks[0], ssl.SSLSocket) else "")
@@ -272,3 +322,6 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
     print(f"  {latency_line(latencies)}")
     for sock in socks + storm_socks:
         sock.close()
+    if refused:
+        raise SystemExit(f"netlab: the server answered {refused} messages with an error (its flood "
+                         "control, unless it runs with --rate-limit 0): these figures are not its throughput")

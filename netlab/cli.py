@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
 import socket
 import ssl
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -346,6 +348,15 @@ def bench_target(default_kind: str):
     ])
 
 
+@contextlib.contextmanager
+def bench_errors() -> Iterator[None]:
+    """A connection that fails mid-run (reset, broken pipe, TLS): one line and exit 1, no traceback."""
+    try:
+        yield
+    except OSError as exc:
+        fail(f"the connection to the server failed: {exc.strerror or exc}", UNREACHABLE)
+
+
 @bench.command("echo")
 @bench_target("echo")
 @click.option("--conns", type=COUNT, default=100, show_default=True, help="Connections.")
@@ -354,7 +365,7 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
     """Ping-pong clients: requests/s and latency percentiles."""
     from netlab import bench as b
 
-    with b.server_for("echo", host, port, ["--max-clients", str(conns + 10)], tls) as target:
+    with bench_errors(), b.server_for("echo", host, port, ["--max-clients", str(conns + 10)], tls) as target:
         b.run_echo(target, conns, size, duration)
 
 
@@ -376,5 +387,5 @@ def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients:
     if senders > clients:
         raise click.BadParameter("cannot exceed --clients", param_hint="--senders")
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000"]
-    with b.server_for("chat", host, port, extra, tls) as target:
+    with bench_errors(), b.server_for("chat", host, port, extra, tls) as target:
         b.run_chat(target, clients, senders, window, rate, duration, login_storm)

@@ -1,0 +1,49 @@
+"""The load generators from the user's side: figures, and one clear line when they cannot measure."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from chatclient import connect
+from procs import WAIT
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netlab", "bench", *args], capture_output=True,
+                          text=True, timeout=WAIT)
+
+
+def test_echo_prints_throughput_and_percentiles():
+    run = bench("echo", "--conns", "2", "--duration", "0.3")
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"requests/s  latency p50 [\d,]+ µs  p99 [\d,]+ µs  p99\.9 [\d,]+ µs", run.stdout)
+
+
+def test_a_server_that_is_down_is_one_line_and_status_one(start_chat):
+    server, port = start_chat()
+    server.kill()
+    for kind in ("echo", "chat"):
+        run = bench(kind, "--port", str(port), "--duration", "0.3")
+        assert run.returncode == 1
+        assert run.stderr.splitlines() == [f"netlab: cannot connect to 127.0.0.1:{port}: Connection refused"]
+
+
+def test_a_full_chat_server_is_named_as_such(start_chat):
+    _, port = start_chat("--max-clients", "1")
+    with connect(port):  # welcomed: the server is full now
+        run = bench("chat", "--port", str(port), "--clients", "1", "--senders", "1", "--duration", "0.3")
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        "netlab: the chat server refused a connection: server_full: the server holds 1 connections"]
+
+
+def test_messages_refused_by_flood_control_are_not_reported_as_throughput(start_chat):
+    _, port = start_chat()  # the default --rate-limit 10: bursts of 20
+    run = bench("chat", "--port", str(port), "--clients", "1", "--senders", "1", "--window", "30",
+                "--duration", "0.3")
+    assert run.returncode == 1
+    assert re.fullmatch(r"netlab: the server answered \d+ messages with an error \(its flood control, "
+                        r"unless it runs with --rate-limit 0\): these figures are not its throughput\n",
+                        run.stderr)
