@@ -19,7 +19,7 @@ from netlab import admin
 from netlab.chat_core import ChatConfig
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
-from netlab.netutil import format_address, open_listener, raise_fd_limit
+from netlab.netutil import format_address, open_listener, raise_fd_limit, unbracket
 from netlab.protocol import MAX_MAX_FRAME, MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
@@ -66,8 +66,7 @@ def listen(host: str, port: int) -> socket.socket:
 
     An IPv6 address may come in brackets, as the listening line writes it.
     """
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    host = unbracket(host)
     where = format_address((host, port))
     try:
         return open_listener(host, port)
@@ -123,10 +122,16 @@ def server_tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
         fail(f"cannot load the TLS certificate {cert} and key {key}: {getattr(exc, 'strerror', None) or exc}")
 
 
+def host_option():
+    """--host for a client: an IPv6 address may come in brackets, as servers print it."""
+    return click.option("--host", default="127.0.0.1", show_default=True,
+                        callback=lambda ctx, param, value: unbracket(value))
+
+
 def client_options(default_port: int):
     """Where to connect and how to trust the server."""
     return with_options([
-        click.option("--host", default="127.0.0.1", show_default=True),
+        host_option(),
         click.option("--port", type=PORT, default=default_port, show_default=True),
         click.option("--tls", is_flag=True, help="Connect with TLS, verifying the server's certificate."),
         click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -301,7 +306,7 @@ def echo_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
         fail(f"the server's certificate could not be verified ({exc.verify_message}); "
              "pass --ca FILE with the certificate it uses", UNREACHABLE)
     except OSError as exc:
-        fail(f"cannot reach {host}:{port}: {exc.strerror or exc}", UNREACHABLE)
+        fail(f"cannot reach {format_address((host, port))}: {exc.strerror or exc}", UNREACHABLE)
     with sock:
         if sys.stdin.isatty() and sys.stdout.isatty():
             sys.exit(c.echo_terminal(sock))
@@ -338,7 +343,7 @@ def bench() -> None:
 
 def bench_target(default_kind: str):
     return with_options([
-        click.option("--host", default="127.0.0.1", show_default=True),
+        host_option(),
         click.option("--port", type=PORT, default=None,
                      help=f"A running {default_kind} server; default: start one for the run."),
         click.option("--duration", type=FiniteRange(min=0.1, max=DAY), default=5.0, show_default=True,

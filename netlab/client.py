@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from netlab import protocol as p
+from netlab.netutil import format_address
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -194,7 +195,8 @@ class ChatClient:
                     if self.finished.is_set():
                         return
                     if not self._authenticated_once:
-                        raise ClientExit(f"cannot connect to {self.host}:{self.port}: {exc}", 1) from None
+                        where = format_address((self.host, self.port))
+                        raise ClientExit(f"cannot connect to {where}: {exc}", 1) from None
                     # Jitter: a restarted server is not hit by every client at once.
                     wait = random.uniform(self._delay / 2, self._delay)
                     self.show("status", f"connection lost ({exc}); reconnecting in {wait:.1f} s", {})

@@ -48,6 +48,11 @@ def open_listener(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket
     return listener
 
 
+def unbracket(host: str) -> str:
+    """An IPv6 address as the listening line writes it ([::1]) is the address itself."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def format_address(address: tuple) -> str:
     """HOST:PORT, with IPv6 hosts in brackets as CLI.md's listening line wants."""
     host, port = address[0], address[1]

@@ -12,7 +12,7 @@ import sys
 
 import pexpect
 import pytest
-from procs import WAIT, Netlab, assert_exits_zero, serve, spawn_terminal
+from procs import WAIT, Netlab, assert_exits_zero, has_ipv6_loopback, serve, spawn_terminal
 
 PASSWORD = "correct horse"
 
@@ -124,6 +124,18 @@ def test_kicked_client_does_not_reconnect(data_dir):
         assert "reconnecting" not in listener.err.text()
     finally:
         listener.kill()
+        server.kill()
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_clients_take_an_ipv6_host_in_brackets_as_servers_print_it(data_dir):
+    server, port = serve("chat", data_dir, "--no-repl", "--host", "::1")
+    try:
+        server.out.wait_for(rf"listening on \[::1\]:{port}")
+        status, out, err = pipe_client(port, "v6", ["over ipv6"], "--register", "--host", "[::1]")
+        assert status == 0, err
+        assert out[-1].endswith("v6: over ipv6")
+    finally:
         server.kill()
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from procs import Netlab, serve
+from procs import Netlab, has_ipv6_loopback, serve
 
 
 @pytest.fixture
@@ -201,15 +201,6 @@ def test_port_in_use_is_one_line_and_status_two(data_dir):
         ]
         server.kill()
         assert not fresh.exists()
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback")
