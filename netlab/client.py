@@ -139,6 +139,7 @@ class ChatClient:
         self._paging = False   # filling it by `history` with `after`
         self._held: list[dict] = []  # live messages that arrived while the gap was being filled
         self._authenticated_once = False
+        self._throttled = False  # a login was turned away with rate_limited; cleared by `ok`
 
     # -- the user's side (any thread) ------------------------------------------------
 
@@ -194,7 +195,7 @@ class ChatClient:
                 except ConnectionLost as exc:
                     if self.finished.is_set():
                         return
-                    if not self._authenticated_once:
+                    if not self._authenticated_once and not self._throttled:
                         where = format_address((self.host, self.port))
                         raise ClientExit(f"cannot connect to {where}: {exc}", 1) from None
                     # Jitter: a restarted server is not hit by every client at once.
@@ -292,6 +293,7 @@ class ChatClient:
     def _on_ok(self, frame: dict) -> None:
         self.username = frame.get("username", self.username)
         self._delay = BACKOFF_FIRST
+        self._throttled = False
         again = self._authenticated_once
         self._authenticated_once = True
         if again:
@@ -362,6 +364,10 @@ class ChatClient:
         code = frame.get("code", "")
         sentence = ERROR_SENTENCES.get(code, frame.get("message", code))
         if frame.get("fatal"):
+            if code == "auth_timeout" and self._throttled:
+                # A throttle lasts up to a minute, longer than a connection may wait
+                # unauthenticated: go on trying on a new connection.
+                raise ConnectionLost("no login in time while the login was throttled")
             raise ClientExit(f"error: {sentence}", 1)
         if code in AUTH_FAILURES:
             raise ClientExit(f"error: {sentence}", 1)
@@ -370,8 +376,8 @@ class ChatClient:
             self._resend_later(rid)
             return False
         if code == "rate_limited" and not self._online and not self._syncing:
-            # The login itself was turned away (a busy server, just restarted).
-            self._retry_later(self._authenticate)
+            self._login_later(frame)
+            return False
         self.show("error", f"error: {sentence}", frame)
         with self._lock:
             if rid is not None and next(iter(self.pending), None) == rid:
@@ -380,6 +386,24 @@ class ChatClient:
                 self._send_first()
         self._maybe_leave()
         return False
+
+    def _login_later(self, frame: dict) -> None:
+        """The login itself was turned away: failed logins for this name or address
+        (for up to a minute), or a server busy hashing. Try again later and later,
+        with the server's reason, rather than twice a second for that minute."""
+        wait = self._delay
+        self._delay = min(BACKOFF_MAX, self._delay * 2)
+        self._throttled = True
+        self.show("error", f"error: the server refused the login for now ({frame.get('message')}); "
+                  f"trying again in {wait:.1f} s", frame)
+        sock = self._sock
+
+        def again() -> None:
+            with self._lock:
+                if self._sock is sock and self._throttled:  # a new connection logs in by itself
+                    self._authenticate()
+
+        self._retry_later(again, wait)
 
     def _resend_later(self, rid: str) -> None:
         def resend() -> None:
@@ -390,8 +414,8 @@ class ChatClient:
         self._retry_later(resend)
 
     @staticmethod
-    def _retry_later(action: Callable[[], None]) -> None:
-        timer = threading.Timer(RESEND_DELAY, action)
+    def _retry_later(action: Callable[[], None], delay: float = RESEND_DELAY) -> None:
+        timer = threading.Timer(delay, action)
         timer.daemon = True
         timer.start()
 

@@ -139,6 +139,43 @@ def test_clients_take_an_ipv6_host_in_brackets_as_servers_print_it(data_dir):
         server.kill()
 
 
+def test_a_throttled_login_is_tried_again_later_and_later_with_the_reason(chat):
+    from chatclient import connect
+
+    _, port = chat
+    with connect(port) as guesser:
+        for _ in range(5):  # PROTOCOL.md: after 5 failures a name is throttled for 60 s
+            guesser.send("login", username="mia", password="wrong password")
+            guesser.expect_error("bad_credentials")
+    mia = client(port, "--user", "mia")
+    try:
+        waits = []
+        for _ in range(3):
+            match, _ = mia.err.wait_for(r"refused the login for now \(too many failed logins.*\); "
+                                        r"trying again in ([\d.]+) s", start=len(waits))
+            waits.append(float(match.group(1)))
+        assert waits == [0.5, 1.0, 2.0]  # not twice a second for that minute
+    finally:
+        mia.kill()
+
+
+def test_a_throttle_outlasting_the_auth_timeout_means_a_new_connection_not_an_exit(start_chat):
+    from chatclient import connect
+
+    _, port = start_chat("--auth-timeout", "1")
+    with connect(port) as guesser:
+        for _ in range(5):
+            guesser.send("login", username="noor", password="wrong password")
+            guesser.expect_error("bad_credentials")
+    noor = client(port, "--user", "noor")
+    try:
+        _, at = noor.err.wait_for("connection lost .*throttled.*; reconnecting in")
+        noor.err.wait_for("refused the login for now", start=at)  # tried again, still there
+        assert noor.proc.poll() is None
+    finally:
+        noor.kill()
+
+
 # -- the terminal client ------------------------------------------------------------------
 
 
