@@ -282,8 +282,9 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
     if username is None:
         if not terminal:
             fail("--user is needed when not on a terminal")
-        register = click.prompt("login or register", type=click.Choice(["login", "register"]),
-                                default="login") == "register"
+        if not register:  # --register already answered the question
+            register = click.prompt("login or register", type=click.Choice(["login", "register"]),
+                                    default="login") == "register"
         username = click.prompt("username")
     password = read_password(password_file, password_env, confirm=register and terminal)
     wrap = client_wrap(host, tls, ca, insecure)

@@ -221,6 +221,24 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
         server.kill()
 
 
+def test_terminal_register_flag_without_user_asks_only_the_name(chat):
+    _, port = chat
+    jo = terminal_client(port, "--register")
+    try:
+        jo.expect("username")  # not "login or register", whose default would be login
+        assert "login or register" not in jo.before
+        jo.sendline("jo")
+        jo.expect("password")
+        jo.sendline(PASSWORD)
+        jo.expect("Repeat for confirmation")
+        jo.sendline(PASSWORD)
+        jo.expect("logged in as jo")
+        jo.sendline("/quit")
+        assert_exits_zero(jo)
+    finally:
+        jo.close(force=True)
+
+
 def test_terminal_reconnects_after_restart_without_gaps_or_doubles(tmp_path):
     data_dir = tmp_path / "data"
     server, port = serve("chat", data_dir, "--no-repl")
