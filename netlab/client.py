@@ -493,7 +493,11 @@ def run_pipe(client: ChatClient, json_lines: bool) -> int:
         client.on_frame = print_frame
     threading.Thread(target=client.run, name="network", daemon=True).start()
     threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
-    client.finished.wait()
+    try:
+        client.finished.wait()
+    except KeyboardInterrupt:  # Ctrl-C on a pipeline: leave as the prompt does (`quit`, status 0)
+        client.quit()
+        client.finished.wait(3)
     return client.status or (1 if client.refused else 0)
 
 

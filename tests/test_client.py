@@ -71,6 +71,19 @@ def test_pipe_json_prints_raw_frames(chat):
     assert frames[-1]["type"] == "bye"
 
 
+def test_pipe_ctrl_c_leaves_cleanly_with_status_zero(chat):
+    _, port = chat
+    assert pipe_client(port, "kim", [], "--register")[0] == 0
+    kim = client(port, "--user", "kim")  # stdin stays open, as `tail -f log | netlab ...`
+    try:
+        kim.err.wait_for("logged in as kim")
+        kim.signal(signal.SIGINT)
+        assert kim.wait() == 0  # README.md: 0 after Ctrl-C
+        assert "Aborted" not in kim.err.text()
+    finally:
+        kim.kill()
+
+
 def test_wrong_password_fails_loudly(chat):
     _, port = chat
     assert pipe_client(port, "carol", [], "--register")[0] == 0
