@@ -653,13 +653,23 @@ def echo_terminal(sock: socket.socket) -> int:
             line = session.prompt("echo> ")
         except (KeyboardInterrupt, EOFError):
             return 0
-        data = (line + "\n").encode()
-        sock.sendall(data)
-        echoed = b""
-        while len(echoed) < len(data):
-            chunk = sock.recv(65536)
-            if not chunk:
-                print("the server closed the connection")
-                return 1
-            echoed += chunk
+        try:
+            echoed = echo_line(sock, (line + "\n").encode())
+        except OSError:  # a reset, not only a FIN, ends a connection
+            echoed = None
+        if echoed is None:
+            print("the server closed the connection")
+            return 1
         print(echoed.decode(errors="replace"), end="")
+
+
+def echo_line(sock: socket.socket, data: bytes) -> bytes | None:
+    """Send `data` and read back as many bytes; None if the connection ends first."""
+    sock.sendall(data)
+    echoed = b""
+    while len(echoed) < len(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        echoed += chunk
+    return echoed

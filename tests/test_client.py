@@ -369,6 +369,28 @@ def test_echo_terminal_prints_each_echo(data_dir):
         server.kill()
 
 
+def test_echo_terminal_says_so_when_the_connection_is_reset():
+    """A reset (a rebooted host, a firewall), not a FIN: a real peer that sends RST."""
+    import struct
+
+    with socket.create_server(("127.0.0.1", 0)) as peer:
+        child = spawn_terminal("echo", "connect", "--port", str(peer.getsockname()[1]))
+        try:
+            conn, _ = peer.accept()
+            child.expect("echo>")
+            child.sendline("hello")
+            assert conn.recv(6) == b"hello\n"
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # linger 0: RST instead of FIN
+            child.expect("the server closed the connection")
+            child.expect(pexpect.EOF)
+            child.close()
+            assert child.exitstatus == 1
+            assert "Traceback" not in child.before
+        finally:
+            child.close(force=True)
+
+
 def test_echo_pipe_refused_by_a_full_server_says_so_in_one_line(data_dir):
     server, port = serve("echo", data_dir, "--no-repl", "--max-clients", "1")
     try:
