@@ -46,6 +46,26 @@ def latency_line(latencies_ns: list[int]) -> str:
     return f"latency p50 {p50:,.0f} µs  p99 {p99:,.0f} µs  p99.9 {p999:,.0f} µs"
 
 
+def stolen_seconds() -> float | None:
+    """CPU time the hypervisor has taken from this machine's cores (steal), where Linux says.
+
+    On a virtual machine a burst of steal stalls server and generator alike and
+    sets the latency tail, so a figure is worth little without it.
+    """
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()  # "cpu user nice system idle iowait irq softirq steal"
+    except OSError:
+        return None
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if fields[:1] == ["cpu"] and len(fields) > 8 else None
+
+
+def print_steal(stolen_before: float | None) -> None:
+    stolen_after = stolen_seconds()
+    if stolen_before is not None and stolen_after is not None:
+        print(f"  cpu stolen by the hypervisor during the run: {stolen_after - stolen_before:.2f} s")
+
+
 @dataclass
 class Target:
     """Where to connect, and how to wrap each socket (TLS or not)."""
@@ -136,6 +156,7 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
         sock.sendall(payload)
         pending[sock] = size
         started_at[sock] = time.perf_counter_ns()
+    stolen = stolen_seconds()
     begin = time.perf_counter()
     deadline = begin + duration
     while time.perf_counter() < deadline:
@@ -164,6 +185,7 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
     print(f"echo: {conns} connections, {size} bytes, {elapsed:.1f} s")
     print(f"  {len(latencies) / elapsed:,.0f} requests/s  {latency_line(latencies)}")
     print(f"  connections served at least once: {len(served)} of {conns}")
+    print_steal(stolen)
 
 
 # -- chat ------------------------------------------------------------------------------
@@ -271,6 +293,7 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
         conn.in_flight += 1
         conn.sent += 1
 
+    stolen = stolen_seconds()
     begin = time.perf_counter()
     deadline = begin + duration
     interval = senders / rate if rate else 0.0
@@ -320,6 +343,7 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
           + (f", beside {storm} registrations" if storm else ""))
     print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")
     print(f"  {latency_line(latencies)}")
+    print_steal(stolen)
     for sock in socks + storm_socks:
         sock.close()
     if refused:
