@@ -18,14 +18,21 @@ PASSWORD = "correct horse"
 
 
 class Recorder:
-    """Effects that record what the chat asks for and run work at once."""
+    """Effects that record what the chat asks for and run work at once.
 
-    def __init__(self) -> None:
+    `save` writes what `persist` queued to the history, as the loop does; nothing else
+    does, so the tests see the worst case of a loop pass: requests answered before its end.
+    """
+
+    def __init__(self, history: History | None = None) -> None:
         self.sent: dict[int, list[dict]] = {}
         self.broadcasts: list[dict] = []
         self.subscribed: list[int] = []
         self.closed: list[int] = []
         self.persisted = []
+        self.events: list[tuple] = []  # ("persist", seq) and ("broadcast", type), in order
+        self._history = history
+        self._unsaved = []
 
     def send(self, sid: int, data: bytes) -> None:
         assert p.HEADER.unpack_from(data)[0] == len(data) - 4
@@ -33,15 +40,20 @@ class Recorder:
 
     def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
         self.broadcasts.append(json.loads(data[4:]))
+        self.events.append(("broadcast", self.broadcasts[-1]["type"]))
 
     def subscribe(self, sid: int) -> None:
         self.subscribed.append(sid)
 
     def persist(self, record) -> None:
         self.persisted.append(record)
+        self._unsaved.append(record)
+        self.events.append(("persist", record.seq))
 
     def save(self) -> None:
-        pass
+        if self._history is not None:
+            self._history.append(self._unsaved)
+        self._unsaved = []
 
     def close(self, sid: int) -> None:
         self.closed.append(sid)
@@ -61,7 +73,7 @@ def chat(tmp_path):
     def make(**limits) -> tuple[Chat, Recorder, Accounts]:
         accounts = Accounts.open(tmp_path, environ={})
         history = History.open(tmp_path / "history.csv")
-        fx = Recorder()
+        fx = Recorder(history)
         return Chat(ChatConfig(**limits), accounts, history, fx), fx, accounts
 
     return make
@@ -106,9 +118,12 @@ def test_message_is_persisted_before_it_is_broadcast_and_numbered(chat):
     chat, fx, accounts = chat(rate_limit=0)
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     login(chat, 1, "Ann")
+    start = len(fx.events)
     for text in ("one", "two"):
         chat.receive(1, {"type": "say", "text": text})
     assert [r.seq for r in fx.persisted] == [1, 2]
+    assert fx.events[start:] == [("persist", 1), ("broadcast", "message"),
+                                 ("persist", 2), ("broadcast", "message")]
     said = [f for f in fx.broadcasts if f["type"] == "message"]
     assert [(m["seq"], m["text"]) for m in said] == [(1, "one"), (2, "two")]
 
@@ -175,3 +190,110 @@ def test_flood_control_allows_a_burst_of_twice_the_rate(chat):
     clock[0] += 1.0  # five more tokens
     chat_.receive(1, {"type": "say", "text": "later"})
     assert fx.broadcasts[-1]["text"] == "later"
+
+
+def test_a_say_whose_message_would_not_fit_a_frame_is_bad_request_and_takes_no_seq(chat):
+    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME, rate_limit=0)
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    login(chat, 1, "Ann")
+    rid = "\x01" * 64  # a legal id, escaped to 384 bytes: with 16000 bytes of text, past the frame
+    chat.receive(1, {"type": "say", "text": "\U0001f600" * 4000, "id": rid})
+    refused = fx.last(1)
+    assert refused["type"] == "error" and refused["code"] == "bad_request" and refused["id"] == rid
+    assert "fatal" not in refused
+    assert fx.persisted == [] and not [f for f in fx.broadcasts if f["type"] == "message"]
+    chat.receive(1, {"type": "say", "text": "fits"})
+    assert fx.broadcasts[-1]["seq"] == 1 and [r.seq for r in fx.persisted] == [1]
+
+
+def test_a_history_request_right_behind_a_say_includes_it(chat):
+    chat, fx, accounts = chat(rate_limit=0)
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    login(chat, 1, "Ann")
+    chat.receive(1, {"type": "say", "text": "just said"})
+    chat.receive(1, {"type": "history"})  # in the same loop pass: not yet saved by the loop
+    assert [m["text"] for m in fx.last(1)["messages"]] == ["just said"]
+
+
+def test_a_login_right_behind_a_say_gets_it_in_its_history(chat):
+    chat, fx, accounts = chat(rate_limit=0)
+    for name in ("Ann", "Bob"):
+        accounts.add(name, CHEAP.hash(PASSWORD), "127.0.0.1")
+    login(chat, 1, "Ann")
+    chat.receive(1, {"type": "say", "text": "before Bob came"})
+    login(chat, 2, "Bob")  # subscribed after that broadcast: history is where Bob sees it
+    history = next(f for f in fx.sent[2] if f["type"] == "history")
+    assert [m["text"] for m in history["messages"]] == ["before Bob came"]
+
+
+def test_failed_logins_are_throttled_per_address(chat):
+    chat, fx, accounts = chat()
+    chat.clock = lambda: 1000.0
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    chat.connect(1, "10.0.0.9:1", "10.0.0.9", 0.0)
+    for n in range(20):  # 20 names, none failing 5 times: only the address adds up
+        chat.receive(1, {"type": "login", "username": f"guess{n}", "password": PASSWORD})
+        assert fx.last(1)["code"] == "bad_credentials"
+    chat.receive(1, {"type": "login", "username": "Ann", "password": PASSWORD, "id": "a"})
+    assert fx.last(1)["code"] == "rate_limited" and fx.last(1)["id"] == "a"
+    chat.connect(2, "10.0.0.10:1", "10.0.0.10", 0.0)  # another address is not affected
+    chat.receive(2, {"type": "login", "username": "Ann", "password": PASSWORD})
+    assert fx.sent[2][1] == {"type": "ok", "op": "login", "username": "Ann"}
+
+
+def test_failed_logins_are_forgiven_once_the_window_has_passed(chat):
+    clock = [1000.0]
+    chat, fx, accounts = chat()
+    chat.clock = lambda: clock[0]
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    chat.connect(1, "10.0.0.1:1", "10.0.0.1", 0.0)
+    for _ in range(5):
+        chat.receive(1, {"type": "login", "username": "ann", "password": "wrong password"})
+    clock[0] = 1059.0  # still within 60 s of the failures
+    chat.receive(1, {"type": "login", "username": "ann", "password": PASSWORD})
+    assert fx.last(1)["code"] == "rate_limited"
+    clock[0] = 1060.5
+    chat.receive(1, {"type": "login", "username": "ann", "password": PASSWORD})
+    assert fx.sent[1][-3] == {"type": "ok", "op": "login", "username": "Ann"}
+
+
+def test_logins_past_the_bound_of_pending_hashes_are_rate_limited(chat):
+    chat, fx, accounts = chat(max_pending_auth=2)
+    held = hold_hashes(fx)
+    for sid in (1, 2, 3):
+        chat.connect(sid, f"10.0.0.{sid}:1", f"10.0.0.{sid}", 0.0)
+        chat.receive(sid, {"type": "login", "username": f"user{sid}", "password": PASSWORD, "id": "l"})
+    assert len(held) == 2
+    assert fx.last(3) == {"type": "error", "code": "rate_limited", "message": fx.last(3)["message"],
+                          "id": "l"}
+    work, done = held.pop(0)
+    done(work())  # one hash finished: room for one more
+    answered = len(fx.sent[3])
+    chat.receive(3, {"type": "login", "username": "user3", "password": PASSWORD})
+    assert len(held) == 2 and len(fx.sent[3]) == answered  # taken: its hash is running
+
+
+def test_users_never_passes_max_frame_when_all_would_fit_but_for_the_more_flag(chat):
+    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME)
+    # All names in one frame with `"more":false` take exactly max_frame + 1 bytes; with one
+    # name cut (and `"more":true`) they fit.
+    count = 400
+    while True:
+        names = [f"u{n:04d}{'x' * 27}" for n in range(count - 1)]
+        size = len(p.encode_payload(p.users_reply([*names, ""], count, False)))
+        last = p.MIN_MAX_FRAME + 1 - size
+        if 1 <= last <= 32:
+            break
+        count += 1
+    names.append("z" * last)
+    assert len(p.encode_payload(p.users_reply(names, count, False))) == p.MIN_MAX_FRAME + 1
+    for name in names:
+        accounts.add(name, CHEAP.hash(PASSWORD), "127.0.0.1")
+    for sid, name in enumerate(names, start=1):
+        login(chat, sid, name)
+    chat.receive(1, {"type": "users"})
+    first = fx.last(1)
+    assert len(p.encode_payload(first)) <= p.MIN_MAX_FRAME
+    assert first["more"] is True and first["online"] == names[:-1]
+    chat.receive(1, {"type": "users", "after": first["online"][-1]})
+    assert fx.last(1) == {"type": "users", "online": [names[-1]], "count": count, "more": False}
