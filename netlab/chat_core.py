@@ -14,6 +14,7 @@ the loop hands to every subscribed session unchanged.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import time
 from collections import Counter, deque
@@ -126,6 +127,16 @@ class Session:
 def _who(session: Session) -> str:
     """A session as log lines name it."""
     return f"{safe(session.username)} from {session.peer}" if session.username else session.peer
+
+
+def throttle_key(username: str) -> str:
+    """The failed-login key of a name: case-insensitive (PROTOCOL.md), and small even for a
+    name no account can have, which may be as long as a frame. Such a name is kept as a
+    digest; "#" is not in any account's name, so the two kinds never meet."""
+    if p.valid_username(username):
+        return username.lower()
+    folded = username.lower().encode("utf-8", "surrogatepass")
+    return "#" + hashlib.blake2b(folded, digest_size=16).hexdigest()
 
 
 class Throttle:
@@ -316,21 +327,19 @@ class Chat:
         if not self._may_start_auth(session, request.id):
             return
         now = self.clock()
-        name_key = request.username.lower()
+        name_key = throttle_key(request.username)
         if self._name_throttle.refused(name_key, now) or self._ip_throttle.refused(session.ip, now):
             log.info("login throttled for %s from %s", self._loggable(request.username), session.peer)
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
-        known_shape = p.valid_username(request.username)
         self._start_auth(session)
-        if known_shape and self._name_throttle.busy(name_key):
+        if self._name_throttle.busy(name_key):
             # Nothing has failed yet, but enough guesses are being hashed: wait for them.
             self._waiting_logins.setdefault(name_key, deque()).append((session, request))
             self.fx.hold(session.sid, True)
             return
-        account = self.accounts.get(request.username) if known_shape else None
+        account = self.accounts.get(request.username) if p.valid_username(request.username) else None
         password = request.password
-        if known_shape:  # only a possible account's name is worth throttling (and bounded in size)
-            self._name_throttle.begin(name_key)
+        self._name_throttle.begin(name_key)
 
         def work() -> bool:
             # Unknown or malformed names verify against a dummy hash: same work, same timing.
@@ -342,16 +351,14 @@ class Chat:
             if failed:
                 log.info("failed login for %s from %s", self._loggable(request.username), session.peer)
                 failed_at = self.clock()
-                if known_shape:  # no account can have another name
-                    self._name_throttle.fail(name_key, failed_at)
+                self._name_throttle.fail(name_key, failed_at)
                 self._ip_throttle.fail(session.ip, failed_at)
                 self._error(session, "bad_credentials", request.id)
             else:
                 log.info("login %s from %s", safe(account.username), session.peer)
                 self._authenticate(session, account.username, "login")
-            if known_shape:
-                self._name_throttle.end(name_key)
-                self._resume_logins(name_key)
+            self._name_throttle.end(name_key)
+            self._resume_logins(name_key)
 
         self.fx.submit(session.sid, work, done)
 
@@ -414,13 +421,14 @@ class Chat:
         self.subscribers += 1
 
     def _say(self, session: Session, request: p.Say) -> None:
-        if self.config.rate_limit and not self._take_token(session):
-            return self._error(session, "rate_limited", request.id, "you are sending too fast")
         seq = self.next_seq
         ts = p.timestamp(self.clock())
         data = p.encode(p.message(seq, ts, session.username, request.text, request.id))
         if len(data) - p.HEADER.size > self.config.max_frame:
+            # Before the flood control: its bucket counts accepted requests (PROTOCOL.md).
             return self._error(session, "bad_request", request.id, "the message would not fit in one frame")
+        if self.config.rate_limit and not self._take_token(session):
+            return self._error(session, "rate_limited", request.id, "you are sending too fast")
         self.next_seq += 1
         self.fx.persist(Record(seq, ts, session.username, request.text))
         self.fx.broadcast(data)

@@ -139,6 +139,18 @@ def test_failed_logins_are_throttled_per_name(chat):
     assert fx.last(1)["code"] == "rate_limited"  # even the right password, for a minute
 
 
+
+def test_names_no_account_can_have_are_throttled_per_name_too(chat):
+    """PROTOCOL.md: 5 failures for one username, "existing or not"; here from 5 addresses,
+    so only the name adds up. A name as long as a frame is throttled like any other."""
+    chat, fx, _accounts = chat()
+    for i, name in enumerate(("a b", "x" * 60_000)):
+        for n in range(6):
+            sid = 10 * i + n + 1
+            chat.connect(sid, f"10.1.0.{n}:1", f"10.1.0.{n}", 0.0)
+            chat.receive(sid, {"type": "login", "username": name.upper(), "password": "wrong password"})
+            assert fx.last(sid)["code"] == ("rate_limited" if n == 5 else "bad_credentials")
+
 def hold_hashes(fx) -> list:
     """Keep submitted jobs (hashes still running) until the test runs them."""
     held = []
@@ -205,6 +217,19 @@ def test_a_say_whose_message_would_not_fit_a_frame_is_bad_request_and_takes_no_s
     chat.receive(1, {"type": "say", "text": "fits"})
     assert fx.broadcasts[-1]["seq"] == 1 and [r.seq for r in fx.persisted] == [1]
 
+
+
+def test_a_say_refused_as_too_large_costs_no_flood_token(chat):
+    """The bucket counts accepted `say` requests (PROTOCOL.md), not refused ones."""
+    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME, rate_limit=1)  # bursts of 2
+    chat.clock = lambda: 1000.0
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    login(chat, 1, "Ann")
+    for _ in range(3):
+        chat.receive(1, {"type": "say", "text": "\U0001f600" * 4000, "id": "\x01" * 64})
+        assert fx.last(1)["code"] == "bad_request"
+    chat.receive(1, {"type": "say", "text": "fits"})
+    assert fx.broadcasts[-1]["text"] == "fits"
 
 def test_a_history_request_right_behind_a_say_includes_it(chat):
     chat, fx, accounts = chat(rate_limit=0)
