@@ -469,9 +469,16 @@ class ChatClient:
 def run_pipe(client: ChatClient, json_lines: bool) -> int:
     """Each line of stdin is a message; exit 0 once every one came back."""
 
+    def emit(line: str) -> None:
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:  # the reader went away (`| head`): leave as /quit does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+            client.quit()
+
     def show(kind: str, text: str, frame: dict) -> None:
         if kind in ("message", "history", "join", "leave", "notice") and not json_lines:
-            print(one_line(text), flush=True)
+            emit(one_line(text))
         elif kind in ("status", "fatal", "error"):
             print(one_line(text), file=sys.stderr, flush=True)
 
@@ -483,10 +490,7 @@ def run_pipe(client: ChatClient, json_lines: bool) -> int:
         client.end_of_input()
 
     def print_frame(frame: dict) -> None:
-        try:
-            print(json.dumps(frame, ensure_ascii=False), flush=True)
-        except BrokenPipeError:  # the reader went away (`| head`): nothing left to do
-            client.quit()
+        emit(json.dumps(frame, ensure_ascii=False))
 
     client.show = show
     if json_lines:

@@ -427,3 +427,28 @@ def test_echo_unreachable_server_fails_with_status_one_like_the_chat_client(data
                           input=b"x\n", capture_output=True, timeout=WAIT)
     assert proc.returncode == 1  # 2 is a bad option
     assert proc.stderr.decode().splitlines() == [f"netlab: cannot reach 127.0.0.1:{port}: Connection refused"]
+
+
+@pytest.mark.parametrize("mode", [[], ["--json"]])
+def test_pipe_whose_reader_goes_away_leaves_quietly(chat, mode):
+    """`netlab chat connect ... | head -1`: once the reader is gone, the client quits
+    the session and exits 0 without an error (as the prompt's Ctrl-D does)."""
+    _, port = chat
+    assert pipe_client(port, "writer", ["one"], "--register")[0] == 0
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "netlab", "chat", "connect", "--port", str(port), "--user", "reader",
+         "--password-env", "PW", "--register", *mode],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PW": PASSWORD},
+    )
+    try:
+        while b"one" not in reader.stdout.readline():  # the history, after login
+            pass
+        reader.stdout.close()  # as `head -1` does
+        assert pipe_client(port, "writer", ["two"])[0] == 0  # a line the reader cannot print
+        status = reader.wait(WAIT)
+        err = reader.stderr.read().decode()
+        assert status == 0 and "rror" not in err, err  # no error, no "Exception ignored"
+    finally:
+        reader.kill()
+        reader.wait()
