@@ -529,7 +529,9 @@ def run_terminal(client: ChatClient) -> int:
                 break
             if client.finished.is_set():
                 break
-            if line.startswith("/"):
+            if line.startswith("//"):  # a message that starts with a slash, as in IRC
+                client.say(line[1:])
+            elif line.startswith("/"):
                 if slash_command(client, line):
                     break
             elif line.strip():
@@ -575,7 +577,8 @@ def slash_command(client: ChatClient, line: str) -> bool:
         count = int(argument) if argument.strip().isdigit() and int(argument) > 0 else 20
         client.older_history(min(count, p.MAX_HISTORY_LIMIT))
     elif word == "/help":
-        print("/users: who is online   /history [N]: N older messages   /quit: leave")
+        print("/users: who is online   /history [N]: N older messages   /quit: leave   "
+              "//text: a message starting with /")
     else:
         print(f"unknown command {word}: try /help")
     return False

@@ -225,6 +225,8 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
         alice.expect(r"online \(1\): alice")
         alice.sendline("/frobnicate")
         alice.expect("unknown command /frobnicate")
+        alice.sendline("//frobnicate is not a command")  # a doubled slash sends the line
+        alice.expect(r"alice: /frobnicate is not a command")
         alice.sendline("x" * 4001)  # longer than a message may be
         alice.expect("a message is 1 to 4000 characters")
         alice.sendline("/quit")
