@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from netlab import protocol as p
-from netlab.netutil import format_address
+from netlab.netutil import enable_keepalive, format_address
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -223,6 +223,7 @@ class ChatClient:
             raise ConnectionLost(exc.strerror or str(exc)) from None
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        enable_keepalive(sock)  # a server gone without a FIN (power cut) ends the wait in recv
         decoder = p.FrameDecoder()
         with self._lock:
             self._sock = sock

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -160,15 +161,25 @@ def assert_exits_zero(child) -> None:
     assert child.exitstatus == 0
 
 
-def wait_file_contains(path: Path, needle: str, timeout: float = WAIT) -> str:
-    """Poll a file the server writes (no event to wait on); returns its text."""
+def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Poll state no event announces (a file the server writes, the kernel's socket table)."""
     import time
 
     deadline = time.monotonic() + timeout
-    while True:
-        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
-        if needle in text:
-            return text
+    while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{path} never contained {needle!r}: {text[-500:]!r}")
+            raise AssertionError("the condition never held")
         time.sleep(0.01)
+
+
+def wait_file_contains(path: Path, needle: str, timeout: float = WAIT) -> str:
+    """Wait for a file the server writes to contain `needle`; returns its text."""
+
+    def read() -> str:
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    try:
+        wait_until(lambda: needle in read(), timeout)
+    except AssertionError:
+        raise AssertionError(f"{path} never contained {needle!r}: {read()[-500:]!r}") from None
+    return read()

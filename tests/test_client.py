@@ -12,7 +12,7 @@ import sys
 
 import pexpect
 import pytest
-from procs import WAIT, Netlab, assert_exits_zero, has_ipv6_loopback, serve, spawn_terminal
+from procs import WAIT, Netlab, assert_exits_zero, has_ipv6_loopback, serve, spawn_terminal, wait_until
 
 PASSWORD = "correct horse"
 
@@ -454,3 +454,32 @@ def test_pipe_whose_reader_goes_away_leaves_quietly(chat, mode):
     finally:
         reader.kill()
         reader.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's socket table")
+def test_client_runs_tcp_keepalive_so_a_vanished_server_is_noticed(chat):
+    """A server that vanishes without a FIN (a power cut) would leave an idle client
+    waiting forever; keepalive probes end that wait and the client reconnects. Linux
+    shows a socket's pending keepalive timer as "02" in /proc/net/tcp."""
+    _, port = chat
+    kim = subprocess.Popen(
+        [sys.executable, "-m", "netlab", "chat", "connect", "--port", str(port), "--user", "kim",
+         "--password-env", "PW", "--register"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PW": PASSWORD},
+    )
+    try:
+        while b"logged in as kim" not in kim.stderr.readline():
+            pass
+        wait_until(lambda: client_timers(port) == ["02"])  # settled: nothing left to retransmit
+    finally:
+        kim.kill()
+        kim.wait()
+
+
+def client_timers(server_port: int) -> list[str]:
+    """The timer column of every established connection to `server_port` (client sides)."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return [row[5].split(":")[0] for row in rows
+            if row[3] == "01" and int(row[2].split(":")[1], 16) == server_port]
