@@ -630,6 +630,7 @@ def echo_pipe(sock: socket.socket) -> int:
         if not data:
             break
         stdout.write(data)
+        stdout.flush()  # an echo as it comes, also when stdout is a pipe (block-buffered)
         with lock:
             received += len(data)
             if input_done and received >= sent:
