@@ -79,16 +79,21 @@ class Netlab:
     `env` adds to this process's environment; a value of None removes the
     variable. With `read_stderr` False, stderr is a pipe nobody reads.
     `open_files` sets its limit on open files (soft and hard, as `ulimit -n`);
+    `file_size` the largest file it may write, in bytes (as `ulimit -f`: past
+    it a write fails with EFBIG, as on a full disk; root is bound too);
     `stdin` False starts it with standard input closed (as `0<&-`).
     """
 
     def __init__(self, *args: str, env: dict[str, str | None] | None = None, cwd: Path | None = None,
-                 read_stderr: bool = True, open_files: int | None = None, stdin: bool = True) -> None:
+                 read_stderr: bool = True, open_files: int | None = None, stdin: bool = True,
+                 file_size: int | None = None) -> None:
         merged = {**os.environ, **(env or {})}
 
         def in_child() -> None:
             if open_files:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+            if file_size:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
             if not stdin:
                 os.close(0)
 
@@ -96,7 +101,7 @@ class Netlab:
             [sys.executable, "-m", "netlab", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
             env={name: value for name, value in merged.items() if value is not None}, cwd=cwd,
-            preexec_fn=in_child if open_files or not stdin else None,
+            preexec_fn=in_child if open_files or file_size or not stdin else None,
         )
         self.out = LineLog(self.proc.stdout)
         self.err = LineLog(self.proc.stderr) if read_stderr else None
@@ -183,3 +188,22 @@ def wait_file_contains(path: Path, needle: str, timeout: float = WAIT) -> str:
     except AssertionError:
         raise AssertionError(f"{path} never contained {needle!r}: {read()[-500:]!r}") from None
     return read()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, every thread) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def assert_idles(pid: int, window: float = 1.0) -> None:
+    """The process uses almost no CPU for `window` seconds (a loop that spins uses it all).
+
+    The one wait on the clock in these tests: spinning has no event to wait on.
+    """
+    import time
+
+    before, started = cpu_seconds(pid), time.monotonic()
+    time.sleep(window)
+    used, elapsed = cpu_seconds(pid) - before, time.monotonic() - started
+    assert used < 0.2 * elapsed, f"{used:.2f} s of CPU in {elapsed:.2f} s with nothing to do"

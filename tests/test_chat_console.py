@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 from chatclient import connect, logged_in, registered
-from procs import Netlab, wait_file_contains
+from procs import WAIT, LineLog, Netlab, assert_idles, wait_file_contains
+
+from netlab.logs import CONSOLE_BACKLOG
+from netlab.protocol import encode
 
 
 def marked(server: Netlab, command: str, pattern: str) -> re.Match:
@@ -88,6 +91,8 @@ def test_kick_and_say_take_a_name_or_text_as_typed(console):
     watcher = registered(port, "Watcher")
     dash = registered(port, "-Dash")  # '-' is a username character
     watcher.expect("join", username="-Dash")
+    marked(server, "kick -dash watcher", r"^error: .*unexpected extra argument")  # changes nothing
+    assert watcher.sync() == [] and dash.sync() == []
     marked(server, "kick -dash", r"kicked -dash: 1 session")
     assert [f["type"] for f in dash.frames_until_closed()] == ["kicked"]
     watcher.expect("leave", username="-Dash")
@@ -115,9 +120,14 @@ def test_status_counts_messages(console):
     b.expect("message")
     after = marked(server, "status", pattern)
     assert after.groups() == ("2", "4", str(last["seq"]))
+    bytes_pattern = r"^bytes: (\d+) in, (\d+) out"
+    in_before, out_before = map(int, marked(server, "status", bytes_pattern).groups())
+    a.say("x" * 1000)
+    b.expect("message")
+    in_after, out_after = map(int, marked(server, "status", bytes_pattern).groups())
+    assert in_after - in_before > 1000 and out_after - out_before > 2 * 1000  # to both sessions
     start = len(server.out)
     server.command("status")
-    server.out.wait_for(r"^bytes: \d+ in, \d+ out", start=start)
     server.out.wait_for(r"^uptime: \d+", start=start)
     server.out.wait_for(r"^connections: 2 open, 2 total", start=start)
     a.close()
@@ -171,6 +181,37 @@ def test_console_shutdown_sends_shutdown_and_exits_0(console):
     assert server.wait() == 0
 
 
+def test_a_peer_that_never_closes_is_dropped_after_the_grace_and_the_loop_idles(console):
+    # design.md: a closing connection is read until the peer closes or 2 s pass.
+    server, port = console
+    lingerer = registered(port, "Lingerer")
+    lingerer.send("quit")
+    assert lingerer.frames_until_closed() == [{"type": "bye"}]  # and it keeps its end open
+    deadline = time.monotonic() + WAIT
+    while marked(server, "status", r"^connections: (\d+) open").group(1) != "0":
+        assert time.monotonic() < deadline, "a connection that never closes is held for good"
+        time.sleep(0.05)  # status is asked for; the server has no event to wait on here
+    assert_idles(server.proc.pid)  # a dropped connection leaves no deadline behind
+    lingerer.close()
+
+
+def test_status_shows_the_broadcast_log_trimmed_once_every_reader_has_it(start_chat):
+    # design.md's bounds: the shared log is trimmed to the slowest reader past
+    # min(1 MiB, --max-output); readers that keep up leave it short.
+    server, port = start_chat("--rate-limit", "0", "--max-output", "65536", repl=True)
+    one = registered(port, "Trim1")
+    two = registered(port, "Trim2")
+    one.expect("join", username="Trim2")
+    text = "\u65e5" * 4000
+    for _ in range(40):  # 480 kB through the log
+        one.say(text)
+        two.expect("message")
+    match = marked(server, "status", r"^broadcast log: (\d+) bytes buffered")
+    assert int(match.group(1)) < 2 * 65536
+    one.close()
+    two.close()
+
+
 def test_end_of_console_input_leaves_the_server_running(console):
     server, port = console
     server.proc.stdin.close()
@@ -182,6 +223,35 @@ def test_end_of_console_input_leaves_the_server_running(console):
 def server_data(server: Netlab) -> Path:
     args = server.proc.args
     return Path(args[args.index("--data-dir") + 1])
+
+
+def test_a_console_that_fell_behind_is_told_how_many_lines_it_missed(tmp_path: Path):
+    # design.md's bounds: past CONSOLE_BACKLOG lines waiting for a slow stderr, lines are
+    # dropped from the console only and counted; the count is printed once it catches up.
+    server = Netlab("chat", "serve", "--port", "0", "--no-repl", "--data-dir", str(tmp_path),
+                    read_stderr=False)  # nobody reads stderr until the end
+    try:
+        port = server.listening_port()
+        lines = CONSOLE_BACKLOG + 2000
+        with connect(port) as client:
+            for _ in range(5):  # five failures: this name's logins are refused from now on
+                client.send("login", username="ghost", password="wrong guess")
+                client.expect_error("bad_credentials")
+            attempt = encode({"type": "login", "username": "ghost", "password": "wrong guess"})
+            for _ in range(lines // 1000):  # each refusal is a log line
+                client.send_raw(attempt * 1000)
+                for _ in range(1000):
+                    client.expect_error("rate_limited")
+        console = LineLog(server.proc.stderr)  # the operator looks at last
+        match, _ = console.wait_for(r"^\((\d+) log lines not shown: the console fell behind; "
+                                    r"the log file has them\)$")
+        shown = sum("login throttled" in line for line in console.lines)
+        assert shown + int(match.group(1)) >= lines  # all accounted for
+        assert shown < lines  # the console's backlog is bounded
+        log_text = (tmp_path / "chat.log").read_text()
+        assert log_text.count(" INFO login throttled for a name that is no account") == lines
+    finally:
+        server.kill()
 
 
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered-stderr", "PYTHONUNBUFFERED"])

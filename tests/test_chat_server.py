@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import signal
 import threading
@@ -12,6 +14,7 @@ import pytest
 from chatclient import PASSWORD, TS, ChatClient, Closed, connect, logged_in, registered
 from procs import Netlab
 
+from netlab.chat_selectors import CLOSE_GRACE
 from netlab.protocol import encode
 
 # -- messages -----------------------------------------------------------------
@@ -75,6 +78,45 @@ def test_says_coalesced_in_one_send_each_get_their_own_seq(start_chat):
         seqs = [m["seq"] for m in messages]
         assert all(a < b for a, b in zip(seqs, seqs[1:], strict=False))
         assert [other.expect("message") for _ in range(5)] == messages
+
+
+def test_answers_and_broadcasts_of_one_pass_come_in_request_order(start_chat):
+    # design.md: a session's requests are answered in order, and its private frames
+    # and the shared broadcasts reach it in the order the chat produced them.
+    _, port = start_chat("--rate-limit", "0")
+    with registered(port, "Orderly") as client, registered(port, "Other") as other:
+        client.expect("join", username="Other")
+        client.send_raw(encode({"type": "history", "limit": 5, "id": "h"})
+                        + encode({"type": "say", "text": "after the history", "id": "s"})
+                        + encode({"type": "ping", "id": "p"})
+                        + encode({"type": "say", "text": "after the ping", "id": "t"}))
+        history = client.expect("history")
+        assert history["messages"] == []  # asked before the say
+        assert client.expect("message", id="s")["text"] == "after the history"
+        client.expect("pong", id="p")
+        assert client.expect("message", id="t")["text"] == "after the ping"
+        assert [f["text"] for f in (other.expect("message"), other.expect("message"))] == [
+            "after the history", "after the ping"]
+
+
+def test_nothing_a_session_sends_past_its_output_bound_is_acted_on(start_chat):
+    # design.md's bounds: no frame of a session is answered once its pending output is
+    # past --max-output. A say right behind the request that passed it must not reach anyone.
+    _, port = start_chat("--rate-limit", "0", "--max-output", "4096", "--history-size", "1")
+    watcher = registered(port, "Watcher")
+    for n in range(10):
+        watcher.say(f"{n} " + "w" * 1000)
+    greedy = registered(port, "Greedy")  # its login's history (one message) fits the bound
+    watcher.expect("join", username="Greedy")
+    greedy.send_raw(encode({"type": "history", "limit": 10})  # some 10 kB of answer: past it
+                    + encode({"type": "say", "text": "too late", "id": "late"}))
+    frames = greedy.frames_until_closed()
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "slow_consumer"
+    assert all(f["type"] != "message" for f in frames), frames
+    assert watcher.expect("leave") == {"type": "leave", "username": "Greedy"}
+    assert "too late" not in [m["text"] for m in watcher.history(limit=3)["messages"]]
+    greedy.close()
+    watcher.close()
 
 
 def test_concurrent_senders_all_see_one_order(start_chat):
@@ -421,14 +463,31 @@ def test_a_reader_that_pauses_then_catches_up_gets_everything(start_chat):
     reader.close()
 
 
-def test_a_cut_slow_consumer_gets_whole_frames_then_the_error(start_chat):
-    _, port = start_chat("--rate-limit", "0", "--max-output", "65536")
-    reader, said = flood_while_not_reading(port, 680)
+@pytest.mark.parametrize("max_output", [65536, 2 << 20], ids=["below-trim-threshold", "above-it"])
+def test_a_cut_slow_consumer_gets_whole_frames_then_the_error(start_chat, max_output):
+    # Above TRIM_THRESHOLD (1 MiB) the log is trimmed while the reader is still far
+    # behind; what it is sent after the cut must still be the rest of one frame.
+    _, port = start_chat("--rate-limit", "0", "--max-output", str(max_output))
+    reader = ChatClient(port, rcvbuf=4096, timeout=3)
+    reader.register("Pauser")
+    talker = registered(port, "Talker")
+    said, at_cut = [], None
+    for n in range(800):  # 12 kB each, and the reader reads none
+        talker.send("say", text="\u65e5" * 4000, id=str(n))
+        while (frame := talker.recv())["type"] == "leave":
+            at_cut = len(said)  # the leave went into the log right after the cut
+        said.append(frame)
+    assert at_cut is not None, "the reader was never cut"
     rest = reader.frames_until_closed()  # read promptly: well within the server's grace
     assert reader.decoder.buffered == 0, "the connection closed inside a frame"
     assert rest[-1]["type"] == "error" and rest[-1]["code"] == "slow_consumer"
     assert rest[-1]["fatal"] is True
+    messages = [f for f in rest if f["type"] == "message"]
+    assert messages == said[:len(messages)]
+    # More than max_output was pending at the cut: the frames past it never went out.
+    assert len(messages) <= at_cut - max_output // 13_000
     reader.close()
+    talker.close()
 
 
 def test_failed_logins_are_throttled_per_username(start_chat):
@@ -513,6 +572,44 @@ def test_everything_acknowledged_survives_kill_9(start_chat, tmp_path):
         assert client.say("after the crash")["seq"] > said[-1]["seq"]
 
 
+def test_a_message_the_disk_refuses_reaches_nobody_and_the_server_stops_with_1(tmp_path):
+    # design.md: if history.csv cannot be written, that pass's messages are taken back
+    # out before anything is sent, and the server stops with exit status 1. A file size
+    # limit (ulimit -f) makes the disk refuse history.csv's sixth 12 kB record.
+    data = tmp_path / "data"
+    server = Netlab("chat", "serve", "--port", "0", "--no-repl", "--rate-limit", "0",
+                    "--data-dir", str(data), file_size=64 * 1024)
+    try:
+        port = server.listening_port()
+        writer = registered(port, "Writer")
+        reader = registered(port, "Reader")
+        writer.expect("join", username="Reader")
+        text = "\u65e5" * 4000
+        acknowledged = []
+        for n in range(20):
+            writer.send("say", text=text, id=str(n))
+            frame = writer.recv()
+            if frame["type"] != "message":
+                break
+            acknowledged.append(frame)
+        assert frame["type"] == "shutdown", frame  # not the message it could not store
+        assert 1 <= len(acknowledged) < 20
+        writer.expect_closed()
+        rest = reader.frames_until_closed()
+        assert rest == [*acknowledged, rest[-1]] and rest[-1]["type"] == "shutdown"
+        assert server.wait() == 1
+        server.err.wait_for("history.csv cannot be written")
+        # and the file holds exactly what was acknowledged: no part of the refused record
+        raw = (data / "history.csv").read_bytes()
+        rows = list(csv.reader(io.StringIO(raw.decode(), newline="")))
+        assert rows[1:] == [[str(m["seq"]), m["ts"], "Writer", text] for m in acknowledged]
+        assert raw.endswith(b"\r\n")
+        writer.close()
+        reader.close()
+    finally:
+        server.kill()
+
+
 def test_concurrent_registrations_of_one_name_yield_exactly_one_account(start_chat):
     _, port = start_chat()
     clients = [connect(port) for _ in range(20)]
@@ -575,6 +672,38 @@ def test_shutdown_while_a_client_has_not_read_its_welcome(start_chat):
     frames = quiet.frames_until_closed()
     quiet.close()
     assert [f["type"] for f in frames] == ["welcome", "shutdown"]
+    assert server.wait() == 0
+
+
+def test_quit_gets_bye_then_at_once_the_end_of_the_stream(start_chat):
+    # design.md: a closing connection gets its last frames, then a FIN; the 2 s grace
+    # is for the peer to close, not a wait before the client learns it is over.
+    _, port = start_chat()
+    with registered(port, "Leaver") as client:
+        started = time.monotonic()
+        client.send("quit")
+        assert client.frames_until_closed() == [{"type": "bye"}]
+        assert time.monotonic() - started < CLOSE_GRACE
+
+
+def test_requests_pipelined_behind_quit_end_in_a_clean_close_not_a_reset(start_chat):
+    # design.md: the server reads and discards what the peer still sends, so those late
+    # bytes cannot turn the close into a reset (more than one recv of them here).
+    _, port = start_chat()
+    with registered(port, "Hasty") as client:
+        client.send_raw(encode({"type": "quit"}) + encode({"type": "ping"}) * 40_000)
+        assert client.frames_until_closed() == [{"type": "bye"}]  # not ConnectionResetError
+
+
+def test_a_connection_attempted_once_shutdown_began_is_refused_not_left_waiting(start_chat):
+    # A stopping server closes its listener first: a client trying then is told at once,
+    # instead of waiting in the listen queue for a welcome that never comes.
+    server, port = start_chat()
+    with connect(port) as staying:  # keeps its end open: the server waits out its grace
+        server.signal(signal.SIGTERM)
+        staying.expect("shutdown")
+        with pytest.raises(ConnectionRefusedError):
+            connect(port, welcome=False).close()
     assert server.wait() == 0
 
 

@@ -182,10 +182,11 @@ def test_terminal_log_lines_appear_and_stop_log_hides_them(terminal, data_dir):
     assert f"127.0.0.1:{hidden}" not in child.before
 
 
-def test_terminal_clear_log_empties_file(terminal, data_dir):
+def test_terminal_clear_log_empties_file_and_clears_the_screen(terminal, data_dir):
     child, port = terminal
     child.sendline("clear log")
     child.expect("log cleared")
+    assert "\x1b[2J" in child.before  # CLI.md: "and clear the console"
     assert (data_dir / "echo.log").read_text() == ""
 
 

@@ -132,8 +132,34 @@ def test_over_max_clients_is_closed_at_once(data_dir):
         server.err.wait_for(r"refused 127\.0\.0\.1:\d+: 2 clients already connected")
         kept[0].sendall(b"ok")
         assert recv_exactly(kept[0], 2) == b"ok"
+        server.command("status")
+        server.out.wait_for(r"^connections: 2 open, 2 total, 1 refused \(max 2\)")
         for sock in kept:
+            local = sock.getsockname()[1]
             sock.close()
+            server.err.wait_for(rf"disconnected 127\.0\.0\.1:{local} ")
+        # the places come free: two more are served
+        for sock in open_many(port, 2):
+            sock.close()
+    finally:
+        server.kill()
+
+
+def test_stopping_wakes_idle_clients_and_logs_each_connection_and_disconnect(data_dir):
+    # CLI.md: each connection and disconnect writes one log line, a stop included.
+    server, port = serve("echo", data_dir)
+    try:
+        idle = open_many(port, 3)  # then blocked in recv, waiting for more
+        locals_ = [sock.getsockname()[1] for sock in idle]
+        server.command("shutdown")
+        for sock in idle:
+            assert sock.recv(1) == b""
+            sock.close()
+        assert server.wait() == 0
+        log = (data_dir / "echo.log").read_text()
+        for local in locals_:
+            assert log.count(f"connected 127.0.0.1:{local}\n") == 1
+            assert log.count(f"disconnected 127.0.0.1:{local} (stopping, 1 bytes echoed)") == 1
     finally:
         server.kill()
 

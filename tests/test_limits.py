@@ -6,7 +6,7 @@ import logging
 import socket
 
 import pytest
-from procs import WAIT, Netlab
+from procs import WAIT, Netlab, assert_idles
 
 from netlab.netutil import Acceptor, open_listener
 
@@ -28,6 +28,7 @@ def test_out_of_descriptors_a_server_accepts_later_and_serves_everyone(tmp_path,
         server.err.wait_for(r"needs about \d+ open files but the limit is 100")
         socks = [socket.create_connection(("127.0.0.1", port), timeout=WAIT) for _ in range(150)]
         server.err.wait_for(r"accept failed: Too many open files; trying again every 0\.1 s")
+        assert_idles(server.proc.pid)  # waits between tries: the listener stays readable
         for sock in socks[:90]:  # the first ones were accepted: their descriptors come free
             sock.close()
         assert all(served(kind, sock) for sock in socks[90:])  # those that waited, too

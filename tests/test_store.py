@@ -83,6 +83,10 @@ def test_a_key_file_others_can_read_is_warned_about_once_it_matched(tmp_path: Pa
     Accounts.open(tmp_path, environ={})
     assert "readable by group or others (mode 644)" in caplog.text
     caplog.clear()
+    key_path.chmod(0o640)  # the group alone is one reader too many
+    Accounts.open(tmp_path, environ={})
+    assert "readable by group or others (mode 640)" in caplog.text
+    caplog.clear()
     key_path.write_text(base64.urlsafe_b64encode(b"x" * 32).decode())
     with pytest.raises(StartupError, match="does not match"):
         Accounts.open(tmp_path, environ={})

@@ -128,6 +128,23 @@ def test_plain_client_on_tls_port_is_closed_and_others_carry_on(tls_chat, cert_d
     good.close()
 
 
+def test_a_failed_handshake_is_a_disconnect_and_frees_its_place(data_dir, cert_dir):
+    # CLI.md: every disconnect writes a log line; and a client that never got through
+    # the handshake must not hold one of --max-clients' places until --auth-timeout.
+    server, port = serve("chat", data_dir, "--no-repl", "--max-clients", "1", *tls_args(cert_dir))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as plain:
+            local = plain.getsockname()[1]
+            plain.sendall(p.encode({"type": "ping"}))
+            assert_closed(plain)
+        server.err.wait_for(rf"disconnected 127\.0\.0\.1:{local} \(TLS handshake failed\)")
+        good = tls_client(cert_dir, port)
+        assert read_frame(good, p.FrameDecoder())["type"] == "welcome"  # not server_full
+        good.close()
+    finally:
+        server.kill()
+
+
 def test_stalled_handshake_times_out_without_delaying_others(tls_chat, cert_dir):
     server, port = tls_chat
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as stalled:
