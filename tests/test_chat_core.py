@@ -84,13 +84,18 @@ def login(chat: Chat, sid: int, name: str) -> None:
     chat.receive(sid, {"type": "login", "username": name, "password": PASSWORD})
 
 
-def test_users_is_cut_to_one_frame_and_pages_on(chat):
-    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME)
-    names = [f"user{n:04d}-{'x' * 20}" for n in range(600)]  # ~32 bytes each: more than a frame
+
+def register_and_log_in(chat: Chat, accounts, names: list[str]) -> None:
+    """An account for each name, and a session logged in as it (sids from 1, in order)."""
     for name in names:
         accounts.add(name, CHEAP.hash(PASSWORD), "127.0.0.1")
     for sid, name in enumerate(names, start=1):
         login(chat, sid, name)
+
+def test_users_is_cut_to_one_frame_and_pages_on(chat):
+    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME)
+    names = [f"user{n:04d}-{'x' * 20}" for n in range(600)]  # ~32 bytes each: more than a frame
+    register_and_log_in(chat, accounts, names)
     chat.receive(1, {"type": "users"})
     first = fx.last(1)
     assert first["count"] == 600 and first["more"] is True
@@ -312,10 +317,7 @@ def test_users_never_passes_max_frame_when_all_would_fit_but_for_the_more_flag(c
         count += 1
     names.append("z" * last)
     assert len(p.encode_payload(p.users_reply(names, count, False))) == p.MIN_MAX_FRAME + 1
-    for name in names:
-        accounts.add(name, CHEAP.hash(PASSWORD), "127.0.0.1")
-    for sid, name in enumerate(names, start=1):
-        login(chat, sid, name)
+    register_and_log_in(chat, accounts, names)
     chat.receive(1, {"type": "users"})
     first = fx.last(1)
     assert len(p.encode_payload(first)) <= p.MIN_MAX_FRAME
