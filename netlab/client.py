@@ -315,10 +315,11 @@ class ChatClient:
         for message in messages:
             self.show("history", self._message_line(message), message)
             self.last_seq = max(self.last_seq, message["seq"])
+        # Hints about /history: a prompt has it, a pipe does not (run_pipe drops them).
         if not messages:
-            self.show("status", "no older messages", frame)
+            self.show("hint", "no older messages", frame)
         elif frame.get("more"):
-            self.show("status", "(older messages: /history)", frame)
+            self.show("hint", "(older messages: /history)", frame)
 
     def _fill_gap(self, frame: dict, messages: list[dict]) -> None:
         """After a reconnect: show what was missed, once each, in seq order."""

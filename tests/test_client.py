@@ -50,6 +50,17 @@ def test_pipe_delivers_every_line_in_order_and_exits_zero(chat):
     assert [line.split(": ", 1)[1] for line in out][-30:] == lines  # the history after login
 
 
+def test_pipe_gives_no_hint_about_slash_commands_it_does_not_have(data_dir):
+    server, port = serve("chat", data_dir, "--no-repl", "--history-size", "1")
+    try:
+        assert pipe_client(port, "bob", ["first", "second"], "--register")[0] == 0
+        status, out, err = pipe_client(port, "reader", [], "--register")
+        assert status == 0 and [line.split(": ", 1)[1] for line in out] == ["second"]
+        assert "/history" not in err and "older messages" not in err, err
+    finally:
+        server.kill()
+
+
 def test_pipe_refused_line_fails_loudly_but_the_rest_goes_through(chat):
     _, port = chat
     status, out, err = pipe_client(port, "careful", ["before", "bad\x01line", "after"], "--register")
@@ -212,6 +223,7 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
         alice.sendline(PASSWORD)
         alice.expect("logged in as alice")
         alice.expect(r"bob: third")  # --history-size 1
+        alice.expect(r"\(older messages: /history\)")
         alice.expect("alice>")
         alice.sendline("/history 1")  # pages further back each time
         alice.expect(r"bob: second")
