@@ -166,15 +166,16 @@ def assert_exits_zero(child) -> None:
     assert child.exitstatus == 0
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll state no event announces (a file the server writes, the kernel's socket table)."""
+def wait_until(condition: Callable[[], bool], timeout: float = WAIT, interval: float = 0.01) -> None:
+    """Poll state no event announces (a file the server writes, the kernel's socket table,
+    the console's status)."""
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("the condition never held")
-        time.sleep(0.01)
+        time.sleep(interval)
 
 
 def wait_file_contains(path: Path, needle: str, timeout: float = WAIT) -> str:

@@ -357,12 +357,17 @@ def test_a_message_cannot_pass_for_a_line_of_someone_else(chat):
 # -- the echo client --------------------------------------------------------------------------
 
 
+
+def echo_pipe(port: int, data: bytes) -> subprocess.CompletedProcess:
+    """`netlab echo connect` with `data` piped in, to its end."""
+    return subprocess.run([sys.executable, "-m", "netlab", "echo", "connect", "--port", str(port)],
+                          input=data, capture_output=True, timeout=WAIT)
+
 def test_echo_pipe_streams_bytes_exactly(data_dir):
     server, port = serve("echo", data_dir, "--no-repl")
     try:
         payload = os.urandom(3 << 20)
-        proc = subprocess.run([sys.executable, "-m", "netlab", "echo", "connect", "--port", str(port)],
-                              input=payload, capture_output=True, timeout=WAIT)
+        proc = echo_pipe(port, payload)
         assert proc.returncode == 0 and proc.stdout == payload
     finally:
         server.kill()
@@ -411,8 +416,7 @@ def test_echo_pipe_refused_by_a_full_server_says_so_in_one_line(data_dir):
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as kept:
             kept.sendall(b"x")
             assert kept.recv(1) == b"x"  # served: the next connection is over the limit
-            proc = subprocess.run([sys.executable, "-m", "netlab", "echo", "connect", "--port", str(port)],
-                                  input=os.urandom(3 << 20), capture_output=True, timeout=WAIT)
+            proc = echo_pipe(port, os.urandom(3 << 20))
         assert proc.returncode == 1
         [line] = proc.stderr.decode().splitlines()  # one line, no traceback
         assert re.fullmatch(r"netlab: the server closed the connection: 0 of \d+ bytes sent came back", line)
@@ -437,8 +441,7 @@ def test_echo_pipe_ends_when_the_server_goes_though_input_goes_on(data_dir):
 def test_echo_unreachable_server_fails_with_status_one_like_the_chat_client(data_dir):
     server, port = serve("echo", data_dir, "--no-repl")
     server.kill()
-    proc = subprocess.run([sys.executable, "-m", "netlab", "echo", "connect", "--port", str(port)],
-                          input=b"x\n", capture_output=True, timeout=WAIT)
+    proc = echo_pipe(port, b"x\n")
     assert proc.returncode == 1  # 2 is a bad option
     assert proc.stderr.decode().splitlines() == [f"netlab: cannot reach 127.0.0.1:{port}: Connection refused"]
 
