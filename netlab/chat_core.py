@@ -45,7 +45,7 @@ class ChatConfig:
     #: Seconds a connection may stay unauthenticated.
     auth_timeout: float = 30.0
     #: `say` requests a second per session (token bucket, bursts of twice
-    #: that); 0 turns flood control off.
+    #: that, and of at least one); 0 turns flood control off.
     rate_limit: float = 10.0
     #: Messages sent right after login.
     history_size: int = 50
@@ -518,7 +518,9 @@ class Chat:
 
     @property
     def _burst(self) -> float:
-        return 2 * self.config.rate_limit
+        """2R, but at least one message: below R = 0.5 a bucket of 2R never holds a whole
+        token, and its session could never speak at all."""
+        return max(1.0, 2 * self.config.rate_limit)
 
     def _take_token(self, session: Session) -> bool:
         now = self.clock()

@@ -183,6 +183,15 @@ def test_flood_control_drops_past_the_burst_and_is_not_fatal(start_chat):
         assert [m["text"] for m in history["messages"]] == [m["text"] for m in accepted]
 
 
+def test_a_rate_below_one_message_in_two_seconds_still_lets_a_session_speak(start_chat):
+    # 0.25 a second is one message every 4 s; bursts of 2R = 0.5 must not mean never.
+    _, port = start_chat("--rate-limit", "0.25")
+    with registered(port, "Slowpoke") as client:
+        assert client.say("the first one")["text"] == "the first one"
+        client.send("say", text="too soon", id="soon")
+        client.expect_error("rate_limited", id="soon")
+
+
 # -- presence -------------------------------------------------------------------
 
 
