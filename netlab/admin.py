@@ -6,12 +6,14 @@ with click. Input comes from a prompt_toolkit prompt on a terminal, from
 lines of a pipe otherwise, or from nowhere with `--no-repl`.
 
 Threads. The main thread only waits for the server to stop. The console
-reads in a thread of its own, and a third thread takes SIGINT and SIGTERM
-with `sigwait`: the signals are blocked in every thread before any starts,
-so the kernel can deliver them to none but that one. That holds whichever
-thread a process-directed signal would have gone to and whatever the console
-is blocked in (a prompt, a read from a pipe), which a Python signal handler
-(run only on the main thread, only between bytecodes) cannot promise.
+reads in a thread of its own, and a third thread takes SIGINT and SIGTERM:
+Python's C-level handler, which runs in whichever thread the signal lands
+on, writes the signal's number to a pipe (`signal.set_wakeup_fd`) that this
+thread reads. That holds whatever thread the kernel or the sender (tgkill)
+picked and whatever the console is blocked in (a prompt, a read from a
+pipe), which a Python-level handler (run only on the main thread, only
+between bytecodes) cannot promise. No thread blocks the signals: one sent
+to a thread that blocks them would stay pending there for good.
 """
 
 from __future__ import annotations
@@ -379,24 +381,39 @@ def command_tree() -> dict[str, dict | None]:
 # -- running a server under the console ---------------------------------------
 
 
-def block_stop_signals() -> None:
-    """Call before any thread starts: threads inherit the mask."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+#: The pipe SIGINT and SIGTERM are written to; raw descriptors, which nothing closes
+#: behind the handler's back (a closed one could be reused by another file).
+_signal_pipe: tuple[int, int] | None = None
 
 
-def _watch_signals(server: Server) -> None:
+def catch_stop_signals() -> None:
+    """Call first, in the main thread: from here on SIGINT and SIGTERM only note
+    themselves in a pipe (the server may not be up yet); `run` reads it."""
+    global _signal_pipe
+    if _signal_pipe is None:
+        _signal_pipe = os.pipe()
+        os.set_blocking(_signal_pipe[1], False)  # set_wakeup_fd's rule: a handler never blocks
+    signal.set_wakeup_fd(_signal_pipe[1], warn_on_full_buffer=False)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda *_: None)  # the main thread's part; the pipe does the work
+
+
+def _watch_signals(server: Server, fd: int) -> None:
     while True:
-        received = signal.sigwait(STOP_SIGNALS)
-        server.stop(f"signal {signal.Signals(received).name}")
+        for received in os.read(fd, 64):
+            if received in STOP_SIGNALS:
+                server.stop(f"signal {signal.Signals(received).name}")
 
 
 def run(server: Server, logs: LogControl, *, repl: bool) -> int:
     """Serve until stopped by the console, a signal or the server itself.
 
-    The server must already be started; `block_stop_signals` must have run
+    The server must already be started; `catch_stop_signals` must have run
     before it was.
     """
-    threading.Thread(target=_watch_signals, args=(server,), name="signals", daemon=True).start()
+    assert _signal_pipe is not None, "catch_stop_signals() first"
+    threading.Thread(target=_watch_signals, args=(server, _signal_pipe[0]), name="signals",
+                     daemon=True).start()
     console = Console(server, logs)
     stopping = threading.Event()
     repl = repl and sys.stdin is not None  # started with stdin closed: as at end of input

@@ -182,7 +182,7 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     """Run the echo server with the operator console."""
     from netlab.echo_threaded import EchoServer
 
-    admin.block_stop_signals()
+    admin.catch_stop_signals()
     tls = server_tls(tls_cert, tls_key)
     listener = listen(host, port)  # first: a port in use leaves no new directory behind
     data_dir = prepare_data_dir(data_dir)
@@ -232,7 +232,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     from netlab.crypto import StartupError
     from netlab.store import open_store
 
-    admin.block_stop_signals()
+    admin.catch_stop_signals()
     # The history sent at login comes from the window, so it holds at least that much.
     window = max(history_window, int(limits["history_size"]))
     tls = server_tls(tls_cert, tls_key)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import socket
 import sys
 
 import pexpect
 import pytest
+from chatclient import connect
 from procs import WAIT, Netlab, assert_exits_zero, serve, spawn_terminal, wait_file_contains
 
 
@@ -136,6 +139,38 @@ def test_signal_stops_server_blocked_reading_a_pipe(echo):
     server.signal(signal.SIGINT)
     assert server.wait() == 0
     server.err.wait_for("stopping: signal SIGINT")
+
+
+
+def thread_ids(pid: int) -> set[int]:
+    return {int(tid) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.parametrize("kind, target", [("echo", "main"), ("echo", "client"), ("chat", "main")])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_sent_to_one_thread_stops_the_server(data_dir, kind, target, signum):
+    # CLI.md: "whichever thread the kernel delivers the signal to"; tgkill picks the thread.
+    server, port = serve(kind, data_dir)
+    try:
+        before = thread_ids(server.proc.pid)
+        if kind == "chat":
+            client = connect(port)
+        else:
+            client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+            client.sendall(b"x")
+            assert client.recv(1) == b"x"  # served: its thread is running
+        new = thread_ids(server.proc.pid) - before
+        tid = server.proc.pid if target == "main" else max(new)
+        assert ctypes.CDLL(None, use_errno=True).tgkill(server.proc.pid, tid, signum) == 0
+        assert server.wait() == 0
+        server.err.wait_for(f"stopping: signal {signal.Signals(signum).name}")
+        if kind == "chat":
+            assert [f["type"] for f in client.frames_until_closed()] == ["shutdown"]
+        else:
+            assert client.recv(1) == b""
+        client.close()
+    finally:
+        server.kill()
 
 
 # -- through a pseudo-terminal ---------------------------------------------------
