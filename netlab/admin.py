@@ -88,7 +88,11 @@ class Console:
         return self.server
 
     def confirm(self, question: str) -> bool:
-        answer = self._ask(f"{question} [y/N] ")
+        """Only a typed yes; Ctrl-D or Ctrl-C at the question is a no, not an error."""
+        try:
+            answer = self._ask(f"{question} [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            answer = None
         return (answer or "").strip().lower() in {"y", "yes"}
 
     def clear_screen(self) -> None:

@@ -267,3 +267,23 @@ def test_python_dash_m_and_console_script_agree():
     assert by_module.stdout.splitlines()[1:] == by_script.stdout.splitlines()[1:]
     for command in ("chat", "echo", "bench", "tls"):
         assert command in by_module.stdout
+
+
+@pytest.mark.parametrize("key", ["d", "c"])
+def test_terminal_ctrl_d_or_ctrl_c_at_a_question_is_no(data_dir, key):
+    child = spawn_terminal("chat", "serve", "--port", "0", "--data-dir", str(data_dir))
+    try:
+        child.expect("netlab chat>")
+        accounts = (data_dir / "clients.csv").read_bytes()
+        child.sendline("clear file")
+        child.expect(r"\[y/N\]")
+        child.sendcontrol(key)
+        child.expect("clear file cancelled: nothing changed")
+        assert "error" not in child.before
+        child.expect("netlab chat>")  # the server runs on
+        assert (data_dir / "clients.csv").read_bytes() == accounts
+        assert not (data_dir / "clients.csv.bak").exists()
+        child.sendeof()
+        assert_exits_zero(child)
+    finally:
+        child.close(force=True)
