@@ -153,7 +153,7 @@ def test_a_bad_history_file_refuses_to_start_and_creates_no_key(tmp_path, bad):
         history.write_bytes(b"garbage\r\n")
     else:
         history.write_bytes(b"seq,ts,from,text\r\nnot a seq,x,y,z\r\n1,x,y,z\r\n")
-    refuses_to_start(data)
+    assert str(history) in refuses_to_start(data)  # the line names the file at fault
     assert not (data / "netlab.key").exists()
     assert not (data / "clients.csv").exists()
 
