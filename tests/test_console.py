@@ -141,7 +141,6 @@ def test_signal_stops_server_blocked_reading_a_pipe(echo):
     server.err.wait_for("stopping: signal SIGINT")
 
 
-
 def thread_ids(pid: int) -> set[int]:
     return {int(tid) for tid in os.listdir(f"/proc/{pid}/task")}
 
