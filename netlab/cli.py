@@ -62,11 +62,7 @@ def prepare_data_dir(path: Path) -> Path:
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The bound listener, or one clear line and exit 2 (before any data file is touched).
-
-    An IPv6 address may come in brackets, as the listening line writes it.
-    """
-    host = unbracket(host)
+    """The bound listener, or one clear line and exit 2 (before any data file is touched)."""
     where = format_address((host, port))
     try:
         return open_listener(host, port)
@@ -91,10 +87,20 @@ def announce(kind: str, address: str, tls: bool) -> None:
     get_logger(kind).info(line)
 
 
+def listening_host(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An IPv6 address may come in brackets, as the listening line writes it. An empty
+    host would listen on every interface: an unset variable in a service file must not
+    put the chat on the network."""
+    if not value.strip():
+        raise click.BadParameter("empty; give 0.0.0.0 or :: to listen on every interface")
+    return unbracket(value)
+
+
 def server_options(default_port: int) -> list:
     """Options every server takes, in CLI.md's order."""
     return [
-        click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on."),
+        click.option("--host", default="127.0.0.1", show_default=True, callback=listening_host,
+                     help="Address to listen on (0.0.0.0 or :: for every interface)."),
         click.option("--port", type=PORT, default=default_port, show_default=True,
                      help="TCP port; 0 picks a free one."),
         click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"),

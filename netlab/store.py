@@ -155,8 +155,8 @@ class Accounts:
         rows, torn_at = _parse_clients(data, path)
         if found is None and rows:
             raise StartupError(
-                f"{path} holds {len(rows)} accounts but no key was found: restore "
-                f"{data_dir / KEY_FILE} or set {KEY_ENV}; refusing to start"
+                f"{path} holds {len(rows)} account{'s' if len(rows) > 1 else ''} but no key was found: "
+                f"restore {data_dir / KEY_FILE} or set {KEY_ENV}; refusing to start"
             )
         key, source = found or (new_key(), "")
         vault = Vault(key)

@@ -732,7 +732,7 @@ def test_connections_refused_after_shutdown(start_chat):
 
 
 @pytest.mark.parametrize("option", [["--max-frame", "16383"], ["--max-frame", str(2**32)],
-                                    ["--port", "65536"],
+                                    ["--port", "65536"], ["--host", ""],
                                     ["--max-clients", "0"], ["--history-size", "0"],
                                     ["--auth-timeout", "nan"], ["--auth-timeout", "inf"],
                                     ["--auth-timeout", "1e300"], ["--rate-limit", "nan"]])

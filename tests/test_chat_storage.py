@@ -130,7 +130,8 @@ def test_a_missing_key_refuses_to_start_and_creates_none(populated, start_chat):
     saved = key.read_bytes()
     key.unlink()
     before = snapshot(populated)
-    refuses_to_start(populated)
+    line = refuses_to_start(populated)
+    assert "clients.csv holds 1 account but no key was found" in line  # what to restore is said
     assert not key.exists()
     assert snapshot(populated) == before
     # NETLAB_KEY with the same content (white space around it) takes the file's place

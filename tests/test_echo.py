@@ -247,7 +247,8 @@ def test_an_ipv6_host_is_written_in_brackets_and_may_be_given_so(data_dir):
         server.kill()
 
 
-@pytest.mark.parametrize("option", [["--port", "65536"], ["--max-clients", "0"], ["--port", "x"]])
+@pytest.mark.parametrize("option", [["--port", "65536"], ["--max-clients", "0"], ["--port", "x"],
+                                    ["--host", " "]])
 def test_bad_option_is_a_usage_error(data_dir, option):
     server = Netlab("echo", "serve", "--data-dir", str(data_dir), *option)
     assert server.wait() == 2
