@@ -96,15 +96,15 @@ def listening_host(ctx: click.Context, param: click.Parameter, value: str) -> st
     return unbracket(value)
 
 
-def server_options(default_port: int) -> list:
-    """Options every server takes, in CLI.md's order."""
+def server_options(default_port: int, keeps: str) -> list:
+    """Options every server takes, in CLI.md's order; `keeps` says what its data directory holds."""
     return [
         click.option("--host", default="127.0.0.1", show_default=True, callback=listening_host,
                      help="Address to listen on (0.0.0.0 or :: for every interface)."),
         click.option("--port", type=PORT, default=default_port, show_default=True,
                      help="TCP port; 0 picks a free one."),
         click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"),
-                     show_default=True, help="Where logs (and chat files) live; created if missing."),
+                     show_default=True, help=f"Holds {keeps}; created if missing."),
         click.option("--no-repl", is_flag=True, help="Read no operator commands from stdin."),
         click.option("--log-file", type=click.Path(path_type=Path), default=None,
                      help="Log file (default DATA_DIR/<server>.log)."),
@@ -180,7 +180,7 @@ def echo() -> None:
 
 
 @echo.command("serve")
-@with_options(server_options(7007))
+@with_options(server_options(7007, "echo.log"))
 @click.option("--max-clients", type=COUNT, default=DEFAULT_MAX_CLIENTS, show_default=True,
               help="Connections served at once; more are accepted and closed.")
 def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
@@ -212,7 +212,7 @@ def chat() -> None:
 
 
 @chat.command("serve")
-@with_options(server_options(7000))
+@with_options(server_options(7000, "clients.csv, history.csv, netlab.key and chat.log"))
 @click.option("--history-size", type=COUNT, default=ChatConfig.history_size, show_default=True,
               help="Messages sent right after login.")
 @click.option("--max-frame", type=click.IntRange(MIN_MAX_FRAME, MAX_MAX_FRAME), default=ChatConfig.max_frame,
