@@ -276,6 +276,9 @@ def clear_file(console: Console, yes: bool) -> None:
         click.echo("clear file cancelled: nothing changed")
         return
     removed = chat.clear_accounts()
+    if not removed:
+        click.echo("clients.csv holds no accounts: nothing changed, clients.csv.bak kept as it was")
+        return
     click.echo(f"clients.csv emptied: {removed} account(s) removed, old file kept as clients.csv.bak")
 
 

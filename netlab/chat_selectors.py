@@ -237,7 +237,8 @@ class ChatServer:
         # File work in the caller's thread; Accounts is thread-safe and the
         # loop only reads it.
         removed = self.accounts.clear()
-        log.info("clients.csv cleared by the operator: %d account(s) removed", removed)
+        if removed:
+            log.info("clients.csv cleared by the operator: %d account(s) removed", removed)
         return removed
 
     def call_soon(self, fn: Callable[[], None]) -> None:

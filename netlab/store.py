@@ -232,9 +232,15 @@ class Accounts:
         return account
 
     def clear(self) -> int:
-        """Move clients.csv to clients.csv.bak, start an empty one; return how many were removed."""
+        """Move clients.csv to clients.csv.bak, start an empty one; return how many were removed.
+
+        With no accounts it changes nothing: a second `clear file` must not replace the
+        backup of the accounts the first one removed with an empty file.
+        """
         with self._lock:
             removed = len(self._by_name)
+            if not removed:
+                return 0
             os.replace(self._path, self._path.with_name(self._path.name + ".bak"))
             _create_with_header(self._path, CLIENTS_HEADER)  # also fsyncs the directory
             self._by_name = {}

@@ -155,6 +155,19 @@ def test_clear_file_empties_clients_and_keeps_a_backup(console, answer):
         client.register("Doomed", "a new password")  # the name is free again
 
 
+def test_clear_file_with_no_accounts_keeps_the_backup(console):
+    server, port = console
+    data = server_data(server)
+    with registered(port, "Precious"):
+        pass
+    old = (data / "clients.csv").read_bytes()
+    marked(server, "clear file --yes", r"clients\.csv emptied: 1 account")
+    emptied = (data / "clients.csv").read_bytes()
+    marked(server, "clear file --yes", r"^clients\.csv holds no accounts: nothing changed")
+    assert (data / "clients.csv.bak").read_bytes() == old  # not replaced by the empty file
+    assert (data / "clients.csv").read_bytes() == emptied
+
+
 def test_clear_file_answered_no_changes_nothing(console):
     server, port = console
     data = server_data(server)

@@ -230,6 +230,16 @@ def test_clear_keeps_a_backup_and_forgets(tmp_path: Path) -> None:
     assert len(Accounts.open(tmp_path, environ={})) == 0
 
 
+def test_clear_without_accounts_leaves_both_files(tmp_path: Path) -> None:
+    accounts = Accounts.open(tmp_path, environ={})
+    accounts.add("alice", HASH, "10.0.0.1")
+    backup = tmp_path / "clients.csv.bak"
+    assert accounts.clear() == 1
+    old, empty = backup.read_bytes(), (tmp_path / "clients.csv").read_bytes()
+    assert accounts.clear() == 0
+    assert backup.read_bytes() == old and (tmp_path / "clients.csv").read_bytes() == empty
+
+
 def test_torn_last_line_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     accounts = Accounts.open(tmp_path, environ={})
     accounts.add("alice", HASH, "10.0.0.1")
