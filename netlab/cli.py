@@ -315,9 +315,12 @@ def echo_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
     except OSError as exc:
         fail(f"cannot reach {format_address((host, port))}: {exc.strerror or exc}", UNREACHABLE)
     with sock:
-        if sys.stdin.isatty() and sys.stdout.isatty():
-            sys.exit(c.echo_terminal(sock))
-        sys.exit(c.echo_pipe(sock))
+        try:
+            if sys.stdin.isatty() and sys.stdout.isatty():
+                sys.exit(c.echo_terminal(sock))
+            sys.exit(c.echo_pipe(sock))
+        except KeyboardInterrupt:  # also while an echo is awaited, not only at the prompt
+            sys.exit(0)
 
 
 @main.group()

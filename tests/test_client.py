@@ -410,6 +410,40 @@ def test_echo_terminal_says_so_when_the_connection_is_reset():
             child.close(force=True)
 
 
+def test_echo_terminal_ctrl_c_while_waiting_for_the_echo_exits_zero():
+    """A server that takes the line and never answers: Ctrl-C leaves as it does at the prompt."""
+    with socket.create_server(("127.0.0.1", 0)) as peer:
+        child = spawn_terminal("echo", "connect", "--port", str(peer.getsockname()[1]))
+        try:
+            conn, _ = peer.accept()
+            child.expect("echo>")
+            child.sendline("hello")
+            assert conn.recv(6) == b"hello\n"  # the client now waits in recv
+            child.sendintr()
+            assert_exits_zero(child)
+            assert "Aborted" not in child.before
+            conn.close()
+        finally:
+            child.close(force=True)
+
+
+def test_echo_pipe_ctrl_c_exits_zero(data_dir):
+    server, port = serve("echo", data_dir, "--no-repl")
+    proc = subprocess.Popen([sys.executable, "-m", "netlab", "echo", "connect", "--port", str(port)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(b"abc\n")
+        proc.stdin.flush()
+        assert proc.stdout.read(4) == b"abc\n"  # connected, input still open
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=WAIT) == 0
+        assert b"Aborted" not in proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.communicate()
+        server.kill()
+
+
 def test_echo_pipe_refused_by_a_full_server_says_so_in_one_line(data_dir):
     server, port = serve("echo", data_dir, "--no-repl", "--max-clients", "1")
     try:
