@@ -141,14 +141,20 @@ def client_options(default_port: int):
         click.option("--port", type=PORT, default=default_port, show_default=True),
         click.option("--tls", is_flag=True, help="Connect with TLS, verifying the server's certificate."),
         click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-                     help="Trust this certificate (e.g. the server's cert.pem) instead of the system store."),
+                     help="With --tls: trust this certificate (e.g. the server's cert.pem) alone."),
         click.option("--insecure", is_flag=True, help="With --tls: do not verify the certificate (unsafe)."),
     ])
 
 
 def client_wrap(host: str, tls: bool, ca: Path | None, insecure: bool):
-    """The socket wrapper for a client: identity without --tls."""
+    """The socket wrapper for a client: identity without --tls.
+
+    --ca or --insecure alone is a bad option, not a plain connection: whoever gives
+    them means TLS, and a forgotten --tls would send the password in clear.
+    """
     if not tls:
+        if ca is not None or insecure:
+            raise click.UsageError(f"{'--ca' if ca is not None else '--insecure'} needs --tls")
         return lambda sock: sock
     from netlab.tls import client_context
 

@@ -114,6 +114,19 @@ def test_insecure_says_so_loudly(tls_chat):
     assert "not verified" in client.stderr
 
 
+@pytest.mark.parametrize("command", [["chat", "connect", "--user", "ann", "--password-env", "PW"],
+                                     ["echo", "connect"]])
+@pytest.mark.parametrize("option", ["--ca", "--insecure"])
+def test_ca_or_insecure_without_tls_is_a_bad_option(tls_chat, cert_dir, command, option):
+    _, port = tls_chat
+    extra = [option, str(cert_dir / "cert.pem")] if option == "--ca" else [option]
+    client = subprocess.run([sys.executable, "-m", "netlab", *command, "--port", str(port), *extra],
+                            input="x\n", capture_output=True, text=True,
+                            env={**os.environ, "PW": PASSWORD}, timeout=WAIT)
+    assert client.returncode == 2
+    assert f"{option} needs --tls" in client.stderr
+
+
 def test_plain_client_on_tls_port_is_closed_and_others_carry_on(tls_chat, cert_dir):
     server, port = tls_chat
     good = tls_client(cert_dir, port)
