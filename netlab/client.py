@@ -567,6 +567,15 @@ def end_prompt_if_finished(client: ChatClient, session: PromptSession[str]) -> N
         session.app.exit(exception=EOFError)
 
 
+def history_count(argument: str) -> int | None:
+    """N of `/history [N]`: 20 when left out, None when it is no count (`isdigit` alone
+    would pass '²', which `int` refuses)."""
+    text = argument.strip()
+    if not text:
+        return 20
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
+
+
 def slash_command(client: ChatClient, line: str) -> bool:
     """Run a /command; True when it was /quit."""
     word, _, argument = line.partition(" ")
@@ -576,8 +585,11 @@ def slash_command(client: ChatClient, line: str) -> bool:
     if word == "/users":
         client.request({"type": "users"})
     elif word == "/history":
-        count = int(argument) if argument.strip().isdigit() and int(argument) > 0 else 20
-        client.older_history(min(count, p.MAX_HISTORY_LIMIT))
+        count = history_count(argument)
+        if count is None:
+            print(f"usage: /history [N], N a count of messages (at most {p.MAX_HISTORY_LIMIT} are fetched)")
+        else:
+            client.older_history(min(count, p.MAX_HISTORY_LIMIT))
     elif word == "/help":
         print("/users: who is online   /history [N]: N older messages   /quit: leave   "
               "//text: a message starting with /")

@@ -237,6 +237,9 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
         alice.expect(r"online \(1\): alice")
         alice.sendline("/frobnicate")
         alice.expect("unknown command /frobnicate")
+        for argument in ("abc", "0", "\u00b2"):  # '²' is a digit to str.isdigit, not to int()
+            alice.sendline(f"/history {argument}")
+            alice.expect(r"usage: /history \[N\]")
         alice.sendline("//frobnicate is not a command")  # a doubled slash sends the line
         alice.expect(r"alice: /frobnicate is not a command")
         alice.sendline("x" * 4001)  # longer than a message may be
