@@ -620,9 +620,9 @@ def echo_pipe(sock: socket.socket) -> int:
         stdin = sys.stdin.fileno()
         try:
             while chunk := os.read(stdin, 65536):
-                sock.sendall(chunk)
                 with lock:
-                    sent += len(chunk)
+                    sent += len(chunk)  # counted first: its echo may be back before sendall returns
+                sock.sendall(chunk)
         except OSError:  # the connection failed: the reader below reports it
             stop(sock)
             return
@@ -651,9 +651,11 @@ def echo_pipe(sock: socket.socket) -> int:
     stdout.flush()
     with lock:
         complete = input_done and received == sent
+        too_much = received > sent  # more than was ever sent: no echo can do that
     if not complete:
-        print(f"netlab: the server closed the connection: {received} of {sent} bytes sent came back",
-              file=sys.stderr)
+        problem = (f"the server sent {received} bytes for the {sent} sent: is it an echo server?" if too_much
+                   else f"the server closed the connection: {received} of {sent} bytes sent came back")
+        print(f"netlab: {problem}", file=sys.stderr)
         return 1
     writer.join()
     return 0

@@ -461,6 +461,17 @@ def test_echo_pipe_refused_by_a_full_server_says_so_in_one_line(data_dir):
         server.kill()
 
 
+def test_echo_pipe_pointed_at_the_chat_port_says_it_is_no_echo(data_dir):
+    server, port = serve("chat", data_dir, "--no-repl")
+    try:
+        proc = echo_pipe(port, b"hi\n")  # the chat's welcome comes back, not "hi"
+        assert proc.returncode == 1
+        [line] = proc.stderr.decode().splitlines()
+        assert re.fullmatch(r"netlab: the server sent \d+ bytes for the 3 sent: is it an echo server\?", line)
+    finally:
+        server.kill()
+
+
 def test_echo_pipe_ends_when_the_server_goes_though_input_goes_on(data_dir):
     server, port = serve("echo", data_dir, "--no-repl")
     proc = Netlab("echo", "connect", "--port", str(port))
