@@ -54,6 +54,8 @@ def prepare_data_dir(path: Path) -> Path:
     os.umask(0o077)
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # mkdir's word for "a file has that name"
+        fail(f"cannot use data directory {path}: it is a file, not a directory")
     except OSError as exc:
         fail(f"cannot use data directory {path}: {exc.strerror}")
     if not os.access(path, os.W_OK | os.X_OK):

@@ -247,6 +247,16 @@ def test_an_ipv6_host_is_written_in_brackets_and_may_be_given_so(data_dir):
         server.kill()
 
 
+def test_a_data_dir_that_is_a_file_stops_start_up_in_one_line(tmp_path):
+    taken = tmp_path / "data"
+    taken.write_bytes(b"someone's file")
+    server = Netlab("echo", "serve", "--port", "0", "--no-repl", "--data-dir", str(taken))
+    assert server.wait() == 2
+    [line] = server.err.wait_closed()
+    assert line == f"netlab: cannot use data directory {taken}: it is a file, not a directory"
+    assert taken.read_bytes() == b"someone's file"
+
+
 @pytest.mark.parametrize("option", [["--port", "65536"], ["--max-clients", "0"], ["--port", "x"],
                                     ["--host", " "]])
 def test_bad_option_is_a_usage_error(data_dir, option):
