@@ -33,10 +33,12 @@ class LineLog:
         threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
 
     def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
+        # Netlab.kill closes the stream, maybe while this thread reads it: an end, too.
+        with contextlib.suppress(ValueError, OSError):
+            for line in stream:
+                with self._cond:
+                    self.lines.append(line.rstrip("\n"))
+                    self._cond.notify_all()
         with self._cond:
             self.closed = True
             self._cond.notify_all()
