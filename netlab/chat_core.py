@@ -153,6 +153,8 @@ class Throttle:
         #: empty deque alone is 600 bytes, times 100,000 keys).
         self._failures: dict[str, list[float]] = {}
         self._in_flight: Counter[str] = Counter()
+        #: key -> logins waiting for that key's attempts in flight (`busy`), with their sessions
+        self.waiting: dict[str, deque[tuple[Session, p.Login]]] = {}
 
     def refused(self, key: str, now: float) -> bool:
         """Has `key` failed `limit` times within the window?"""
@@ -206,8 +208,6 @@ class Chat:
         self._deadlines: deque[tuple[float, int]] = deque()  # auth deadlines, in accept order
         self._name_throttle = Throttle(MAX_FAILURES_PER_NAME)
         self._ip_throttle = Throttle(MAX_FAILURES_PER_IP)
-        #: lower-cased name -> logins waiting for that name's attempts in flight (Throttle.busy)
-        self._waiting_logins: dict[str, deque[tuple[Session, p.Login]]] = {}
         self.pending_auth = 0
         self.next_seq = history.last_seq + 1
         self.messages_in = 0
@@ -336,14 +336,17 @@ class Chat:
             log.info("login throttled for %s from %s", self._loggable(request.username), session.peer)
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
         self._start_auth(session)
-        if self._name_throttle.busy(name_key):
-            # Nothing has failed yet, but enough guesses are being hashed: wait for them.
-            self._waiting_logins.setdefault(name_key, deque()).append((session, request))
-            self.fx.hold(session.sid, True)
-            return
+        # Nothing has failed yet, but enough guesses at this name, or from this address, are
+        # being hashed: wait for them. Else a burst of simultaneous guesses would all pass.
+        for throttle, key in ((self._name_throttle, name_key), (self._ip_throttle, session.ip)):
+            if throttle.busy(key):
+                throttle.waiting.setdefault(key, deque()).append((session, request))
+                self.fx.hold(session.sid, True)
+                return
         account = self.accounts.get(request.username) if p.valid_username(request.username) else None
         password = request.password
         self._name_throttle.begin(name_key)
+        self._ip_throttle.begin(session.ip)
 
         def work() -> bool:
             # Unknown or malformed names verify against a dummy hash: same work, same timing.
@@ -362,7 +365,9 @@ class Chat:
                 log.info("login %s from %s", safe(account.username), session.peer)
                 self._authenticate(session, account.username, "login")
             self._name_throttle.end(name_key)
-            self._resume_logins(name_key)
+            self._ip_throttle.end(session.ip)
+            self._resume_logins(self._name_throttle, name_key)
+            self._resume_logins(self._ip_throttle, session.ip)
 
         self.fx.submit(session.sid, work, done)
 
@@ -372,19 +377,19 @@ class Chat:
         account = self.accounts.get(username) if p.valid_username(username) else None
         return safe(account.username) if account is not None else "a name that is no account"
 
-    def _resume_logins(self, name_key: str) -> None:
-        """Logins that waited for this name: start them while there is room, refuse them once
-        the name has failed too often."""
-        waiting = self._waiting_logins.get(name_key, deque())
-        throttle, now = self._name_throttle, self.clock()
-        while waiting and (throttle.refused(name_key, now) or not throttle.busy(name_key)):
+    def _resume_logins(self, throttle: Throttle, key: str) -> None:
+        """Logins that waited for this name or address: start them while there is room,
+        refuse them once it has failed too often."""
+        waiting = throttle.waiting.get(key, deque())
+        now = self.clock()
+        while waiting and (throttle.refused(key, now) or not throttle.busy(key)):
             session, request = waiting.popleft()
             self._end_auth(session)
             self.fx.hold(session.sid, False)
             if session.sid in self.sessions and session.username is None:
                 self._login(session, request)
         if not waiting:
-            self._waiting_logins.pop(name_key, None)
+            throttle.waiting.pop(key, None)
 
     def _may_start_auth(self, session: Session, rid: str | None) -> bool:
         if session.auth_pending:

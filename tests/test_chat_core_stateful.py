@@ -329,10 +329,13 @@ class ChatMachine(RuleBasedStateMachine):
         limit = chat_core.MAX_FAILURES_PER_NAME if key not in IPS else chat_core.MAX_FAILURES_PER_IP
         return len(times) >= limit
 
-    def name_busy(self, key: str) -> bool:
-        """Would the name pass its limit were all its logins being hashed to fail? (after `refused`)"""
-        in_flight = sum(1 for job in self.jobs if job.kind == "login" and throttle_key(job.request[1]) == key)
-        return len(self.failures.get(key, [])) + in_flight >= chat_core.MAX_FAILURES_PER_NAME
+    def busy(self, key: str) -> bool:
+        """Would the name (or address) pass its limit were all its logins being hashed to
+        fail? (after `refused`)"""
+        in_flight = sum(1 for job in self.jobs if job.kind == "login"
+                        and key in (job.conn.ip if key in IPS else throttle_key(job.request[1]),))
+        limit = chat_core.MAX_FAILURES_PER_NAME if key not in IPS else chat_core.MAX_FAILURES_PER_IP
+        return len(self.failures.get(key, [])) + in_flight >= limit
 
     def adopt_jobs(self) -> list[Job]:
         """Name the jobs the chat submitted in this step: a session's register, login or page."""
@@ -434,7 +437,7 @@ class ChatMachine(RuleBasedStateMachine):
         elif self.refused(key) or self.refused(conn.ip):
             self.expect_error(conn.sid, "rate_limited", rid)
         else:
-            busy = self.name_busy(key)
+            busy = self.busy(key) or self.busy(conn.ip)
             conn.auth = ("login", name, password, rid)
             adopted = self.adopt_jobs()
             if busy:  # it waits for those in flight, held
@@ -492,25 +495,26 @@ class ChatMachine(RuleBasedStateMachine):
                 self.failures.setdefault(conn.ip, []).append(self.now)
                 if live:
                     self.expect_error(conn.sid, "bad_credentials", rid)
-            self.resume_logins(throttle_key(name))
+            self.resume_logins(throttle_key(name), conn.ip)
         self.settle()
 
-    def resume_logins(self, key: str) -> None:
-        """Logins that waited for this name: refused once it has failed too often, else started."""
-        waiting = [c for c in self.waiting_logins() if throttle_key(c.auth[1]) == key]
+    def resume_logins(self, key: str, ip: str) -> None:
+        """Logins that waited for this name or address: refused once either has failed too
+        often, else started, or still waiting while either is busy."""
+        waiting = [c for c in self.waiting_logins() if key == throttle_key(c.auth[1]) or ip == c.ip]
         started = {job.conn.sid for job in self.adopt_jobs()}
-        refused = self.refused(key)
         for conn in waiting:
             answer = self.fx.inbox[conn.sid][self.seen[conn.sid]:]
+            refused = self.refused(throttle_key(conn.auth[1])) or self.refused(conn.ip)
             if answer:
-                assert refused or self.refused(conn.ip), f"a waiting login refused too early: {answer}"
+                assert refused, f"a waiting login refused too early: {answer}"
                 self.expect_error(conn.sid, "rate_limited", conn.auth[3])
                 conn.auth = None
             elif conn.sid in started:
-                assert not refused, "a login started for a name that has failed too often"
+                assert not refused, "a login started for a name or address that has failed too often"
             else:
-                assert not refused, "a login still waits for a name that has failed too often"
-                assert self.name_busy(key), "a login still waits though there is room"
+                assert self.busy(throttle_key(conn.auth[1])) or self.busy(conn.ip), \
+                    "a login still waits though there is room"
 
     @precondition(lambda self: self.idle())
     @rule(pick=PICK, text=st.sampled_from(TEXTS) | st.sampled_from(BAD_TEXTS), with_id=st.booleans())

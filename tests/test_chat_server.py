@@ -533,6 +533,19 @@ def test_simultaneous_logins_wait_for_each_other_and_only_failures_refuse(start_
         client.close()
 
 
+def test_simultaneous_guesses_from_one_address_are_held_to_its_limit(start_chat):
+    _, port = start_chat()
+    # Thirty guesses at thirty names at once, from one address: twenty are hashed and fail,
+    # the others wait for them and are then refused unhashed (PROTOCOL.md: 20 from one IP).
+    guessers = [connect(port) for _ in range(30)]
+    for n, guesser in enumerate(guessers):
+        guesser.send("login", username=f"nobody{n}", password="wrong guess")
+    codes = sorted(guesser.expect("error")["code"] for guesser in guessers)
+    assert codes == ["bad_credentials"] * 20 + ["rate_limited"] * 10
+    for guesser in guessers:
+        guesser.close()
+
+
 def test_a_request_sent_right_behind_a_login_is_answered_after_it(start_chat):
     _, port = start_chat()
     registered(port, "Eager").close()
