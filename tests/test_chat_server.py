@@ -750,10 +750,15 @@ def test_connections_refused_after_shutdown(start_chat):
                                     ["--auth-timeout", "nan"], ["--auth-timeout", "inf"],
                                     ["--auth-timeout", "1e300"], ["--rate-limit", "nan"]])
 def test_out_of_range_options_are_usage_errors(tmp_path, option):
-    server = Netlab("chat", "serve", "--no-repl", "--data-dir", str(tmp_path / "data"), *option)
-    assert server.wait() == 2
-    server.err.wait_for(r"Error: Invalid value")
-    server.kill()
+    # --port 0 first (the option's own --port comes later and wins): a server that wrongly
+    # starts must not take the default port, and is killed however the test ends.
+    server = Netlab("chat", "serve", "--no-repl", "--port", "0", "--data-dir", str(tmp_path / "data"),
+                    *option)
+    try:
+        assert server.wait() == 2
+        server.err.wait_for(r"Error: Invalid value")
+    finally:
+        server.kill()
     assert not (tmp_path / "data" / "clients.csv").exists()
 
 
