@@ -266,6 +266,9 @@ def test_python_dash_m_and_console_script_agree():
     assert by_module.stdout.splitlines()[1:] == by_script.stdout.splitlines()[1:]
     for command in ("chat", "echo", "bench", "tls"):
         assert command in by_module.stdout
+    for runner in ([sys.executable, "-m", "netlab"], [str(script)]):  # the same name either way
+        version = subprocess.run([*runner, "--version"], capture_output=True, text=True)
+        assert version.stdout.startswith("netlab, version ")
 
 
 @pytest.mark.parametrize("key", ["d", "c"])
