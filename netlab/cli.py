@@ -177,7 +177,7 @@ def with_options(options: list):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="netlab", prog_name="netlab")
+@click.version_option(package_name="netlab")
 def main() -> None:
     """netlab: echo and chat servers, their clients and load generators."""
 
