@@ -287,8 +287,10 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
             storm_frame = {"type": "register", "username": f"{prefix}s{i}", "password": "bench-password"}
             sock.send(p.encode(storm_frame))
 
-    def send(conn: BenchConnection) -> None:
-        stamp = time.perf_counter_ns()
+    def send(conn: BenchConnection, due: float | None = None) -> None:
+        """`due`: when an open-loop message was due. Its latency counts from then, not from
+        when a busy loop got round to sending it, or the lag would hide (coordinated omission)."""
+        stamp = time.perf_counter_ns() if due is None else round(due * 1e9)  # one clock, two units
         conn.sock.send(p.encode({"type": "say", "text": "x" * 32, "id": str(stamp)}))
         conn.in_flight += 1
         conn.sent += 1
@@ -305,7 +307,7 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
     turn = 0
     while (now := time.perf_counter()) < deadline:
         if rate and now >= next_send:
-            send(senders_list[turn % senders])
+            send(senders_list[turn % senders], next_send)
             turn += 1
             next_send += interval / senders
             continue

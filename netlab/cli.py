@@ -399,7 +399,8 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
 @click.option("--window", type=COUNT, default=1, show_default=True,
               help="Messages in flight per sender (ignored with --rate).")
 @click.option("--rate", type=FiniteRange(min=0), default=0, show_default=True,
-              help="Fixed total messages/s instead of a window; 0: use the window.")
+              help="Fixed total messages/s instead of a window (latency counts from when each "
+                   "was due, as in the harness); 0: use the window.")
 @click.option("--login-storm", type=click.IntRange(min=0), default=0, show_default=True,
               help="Registrations started during the measurement (hashing beside the chat).")
 def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients: int, senders: int,
