@@ -40,11 +40,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from netlab import protocol as p
 from netlab.chat_core import Chat, ChatConfig
+from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
 from netlab.store import Accounts, History, Record
@@ -126,14 +127,15 @@ class BroadcastLog:
 class Connection:
     """One client socket with its decoder and output state."""
 
-    __slots__ = ("sid", "sock", "peer", "decoder", "subscribed", "cursor", "boundary",
+    __slots__ = ("sid", "sock", "peer", "ip", "decoder", "subscribed", "cursor", "boundary",
                  "private", "private_bytes", "sent_head", "log_stop", "closing", "close_by",
                  "blocked", "paused", "held", "events", "handshaking")
 
-    def __init__(self, sid: int, sock: socket.socket, peer: str, max_frame: int) -> None:
+    def __init__(self, sid: int, sock: socket.socket, address: tuple, max_frame: int) -> None:
         self.sid = sid
         self.sock = sock
-        self.peer = peer
+        self.peer = format_address(address)
+        self.ip: str = address[0]  # whose turn a job is in the worker pools
         self.decoder = p.FrameDecoder(max_frame)
         self.subscribed = False
         self.cursor = 0     # next log byte to send
@@ -189,10 +191,11 @@ class ChatServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
-                                        thread_name_prefix="chat-hash")
+        # Both pools take turns between client addresses: one address's thousand
+        # registrations do not queue everyone else's login behind them.
+        self._pool = FairPool(max(2, os.cpu_count() or 2), "chat-hash")
         # History pages from disk: apart, so that no number of them can delay a login.
-        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-disk")
+        self._disk = FairPool(1, "chat-disk")
         self._stopping = False
         self._stop_by = 0.0
         self._stopped = threading.Event()
@@ -311,6 +314,7 @@ class ChatServer:
     def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
                disk: bool = False) -> None:
         self.hold(sid, True)
+        pool = self._disk if disk else self._pool
 
         def finished(future: Future) -> None:
             if future.cancelled():
@@ -319,11 +323,13 @@ class ChatServer:
             if failure is not None:
                 log.error("background work failed: %r", failure)
             result = failure if failure is not None else future.result()
-            self.call_soon(lambda: self._job_done(sid, done, result))
+            self.call_soon(lambda: self._job_done(pool, sid, done, result))
 
-        (self._disk if disk else self._pool).submit(work).add_done_callback(finished)
+        conn = self.conns.get(sid)  # gone, its job still runs (a registration is kept)
+        pool.submit(conn.ip if conn is not None else "", work, finished)
 
-    def _job_done(self, sid: int, done: Callable[[Any], None], result: Any) -> None:
+    def _job_done(self, pool: FairPool, sid: int, done: Callable[[Any], None], result: Any) -> None:
+        pool.job_finished()
         done(result)
         self.hold(sid, False)
 
@@ -413,13 +419,13 @@ class ChatServer:
             if self.tls is not None:
                 sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             sid, self._next_sid = self._next_sid, self._next_sid + 1
-            conn = Connection(sid, sock, format_address(addr), self.config.max_frame)
+            conn = Connection(sid, sock, addr, self.config.max_frame)
             conn.handshaking = self.tls is not None
             self.conns[sid] = conn
             self._accepted += 1
             self.selector.register(sock, selectors.EVENT_READ, conn)
             # The auth timeout runs from here, so a handshake that never ends is charged to it.
-            self.chat.connect(sid, conn.peer, addr[0], time.time())
+            self.chat.connect(sid, conn.peer, conn.ip, time.time())
 
     def _handshake(self, conn: Connection) -> None:
         """One non-blocking step of a TLS handshake; the welcome waits for its end."""
@@ -718,8 +724,8 @@ class ChatServer:
         for conn in list(self.conns.values()):
             with contextlib.suppress(OSError):
                 conn.sock.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._disk.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
+        self._disk.shutdown()
         self._sync_done = True
         self._sync_pause.set()
         self._sync_wanted.set()

@@ -29,8 +29,10 @@ class ChatClient:
     """One TCP connection to the chat server speaking length-prefixed JSON frames."""
 
     def __init__(self, port: int, *, welcome: bool = True, timeout: float = WAIT,
-                 rcvbuf: int | None = None) -> None:
+                 rcvbuf: int | None = None, source: str | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source is not None:  # another loopback address (127.0.0.2): another client machine
+            self.sock.bind((source, 0))
         if rcvbuf is not None:  # before connect, so the window is small from the start
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chatclient import connect, logged_in, registered
+from chatclient import PASSWORD, connect, logged_in, registered
 from procs import LineLog, Netlab, assert_idles, wait_file_contains, wait_until
 
 from netlab.logs import CONSOLE_BACKLOG
@@ -293,3 +293,26 @@ def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path, unbuffered:
             client.close()
     finally:
         server.kill()
+
+
+def test_a_flood_of_registrations_from_one_address_does_not_queue_other_logins_behind_it(start_chat):
+    server, port = start_chat(repl=True)
+    registered(port, "Patient").close()
+    flood = [connect(port) for _ in range(80)]
+    for n, client in enumerate(flood):
+        client.send("register", username=f"flood{n}", password=PASSWORD)
+
+    def hashing() -> tuple[int, int]:
+        """(registrations and logins in progress, accounts), read at one instant."""
+        line = marked(server, "status", r"^logins: (\d+) in progress, (\d+) accounts")
+        return int(line.group(1)), int(line.group(2))
+
+    # Every registration of the flood is with the server (hashed or queued) before the login.
+    wait_until(lambda: sum(hashing()) == len(flood) + 1)
+    patient = connect(port, source="127.0.0.2")
+    patient.login("Patient", PASSWORD)
+    # The hash pools take turns between addresses: the login went ahead of most of the
+    # flood. First come, first served, it would have waited for all of it (0 or 1 left).
+    assert hashing()[0] >= 10
+    for client in (patient, *flood):
+        client.close()
