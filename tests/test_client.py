@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pexpect
 import pytest
@@ -391,43 +393,42 @@ def test_echo_terminal_prints_each_echo(data_dir):
         server.kill()
 
 
+@contextlib.contextmanager
+def echo_terminal_awaiting_an_echo() -> Iterator[tuple[pexpect.spawn, socket.socket]]:
+    """A terminal echo client whose line reached a bare peer that has not answered."""
+    with socket.create_server(("127.0.0.1", 0)) as peer:
+        child = spawn_terminal("echo", "connect", "--port", str(peer.getsockname()[1]))
+        try:
+            conn, _ = peer.accept()
+            with conn:
+                child.expect("echo>")
+                child.sendline("hello")
+                assert conn.recv(6) == b"hello\n"  # the client now waits in recv
+                yield child, conn
+        finally:
+            child.close(force=True)
+
+
 def test_echo_terminal_says_so_when_the_connection_is_reset():
     """A reset (a rebooted host, a firewall), not a FIN: a real peer that sends RST."""
     import struct
 
-    with socket.create_server(("127.0.0.1", 0)) as peer:
-        child = spawn_terminal("echo", "connect", "--port", str(peer.getsockname()[1]))
-        try:
-            conn, _ = peer.accept()
-            child.expect("echo>")
-            child.sendline("hello")
-            assert conn.recv(6) == b"hello\n"
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()  # linger 0: RST instead of FIN
-            child.expect("the server closed the connection")
-            child.expect(pexpect.EOF)
-            child.close()
-            assert child.exitstatus == 1
-            assert "Traceback" not in child.before
-        finally:
-            child.close(force=True)
+    with echo_terminal_awaiting_an_echo() as (child, conn):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()  # linger 0: RST instead of FIN
+        child.expect("the server closed the connection")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 1
+        assert "Traceback" not in child.before
 
 
 def test_echo_terminal_ctrl_c_while_waiting_for_the_echo_exits_zero():
     """A server that takes the line and never answers: Ctrl-C leaves as it does at the prompt."""
-    with socket.create_server(("127.0.0.1", 0)) as peer:
-        child = spawn_terminal("echo", "connect", "--port", str(peer.getsockname()[1]))
-        try:
-            conn, _ = peer.accept()
-            child.expect("echo>")
-            child.sendline("hello")
-            assert conn.recv(6) == b"hello\n"  # the client now waits in recv
-            child.sendintr()
-            assert_exits_zero(child)
-            assert "Aborted" not in child.before
-            conn.close()
-        finally:
-            child.close(force=True)
+    with echo_terminal_awaiting_an_echo() as (child, _):
+        child.sendintr()
+        assert_exits_zero(child)
+        assert "Aborted" not in child.before
 
 
 def test_echo_pipe_ctrl_c_exits_zero(data_dir):
