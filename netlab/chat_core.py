@@ -331,22 +331,23 @@ class Chat:
         if not self._may_start_auth(session, request.id):
             return
         now = self.clock()
-        name_key = throttle_key(request.username)
-        if self._name_throttle.refused(name_key, now) or self._ip_throttle.refused(session.ip, now):
+        # Failed logins count per name and per address (PROTOCOL.md), the same way for both.
+        throttles = ((self._name_throttle, throttle_key(request.username)), (self._ip_throttle, session.ip))
+        if any(throttle.refused(key, now) for throttle, key in throttles):
             log.info("login throttled for %s from %s", self._loggable(request.username), session.peer)
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
         self._start_auth(session)
         # Nothing has failed yet, but enough guesses at this name, or from this address, are
         # being hashed: wait for them. Else a burst of simultaneous guesses would all pass.
-        for throttle, key in ((self._name_throttle, name_key), (self._ip_throttle, session.ip)):
+        for throttle, key in throttles:
             if throttle.busy(key):
                 throttle.waiting.setdefault(key, deque()).append((session, request))
                 self.fx.hold(session.sid, True)
                 return
         account = self.accounts.get(request.username) if p.valid_username(request.username) else None
         password = request.password
-        self._name_throttle.begin(name_key)
-        self._ip_throttle.begin(session.ip)
+        for throttle, key in throttles:
+            throttle.begin(key)
 
         def work() -> bool:
             # Unknown or malformed names verify against a dummy hash: same work, same timing.
@@ -358,16 +359,16 @@ class Chat:
             if failed:
                 log.info("failed login for %s from %s", self._loggable(request.username), session.peer)
                 failed_at = self.clock()
-                self._name_throttle.fail(name_key, failed_at)
-                self._ip_throttle.fail(session.ip, failed_at)
+                for throttle, key in throttles:
+                    throttle.fail(key, failed_at)
                 self._error(session, "bad_credentials", request.id)
             else:
                 log.info("login %s from %s", safe(account.username), session.peer)
                 self._authenticate(session, account.username, "login")
-            self._name_throttle.end(name_key)
-            self._ip_throttle.end(session.ip)
-            self._resume_logins(self._name_throttle, name_key)
-            self._resume_logins(self._ip_throttle, session.ip)
+            for throttle, key in throttles:
+                throttle.end(key)
+            for throttle, key in throttles:  # once both have ended: a waiting login checks both
+                self._resume_logins(throttle, key)
 
         self.fx.submit(session.sid, work, done)
 
