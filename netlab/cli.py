@@ -75,8 +75,13 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def open_log(path: Path) -> LogControl:
+    """The log file, its directory created if missing as the data directory is (0700 under
+    prepare_data_dir's umask): a service's log under /var/log/netlab/ needs no set-up step."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         return setup_logging(path)
+    except FileExistsError:  # mkdir's word for "a file has that name"
+        fail(f"cannot write the log file {path}: {path.parent} is a file, not a directory")
     except OSError as exc:
         fail(f"cannot write the log file {path}: {exc.strerror or exc}")
 
@@ -167,6 +172,30 @@ def client_wrap(host: str, tls: bool, ca: Path | None, insecure: bool):
     return lambda sock: context.wrap_socket(sock, server_hostname=host)
 
 
+class _Command(click.Command):
+    """A command whose every usage error shows click's usage line.
+
+    click's parser raises "Option '--x' requires an argument." without the command's
+    context (click 8.x), and an error without one prints only its `Error:` line; every other
+    usage error gets its context from click. This gives it the same one.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise
+
+
+class _Group(click.Group):
+    """Groups whose commands, and subgroups' commands, are _Command."""
+
+    command_class = _Command
+    group_class = type  # subgroups of the same class
+
+
 def with_options(options: list):
     def decorate(function):
         for option in reversed(options):
@@ -176,7 +205,7 @@ def with_options(options: list):
     return decorate
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="netlab")
 def main() -> None:
     """netlab: echo and chat servers, their clients and load generators."""
