@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import click
 
 from netlab.logs import LogControl
+from netlab.terminal import prompt_output
 
 if TYPE_CHECKING:
     from prompt_toolkit.application import Application
@@ -142,6 +143,7 @@ class Console:
         session: PromptSession[str] = PromptSession(
             completer=NestedCompleter.from_nested_dict(command_tree()),
             complete_while_typing=False,  # Tab completes, as in a shell
+            output=prompt_output(),
         )
         self._session = session
         prompt = f"netlab {self.server.kind}> "

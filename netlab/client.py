@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from netlab import protocol as p
 from netlab.netutil import enable_keepalive, format_address
+from netlab.terminal import prompt_output
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -517,7 +518,8 @@ def run_terminal(client: ChatClient) -> int:
         print(f"{stamp}{for_terminal(text)}", flush=True)
 
     client.show = show
-    session: PromptSession[str] = PromptSession(erase_when_done=True)  # own lines show when broadcast
+    # erase_when_done: one's own lines show when the server broadcasts them
+    session: PromptSession[str] = PromptSession(erase_when_done=True, output=prompt_output())
     with patch_stdout(raw=True):
         network = threading.Thread(target=client.run, name="network", daemon=True)
         network.start()
@@ -671,7 +673,7 @@ def echo_terminal(sock: socket.socket) -> int:
     """Each line typed is sent; its echo is printed."""
     from prompt_toolkit import PromptSession
 
-    session: PromptSession[str] = PromptSession()
+    session: PromptSession[str] = PromptSession(output=prompt_output())
     while True:
         try:
             line = session.prompt("echo> ")

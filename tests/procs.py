@@ -149,12 +149,13 @@ def serve(kind: str, data_dir: Path, *extra: str, env: dict[str, str] | None = N
 def spawn_terminal(*args: str, env: dict[str, str] | None = None, columns: int = 120):
     """`python -m netlab ARGS` on a pseudo-terminal (pexpect).
 
-    prompt_toolkit asks a real terminal where its cursor is; pexpect answers
-    nothing, so that request is turned off.
+    pexpect answers no cursor-position request (CPR), as many serial consoles do;
+    netlab must not need one, so prompt_toolkit's switch for that is not set here.
     """
     import pexpect
 
-    full_env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm", **(env or {})}
+    inherited = {name: value for name, value in os.environ.items() if name != "PROMPT_TOOLKIT_NO_CPR"}
+    full_env = {**inherited, "TERM": "xterm", **(env or {})}
     return pexpect.spawn(sys.executable, ["-m", "netlab", *args], env=full_env, encoding="utf-8",
                          timeout=WAIT, dimensions=(40, columns))
 

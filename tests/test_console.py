@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 import signal
 import socket
@@ -286,5 +287,24 @@ def test_terminal_ctrl_d_or_ctrl_c_at_a_question_is_no(data_dir, key):
         assert not (data_dir / "clients.csv.bak").exists()
         child.sendeof()
         assert_exits_zero(child)
+    finally:
+        child.close(force=True)
+
+
+def test_a_terminal_that_never_answers_cursor_position_requests(data_dir):
+    # pexpect's pseudo-terminal answers no CPR, as serial consoles and multiplexers may not:
+    # prompt_toolkit asked one, held each command's answer for it, and 2 s later printed a
+    # warning. The console asks none, so a command typed at once is answered, and no warning.
+    child = spawn_terminal("echo", "serve", "--port", "0", "--data-dir", str(data_dir))
+    child.logfile_read = io.StringIO()
+    try:
+        child.expect(r"listening on 127\.0\.0\.1:\d+")
+        child.sendline("status")
+        child.expect(r"connections: 0 open")
+        child.sendline("shutdown")
+        assert_exits_zero(child)
+        shown = child.logfile_read.getvalue()
+        assert "\x1b[6n" not in shown  # the request whose missing answer made the wait
+        assert "WARNING" not in shown and "CPR" not in shown
     finally:
         child.close(force=True)
