@@ -306,8 +306,9 @@ def start() -> None:
 @click.pass_obj
 def start_log(console: Console) -> None:
     """Show log lines on the console again."""
-    console.logs.start_console()
-    click.echo("console logging started")
+    hidden = console.logs.start_console()
+    click.echo(f"console logging started; {hidden} {'line was' if hidden == 1 else 'lines were'} hidden "
+               "(the log file has them)")
 
 
 @commands.command(add_help_option=False)

@@ -4,8 +4,8 @@ Two handlers hang off the `netlab` logger: a size-bounded file that keeps
 everything, and a console handler the operator can silence (`stop log`)
 without the file missing a line. The console is written by a thread of its
 own, so a stuck terminal or pipe never blocks a server. `clear log`
-truncates the file in place so the open handle stays valid and the next line
-lands at offset 0.
+truncates the file in place so the open handle stays valid, and writes a
+first line saying so at offset 0.
 """
 
 from __future__ import annotations
@@ -44,14 +44,19 @@ def safe(text: str) -> str:
 class TruncatableFileHandler(logging.handlers.RotatingFileHandler):
     """A rotating file handler whose file can be emptied while in use."""
 
-    def truncate(self) -> None:
+    def truncate(self, first_line: str) -> None:
+        """Empty the file and write `first_line` as its first record: whoever reads a short
+        log then knows earlier lines were removed, not never written, and when."""
         # The file is opened in append mode (O_APPEND), so after ftruncate the
         # next write goes to offset 0: no hole of zero bytes, same handle.
-        with self.lock:  # type: ignore[union-attr]
+        with self.lock:  # type: ignore[union-attr]  # a reentrant lock: handle() takes it again
             if self.stream is None:
                 self.stream = self._open()
             self.stream.flush()
             os.ftruncate(self.stream.fileno(), 0)
+            # Under the lock: no other thread's line can come before it.
+            self.handle(logging.makeLogRecord({"name": LOGGER_NAME, "msg": first_line,
+                                               "levelno": logging.INFO, "levelname": "INFO"}))
 
 
 class ConsoleHandler(logging.Handler):
@@ -69,7 +74,8 @@ class ConsoleHandler(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.enabled = True
+        self._enabled = True
+        self._hidden = 0  # lines not shown since the operator turned the console off
         self._lines: deque[str] = deque()
         self._dropped = 0
         self._busy = False  # the writer holds lines it has not finished writing
@@ -78,9 +84,22 @@ class ConsoleHandler(logging.Handler):
         self._writer = threading.Thread(target=self._write_lines, name="log-console", daemon=True)
         self._writer.start()
 
+    def hide(self) -> None:
+        with self._changed:
+            self._enabled = False
+
+    def show(self) -> int:
+        """Show lines again; how many were hidden since `hide` (0 if they were not hidden)."""
+        with self._changed:
+            hidden, self._hidden = self._hidden, 0
+            self._enabled = True
+        return hidden
+
     def emit(self, record: logging.LogRecord) -> None:
-        if not self.enabled:
-            return
+        with self._changed:
+            if not self._enabled:
+                self._hidden += 1
+                return
         try:
             line = self.format(record)
         except Exception:  # a bad log call must not raise into the loop
@@ -158,13 +177,14 @@ class LogControl:
         return Path(self.file_handler.baseFilename)
 
     def stop_console(self) -> None:
-        self.console.enabled = False
+        self.console.hide()
 
-    def start_console(self) -> None:
-        self.console.enabled = True
+    def start_console(self) -> int:
+        """Show log lines again; how many the console did not show meanwhile."""
+        return self.console.show()
 
     def clear_file(self) -> None:
-        self.file_handler.truncate()
+        self.file_handler.truncate("log cleared by the operator")
 
     def close(self) -> None:
         logger = logging.getLogger(LOGGER_NAME)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import io
 import os
+import re
 import signal
 import socket
 import sys
@@ -76,12 +77,16 @@ def test_chat_only_commands_say_so_on_echo(echo, line):
 
 def test_stop_log_silences_console_while_file_grows(echo, data_dir):
     server, port = echo
+    log_file = data_dir / "echo.log"
     server.command("stop log")
     server.out.wait_for("console logging stopped")
+    before = len(log_file.read_text().splitlines())
     hidden = touch_server(port)
-    wait_file_contains(data_dir / "echo.log", f"disconnected 127.0.0.1:{hidden} ")
+    wait_file_contains(log_file, f"disconnected 127.0.0.1:{hidden} ")
+    meanwhile = len(log_file.read_text().splitlines()) - before
     server.command("start log")
-    server.out.wait_for("console logging started")
+    server.out.wait_for(f"console logging started; {meanwhile} lines were hidden "
+                        r"\(the log file has them\)")
     shown = touch_server(port)
     server.err.wait_for(f"disconnected 127.0.0.1:{shown} ")
     assert f":{hidden} " not in server.err.text()  # stderr is ordered: it would be there by now
@@ -97,7 +102,15 @@ def test_clear_log_empties_file_and_next_line_starts_it(echo, data_dir):
     later = touch_server(port)
     text = wait_file_contains(log_file, f"disconnected 127.0.0.1:{later} ")
     assert "listening on" not in text
-    assert "\0" not in text and text[:2] == "20"  # starts with a timestamp, no hole
+    assert "\0" not in text  # no hole
+    assert_cleared_by_the_operator(text)
+
+
+def assert_cleared_by_the_operator(log_text: str) -> None:
+    """The file's first line says it was cleared, when, in the log's own line format."""
+    first = log_text.splitlines()[0]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.fullmatch(stamp + " INFO log cleared by the operator", first), first
 
 
 def test_end_of_input_leaves_server_running(echo):
@@ -222,7 +235,9 @@ def test_terminal_clear_log_empties_file_and_clears_the_screen(terminal, data_di
     child.sendline("clear log")
     child.expect("log cleared")
     assert "\x1b[2J" in child.before  # CLI.md: "and clear the console"
-    assert (data_dir / "echo.log").read_text() == ""
+    cleared = (data_dir / "echo.log").read_text()
+    assert_cleared_by_the_operator(cleared)
+    assert len(cleared.splitlines()) == 1  # nothing else happened since
 
 
 def test_terminal_ctrl_d_shuts_down(terminal):
