@@ -129,6 +129,16 @@ def _who(session: Session) -> str:
     return f"{safe(session.username)} from {session.peer}" if session.username else session.peer
 
 
+#: How a request that may not start is answered: (session, code, request id, message or None).
+Refusal = Callable[[Session, str, str | None, str | None], None]
+
+
+def _log_refused_registration(session: Session, code: str) -> None:
+    """The code and the address only: the name tried is no account, and now and then it is
+    a password typed into the wrong field (PROTOCOL.md: the log never holds a password)."""
+    log.info("registration refused for %s: %s", session.peer, code)
+
+
 def throttle_key(username: str) -> str:
     """The failed-login key of a name: case-insensitive (PROTOCOL.md), and small even for a
     name no account can have, which may be as long as a frame. Such a name is kept as a
@@ -276,6 +286,8 @@ class Chat:
         try:
             request = p.parse_request(frame)
         except p.ProtocolError as exc:
+            if kind == "register":
+                _log_refused_registration(session, exc.code)
             self.fx.send(sid, p.encode(exc.to_frame()))
             return
         handler = self._handlers[type(request)]
@@ -297,11 +309,11 @@ class Chat:
             self._fatal(session, "slow_consumer", f"more than {limit} bytes of output pending")
 
     def _register(self, session: Session, request: p.Register) -> None:
-        if not self._may_start_auth(session, request.id):
+        if not self._may_start_auth(session, request.id, self._refuse_registration):
             return
         key = request.username.lower()
         if key in self._reserved or self.accounts.get(request.username) is not None:
-            return self._error(session, "username_taken", request.id)
+            return self._refuse_registration(session, "username_taken", request.id)
         self._reserved.add(key)
         self._start_auth(session)
         username, password, ip = request.username, request.password, session.ip
@@ -321,7 +333,7 @@ class Chat:
                 log.error("registration of %s failed: %s", safe(username), result)
                 return self._error(session, "bad_request", request.id, "the account could not be stored")
             if result == "username_taken":
-                return self._error(session, "username_taken", request.id)
+                return self._refuse_registration(session, "username_taken", request.id)
             log.info("registered %s from %s", safe(username), session.peer)
             self._authenticate(session, username, "register")
 
@@ -392,14 +404,22 @@ class Chat:
         if not waiting:
             throttle.waiting.pop(key, None)
 
-    def _may_start_auth(self, session: Session, rid: str | None) -> bool:
+    def _may_start_auth(self, session: Session, rid: str | None, refuse: Refusal | None = None) -> bool:
+        """Whether a register or login may start now; if not, `refuse` (an error by default)
+        answers it."""
+        refuse = refuse or self._error
         if session.auth_pending:
-            self._error(session, "rate_limited", rid, "a register or login is already in progress")
+            refuse(session, "rate_limited", rid, "a register or login is already in progress")
             return False
         if self.pending_auth >= self.config.max_pending_auth:
-            self._error(session, "rate_limited", rid, "the server is busy with logins; try again")
+            refuse(session, "rate_limited", rid, "the server is busy with logins; try again")
             return False
         return True
+
+    def _refuse_registration(self, session: Session, code: str, rid: str | None,
+                             message: str | None = None) -> None:
+        _log_refused_registration(session, code)
+        self._error(session, code, rid, message)
 
     def _start_auth(self, session: Session) -> None:
         session.auth_pending = True
@@ -498,6 +518,7 @@ class Chat:
             raise ValueError("a notice is 1 to 4000 characters, not only white space, "
                              "without control characters other than TAB, LF and CR")
         self.fx.broadcast(p.encode(p.notice(text)))
+        log.info("operator notice to %d session(s): %s", self.subscribers, safe(text))
         return self.subscribers
 
     def users_table(self) -> list[tuple[str, int, list[str]]]:

@@ -86,6 +86,33 @@ def test_say_sends_a_notice_to_every_authenticated_session(console):
         client.close()
 
 
+def test_say_is_logged(console, tmp_path):
+    server, port = console
+    with registered(port, "Nell") as listener:
+        marked(server, "say back in 5 minutes", r"notice sent to 1 session")
+        listener.expect("notice")
+    wait_file_contains(tmp_path / "data" / "chat.log",
+                       "INFO operator notice to 1 session(s): 'back in 5 minutes'")
+
+
+def test_refused_registrations_are_logged_with_code_and_address_not_name(console, tmp_path):
+    server, port = console
+    registered(port, "Taken").close()
+    attempts = [("TAKEN", PASSWORD, "username_taken"),
+                ("no such name!", PASSWORD, "invalid_username"),
+                ("Secret-Word-42", "short", "invalid_password")]  # a password in the name field
+    log_file = tmp_path / "data" / "chat.log"
+    for username, password, code in attempts:
+        with connect(port) as client:
+            client.send("register", username=username, password=password)
+            client.expect_error(code)
+            refused = f"INFO registration refused for 127.0.0.1:{client.local_port}: {code}"
+            wait_file_contains(log_file, refused)
+    text = log_file.read_text()
+    for username, _, _ in attempts:
+        assert username not in text  # "Taken" is there, as the account it is; never a name tried
+
+
 def test_kick_and_say_take_a_name_or_text_as_typed(console):
     server, port = console
     watcher = registered(port, "Watcher")
