@@ -276,6 +276,30 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     serve(ChatServer(listener, config, accounts, history, tls), logs, repl=not no_repl)
 
 
+@chat.command("check")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+              help="The chat server's data directory.")
+@click.option("--repair", is_flag=True,
+              help="Cut off a torn last record (keeping FILE.bak); nothing else is changed.")
+def chat_check(data_dir: Path, repair: bool) -> None:
+    """Read every data file and report damage; exit 0 clean, 1 damaged, 2 cannot check."""
+    from netlab.check import check_data_dir
+    from netlab.check import repair as repair_torn
+
+    os.umask(0o077)
+    if not data_dir.is_dir():
+        fail(f"cannot check data directory {data_dir}: "
+             f"{'not a directory' if data_dir.exists() else 'it does not exist'}")
+    hold_data_dir(data_dir, CHAT_LOCK, "chat check")  # no server may write while it is read
+    damage = check_data_dir(data_dir)
+    done: list[str] = []
+    if repair:
+        done, damage = repair_torn(damage)
+    for line in [*done, *map(str, damage)] or ["no damage found"]:
+        click.echo(line)
+    sys.exit(1 if damage else 0)
+
+
 def read_password(password_file: Path | None, password_env: str | None, confirm: bool) -> str:
     """From a file, a variable or a hidden prompt; never from the command line (`ps` shows it)."""
     if password_file is not None:
