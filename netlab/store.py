@@ -276,8 +276,8 @@ def decode_accounts(
     """The accounts in clients.csv's rows, and one line for each row that is wrong.
 
     Start-up refuses with the first line, `netlab chat check` lists them all. A row that does
-    not decrypt ends the reading: the key, not the row, is the likely fault. The operator sees
-    a duplicate's name, as the file holds it only encrypted.
+    not decrypt ends the reading: the key, not the row, is the likely fault. A duplicate is
+    named by its decrypted login, on the terminal of the operator who holds the key.
     """
     accounts: dict[str, Account] = {}
     first_line: dict[str, int] = {}
@@ -347,7 +347,8 @@ def read_record(raw: bytes) -> Record | str:
     if len(rows) != 1 or len(rows[0]) != 4:
         return f"{sum(map(len, rows))} fields, not 4"
     seq, ts, sender, body = rows[0]
-    if not seq.isascii() or not seq.isdigit() or int(seq) == 0:
+    # at most 18 digits: below 2**63, as no chat will ever reach, and int() stays cheap
+    if not seq.isascii() or not seq.isdigit() or len(seq) > 18 or not seq.strip("0"):
         return f"seq {seq[:20]!r} is not a positive whole number"
     if not _TS.fullmatch(ts):
         return f"ts {ts[:40]!r} is not a UTC time as netlab writes it"
