@@ -134,3 +134,14 @@ def test_check_of_a_missing_directory_is_a_one_line_error(tmp_path):
     status, out, err = check(tmp_path / "nowhere")
     assert (status, out, len(err)) == (2, [], 1) and "does not exist" in err[0]
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_torn_record_cut_after_a_newline_inside_its_text_is_torn_too(data_dir):
+    data_dir.mkdir()
+    history = data_dir / "history.csv"
+    good = history_of([1, 2])
+    history.write_bytes(good + b'3,2026-01-01T00:00:00.000Z,carol,"two\n')
+    status, out, _ = check(data_dir, "--repair")
+    assert status == 0 and out[0].startswith(
+        f"{history} line 4: a torn last record (its quote never closes, 38 bytes): cut off")
+    assert history.read_bytes() == good
