@@ -17,6 +17,7 @@ import click
 
 from netlab import admin
 from netlab.chat_core import ChatConfig
+from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_data_dir
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import format_address, open_listener, raise_fd_limit, unbracket
@@ -61,6 +62,15 @@ def prepare_data_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         fail(f"cannot use data directory {path}: not writable")
     return path
+
+
+def hold_data_dir(data_dir: Path, lock_name: str, holder: str) -> None:
+    """This process's lock on the directory, before anything there is written (the log too):
+    a second server on it stops here with one line and exit 2, touching nothing."""
+    try:
+        lock_data_dir(data_dir, lock_name, holder)
+    except DataDirUnavailable as exc:
+        fail(str(exc))
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -229,6 +239,7 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     tls = server_tls(tls_cert, tls_key)
     listener = listen(host, port)  # first: a port in use leaves no new directory behind
     data_dir = prepare_data_dir(data_dir)
+    hold_data_dir(data_dir, ECHO_LOCK, "echo server")
     server = EchoServer(listener, max_clients=max_clients, tls=tls)
     logs = open_log(log_file or data_dir / "echo.log")
     raise_fd_limit(max_clients, get_logger("echo"))
@@ -281,6 +292,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     tls = server_tls(tls_cert, tls_key)
     listener = listen(host, port)  # first: a port in use leaves no new directory behind
     data_dir = prepare_data_dir(data_dir)
+    hold_data_dir(data_dir, CHAT_LOCK, "chat server")
     logs = open_log(log_file or data_dir / "chat.log")
     try:
         accounts, history = open_store(data_dir, window)
@@ -291,6 +303,30 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     config = ChatConfig(history_window=window, **limits)
     raise_fd_limit(config.max_clients, get_logger("chat"))
     serve(ChatServer(listener, config, accounts, history, tls), logs, repl=not no_repl)
+
+
+@chat.command("check")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+              help="The chat server's data directory.")
+@click.option("--repair", is_flag=True,
+              help="Cut off a torn last record (keeping FILE.bak); nothing else is changed.")
+def chat_check(data_dir: Path, repair: bool) -> None:
+    """Read every data file and report damage; exit 0 clean, 1 damaged, 2 cannot check."""
+    from netlab.check import check_data_dir
+    from netlab.check import repair as repair_torn
+
+    os.umask(0o077)
+    if not data_dir.is_dir():
+        fail(f"cannot check data directory {data_dir}: "
+             f"{'not a directory' if data_dir.exists() else 'it does not exist'}")
+    hold_data_dir(data_dir, CHAT_LOCK, "chat check")  # no server may write while it is read
+    damage = check_data_dir(data_dir)
+    done: list[str] = []
+    if repair:
+        done, damage = repair_torn(damage)
+    for line in [*done, *map(str, damage)] or ["no damage found"]:
+        click.echo(line)
+    sys.exit(1 if damage else 0)
 
 
 def read_password(password_file: Path | None, password_env: str | None, confirm: bool) -> str:

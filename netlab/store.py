@@ -152,28 +152,13 @@ class Accounts:
             data = b""
         except OSError as exc:
             raise StartupError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        rows, torn_at = _parse_clients(data, path)
-        if found is None and rows:
-            raise StartupError(
-                f"{path} holds {len(rows)} account{'s' if len(rows) > 1 else ''} but no key was found: "
-                f"restore {data_dir / KEY_FILE} or set {KEY_ENV}; refusing to start"
-            )
+        rows, torn_at = parse_clients(data, path)
+        require_key(found, rows, path)
         key, source = found or (new_key(), "")
         vault = Vault(key)
-        accounts: dict[str, Account] = {}
-        for line_no, (index, login, password_hash, _ip, _created) in rows:
-            try:
-                username = vault.decrypt(login, "login")
-            except (InvalidTag, ValueError) as exc:
-                raise StartupError(
-                    f"the key in {source} does not match {path} (line {line_no} does not "
-                    "decrypt); use the key these accounts were made with"
-                ) from exc
-            if vault.blind_index(username) != index:
-                raise StartupError(f"{path} line {line_no}: login_index does not match its login")
-            if username.casefold() in accounts:
-                raise StartupError(f"{path} line {line_no}: a second account {username!r}")
-            accounts[username.casefold()] = Account(username, password_hash)
+        accounts, problems = decode_accounts(rows, vault, path, source)
+        if problems:
+            raise StartupError(problems[0])
         loaded = cls(path, vault, accounts, torn_at)
         loaded._new_key = None if found else key
         loaded._key_file_read = found is not None and KEY_ENV not in environ
@@ -251,7 +236,7 @@ class Accounts:
         return len(self._by_name)
 
 
-def _parse_clients(data: bytes, path: Path) -> tuple[list[tuple[int, list[str]]], int | None]:
+def parse_clients(data: bytes, path: Path) -> tuple[list[tuple[int, list[str]]], int | None]:
     """(line number, fields) of each account row, and where a torn last line starts (if any).
 
     No field can hold a line break, so lines are records; a last line without its newline is
@@ -276,6 +261,49 @@ def _parse_clients(data: bytes, path: Path) -> tuple[list[tuple[int, list[str]]]
     return list(enumerate(rows[1:], start=2)), torn_at
 
 
+def require_key(found: tuple[bytes, str] | None, rows: list[tuple[int, list[str]]], path: Path) -> None:
+    """StartupError when accounts exist but no key does: a new key would lock them out for good."""
+    if found is None and rows:
+        raise StartupError(
+            f"{path} holds {len(rows)} account{'s' if len(rows) > 1 else ''} but no key was found: "
+            f"restore {path.parent / KEY_FILE} or set {KEY_ENV}; refusing to start"
+        )
+
+
+def decode_accounts(
+    rows: list[tuple[int, list[str]]], vault: Vault, path: Path, source: str
+) -> tuple[dict[str, Account], list[str]]:
+    """The accounts in clients.csv's rows, and one line for each row that is wrong.
+
+    Start-up refuses with the first line, `netlab chat check` lists them all. A row that does
+    not decrypt ends the reading: the key, not the row, is the likely fault. A duplicate is
+    named by its decrypted login, on the terminal of the operator who holds the key.
+    """
+    accounts: dict[str, Account] = {}
+    first_line: dict[str, int] = {}
+    problems = []
+    for line_no, (index, login, password_hash, _ip, _created) in rows:
+        try:
+            username = vault.decrypt(login, "login")
+        except (InvalidTag, ValueError):
+            problems.append(
+                f"the key in {source} does not match {path} (line {line_no} does not "
+                "decrypt); use the key these accounts were made with"
+            )
+            break
+        name = username.casefold()
+        if vault.blind_index(username) != index:
+            problems.append(f"{path} line {line_no}: login_index does not match its login")
+        elif name in accounts:
+            problems.append(
+                f"{path} line {line_no}: a second account {username!r} (line {first_line[name]} has it)"
+            )
+        else:
+            accounts[name] = Account(username, password_hash)
+            first_line[name] = line_no
+    return accounts, problems
+
+
 # --------------------------------------------------------------------------------------------
 # History
 
@@ -295,30 +323,50 @@ class Record:
         return _csv_line((str(self.seq), self.ts, self.sender, self.text))
 
 
-def _parse_record(raw: bytes) -> Record | None:
+def parse_record(raw: bytes) -> Record | None:
     """The record in `raw` (one record with its line end), or None if it is not one we wrote.
 
     Besides 4 fields, an integer seq and a timestamp, the bytes must be exactly what
     Record.encode() makes of them (LF alone also ends a record): a wrong guess at where a record
     starts almost always breaks one of these.
     """
+    record = read_record(raw)
+    return record if isinstance(record, Record) else None
+
+
+def read_record(raw: bytes) -> Record | str:
+    """parse_record's answer, with the reason instead of None (for messages about damage)."""
     try:
         text = raw.decode()
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    try:
         rows = list(csv.reader([text]))
-    except (UnicodeDecodeError, csv.Error):
-        return None
+    except csv.Error:
+        return "not a CSV record"
     if len(rows) != 1 or len(rows[0]) != 4:
-        return None
+        return f"{sum(map(len, rows))} fields, not 4"
     seq, ts, sender, body = rows[0]
-    if not seq.isascii() or not seq.isdigit() or not _TS.fullmatch(ts):
-        return None
+    # at most 18 digits: below 2**63, as no chat will ever reach, and int() stays cheap
+    if not seq.isascii() or not seq.isdigit() or len(seq) > 18 or not seq.strip("0"):
+        return f"seq {seq[:20]!r} is not a positive whole number"
+    if not _TS.fullmatch(ts):
+        return f"ts {ts[:40]!r} is not a UTC time as netlab writes it"
     record = Record(int(seq), ts, sender, body)
     if not raw.endswith(b"\r\n"):
         raw = raw[:-1] + b"\r\n"
-    return record if record.seq > 0 and record.encode() == raw else None
+    return record if record.encode() == raw else f"seq {seq} is not written as netlab writes it"
 
 
-def _boundaries(buf: bytes, parity: int) -> list[int]:
+def history_header_end(fd: int, path: Path) -> int:
+    """Where the first record of history.csv starts, or StartupError if the header is wrong."""
+    header = os.pread(fd, 64, 0).partition(b"\n")[0] + b"\n"
+    if header.rstrip(b"\r\n") != b",".join(h.encode() for h in HISTORY_HEADER):
+        raise StartupError(f"{path} does not start with the header seq,ts,from,text")
+    return len(header)
+
+
+def record_ends(buf: bytes, parity: int) -> list[int]:
     """Offsets just after each newline of buf that ends a record.
 
     A newline ends a record iff an even number of quotes precede it in the file; `parity` is
@@ -344,12 +392,12 @@ def _records_in(buf: bytes, parity: int, at_start: bool, base: int = 0) -> list[
     a record's tail and are skipped. Offsets are shifted by `base`. None if any record fails
     to parse or seqs do not strictly increase: the parity guess was wrong, or the file is bad.
     """
-    bounds = _boundaries(buf, parity)
+    bounds = record_ends(buf, parity)
     if at_start:
         bounds.insert(0, 0)
     out: list[_Span] = []
     for start, end in itertools.pairwise(bounds):
-        record = _parse_record(buf[start:end])
+        record = parse_record(buf[start:end])
         if record is None or (out and record.seq <= out[-1][2].seq):
             return None
         out.append((base + start, base + end, record))
@@ -488,10 +536,7 @@ class History:
             _create_with_header(path, HISTORY_HEADER)
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         try:
-            header = os.pread(fd, 64, 0).partition(b"\n")[0] + b"\n"
-            if header.rstrip(b"\r\n") != b",".join(h.encode() for h in HISTORY_HEADER):
-                raise StartupError(f"{path} does not start with the header seq,ts,from,text")
-            history = cls(path, fd, len(header), window)
+            history = cls(path, fd, history_header_end(fd, path), window)
             history._load_tail()
         except BaseException:
             os.close(fd)
@@ -509,7 +554,7 @@ class History:
             if spans and len(spans) < window:
                 spans = _walk_back(self._fd, spans[0][0], lo, window - len(spans)) + spans
         except _Corrupt as exc:
-            raise StartupError(f"{self._path}: {exc}") from exc
+            raise StartupError(self._damage_at_start(exc)) from exc
         spans = spans[-window:]
         self._end = spans[-1][1] if spans else lo
         if self._end < size:
@@ -522,6 +567,17 @@ class History:
         self._window.extend((start, record) for start, _end, record in spans)
         self._complete = not spans or spans[0][0] == lo
         self.last_seq = spans[-1][2].seq if spans else 0
+
+    def _damage_at_start(self, exc: _Corrupt) -> str:
+        """The damage the tail read stumbled on, named as `netlab chat check` names it.
+
+        The whole file is read, once, on the way to refusing to start. A torn last record
+        is no reason to refuse (the next append cuts it), so it is not the one named.
+        """
+        from netlab.check import history_damage  # check walks this module's formats
+
+        named = [d for d in history_damage(self._path) if d.torn_at is None]
+        return str(named[0]) if named else f"{self._path}: {exc}"
 
     def append(self, records: list[Record]) -> None:
         """Write records in one write(), no fsync (loop thread): in the OS, safe from kill -9.
