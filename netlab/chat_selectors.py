@@ -129,7 +129,7 @@ class Connection:
 
     __slots__ = ("sid", "sock", "peer", "ip", "decoder", "subscribed", "cursor", "boundary",
                  "private", "private_bytes", "sent_head", "log_stop", "closing", "close_by",
-                 "blocked", "paused", "held", "events", "handshaking")
+                 "blocked", "paused", "held", "events", "handshaking", "handshake_by")
 
     def __init__(self, sid: int, sock: socket.socket, address: tuple, max_frame: int) -> None:
         self.sid = sid
@@ -153,6 +153,7 @@ class Connection:
         self.held = False  # its next requests wait (Effects.hold): a hash, a disk read, a throttle
         self.events = selectors.EVENT_READ  # the selector interest registered now (0: none)
         self.handshaking = False  # TLS: nothing is sent or read until the handshake is done
+        self.handshake_by = 0.0  # TLS: monotonic time its auth timeout ends an unfinished handshake
 
 
 class ChatServer:
@@ -305,6 +306,10 @@ class ChatServer:
             return
         conn.closing = True
         conn.close_by = time.monotonic() + CLOSE_GRACE
+        if conn.handshaking:
+            # The handshake is charged to the auth timeout: at its end no handshake has
+            # come, so no goodbye can be sent, and there is nothing left for a grace to wait for.
+            conn.close_by = min(conn.close_by, conn.handshake_by)
         conn.log_stop = self.log.end
         self._readers.pop(sid, None)
         self._closing.add(conn)
@@ -421,6 +426,7 @@ class ChatServer:
             sid, self._next_sid = self._next_sid, self._next_sid + 1
             conn = Connection(sid, sock, addr, self.config.max_frame)
             conn.handshaking = self.tls is not None
+            conn.handshake_by = time.monotonic() + self.config.auth_timeout
             self.conns[sid] = conn
             self._accepted += 1
             self.selector.register(sock, selectors.EVENT_READ, conn)
