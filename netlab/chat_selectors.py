@@ -47,7 +47,7 @@ from netlab import protocol as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
-from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
+from netlab.netutil import ACCEPT_BACKOFF, Acceptor, client_ip, enable_keepalive, format_address
 from netlab.store import Accounts, History, Record
 
 log = get_logger("chat")
@@ -135,7 +135,7 @@ class Connection:
         self.sid = sid
         self.sock = sock
         self.peer = format_address(address)
-        self.ip: str = address[0]  # whose turn a job is in the worker pools
+        self.ip = client_ip(address)  # whose connections these are: limits, throttles, pool turns
         self.decoder = p.FrameDecoder(max_frame)
         self.subscribed = False
         self.cursor = 0     # next log byte to send
