@@ -493,14 +493,24 @@ class Chat:
     # -- operator commands ----------------------------------------------------------
 
     def kick(self, name: str) -> int:
-        entry = self.online.get(name.lower())
+        return self._kick(name.lower(), "removed by the operator", "kicked")
+
+    def end_sessions_without_account(self) -> int:
+        """After `clear file`: the sessions of accounts that are gone end (`kicked`), or their
+        owners would stay online under names anyone may now register. How many ended."""
+        gone = [key for key, (name, _) in self.online.items() if self.accounts.get(name) is None]
+        return sum(self._kick(key, "account removed", "account removed") for key in gone)
+
+    def _kick(self, key: str, reason: str, logged_as: str) -> int:
+        """End every session of the lower-cased name `key` with `kicked`; how many ended."""
+        entry = self.online.get(key)
         if entry is None:
             return 0
         sids = list(entry[1])
-        frame = p.encode(p.kicked("removed by the operator"))
+        frame = p.encode(p.kicked(reason))
         for sid in sids:
             self.fx.send(sid, frame)
-            self._end(self.sessions[sid], "kicked")
+            self._end(self.sessions[sid], logged_as)
         return len(sids)
 
     def notice(self, text: str) -> int:

@@ -237,13 +237,16 @@ class ChatServer:
     def say(self, text: str) -> int:
         return self.call(lambda: self.chat.notice(text))
 
-    def clear_accounts(self) -> int:
+    def clear_accounts(self) -> tuple[int, int]:
         # File work in the caller's thread; Accounts is thread-safe and the
         # loop only reads it.
         removed = self.accounts.clear()
-        if removed:
-            log.info("clients.csv cleared by the operator: %d account(s) removed", removed)
-        return removed
+        if not removed:
+            return 0, 0
+        ended = self.call(self.chat.end_sessions_without_account)
+        log.info("clients.csv cleared by the operator: %d account(s) removed, %d session(s) ended",
+                 removed, ended)
+        return removed, ended
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the loop thread; safe from any thread."""

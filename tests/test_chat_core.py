@@ -282,3 +282,15 @@ def test_connections_past_the_per_address_limit_get_server_full(chat):
     chat.connect(5, "10.0.0.1:5", "10.0.0.1", 0.0)
     assert fx.last(5)["type"] == "welcome"
 
+
+def test_removed_accounts_sessions_end_with_kicked(chat):
+    chat, fx, accounts = chat()
+    register_and_log_in(chat, accounts, ["Ann", "Bob"])
+    chat.connect(3, "127.0.0.1:3", "127.0.0.1", 0.0)  # not logged in: no account to lose
+    accounts.clear()
+    accounts.add("Bob", CHEAP.hash(PASSWORD), "127.0.0.2")  # registered again since: stays
+    assert chat.end_sessions_without_account() == 1
+    assert fx.last(1) == {"type": "kicked", "reason": "account removed"}
+    assert 1 in fx.closed and 2 not in fx.closed and 3 not in fx.closed
+    assert fx.broadcasts[-1] == {"type": "leave", "username": "Ann"}
+    assert [name for name, _, _ in chat.users_table()] == ["Bob"]
