@@ -13,7 +13,6 @@ import time
 import pytest
 from procs import Netlab, has_ipv6_loopback, serve
 
-
 #: Every test client comes from 127.0.0.1, and some tests hold a thousand at once.
 MANY_PER_IP = ("--max-clients-per-ip", "1000")
 
