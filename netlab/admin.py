@@ -65,8 +65,9 @@ class ChatServer(Server, Protocol):
     def say(self, text: str) -> int:
         """Send `notice` to every authenticated session; how many got it."""
 
-    def clear_accounts(self) -> int:
-        """Empty clients.csv (kept as clients.csv.bak); how many accounts went."""
+    def clear_accounts(self) -> tuple[int, int]:
+        """Empty clients.csv (kept as clients.csv.bak) and end the sessions of the accounts
+        removed; how many accounts went, and how many sessions ended."""
 
 
 class ChatOnly(click.ClickException):
@@ -272,16 +273,17 @@ def clear_log(console: Console) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def clear_file(console: Console, yes: bool) -> None:
-    """Empty clients.csv (kept as clients.csv.bak); those users can no longer log in."""
+    """Empty clients.csv (kept as clients.csv.bak); those users can no longer log in, their sessions end."""
     chat = console.chat("clear file")
     if not yes and not console.confirm("Remove every account from clients.csv?"):
         click.echo("clear file cancelled: nothing changed")
         return
-    removed = chat.clear_accounts()
+    removed, ended = chat.clear_accounts()
     if not removed:
         click.echo("clients.csv holds no accounts: nothing changed, clients.csv.bak kept as it was")
         return
-    click.echo(f"clients.csv emptied: {removed} account(s) removed, old file kept as clients.csv.bak")
+    click.echo(f"clients.csv emptied: {removed} account(s) removed, {ended} session(s) ended, "
+               "old file kept as clients.csv.bak")
 
 
 @commands.group(cls=_Group, add_help_option=False)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from netlab import protocol as p
 from netlab.crypto import dummy_hash, hash_password, verify_password
 from netlab.logs import get_logger, safe
+from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
 from netlab.store import Accounts, History, Record, UsernameTaken
 
 log = get_logger("chat")
@@ -38,6 +39,10 @@ class ChatConfig:
     max_frame: int = p.DEFAULT_MAX_FRAME
     #: Open connections, authenticated or not; more get `server_full`.
     max_clients: int = 10_000
+    #: Of those, open from one address; more get `server_full`. A class behind one NAT
+    #: (30 to 40 people with a device or two each) fits; one host no longer takes every
+    #: place (peraddress.py; ngircd's MaxConnectionsIP is the precedent).
+    max_clients_per_ip: int = DEFAULT_MAX_CLIENTS_PER_IP
     #: Bytes queued for one connection before it is cut as a slow consumer:
     #: enough for a burst of a few hundred long messages, small enough that
     #: ten thousand clients cannot pin the server's memory.
@@ -218,6 +223,7 @@ class Chat:
         self._deadlines: deque[tuple[float, int]] = deque()  # auth deadlines, in accept order
         self._name_throttle = Throttle(MAX_FAILURES_PER_NAME)
         self._ip_throttle = Throttle(MAX_FAILURES_PER_IP)
+        self._per_address = AddressLimit(config.max_clients_per_ip, log)
         self.pending_auth = 0
         self.next_seq = history.last_seq + 1
         self.messages_in = 0
@@ -232,6 +238,10 @@ class Chat:
             log.info("refused %s: %d connections open (--max-clients)", peer, len(self.sessions))
             self._fatal_to(sid, "server_full", f"the server holds {self.config.max_clients} connections")
             return
+        if not self._per_address.admit(ip):  # logged there, once per burst
+            limit = self.config.max_clients_per_ip
+            self._fatal_to(sid, "server_full", f"the server holds {limit} connections from your address")
+            return
         self.sessions[sid] = Session(sid, peer, ip, now, self._burst)
         self._deadlines.append((now + self.config.auth_timeout, sid))
         log.info("connected %s", peer)
@@ -242,6 +252,7 @@ class Chat:
         session = self.sessions.pop(sid, None)
         if session is None:
             return
+        self._per_address.release(session.ip)
         log.info("disconnected %s (%s)", _who(session), reason)
         if session.username is None:
             return
@@ -502,14 +513,24 @@ class Chat:
     # -- operator commands ----------------------------------------------------------
 
     def kick(self, name: str) -> int:
-        entry = self.online.get(name.lower())
+        return self._kick(name.lower(), "removed by the operator", "kicked")
+
+    def end_sessions_without_account(self) -> int:
+        """After `clear file`: the sessions of accounts that are gone end (`kicked`), or their
+        owners would stay online under names anyone may now register. How many ended."""
+        gone = [key for key, (name, _) in self.online.items() if self.accounts.get(name) is None]
+        return sum(self._kick(key, "account removed", "account removed") for key in gone)
+
+    def _kick(self, key: str, reason: str, logged_as: str) -> int:
+        """End every session of the lower-cased name `key` with `kicked`; how many ended."""
+        entry = self.online.get(key)
         if entry is None:
             return 0
         sids = list(entry[1])
-        frame = p.encode(p.kicked("removed by the operator"))
+        frame = p.encode(p.kicked(reason))
         for sid in sids:
             self.fx.send(sid, frame)
-            self._end(self.sessions[sid], "kicked")
+            self._end(self.sessions[sid], logged_as)
         return len(sids)
 
     def notice(self, text: str) -> int:
@@ -534,6 +555,7 @@ class Chat:
         for session in self.sessions.values():
             self.fx.send(session.sid, frame)
             self.fx.close(session.sid)
+            self._per_address.release(session.ip)
             log.info("disconnected %s (shutdown)", _who(session))
         log.info("closed %d connection(s) for shutdown", len(self.sessions))
         self.sessions.clear()

@@ -47,7 +47,7 @@ from netlab import protocol as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
-from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
+from netlab.netutil import ACCEPT_BACKOFF, Acceptor, client_ip, enable_keepalive, format_address
 from netlab.store import Accounts, History, Record
 
 log = get_logger("chat")
@@ -129,13 +129,13 @@ class Connection:
 
     __slots__ = ("sid", "sock", "peer", "ip", "decoder", "subscribed", "cursor", "boundary",
                  "private", "private_bytes", "sent_head", "log_stop", "closing", "close_by",
-                 "blocked", "paused", "held", "events", "handshaking")
+                 "blocked", "paused", "held", "events", "handshaking", "handshake_by")
 
     def __init__(self, sid: int, sock: socket.socket, address: tuple, max_frame: int) -> None:
         self.sid = sid
         self.sock = sock
         self.peer = format_address(address)
-        self.ip: str = address[0]  # whose turn a job is in the worker pools
+        self.ip = client_ip(address)  # whose connections these are: limits, throttles, pool turns
         self.decoder = p.FrameDecoder(max_frame)
         self.subscribed = False
         self.cursor = 0     # next log byte to send
@@ -153,6 +153,7 @@ class Connection:
         self.held = False  # its next requests wait (Effects.hold): a hash, a disk read, a throttle
         self.events = selectors.EVENT_READ  # the selector interest registered now (0: none)
         self.handshaking = False  # TLS: nothing is sent or read until the handshake is done
+        self.handshake_by = 0.0  # TLS: monotonic time its auth timeout ends an unfinished handshake
 
 
 class ChatServer:
@@ -236,13 +237,16 @@ class ChatServer:
     def say(self, text: str) -> int:
         return self.call(lambda: self.chat.notice(text))
 
-    def clear_accounts(self) -> int:
+    def clear_accounts(self) -> tuple[int, int]:
         # File work in the caller's thread; Accounts is thread-safe and the
         # loop only reads it.
         removed = self.accounts.clear()
-        if removed:
-            log.info("clients.csv cleared by the operator: %d account(s) removed", removed)
-        return removed
+        if not removed:
+            return 0, 0
+        ended = self.call(self.chat.end_sessions_without_account)
+        log.info("clients.csv cleared by the operator: %d account(s) removed, %d session(s) ended",
+                 removed, ended)
+        return removed, ended
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the loop thread; safe from any thread."""
@@ -305,6 +309,10 @@ class ChatServer:
             return
         conn.closing = True
         conn.close_by = time.monotonic() + CLOSE_GRACE
+        if conn.handshaking:
+            # The handshake is charged to the auth timeout: at its end no handshake has
+            # come, so no goodbye can be sent, and there is nothing left for a grace to wait for.
+            conn.close_by = min(conn.close_by, conn.handshake_by)
         conn.log_stop = self.log.end
         self._readers.pop(sid, None)
         self._closing.add(conn)
@@ -421,6 +429,7 @@ class ChatServer:
             sid, self._next_sid = self._next_sid, self._next_sid + 1
             conn = Connection(sid, sock, addr, self.config.max_frame)
             conn.handshaking = self.tls is not None
+            conn.handshake_by = time.monotonic() + self.config.auth_timeout
             self.conns[sid] = conn
             self._accepted += 1
             self.selector.register(sock, selectors.EVENT_READ, conn)

@@ -21,6 +21,7 @@ from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_d
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import format_address, open_listener, raise_fd_limit, unbracket
+from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP
 from netlab.protocol import MAX_MAX_FRAME, MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
@@ -132,6 +133,14 @@ def server_options(default_port: int, keeps: str) -> list:
     ]
 
 
+def max_clients_per_ip_option(refused: str):
+    """--max-clients-per-ip, for both servers; `refused` says what a connection past it gets."""
+    return click.option("--max-clients-per-ip", type=COUNT, default=DEFAULT_MAX_CLIENTS_PER_IP,
+                        show_default=True,
+                        help=f"Connections open from one address at once; more {refused}. "
+                             "The default fits a class or an office behind one NAT.")
+
+
 def server_tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     if cert is None and key is None:
         return None
@@ -230,8 +239,10 @@ def echo() -> None:
 @with_options(server_options(7007, "echo.log"))
 @click.option("--max-clients", type=COUNT, default=DEFAULT_MAX_CLIENTS, show_default=True,
               help="Connections served at once; more are accepted and closed.")
+@max_clients_per_ip_option("are accepted and closed")
 def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
-               tls_cert: Path | None, tls_key: Path | None, max_clients: int) -> None:
+               tls_cert: Path | None, tls_key: Path | None, max_clients: int,
+               max_clients_per_ip: int) -> None:
     """Run the echo server with the operator console."""
     from netlab.echo_threaded import EchoServer
 
@@ -240,7 +251,7 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     listener = listen(host, port)  # first: a port in use leaves no new directory behind
     data_dir = prepare_data_dir(data_dir)
     hold_data_dir(data_dir, ECHO_LOCK, "echo server")
-    server = EchoServer(listener, max_clients=max_clients, tls=tls)
+    server = EchoServer(listener, max_clients=max_clients, tls=tls, max_clients_per_ip=max_clients_per_ip)
     logs = open_log(log_file or data_dir / "echo.log")
     raise_fd_limit(max_clients, get_logger("echo"))
     serve(server, logs, repl=not no_repl)
@@ -267,6 +278,7 @@ def chat() -> None:
               show_default=True, help="Largest frame in bytes, either way.")
 @click.option("--max-clients", type=COUNT, default=ChatConfig.max_clients, show_default=True,
               help="Open connections; more get server_full.")
+@max_clients_per_ip_option("get server_full")
 @click.option("--max-output", type=COUNT, default=ChatConfig.max_output, show_default=True,
               help="Bytes queued for one client before it is cut as a slow consumer.")
 @click.option("--auth-timeout", type=FiniteRange(min=0, min_open=True, max=DAY),
@@ -453,7 +465,9 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
     """Ping-pong clients: requests/s and latency percentiles."""
     from netlab import bench as b
 
-    with bench_errors(), b.server_for("echo", host, port, ["--max-clients", str(conns + 10)], tls) as target:
+    places = str(conns + 10)  # every connection of the run comes from this one host
+    with bench_errors(), b.server_for("echo", host, port, ["--max-clients", places,
+                                                           "--max-clients-per-ip", places], tls) as target:
         b.run_echo(target, conns, size, duration)
 
 
@@ -475,6 +489,7 @@ def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients:
 
     if senders > clients:
         raise click.BadParameter("cannot exceed --clients", param_hint="--senders")
-    extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000"]
+    extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
+             "--max-clients-per-ip", str(clients + login_storm + 10)]  # all from this one host
     with bench_errors(), b.server_for("chat", host, port, extra, tls) as target:
         b.run_chat(target, clients, senders, window, rate, duration, login_storm)

@@ -3,8 +3,9 @@
 The plainest correct server there is: an acceptor thread waits for
 connections and every client gets a thread of its own that loops on blocking
 `recv` and `sendall`. What makes it production-shaped is what bounds it:
-`--max-clients` caps the threads (a client over the cap is accepted and
-closed at once, so it learns immediately instead of hanging in the backlog),
+`--max-clients` caps the threads and `--max-clients-per-ip` one host's share
+of them (a client over either is accepted and closed at once, so it learns
+immediately instead of hanging in the backlog),
 stacks are small so thousands of threads fit, keepalive reaps peers that
 vanished without a word, and stopping shuts every socket down so each
 blocked thread wakes up and ends.
@@ -21,7 +22,8 @@ import threading
 import time
 
 from netlab.logs import get_logger
-from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
+from netlab.netutil import ACCEPT_BACKOFF, Acceptor, client_ip, enable_keepalive, format_address
+from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
 
 DEFAULT_MAX_CLIENTS = 1000
 #: 256 KiB of stack per client thread is plenty for a recv/sendall loop and
@@ -40,11 +42,12 @@ log = get_logger("echo")
 class _Client:
     """One connection and its counters, written only by its own thread."""
 
-    __slots__ = ("sock", "peer", "echoed", "thread")
+    __slots__ = ("sock", "peer", "ip", "echoed", "thread")
 
-    def __init__(self, sock: socket.socket, peer: str) -> None:
+    def __init__(self, sock: socket.socket, peer: str, ip: str) -> None:
         self.sock = sock
         self.peer = peer
+        self.ip = ip
         self.echoed = 0  # bytes received and handed back: in and out alike
         self.thread: threading.Thread | None = None
 
@@ -55,8 +58,10 @@ class EchoServer:
     kind = "echo"
 
     def __init__(self, listener: socket.socket, max_clients: int = DEFAULT_MAX_CLIENTS,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None,
+                 max_clients_per_ip: int = DEFAULT_MAX_CLIENTS_PER_IP) -> None:
         self.max_clients = max_clients
+        self._per_address = AddressLimit(max_clients_per_ip, log)  # under _lock
         self.tls = tls
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
@@ -123,30 +128,33 @@ class EchoServer:
         # Drain the backlog: a burst of connects is served in one wake-up.
         while (accepted := self._incoming.next()) is not None:
             sock, addr = accepted
-            self._admit(sock, format_address(addr))
+            self._admit(sock, format_address(addr), client_ip(addr))
         if self._incoming.starved:  # the clients keep being served; accept again later
             time.sleep(ACCEPT_BACKOFF)
 
-    def _admit(self, sock: socket.socket, peer: str) -> None:
+    def _admit(self, sock: socket.socket, peer: str, ip: str) -> None:
         with self._lock:
             full = len(self._clients) >= self.max_clients
-            if full:
-                self._refused += 1
-            else:
+            # Counted from here until _forget; past the limit, logged there once per burst.
+            admitted = not full and self._per_address.admit(ip)
+            if admitted:
                 self._total += 1
+            else:
+                self._refused += 1
         if full:
             log.info("refused %s: %d clients already connected (--max-clients)", peer, self.max_clients)
+        if not admitted:
             sock.close()
             return
+        client = _Client(sock, peer, ip)
         try:
             sock.setblocking(True)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             enable_keepalive(sock)
         except OSError as exc:  # reset before we got to it
             log.info("dropped %s: %s", peer, exc.strerror or exc)
-            sock.close()
+            self._forget(client)
             return
-        client = _Client(sock, peer)
         # Daemon: a thread still finishing its last send must not hold up the exit.
         client.thread = threading.Thread(target=self._serve, args=(client,), name=f"echo {peer}", daemon=True)
         with self._lock:
@@ -156,9 +164,7 @@ class EchoServer:
             client.thread.start()
         except RuntimeError as exc:  # "can't start new thread": out of threads or memory
             log.warning("dropped %s: %s", peer, exc)
-            with self._lock:
-                del self._clients[id(client)]
-            sock.close()
+            self._forget(client)
 
     def _serve(self, client: _Client) -> None:
         reason = "closed by peer"
@@ -183,14 +189,19 @@ class EchoServer:
         except OSError as exc:
             reason = f"error: {exc.strerror or exc}"
         finally:
-            client.sock.close()
-            with self._lock:
-                del self._clients[id(client)]
-                self._closed_echoed += client.echoed
+            self._forget(client)
             if self.stopping:
                 self._left_at_stop.append(client)  # logged by the acceptor, see below
             else:
                 log.info("disconnected %s (%s, %d bytes echoed)", client.peer, reason, client.echoed)
+
+    def _forget(self, client: _Client) -> None:
+        """Close a client's socket and give up its places."""
+        client.sock.close()
+        with self._lock:
+            self._clients.pop(id(client), None)  # not there yet if it never got a thread
+            self._per_address.release(client.ip)
+            self._closed_echoed += client.echoed
 
     def _handshake(self, sock: socket.socket, peer: str) -> ssl.SSLSocket:
         """TLS in the client's own thread: a slow handshake holds up no one else."""

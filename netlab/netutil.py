@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import resource
 import socket
@@ -57,6 +58,17 @@ def format_address(address: tuple) -> str:
     """HOST:PORT, with IPv6 hosts in brackets as CLI.md's listening line wants."""
     host, port = address[0], address[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def client_ip(address: tuple) -> str:
+    """The client's address as limits and throttles count it: an IPv4 client of a dual-stack
+    listener (::ffff:192.0.2.7) is the IPv4 host it is, not another one."""
+    host = address[0]
+    if ":" in host:
+        mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        if mapped is not None:
+            return str(mapped)
+    return host
 
 
 def enable_keepalive(sock: socket.socket) -> None:

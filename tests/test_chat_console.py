@@ -182,6 +182,25 @@ def test_clear_file_empties_clients_and_keeps_a_backup(console, answer):
         client.register("Doomed", "a new password")  # the name is free again
 
 
+def test_clear_file_ends_the_removed_accounts_sessions_and_frees_their_names(console):
+    # Else the old owner stayed online under a name someone else could now register.
+    server, port = console
+    alice = registered(port, "alice")
+    phone = logged_in(port, "Alice")
+    anonymous = connect(port)  # no account: nothing to end
+    marked(server, "clear file --yes", r"clients\.csv emptied: 1 account\(s\) removed, 2 session\(s\) ended")
+    for session in (alice, phone):
+        session.ignore = {"join"}
+        assert session.frames_until_closed() == [{"type": "kicked", "reason": "account removed"}]
+        session.close()
+    server.err.wait_for(r"disconnected 'alice' from 127\.0\.0\.1:\d+ \(account removed\)")
+    with registered(port, "alice") as bob:  # the name is free, and its old owner's sessions gone
+        marked(server, "users", rf"^alice .*sessions=1 .*127\.0\.0\.1:{bob.local_port}")
+    anonymous.send("ping", id="still")
+    anonymous.expect("pong", id="still")
+    anonymous.close()
+
+
 def test_clear_file_with_no_accounts_keeps_the_backup(console):
     server, port = console
     data = server_data(server)
@@ -299,7 +318,10 @@ def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path, unbuffered:
     # write there blocks. The chat must go on, the log file miss nothing, and
     # a stop still end the process (Python's own stderr buffer is involved
     # unless PYTHONUNBUFFERED is set).
+    # Closed faster than the server sees them go, the visits may outnumber the default
+    # --max-clients-per-ip for a moment: all of them come from this one host.
     server = Netlab("chat", "serve", "--port", "0", "--no-repl", "--data-dir", str(tmp_path),
+                    "--max-clients-per-ip", "10000",
                     env={"PYTHONUNBUFFERED": "1" if unbuffered else None}, read_stderr=False)
     try:
         port = server.listening_port()

@@ -35,7 +35,7 @@ def register_and_log_in(chat: Chat, accounts, names: list[str]) -> None:
         login(chat, sid, name)
 
 def test_users_is_cut_to_one_frame_and_pages_on(chat):
-    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME)
+    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME, max_clients_per_ip=1000)
     names = [f"user{n:04d}-{'x' * 20}" for n in range(600)]  # ~32 bytes each: more than a frame
     register_and_log_in(chat, accounts, names)
     chat.receive(1, {"type": "users"})
@@ -246,7 +246,7 @@ def test_logins_past_the_bound_of_pending_hashes_are_rate_limited(chat):
 
 
 def test_users_never_passes_max_frame_when_all_would_fit_but_for_the_more_flag(chat):
-    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME)
+    chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME, max_clients_per_ip=1000)
     # All names in one frame with `"more":false` take exactly max_frame + 1 bytes; with one
     # name cut (and `"more":true`) they fit.
     count = 400
@@ -266,3 +266,31 @@ def test_users_never_passes_max_frame_when_all_would_fit_but_for_the_more_flag(c
     assert first["more"] is True and first["online"] == names[:-1]
     chat.receive(1, {"type": "users", "after": first["online"][-1]})
     assert fx.last(1) == {"type": "users", "online": [names[-1]], "count": count, "more": False}
+
+
+def test_connections_past_the_per_address_limit_get_server_full(chat):
+    chat, fx, _accounts = chat(max_clients_per_ip=2)
+    for sid in (1, 2):
+        chat.connect(sid, f"10.0.0.1:{sid}", "10.0.0.1", 0.0)
+    chat.connect(3, "10.0.0.1:3", "10.0.0.1", 0.0)
+    assert fx.sent[3] == [{"type": "error", "code": "server_full", "fatal": True,
+                           "message": fx.sent[3][0]["message"]}]
+    assert 3 in fx.closed
+    chat.connect(4, "10.0.0.2:4", "10.0.0.2", 0.0)
+    assert fx.last(4)["type"] == "welcome"
+    chat.disconnect(1, "closed by peer")
+    chat.connect(5, "10.0.0.1:5", "10.0.0.1", 0.0)
+    assert fx.last(5)["type"] == "welcome"
+
+
+def test_removed_accounts_sessions_end_with_kicked(chat):
+    chat, fx, accounts = chat()
+    register_and_log_in(chat, accounts, ["Ann", "Bob"])
+    chat.connect(3, "127.0.0.1:3", "127.0.0.1", 0.0)  # not logged in: no account to lose
+    accounts.clear()
+    accounts.add("Bob", CHEAP.hash(PASSWORD), "127.0.0.2")  # registered again since: stays
+    assert chat.end_sessions_without_account() == 1
+    assert fx.last(1) == {"type": "kicked", "reason": "account removed"}
+    assert 1 in fx.closed and 2 not in fx.closed and 3 not in fx.closed
+    assert fx.broadcasts[-1] == {"type": "leave", "username": "Ann"}
+    assert [name for name, _, _ in chat.users_table()] == ["Bob"]

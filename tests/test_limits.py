@@ -22,7 +22,7 @@ def served(kind: str, sock: socket.socket) -> bool:
 @pytest.mark.parametrize("kind", ["chat", "echo"])
 def test_out_of_descriptors_a_server_accepts_later_and_serves_everyone(tmp_path, kind):
     server = Netlab(kind, "serve", "--port", "0", "--no-repl", "--data-dir", str(tmp_path),
-                    open_files=100)
+                    "--max-clients-per-ip", "1000", open_files=100)  # 150 sockets from one host
     try:
         port = server.listening_port()
         server.err.wait_for(r"needs about \d+ open files but the limit is 100")

@@ -169,6 +169,29 @@ def test_stalled_handshake_times_out_without_delaying_others(tls_chat, cert_dir)
         other.close()
 
 
+# The first bytes of a TLS record carrying a ClientHello: a handshake begun, never finished.
+PARTIAL_CLIENT_HELLO = bytes.fromhex("160301")
+
+
+@pytest.mark.parametrize("sent", [b"", PARTIAL_CLIENT_HELLO], ids=["silent", "partial-hello"])
+def test_a_handshake_unfinished_at_the_auth_timeout_is_dropped_then(tls_chat, cert_dir, sent):
+    # No error can be sent before a handshake, so there is nothing for the 2 s close grace
+    # to wait for. The stalled socket is accepted first: its auth timeout comes no later
+    # than that of the client welcomed after it, so by the time that client has its
+    # auth_timeout error, the stalled one is closed (a grace would keep it 2 s longer).
+    server, port = tls_chat
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as stalled:
+        stalled.sendall(sent)
+        idle = tls_client(cert_dir, port)
+        decoder = p.FrameDecoder()
+        assert read_frame(idle, decoder)["type"] == "welcome"
+        assert read_frame(idle, decoder)["code"] == "auth_timeout"
+        stalled.settimeout(1.5)  # a cap on waiting for what has happened already, not a speed
+        assert_closed(stalled)
+        server.err.wait_for(rf"disconnected 127\.0\.0\.1:{stalled.getsockname()[1]} \(auth_timeout\)")
+        idle.close()
+
+
 def test_clients_dying_mid_fan_out_do_not_take_the_server_down(tls_chat, cert_dir):
     import struct
 
