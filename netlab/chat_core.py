@@ -26,7 +26,7 @@ from netlab import protocol as p
 from netlab.crypto import dummy_hash, hash_password, verify_password
 from netlab.logs import get_logger, safe
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
-from netlab.store import Accounts, History, Record, UsernameTaken
+from netlab.store import Account, Accounts, History, Record, UsernameTaken
 
 log = get_logger("chat")
 
@@ -117,13 +117,16 @@ class Effects(Protocol):
 class Session:
     """One connection as the chat sees it."""
 
-    __slots__ = ("sid", "peer", "ip", "username", "tokens", "refilled", "auth_pending")
+    __slots__ = ("sid", "peer", "ip", "username", "account", "tokens", "refilled", "auth_pending")
 
     def __init__(self, sid: int, peer: str, ip: str, now: float, burst: float) -> None:
         self.sid = sid
         self.peer = peer
         self.ip = ip
         self.username: str | None = None
+        #: The account it logged in as: `clear file` (and a name registered again since)
+        #: leaves a different object, or none, under the same name.
+        self.account: Account | None = None
         self.tokens = burst
         self.refilled = now
         self.auth_pending = False
@@ -346,7 +349,7 @@ class Chat:
             if result == "username_taken":
                 return self._refuse_registration(session, "username_taken", request.id)
             log.info("registered %s from %s", safe(username), session.peer)
-            self._authenticate(session, username, "register")
+            self._authenticate(session, result, "register", request.id)
 
         self.fx.submit(session.sid, work, done)
 
@@ -387,7 +390,7 @@ class Chat:
                 self._error(session, "bad_credentials", request.id)
             else:
                 log.info("login %s from %s", safe(account.username), session.peer)
-                self._authenticate(session, account.username, "login")
+                self._authenticate(session, account, "login", request.id)
             for throttle, key in throttles:
                 throttle.end(key)
             for throttle, key in throttles:  # once both have ended: a waiting login checks both
@@ -440,10 +443,16 @@ class Chat:
         session.auth_pending = False
         self.pending_auth -= 1
 
-    def _authenticate(self, session: Session, username: str, op: str) -> None:
+    def _authenticate(self, session: Session, account: Account, op: str, rid: str | None) -> None:
         if session.sid not in self.sessions:
             return  # left while its hash was computed
-        session.username = username
+        if self.accounts.get(account.username) is not account:
+            # `clear file` removed it while its hash was computed.
+            log.info("%s of %s from %s: the account was removed meanwhile",
+                     op, safe(account.username), session.peer)
+            return self._error(session, "bad_credentials", rid)
+        username = session.username = account.username
+        session.account = account
         sid = session.sid
         self.fx.save()  # the history below must reach the message the broadcasts start after
         self.fx.send(sid, p.encode(p.ok(op, username)))
@@ -518,15 +527,16 @@ class Chat:
     def end_sessions_without_account(self) -> int:
         """After `clear file`: the sessions of accounts that are gone end (`kicked`), or their
         owners would stay online under names anyone may now register. How many ended."""
-        gone = [key for key, (name, _) in self.online.items() if self.accounts.get(name) is None]
-        return sum(self._kick(key, "account removed", "account removed") for key in gone)
+        stale = [sid for name, sids in self.online.values() for sid in sids
+                 if self.sessions[sid].account is not self.accounts.get(name)]
+        return self._kick_sessions(stale, "account removed", "account removed")
 
     def _kick(self, key: str, reason: str, logged_as: str) -> int:
         """End every session of the lower-cased name `key` with `kicked`; how many ended."""
         entry = self.online.get(key)
-        if entry is None:
-            return 0
-        sids = list(entry[1])
+        return self._kick_sessions(list(entry[1]), reason, logged_as) if entry is not None else 0
+
+    def _kick_sessions(self, sids: list[int], reason: str, logged_as: str) -> int:
         frame = p.encode(p.kicked(reason))
         for sid in sids:
             self.fx.send(sid, frame)

@@ -285,12 +285,32 @@ def test_connections_past_the_per_address_limit_get_server_full(chat):
 
 def test_removed_accounts_sessions_end_with_kicked(chat):
     chat, fx, accounts = chat()
-    register_and_log_in(chat, accounts, ["Ann", "Bob"])
-    chat.connect(3, "127.0.0.1:3", "127.0.0.1", 0.0)  # not logged in: no account to lose
+    register_and_log_in(chat, accounts, ["Ann", "Bob", "Cy"])
+    chat.connect(4, "127.0.0.1:4", "127.0.0.1", 0.0)  # not logged in: no account to lose
     accounts.clear()
-    accounts.add("Bob", CHEAP.hash(PASSWORD), "127.0.0.2")  # registered again since: stays
-    assert chat.end_sessions_without_account() == 1
+    accounts.add("Bob", CHEAP.hash(PASSWORD), "127.0.0.2")  # someone else's account now
+    accounts.add("Cy", CHEAP.hash(PASSWORD), "127.0.0.2")
+    login(chat, 5, "Cy")  # logged in to the new account: stays
+    assert chat.end_sessions_without_account() == 3
     assert fx.last(1) == {"type": "kicked", "reason": "account removed"}
-    assert 1 in fx.closed and 2 not in fx.closed and 3 not in fx.closed
-    assert fx.broadcasts[-1] == {"type": "leave", "username": "Ann"}
-    assert [name for name, _, _ in chat.users_table()] == ["Bob"]
+    assert fx.last(2) == {"type": "kicked", "reason": "account removed"}
+    assert {1, 2, 3} <= set(fx.closed) and 4 not in fx.closed and 5 not in fx.closed
+    assert {"type": "leave", "username": "Ann"} in fx.broadcasts
+    assert [(name, count) for name, count, _ in chat.users_table()] == [("Cy", 1)]
+
+
+def test_a_login_whose_account_is_removed_while_hashing_fails(chat):
+    chat, fx, accounts = chat()
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    held = hold_hashes(fx)
+    chat.connect(1, "127.0.0.1:1", "127.0.0.1", 0.0)
+    chat.receive(1, {"type": "login", "username": "ann", "password": PASSWORD})
+    chat.connect(2, "127.0.0.1:2", "127.0.0.1", 0.0)
+    chat.receive(2, {"type": "register", "username": "bob", "password": PASSWORD})
+    results = [work() for work, _ in held]  # Bob's account is stored
+    accounts.clear()  # the operator's `clear file`, before the loop hears of either
+    for (_, done), result in zip(held, results, strict=True):
+        done(result)
+    assert fx.last(1)["code"] == "bad_credentials"
+    assert fx.last(2)["code"] == "bad_credentials"
+    assert chat.users_table() == []
