@@ -289,7 +289,7 @@ def read_password(password_file: Path | None, password_env: str | None) -> str |
 @click.option("--json", "json_lines", is_flag=True, help="Print every frame received as a JSON line.")
 @click.option("--history", "history_at_login", type=click.IntRange(0, MAX_HISTORY_LIMIT), default=None,
               show_default="0 from a pipe or with --json, all the server sends at a prompt",
-              help="Show the newest N of the messages the server sends after login.")
+              metavar="N", help="Show the newest N of the messages the server sends after login.")
 def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: bool, username: str | None,
                  register: bool, password_file: Path | None, password_env: str | None,
                  json_lines: bool, history_at_login: int | None) -> None:

@@ -5,8 +5,10 @@ are no UTF-8, CRLF, `//`, history before a bot's lines), lines typed at the prom
 from __future__ import annotations
 
 import json
+import socket
+import threading
 
-from procs import assert_exits_with, assert_exits_zero, serve
+from procs import WAIT, assert_exits_with, assert_exits_zero, serve
 from test_client import PASSWORD, pipe_client, terminal_client
 
 REFUSED = 4  # README: a line of the pipe was refused
@@ -34,6 +36,48 @@ def test_pipe_refused_line_is_named_by_its_number_and_the_status_says_so(start_c
     assert said(out) == ["before", "after"]
     assert "line 2: " in err and "control characters" in err
     assert "line 3: message is 4001 characters; the limit is 4000: not sent" in err
+
+
+def test_pipe_line_the_server_refuses_is_named_by_its_number_and_the_rest_goes_on():
+    """This client checks a text as the server does, so the server's refusal needs a peer
+    that refuses what it should not: a real socket speaking the protocol, one frame a turn."""
+    from netlab.protocol import FrameDecoder, encode
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        result: list = []
+        lines = ["refused", "taken"]
+        runner = threading.Thread(target=lambda: result.append(pipe_client(port, "bot", lines)))
+        runner.start()
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(WAIT)
+            decoder = FrameDecoder()
+
+            def answer(*frames: dict) -> dict:
+                """Send `frames`, then the next frame the client sends."""
+                conn.sendall(b"".join(encode(frame) for frame in frames))
+                while True:
+                    for frame in decoder:
+                        return frame
+                    decoder.feed(conn.recv(65536))
+
+            login = answer({"type": "welcome", "server": "netlab", "protocol": 1, "max_frame": 65536})
+            assert login["type"] == "login"
+            first = answer({"type": "ok", "op": "login", "username": "bot"},
+                           {"type": "history", "messages": [], "more": False},
+                           {"type": "users", "online": ["bot"], "count": 1, "more": False})
+            second = answer({"type": "error", "code": "bad_request", "message": "no", "id": first["id"]})
+            assert second["text"] == "taken"
+            leaving = answer({"type": "message", "seq": 1, "ts": "2026-01-01T00:00:00.000Z", "from": "bot",
+                           "text": "taken", "id": second["id"]})
+            assert leaving["type"] == "quit"
+            conn.sendall(encode({"type": "bye"}))
+        runner.join(WAIT)
+    [(status, out, err)] = result
+    assert status == REFUSED
+    assert said(out) == ["taken"]
+    assert "line 1: the server rejected that request as malformed: not sent" in err
 
 
 def test_pipe_crlf_line_end_is_not_part_of_the_message(start_chat):
