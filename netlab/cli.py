@@ -22,7 +22,7 @@ from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import format_address, open_listener, raise_fd_limit, unbracket
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP
-from netlab.protocol import MAX_MAX_FRAME, MIN_MAX_FRAME
+from netlab.protocol import MAX_HISTORY_LIMIT, MAX_MAX_FRAME, MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
 COUNT = click.IntRange(min=1)
@@ -341,8 +341,9 @@ def chat_check(data_dir: Path, repair: bool) -> None:
     sys.exit(1 if damage else 0)
 
 
-def read_password(password_file: Path | None, password_env: str | None, confirm: bool) -> str:
-    """From a file, a variable or a hidden prompt; never from the command line (`ps` shows it)."""
+def read_password(password_file: Path | None, password_env: str | None) -> str | None:
+    """From a file or a variable; None when it is to be asked (netlab.client_login), never
+    from the command line (`ps` shows it)."""
     if password_file is not None:
         lines = password_file.read_text(encoding="utf-8").splitlines()
         return lines[0] if lines else ""
@@ -352,7 +353,7 @@ def read_password(password_file: Path | None, password_env: str | None, confirm:
         return os.environ[password_env]
     if not sys.stdin.isatty():
         fail("no password: on a pipe use --password-file FILE or --password-env VAR")
-    return click.prompt("password", hide_input=True, confirmation_prompt=confirm)
+    return None
 
 
 @chat.command("connect")
@@ -363,13 +364,18 @@ def read_password(password_file: Path | None, password_env: str | None, confirm:
               default=None, help="Read the password from the first line of FILE.")
 @click.option("--password-env", metavar="VAR", default=None, help="Read the password from $VAR.")
 @click.option("--json", "json_lines", is_flag=True, help="Print every frame received as a JSON line.")
+@click.option("--history", "history_at_login", type=click.IntRange(0, MAX_HISTORY_LIMIT), default=None,
+              show_default="0 from a pipe or with --json, all the server sends at a prompt",
+              metavar="N", help="Show the newest N of the messages the server sends after login.")
 def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: bool, username: str | None,
                  register: bool, password_file: Path | None, password_env: str | None,
-                 json_lines: bool) -> None:
+                 json_lines: bool, history_at_login: int | None) -> None:
     """Chat: a prompt on a terminal; from a pipe, each line is a message."""
     from netlab import client as c
+    from netlab.client_login import ask_password, log_in_asking, unreachable
 
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    at_prompt = terminal and not json_lines
     if username is None:
         if not terminal:
             fail("--user is needed when not on a terminal")
@@ -377,12 +383,25 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
             register = click.prompt("login or register", type=click.Choice(["login", "register"]),
                                     default="login") == "register"
         username = click.prompt("username")
-    password = read_password(password_file, password_env, confirm=register and terminal)
+    password = read_password(password_file, password_env)
     wrap = client_wrap(host, tls, ca, insecure)
-    chat_client = c.ChatClient(host, port, c.Credentials(username, password, register), show=print, wrap=wrap)
-    if terminal and not json_lines:
-        sys.exit(c.run_terminal(chat_client))
-    sys.exit(c.run_pipe(chat_client, json_lines))
+    if history_at_login is None and not at_prompt:
+        history_at_login = 0  # a bot's output is its own lines, not history first
+
+    def session(password: str) -> c.ChatClient:
+        return c.ChatClient(host, port, c.Credentials(username, password, register), show=c.show_on_terminal,
+                            wrap=wrap, history_at_login=history_at_login)
+
+    if password is None:  # to be asked: not before the server is known to be there
+        problem = unreachable(host, port)
+        if problem is not None:
+            fail(problem, UNREACHABLE)
+        if at_prompt:
+            sys.exit(c.run_terminal(log_in_asking(session, register)))
+        password = ask_password(register and terminal)
+    if at_prompt:
+        sys.exit(c.run_terminal(session(password)))
+    sys.exit(c.run_pipe(session(password), json_lines))
 
 
 @echo.command("connect")

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from netlab import protocol as p
+from netlab.client_input import is_command, message_text, message_validator, numbered_lines, text_problem
 from netlab.netutil import enable_keepalive, format_address
 from netlab.terminal import prompt_output
 
@@ -51,6 +52,7 @@ ERROR_SENTENCES = {
 AUTH_FAILURES = {"invalid_username", "invalid_password", "username_taken", "bad_credentials"}
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
+LINE_REFUSED = 4  # a pipe's exit status when a line was not sent (README's list)
 RESEND_DELAY = 0.5  # after rate_limited, try that message again this much later
 HISTORY_PAGE = 1000
 #: Control characters but TAB and line breaks. PROTOCOL.md keeps C0 out of a text, but
@@ -114,7 +116,7 @@ class ChatClient:
 
     def __init__(self, host: str, port: int, credentials: Credentials,
                  show: Callable[[str, str, dict], None], wrap: Callable[[socket.socket], socket.socket]
-                 = lambda sock: sock) -> None:
+                 = lambda sock: sock, history_at_login: int | None = None) -> None:
         self.host, self.port = host, port
         self.credentials = credentials
         self.show = show
@@ -122,14 +124,20 @@ class ChatClient:
         self.username = credentials.username
         self.last_seq = 0        # newest message shown
         self.oldest_seq = None   # oldest message shown, for /history paging
+        #: How many of the messages after the first login to show (None: all the server sends).
+        self.history_at_login = history_at_login
+        self._login_history_due = False  # the next `history` frame is the one that follows `ok`
         #: id -> text of lines not yet seen broadcast, in order. Only the first is in
         #: flight: a line that is rate limited and sent again cannot overtake the next.
         self.pending: dict[str, str] = {}
         self.ids = 0
         self.input_done = False  # the pipe reached its end: leave once nothing is pending
-        self.refused = 0  # lines the server (or this client) refused: a pipe then fails
+        self.refused = 0  # lines the server refused: a pipe then fails
+        self.refusal: str | None = None  # the auth failure that ended the session (a wrong password)
         self.status: int | None = None
         self.finished = threading.Event()
+        self._login_settled = threading.Event()  # the first `ok`, or the end: was the password right?
+        self._network: threading.Thread | None = None
         self.on_frame: Callable[[dict], None] | None = None  # every frame received, raw (--json)
         self._lock = threading.RLock()  # guards the socket for writers and the fields above
         self._sock: socket.socket | None = None
@@ -144,19 +152,19 @@ class ChatClient:
 
     # -- the user's side (any thread) ------------------------------------------------
 
-    def say(self, text: str) -> None:
-        """Send a message now, or as soon as the session is (back) online."""
-        if not p.valid_text(text):
-            self.refused += 1
-            self.show("error", "error: a message is 1 to 4000 characters, not only spaces, "
-                      "without control characters but tab", {})
-            return
+    def say(self, text: str) -> str:
+        """Send a message now, or as soon as the session is (back) online; its request id.
+
+        The text is the front end's to check first (netlab.client_input.text_problem):
+        it knows how to tell its user, by line number or in the prompt.
+        """
         with self._lock:
             self.ids += 1
             rid = f"c{self.ids}"
             self.pending[rid] = text
             if len(self.pending) == 1:
                 self._send_first()
+        return rid
 
     def request(self, frame: dict) -> None:
         self._send(frame)
@@ -179,6 +187,17 @@ class ChatClient:
             self.pending.clear()
         if not self._send({"type": "quit"}):
             self._finish(0)
+
+    def start(self) -> None:
+        """Run the network thread (once, however often called)."""
+        if self._network is None:
+            self._network = threading.Thread(target=self.run, name="network", daemon=True)
+            self._network.start()
+
+    def wait_for_login(self) -> bool:
+        """Wait until the first login succeeded (True) or the session ended (False)."""
+        self._login_settled.wait()
+        return self._authenticated_once
 
     # -- the network thread --------------------------------------------------------------
 
@@ -257,15 +276,18 @@ class ChatClient:
 
     def _handle(self, frame: dict, decoder: p.FrameDecoder) -> bool:
         """React to one frame; True when the session has ended for good."""
+        kind = frame.get("type")
+        after_login = kind == "history" and self._login_history_due
+        if after_login:
+            frame = self._cut_login_history(frame)
         if self.on_frame is not None:
             self.on_frame(frame)
-        kind = frame.get("type")
         if kind == "welcome":
             decoder.max_frame = max(p.MIN_MAX_FRAME, int(frame.get("max_frame", p.DEFAULT_MAX_FRAME)))
         elif kind == "ok":
             self._on_ok(frame)
         elif kind == "history":
-            self._on_history(frame)
+            self._on_history(frame, page=not after_login)
         elif kind == "message":
             if self._syncing:
                 self._held.append(frame)
@@ -303,9 +325,29 @@ class ChatClient:
             self._syncing = True  # the history after `ok` may already cover the gap
         else:
             self.show("status", f"logged in as {self.username}", frame)
+            self._login_history_due = True
+            self._login_settled.set()
             self._go_online()
 
-    def _on_history(self, frame: dict) -> None:
+    def _cut_login_history(self, frame: dict) -> dict:
+        """The history after the first login, cut to the newest `history_at_login`
+        messages: a bot piping lines wants its own, not 50 lines of history first.
+
+        What is cut still counts as seen, so that a reconnect does not bring it back; and
+        /history then pages back from the oldest message shown.
+        """
+        self._login_history_due = False
+        messages = frame.get("messages", [])
+        keep = len(messages) if self.history_at_login is None else min(self.history_at_login, len(messages))
+        if messages:
+            self.last_seq = max(self.last_seq, messages[-1]["seq"])
+            self.oldest_seq = messages[-keep]["seq"] if keep else messages[-1]["seq"] + 1
+        if keep == len(messages):
+            return frame
+        return {**frame, "messages": messages[len(messages) - keep:], "more": True}
+
+    def _on_history(self, frame: dict, page: bool) -> None:
+        """The history after login, a /history `page`, or what a reconnect missed."""
         messages = frame.get("messages", [])
         if self._syncing:
             self._fill_gap(frame, messages)
@@ -313,9 +355,15 @@ class ChatClient:
         if messages:
             first = messages[0]["seq"]
             self.oldest_seq = first if self.oldest_seq is None else min(first, self.oldest_seq)
+        if page and messages:
+            # Set apart from the live conversation, whose times it would seem to run back.
+            count = len(messages)
+            self.show("page", f"── {count} earlier message{'s' if count > 1 else ''} ──", frame)
         for message in messages:
             self.show("history", self._message_line(message), message)
             self.last_seq = max(self.last_seq, message["seq"])
+        if page and messages:
+            self.show("page", "── end of earlier messages ──", frame)
         # Hints about /history: a prompt has it, a pipe does not (run_pipe drops them).
         if not messages:
             self.show("hint", "no older messages", frame)
@@ -373,6 +421,7 @@ class ChatClient:
                 raise ConnectionLost("no login in time while the login was throttled")
             raise ClientExit(f"error: {sentence}", 1)
         if code in AUTH_FAILURES:
+            self.refusal = code  # a terminal may ask for the password again
             raise ClientExit(f"error: {sentence}", 1)
         rid = frame.get("id")
         if code == "rate_limited" and rid in self.pending:
@@ -456,6 +505,7 @@ class ChatClient:
         if self.status is None:
             self.status = status
         self.finished.set()
+        self._login_settled.set()
         with self._lock:
             if self._sock is not None:
                 with contextlib.suppress(OSError):
@@ -470,7 +520,10 @@ class ChatClient:
 
 
 def run_pipe(client: ChatClient, json_lines: bool) -> int:
-    """Each line of stdin is a message; exit 0 once every one came back."""
+    """Each line of stdin is a message; exit 0 once every one came back, LINE_REFUSED
+    when one was not sent (named on stderr by its line number)."""
+    line_of: dict[str, int] = {}  # request id -> line number, to name a line the server refuses
+    refused = 0  # lines this side refused (the server's are client.refused)
 
     def emit(line: str) -> None:
         try:
@@ -479,17 +532,31 @@ def run_pipe(client: ChatClient, json_lines: bool) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
             client.quit()
 
+    def complain(line: str) -> None:
+        print(one_line(line), file=sys.stderr, flush=True)
+
     def show(kind: str, text: str, frame: dict) -> None:
         if kind in ("message", "history", "join", "leave", "notice") and not json_lines:
             emit(one_line(text))
+        elif kind == "error" and frame.get("id") in line_of:
+            complain(f"line {line_of[frame['id']]}: {text.removeprefix('error: ')}: not sent")
         elif kind in ("status", "fatal", "error"):
-            print(one_line(text), file=sys.stderr, flush=True)
+            complain(text)
 
     def read_stdin() -> None:
-        for line in sys.stdin:
-            text = line.rstrip("\n")
-            if text.strip():
-                client.say(text)
+        nonlocal refused
+        for number, line in numbered_lines(sys.stdin.fileno()):
+            if line is None:
+                refused += 1
+                complain(f"line {number} is not valid UTF-8: not sent")
+            elif line.strip():
+                text = message_text(line)  # a pipe has no commands, but `//` is `/` as at the prompt
+                problem = text_problem(text)
+                if problem is None:
+                    line_of[client.say(text)] = number
+                else:
+                    refused += 1
+                    complain(f"line {number}: {problem}: not sent")
         client.end_of_input()
 
     def print_frame(frame: dict) -> None:
@@ -498,31 +565,36 @@ def run_pipe(client: ChatClient, json_lines: bool) -> int:
     client.show = show
     if json_lines:
         client.on_frame = print_frame
-    threading.Thread(target=client.run, name="network", daemon=True).start()
+    client.start()
     threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
     try:
         client.finished.wait()
     except KeyboardInterrupt:  # Ctrl-C on a pipeline: leave as the prompt does (`quit`, status 0)
         client.quit()
         client.finished.wait(3)
-    return client.status or (1 if client.refused else 0)
+    return client.status or (LINE_REFUSED if refused or client.refused else 0)
+
+
+def show_on_terminal(kind: str, text: str, frame: dict) -> None:
+    """An event as a line above the prompt; messages carry their own time."""
+    stamp = "" if kind in ("message", "history", "page") else f"[{local_time()}] "
+    print(f"{stamp}{for_terminal(text)}", flush=True)
 
 
 def run_terminal(client: ChatClient) -> int:
-    """A prompt at the bottom; everything the server sends printed above it."""
+    """A prompt at the bottom; everything the server sends printed above it.
+
+    The session may be running already (its login answered a password question).
+    """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.patch_stdout import patch_stdout
 
-    def show(kind: str, text: str, frame: dict) -> None:
-        stamp = "" if kind in ("message", "history") else f"[{local_time()}] "
-        print(f"{stamp}{for_terminal(text)}", flush=True)
-
-    client.show = show
-    # erase_when_done: one's own lines show when the server broadcasts them
-    session: PromptSession[str] = PromptSession(erase_when_done=True, output=prompt_output())
+    client.show = show_on_terminal
+    # Own lines show when broadcast; a line that cannot be sent stays in the input, with why.
+    session: PromptSession[str] = PromptSession(erase_when_done=True, validator=message_validator(),
+                                                validate_while_typing=False, output=prompt_output())
     with patch_stdout(raw=True):
-        network = threading.Thread(target=client.run, name="network", daemon=True)
-        network.start()
+        client.start()
         close_prompt_when_finished(client, session)
         while not client.finished.is_set():
             try:
@@ -533,13 +605,11 @@ def run_terminal(client: ChatClient) -> int:
                 break
             if client.finished.is_set():
                 break
-            if line.startswith("//"):  # a message that starts with a slash, as in IRC
-                client.say(line[1:])
-            elif line.startswith("/"):
+            if is_command(line):
                 if slash_command(client, line):
                     break
             elif line.strip():
-                client.say(line)
+                client.say(message_text(line))
         client.finished.wait(3)
     return client.status or 0
 

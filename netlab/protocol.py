@@ -25,6 +25,7 @@ MAX_NUMBER_CHARS = 100
 MAX_ID_CHARS = 64
 DEFAULT_HISTORY_LIMIT = 50
 MAX_HISTORY_LIMIT = 1000
+MAX_TEXT = 4000  # code points in a message's text
 
 ERROR_MESSAGES: dict[str, str] = {
     "bad_frame": "The frame is malformed.",
@@ -288,7 +289,7 @@ def valid_password(s: str) -> bool:
 
 
 def valid_text(s: str) -> bool:
-    return 1 <= len(s) <= 4000 and not s.isspace() and _FORBIDDEN_CONTROL.search(s) is None
+    return 1 <= len(s) <= MAX_TEXT and not s.isspace() and _FORBIDDEN_CONTROL.search(s) is None
 
 
 def request_id(frame: dict) -> str | None:

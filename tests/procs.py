@@ -162,11 +162,16 @@ def spawn_terminal(*args: str, env: dict[str, str] | None = None, columns: int =
 
 def assert_exits_zero(child) -> None:
     """The terminal program ends by itself, with status 0."""
+    assert_exits_with(child, 0)
+
+
+def assert_exits_with(child, status: int) -> None:
+    """The terminal program ends by itself, with `status`."""
     import pexpect
 
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 0
+    assert child.exitstatus == status
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = WAIT, interval: float = 0.01) -> None:

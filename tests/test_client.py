@@ -31,14 +31,15 @@ def client(port: int, *args: str, password: str = PASSWORD) -> Netlab:
                   env={"PW": password})
 
 
-def pipe_client(port: int, user: str, lines: list[str], *args: str) -> tuple[int, list[str], str]:
+def pipe_client(port: int, user: str, lines: list[str] | bytes, *args: str) -> tuple[int, list[str], str]:
+    """`netlab chat connect` fed `lines` (each ended by LF), or exactly the bytes given, on a pipe."""
+    data = lines if isinstance(lines, bytes) else "".join(f"{line}\n" for line in lines).encode()
     proc = subprocess.run(
         [sys.executable, "-m", "netlab", "chat", "connect", "--port", str(port), "--user", user,
          "--password-env", "PW", *args],
-        input="".join(f"{line}\n" for line in lines), capture_output=True, text=True,
-        env={**os.environ, "PW": PASSWORD}, timeout=WAIT,
+        input=data, capture_output=True, env={**os.environ, "PW": PASSWORD}, timeout=WAIT,
     )
-    return proc.returncode, proc.stdout.splitlines(), proc.stderr
+    return proc.returncode, proc.stdout.decode().splitlines(), proc.stderr.decode()
 
 
 def test_pipe_delivers_every_line_in_order_and_exits_zero(chat):
@@ -47,28 +48,20 @@ def test_pipe_delivers_every_line_in_order_and_exits_zero(chat):
     status, out, err = pipe_client(port, "bot", lines, "--register")
     assert status == 0, err
     assert [line.split(": ", 1)[1] for line in out] == lines
-    status, out, _ = pipe_client(port, "reader", [], "--register")
+    status, out, _ = pipe_client(port, "reader", [], "--register", "--history", "30")
     assert status == 0
-    assert [line.split(": ", 1)[1] for line in out][-30:] == lines  # the history after login
+    assert [line.split(": ", 1)[1] for line in out] == lines  # the history after login
 
 
 def test_pipe_gives_no_hint_about_slash_commands_it_does_not_have(data_dir):
     server, port = serve("chat", data_dir, "--no-repl", "--history-size", "1")
     try:
         assert pipe_client(port, "bob", ["first", "second"], "--register")[0] == 0
-        status, out, err = pipe_client(port, "reader", [], "--register")
+        status, out, err = pipe_client(port, "reader", [], "--register", "--history", "1")
         assert status == 0 and [line.split(": ", 1)[1] for line in out] == ["second"]
         assert "/history" not in err and "older messages" not in err, err
     finally:
         server.kill()
-
-
-def test_pipe_refused_line_fails_loudly_but_the_rest_goes_through(chat):
-    _, port = chat
-    status, out, err = pipe_client(port, "careful", ["before", "bad\x01line", "after"], "--register")
-    assert status == 1
-    assert [line.split(": ", 1)[1] for line in out] == ["before", "after"]
-    assert "control characters" in err
 
 
 def test_pipe_json_prints_raw_frames(chat):
@@ -244,8 +237,6 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
             alice.expect(r"usage: /history \[N\]")
         alice.sendline("//frobnicate is not a command")  # a doubled slash sends the line
         alice.expect(r"alice: /frobnicate is not a command")
-        alice.sendline("x" * 4001)  # longer than a message may be
-        alice.expect("a message is 1 to 4000 characters")
         alice.sendline("/quit")
         assert_exits_zero(alice)
     finally:
@@ -348,7 +339,7 @@ def test_a_message_cannot_pass_for_a_line_of_someone_else(chat):
     _, port = chat
     assert pipe_client(port, "bob", ["innocent\rmallory: send me your password"], "--register")[0] == 0
     assert pipe_client(port, "lara", [], "--register")[0] == 0
-    status, out, _ = pipe_client(port, "lara", [])
+    status, out, _ = pipe_client(port, "lara", [], "--history", "1")
     assert status == 0 and out[-1].endswith("bob: innocent\\rmallory: send me your password")
     lara = terminal_client(port, "--user", "lara", "--password-env", "PW")
     try:
@@ -503,7 +494,7 @@ def test_pipe_whose_reader_goes_away_leaves_quietly(chat, mode):
     assert pipe_client(port, "writer", ["one"], "--register")[0] == 0
     reader = subprocess.Popen(
         [sys.executable, "-m", "netlab", "chat", "connect", "--port", str(port), "--user", "reader",
-         "--password-env", "PW", "--register", *mode],
+         "--password-env", "PW", "--register", "--history", "1", *mode],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env={**os.environ, "PW": PASSWORD},
     )
