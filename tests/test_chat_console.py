@@ -17,10 +17,16 @@ from netlab.protocol import encode
 
 
 def marked(server: Netlab, command: str, pattern: str) -> re.Match:
-    """Run a console command and wait for its answer (lines before it are not looked at)."""
+    """Run a console command and wait for its answer (lines before it are not looked at).
+
+    A `status` answer is waited for to its last line, so that no line of it can arrive
+    after the next command's start and be taken for that command's answer.
+    """
     start = len(server.out)
     server.command(command)
-    match, _ = server.out.wait_for(pattern, start=start)
+    match, index = server.out.wait_for(pattern, start=start)
+    if command == "status":
+        server.out.wait_for(r"^broadcast log: ", start=index)
     return match
 
 
