@@ -546,8 +546,7 @@ class Chat:
     def notice(self, text: str) -> int:
         """The operator's announcement; ValueError, sending nothing, for a text a `say` could not carry."""
         if not p.valid_text(text):
-            raise ValueError("a notice is 1 to 4000 characters, not only white space, "
-                             "without control characters other than TAB, LF and CR")
+            raise ValueError(f"a notice is {p.TEXT_RULES}")
         self.fx.broadcast(p.encode(p.notice(text)))
         log.info("operator notice to %d session(s): %s", self.subscribers, safe(text))
         return self.subscribers

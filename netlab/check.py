@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from netlab.crypto import StartupError, Vault, fsync_dir, read_key
+from netlab.crypto import Vault, read_key
+from netlab.files import StartupError, fsync_dir
 from netlab.store import (
     CLIENTS_FILE,
     HISTORY_FILE,

@@ -295,7 +295,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
                **limits: int | float) -> None:
     """Run the chat server with the operator console."""
     from netlab.chat_selectors import ChatServer
-    from netlab.crypto import StartupError
+    from netlab.files import StartupError
     from netlab.store import open_store
 
     admin.catch_stop_signals()

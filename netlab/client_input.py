@@ -19,8 +19,7 @@ if TYPE_CHECKING:
     from prompt_toolkit.document import Document
     from prompt_toolkit.validation import Validator
 
-MESSAGE_RULES = (f"a message is 1 to {p.MAX_TEXT} characters, not only spaces, "
-                 "without control characters but tab")
+MESSAGE_RULES = f"a message is {p.TEXT_RULES}"
 
 
 def is_command(line: str) -> bool:

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from netlab.files import StartupError, fsync_dir
+
 log = logging.getLogger(__name__)
 
 KEY_ENV = "NETLAB_KEY"
@@ -32,19 +34,6 @@ KEY_FILE = "netlab.key"
 KEY_BYTES = 32
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
-
-
-class StartupError(Exception):
-    """A condition the operator must fix before the server can start; str() is one clear line."""
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a create, rename or unlink inside `directory` durable (POSIX: the entry lives there)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _decode_key(text: str, source: str) -> bytes:
@@ -199,14 +188,6 @@ def verify_password(encoded: str, password: str) -> bool:
         return _hasher.verify(encoded, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def needs_rehash(encoded: str) -> bool:
-    """True when `encoded` was made with other parameters than today's (or is not a hash at all)."""
-    try:
-        return _hasher.check_needs_rehash(encoded)
-    except InvalidHashError:
-        return True
 
 
 @functools.cache

@@ -43,9 +43,6 @@ ERROR_MESSAGES: dict[str, str] = {
     "server_full": "The server is full; try again later.",
     "slow_consumer": "The client stopped reading and its pending output passed the limit.",
 }
-FATAL_CODES = frozenset(
-    {"bad_frame", "frame_too_large", "auth_timeout", "server_full", "slow_consumer"}
-)
 
 
 class ProtocolError(Exception):
@@ -288,6 +285,12 @@ def valid_password(s: str) -> bool:
     return 8 <= len(s) <= 256
 
 
+#: What `valid_text` asks, in words: the server's bad_request, the console's `say` and the
+#: client's refusals all say this one sentence.
+TEXT_RULES = (f"1 to {MAX_TEXT} characters, not only white space, "
+              "without control characters other than TAB, LF and CR")
+
+
 def valid_text(s: str) -> bool:
     return 1 <= len(s) <= MAX_TEXT and not s.isspace() and _FORBIDDEN_CONTROL.search(s) is None
 
@@ -339,11 +342,7 @@ def _login(frame: dict, rid: str | None) -> Login:
 def _say(frame: dict, rid: str | None) -> Say:
     text = _string(frame, "text", rid)
     if not valid_text(text):
-        raise _bad_request(
-            "text must be 1 to 4000 characters, not only white space,"
-            " without control characters other than TAB, LF and CR",
-            rid,
-        )
+        raise _bad_request(f"text must be {TEXT_RULES}", rid)
     return Say(text, rid)
 
 

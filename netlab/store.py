@@ -14,10 +14,10 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -25,14 +25,14 @@ from cryptography.exceptions import InvalidTag
 from netlab.crypto import (
     KEY_ENV,
     KEY_FILE,
-    StartupError,
     Vault,
     create_key_file,
-    fsync_dir,
     new_key,
     read_key,
     warn_if_exposed,
 )
+from netlab.files import StartupError, fsync_dir
+from netlab.protocol import timestamp
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,6 @@ _SCAN = 4 * MAX_RECORD  # below this a binary search reads the rest and scans it
 _CHUNK = 64 * 1024  # first read when walking records from a known boundary
 
 _TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
-
-
-def utc_timestamp() -> str:
-    """Now as RFC 3339 UTC with milliseconds, e.g. 2026-11-23T19:57:28.962Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _csv_field(field: str) -> str:
@@ -130,13 +125,6 @@ class Accounts:
         self._unwritten_file = False
 
     @classmethod
-    def open(cls, data_dir: Path, environ: Mapping[str, str] = os.environ) -> Accounts:
-        """`load`, then `create_files`."""
-        accounts = cls.load(data_dir, environ)
-        accounts.create_files()
-        return accounts
-
-    @classmethod
     def load(cls, data_dir: Path, environ: Mapping[str, str] = os.environ) -> Accounts:
         """Read clients.csv with the key, or raise StartupError; creates nothing on disk.
 
@@ -194,7 +182,7 @@ class Accounts:
             self._vault.encrypt(username, "login"),
             password_hash,
             self._vault.encrypt(ip, "ip"),
-            utc_timestamp(),
+            timestamp(time.time()),
         )
         line = _csv_line(row)
         with self._lock:
@@ -628,12 +616,6 @@ class History:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-    def recent(self, limit: int) -> list[Record]:
-        """The newest `limit` records in the window, oldest first (loop thread)."""
-        with self._lock:
-            newest = list(itertools.islice(reversed(self._window), limit))
-        return [record for _start, record in reversed(newest)]
 
     def _window_slice(
         self, limit: int, before: int | None, after: int | None

@@ -7,12 +7,19 @@ import json
 from argon2 import PasswordHasher
 
 from netlab import protocol as p
-from netlab.store import History
+from netlab.store import Accounts, History
 
 #: Cheap hashes for accounts made by the test itself: the parameters travel
 #: with each hash, so verifying one costs microseconds, not 25 ms.
 CHEAP = PasswordHasher(memory_cost=8, time_cost=1, parallelism=1)
 PASSWORD = "correct horse"
+
+
+def open_accounts(data_dir, environ: dict | None = None) -> Accounts:
+    """Accounts as `store.open_store` opens them (load, then create the files), without history."""
+    accounts = Accounts.load(data_dir, {} if environ is None else environ)
+    accounts.create_files()
+    return accounts
 
 
 class Recorder:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from chat_fakes import CHEAP, PASSWORD, Recorder
+from chat_fakes import CHEAP, PASSWORD, Recorder, open_accounts
 
 from netlab import protocol as p
 from netlab.chat_core import Chat, ChatConfig
@@ -13,7 +13,7 @@ from netlab.store import Accounts, History
 @pytest.fixture
 def chat(tmp_path):
     def make(**limits) -> tuple[Chat, Recorder, Accounts]:
-        accounts = Accounts.open(tmp_path, environ={})
+        accounts = open_accounts(tmp_path, environ={})
         history = History.open(tmp_path / "history.csv")
         fx = Recorder(history)
         return Chat(ChatConfig(**limits), accounts, history, fx), fx, accounts

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chat_fakes import CHEAP, PASSWORD, Recorder
+from chat_fakes import CHEAP, PASSWORD, Recorder, open_accounts
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -32,7 +32,7 @@ from hypothesis.stateful import (
 from netlab import chat_core
 from netlab import protocol as p
 from netlab.chat_core import Chat, ChatConfig
-from netlab.store import Accounts, History, Record
+from netlab.store import History, Record
 
 #: Small limits, so that the machine reaches them: a full server, flood control, history
 #: pages read from disk (the window holds three messages) and cut by `limit` or by the
@@ -227,7 +227,7 @@ class ChatMachine(RuleBasedStateMachine):
                    for n, text in enumerate(earlier)]
         self.history.append(records)
         self.messages = [r.as_dict() for r in records]
-        self.accounts = Accounts.open(self.dir, environ={})
+        self.accounts = open_accounts(self.dir, environ={})
         self.accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
         self.registered["ann"] = ("Ann", PASSWORD)
         self.fx = Loop(self.history)

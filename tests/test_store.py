@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from chat_fakes import open_accounts
 from cryptography.exceptions import InvalidTag
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,18 +21,16 @@ from hypothesis import strategies as st
 from netlab.crypto import (
     KEY_ENV,
     KEY_FILE,
-    StartupError,
     Vault,
     create_key_file,
     dummy_hash,
     hash_password,
-    needs_rehash,
     read_key,
     verify_password,
 )
+from netlab.files import StartupError
 from netlab.store import (
     MAX_RECORD,
-    Accounts,
     History,
     Record,
     UsernameTaken,
@@ -64,41 +63,41 @@ def all_bytes(root: Path) -> bytes:
 
 
 def test_key_file_is_0600_and_never_overwritten(tmp_path: Path) -> None:
-    Accounts.open(tmp_path, environ={})
+    open_accounts(tmp_path, environ={})
     key_path = tmp_path / KEY_FILE
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     before = key_path.read_bytes()
     with pytest.raises(StartupError):
         create_key_file(tmp_path, b"k" * 32)
-    Accounts.open(tmp_path, environ={})
+    open_accounts(tmp_path, environ={})
     assert key_path.read_bytes() == before
     assert read_key(tmp_path, environ={})[0] == base64.urlsafe_b64decode(before.strip())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clients.csv", KEY_FILE]
 
 
 def test_a_key_file_others_can_read_is_warned_about_once_it_matched(tmp_path: Path, caplog) -> None:
-    Accounts.open(tmp_path, environ={}).add("alice", HASH, "10.0.0.1")
+    open_accounts(tmp_path, environ={}).add("alice", HASH, "10.0.0.1")
     key_path = tmp_path / KEY_FILE
     key_path.chmod(0o644)
-    Accounts.open(tmp_path, environ={})
+    open_accounts(tmp_path, environ={})
     assert "readable by group or others (mode 644)" in caplog.text
     caplog.clear()
     key_path.chmod(0o640)  # the group alone is one reader too many
-    Accounts.open(tmp_path, environ={})
+    open_accounts(tmp_path, environ={})
     assert "readable by group or others (mode 640)" in caplog.text
     caplog.clear()
     key_path.write_text(base64.urlsafe_b64encode(b"x" * 32).decode())
     with pytest.raises(StartupError, match="does not match"):
-        Accounts.open(tmp_path, environ={})
+        open_accounts(tmp_path, environ={})
     assert "readable" not in caplog.text  # the refusal is the one line an operator gets
 
 
 def test_env_key_wins_and_no_key_file_is_created(tmp_path: Path) -> None:
-    accounts = Accounts.open(tmp_path, environ=env_key())
+    accounts = open_accounts(tmp_path, environ=env_key())
     accounts.add("alice", HASH, "10.0.0.1")
     assert not (tmp_path / KEY_FILE).exists()
     (tmp_path / KEY_FILE).write_text("not a key at all")  # never read while NETLAB_KEY is set
-    assert Accounts.open(tmp_path, environ=env_key()).get("ALICE") is not None
+    assert open_accounts(tmp_path, environ=env_key()).get("ALICE") is not None
 
 
 @pytest.mark.parametrize("text", ["", "   ", "not base64!", base64.b64encode(b"k" * 31).decode()])
@@ -107,7 +106,7 @@ def test_malformed_key_is_refused(tmp_path: Path, text: str) -> None:
         read_key(tmp_path, environ={KEY_ENV: text})
     (tmp_path / KEY_FILE).write_text(text)
     with pytest.raises(StartupError, match=KEY_FILE):
-        Accounts.open(tmp_path, environ={})
+        open_accounts(tmp_path, environ={})
 
 
 def test_key_without_padding_is_accepted(tmp_path: Path) -> None:
@@ -138,39 +137,36 @@ def test_passwords() -> None:
     assert not verify_password("garbage", "correct horse")
     assert not verify_password(dummy_hash(), "correct horse")
     assert dummy_hash() is dummy_hash()
-    assert not needs_rehash(encoded)
-    assert needs_rehash(encoded.replace("t=2", "t=1"))
-    assert needs_rehash("garbage")
 
 
 # --- accounts --------------------------------------------------------------------------------
 
 
 def test_wrong_key_is_refused_and_nothing_changes(tmp_path: Path) -> None:
-    Accounts.open(tmp_path, environ={}).add("alice", HASH, "10.0.0.1")
+    open_accounts(tmp_path, environ={}).add("alice", HASH, "10.0.0.1")
     before = snapshot(tmp_path)
     with pytest.raises(StartupError, match="does not match"):
-        Accounts.open(tmp_path, environ=env_key(7))
+        open_accounts(tmp_path, environ=env_key(7))
     assert snapshot(tmp_path) == before
     (tmp_path / KEY_FILE).write_text(base64.urlsafe_b64encode(b"x" * 32).decode())
     before = snapshot(tmp_path)
     with pytest.raises(StartupError, match="does not match"):
-        Accounts.open(tmp_path, environ={})
+        open_accounts(tmp_path, environ={})
     assert snapshot(tmp_path) == before
 
 
 def test_missing_key_with_accounts_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
-    Accounts.open(tmp_path, environ={}).add("alice", HASH, "10.0.0.1")
+    open_accounts(tmp_path, environ={}).add("alice", HASH, "10.0.0.1")
     (tmp_path / KEY_FILE).unlink()
     before = snapshot(tmp_path)
     with pytest.raises(StartupError, match="no key"):
-        Accounts.open(tmp_path, environ={})
+        open_accounts(tmp_path, environ={})
     assert snapshot(tmp_path) == before
 
 
 def test_missing_data_dir_is_created_only_when_starting(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    assert len(Accounts.open(data_dir, environ={})) == 0
+    assert len(open_accounts(data_dir, environ={})) == 0
     assert (data_dir / KEY_FILE).exists()
     assert (data_dir / "clients.csv").read_bytes() == (
         b"login_index,login,password_hash,registered_ip,created\r\n"
@@ -178,11 +174,11 @@ def test_missing_data_dir_is_created_only_when_starting(tmp_path: Path) -> None:
 
 
 def test_nothing_in_plain_text_on_disk(tmp_path: Path) -> None:
-    accounts = Accounts.open(tmp_path, environ={})
+    accounts = open_accounts(tmp_path, environ={})
     password = "Sw0rdfish-and-chips"
     accounts.add("ZebraKeeper", hash_password(password), "203.0.113.77")
     accounts.add("other.user", hash_password("another-pass"), "2001:db8::99")
-    Accounts.open(tmp_path, environ={})
+    open_accounts(tmp_path, environ={})
     data = all_bytes(tmp_path)
     for secret in ["ZebraKeeper", "zebrakeeper", password, "203.0.113.77", "2001:db8::99"]:
         assert secret.encode() not in data
@@ -191,7 +187,7 @@ def test_nothing_in_plain_text_on_disk(tmp_path: Path) -> None:
 
 
 def test_case_insensitive_lookup_and_username_taken(tmp_path: Path) -> None:
-    accounts = Accounts.open(tmp_path, environ={})
+    accounts = open_accounts(tmp_path, environ={})
     alice = accounts.add("Alice", HASH, "10.0.0.1")
     assert accounts.get("aLiCe") is alice
     assert accounts.get("alice").username == "Alice"
@@ -201,15 +197,15 @@ def test_case_insensitive_lookup_and_username_taken(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         accounts.add("alice", HASH, "10.0.0.2")
     assert len(accounts) == 1
-    assert len(Accounts.open(tmp_path, environ={})) == 1
+    assert len(open_accounts(tmp_path, environ={})) == 1
 
 
 def test_reopen_finds_accounts(tmp_path: Path) -> None:
-    accounts = Accounts.open(tmp_path, environ=env_key())
+    accounts = open_accounts(tmp_path, environ=env_key())
     encoded = hash_password("password-1")
     accounts.add("Carol_2", encoded, "192.0.2.1")
     accounts.add("dave", HASH, "192.0.2.2")
-    again = Accounts.open(tmp_path, environ=env_key())
+    again = open_accounts(tmp_path, environ=env_key())
     assert len(again) == 2
     assert again.get("carol_2").username == "Carol_2"
     assert verify_password(again.get("CAROL_2").password_hash, "password-1")
@@ -217,7 +213,7 @@ def test_reopen_finds_accounts(tmp_path: Path) -> None:
 
 
 def test_clear_keeps_a_backup_and_forgets(tmp_path: Path) -> None:
-    accounts = Accounts.open(tmp_path, environ={})
+    accounts = open_accounts(tmp_path, environ={})
     accounts.add("alice", HASH, "10.0.0.1")
     accounts.add("bob", HASH, "10.0.0.2")
     old = (tmp_path / "clients.csv").read_bytes()
@@ -227,11 +223,11 @@ def test_clear_keeps_a_backup_and_forgets(tmp_path: Path) -> None:
     accounts.add("alice", HASH, "10.0.0.3")
     assert accounts.clear() == 1  # replaces the old .bak: header and one row
     assert (tmp_path / "clients.csv.bak").read_bytes().count(b"\r\n") == 2
-    assert len(Accounts.open(tmp_path, environ={})) == 0
+    assert len(open_accounts(tmp_path, environ={})) == 0
 
 
 def test_clear_without_accounts_leaves_both_files(tmp_path: Path) -> None:
-    accounts = Accounts.open(tmp_path, environ={})
+    accounts = open_accounts(tmp_path, environ={})
     accounts.add("alice", HASH, "10.0.0.1")
     backup = tmp_path / "clients.csv.bak"
     assert accounts.clear() == 1
@@ -241,7 +237,7 @@ def test_clear_without_accounts_leaves_both_files(tmp_path: Path) -> None:
 
 
 def test_torn_last_line_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    accounts = Accounts.open(tmp_path, environ={})
+    accounts = open_accounts(tmp_path, environ={})
     accounts.add("alice", HASH, "10.0.0.1")
     accounts.add("bob", HASH, "10.0.0.2")
     path = tmp_path / "clients.csv"
@@ -250,11 +246,11 @@ def test_torn_last_line_is_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixt
     with open(path, "ab") as f:
         f.write(lines[-2][:cut])
     with caplog.at_level(logging.WARNING):
-        again = Accounts.open(tmp_path, environ={})
+        again = open_accounts(tmp_path, environ={})
     assert "torn" in caplog.text
     assert len(again) == 2
     again.add("carol", HASH, "10.0.0.3")  # cuts the torn bytes first
-    final = Accounts.open(tmp_path, environ={})
+    final = open_accounts(tmp_path, environ={})
     assert len(final) == 3 and final.get("carol") is not None
 
 
@@ -293,7 +289,7 @@ def expected(all_records: list[Record], limit: int, before=None, after=None):
 def test_header_and_seq_continue_across_restarts(tmp_path: Path) -> None:
     path = tmp_path / "history.csv"
     history = History.open(path)
-    assert history.last_seq == 0 and history.recent(10) == []
+    assert history.last_seq == 0 and history.page(limit=10)[0] == []
     assert path.read_bytes() == b"seq,ts,from,text\r\n"
     history.append(records([1, 2]))
     history.close()
@@ -302,7 +298,7 @@ def test_header_and_seq_continue_across_restarts(tmp_path: Path) -> None:
     history.append(records([3]))
     history.sync()
     history.close()
-    assert [r.seq for r in History.open(path).recent(10)] == [1, 2, 3]
+    assert [r.seq for r in History.open(path).page(limit=10)[0]] == [1, 2, 3]
     assert path.read_bytes().startswith(b"seq,ts,from,text\r\n1,")
 
 
@@ -312,9 +308,9 @@ def test_texts_round_trip_as_rfc4180(tmp_path: Path) -> None:
     history = History.open(path)
     history.append(written[:3])
     history.append(written[3:])
-    assert history.recent(100) == written
+    assert history.page(limit=100)[0] == written
     history.close()
-    assert History.open(path).recent(100) == written
+    assert History.open(path).page(limit=100)[0] == written
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["seq", "ts", "from", "text"]
@@ -498,7 +494,7 @@ def test_large_file_opens_from_the_tail_and_pages_to_the_start(tmp_path: Path) -
     assert [r.seq for r in history.page(limit=3, after=0)[0]] == [1, 2, 3]
     assert [r.seq for r in history.page(limit=3, after=count - 2)[0]] == [count - 1, count]
     history.append([Record(count + 1, TS, "new", "last")])
-    assert history.recent(1)[0].seq == count + 1
+    assert history.page(limit=1)[0][0].seq == count + 1
     history.close()
     os.truncate(path, path.stat().st_size - 3)
     assert History.open(path, window=10).last_seq == count
