@@ -55,14 +55,6 @@ def plain(sock: socket.socket) -> socket.socket:
     return sock
 
 
-def unverified_context() -> ssl.SSLContext:
-    """For looking only (is it TLS? which names?), never for sending anything of the user's."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 @dataclass(frozen=True)
 class Peer:
     """A server as the user named it, and how each socket to it is wrapped (TLS or not)."""
@@ -100,8 +92,7 @@ class Peer:
         """Whether a TLS handshake succeeds on a new connection (asked after a plain
         connection went wrong: the user may have left --tls out)."""
         try:
-            with socket.create_connection((self.host, self.port), timeout=TLS_PROBE_TIMEOUT) as sock, \
-                    unverified_context().wrap_socket(sock, server_hostname=self.host):
+            with self._unverified_handshake():
                 return True
         except OSError:  # ssl.SSLError included
             return False
@@ -111,6 +102,19 @@ class Peer:
         if not isinstance(sock, ssl.SSLSocket) and self.speaks_tls():
             return f"{self.address} speaks TLS: add --tls"
         return None
+
+    def _unverified_handshake(self) -> ssl.SSLSocket:
+        """A TLS connection that verifies nothing: for looking only (is it TLS? which
+        names?), never for sending anything of the user's. Raises OSError."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = socket.create_connection((self.host, self.port), timeout=TLS_PROBE_TIMEOUT)
+        try:
+            return context.wrap_socket(sock, server_hostname=self.host)
+        except OSError:
+            sock.close()
+            raise
 
     def _untrusted(self, exc: ssl.SSLCertVerificationError) -> str:
         if exc.verify_code in NAME_MISMATCH_CODES and (names := self._certificate_names()):
@@ -124,8 +128,7 @@ class Peer:
         from cryptography import x509
 
         try:
-            with socket.create_connection((self.host, self.port), timeout=TLS_PROBE_TIMEOUT) as sock, \
-                    unverified_context().wrap_socket(sock, server_hostname=self.host) as tls:
+            with self._unverified_handshake() as tls:
                 der = tls.getpeercert(binary_form=True)
         except OSError:
             return []
@@ -156,10 +159,8 @@ def first_frame(peer: Peer, sock: socket.socket, decoder: p.FrameDecoder,
     heard = False  # any byte at all: silence and nonsense are told apart
     try:
         while (frame := decoder.next_frame()) is None:
-            sock.settimeout(max(0.0, deadline - time.monotonic()))
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
+            data = recv_before(sock, deadline)
+            if data is None:  # the time is up
                 if heard:
                     raise WrongPeer(not_chat) from None
                 if tls := peer.plain_at_tls(sock):
@@ -179,3 +180,15 @@ def first_frame(peer: Peer, sock: socket.socket, decoder: p.FrameDecoder,
                                and isinstance(frame.get("code"), str)):
         return frame
     raise WrongPeer(not_chat)
+
+
+def recv_before(sock: socket.socket, deadline: float) -> bytes | None:
+    """What `sock` receives before `deadline` (time.monotonic), or None once it has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    sock.settimeout(remaining)
+    try:
+        return sock.recv(65536)
+    except TimeoutError:
+        return None

@@ -157,6 +157,23 @@ def test_a_server_replaced_by_something_else_is_named_not_retried_or_sent_the_pa
         client.kill()
 
 
+def test_silence_at_a_reconnect_is_waited_out_without_sending_the_password(start_chat, recording_peer):
+    """A restarting server listens before it has loaded its data: silence then is no proof."""
+    server, port = start_chat()
+    client = Netlab("chat", "connect", "--port", str(port), "--user", "ann", "--register",
+                    "--password-env", "PW", env={"PW": PASSWORD})
+    try:
+        client.err.wait_for("logged in as ann")
+        server.kill()
+        peer = recording_peer(None, port)
+        client.err.wait_for(r"connection lost \(no welcome within 5 s\); reconnecting", timeout=SILENT_PEER_CAP)
+        assert client.proc.poll() is None
+    finally:
+        client.kill()
+    received = peer.received()
+    assert received and not any(PASSWORD.encode() in data for data in received)
+
+
 def test_bench_sends_no_registration_to_a_peer_that_does_not_welcome_it(recording_peer):
     peer = recording_peer(NOT_A_WELCOME["bytes of another protocol"])
     run = netlab_run("bench", "chat", "--port", str(peer.port), "--clients", "2", "--senders", "1",
