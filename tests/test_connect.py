@@ -166,7 +166,8 @@ def test_silence_at_a_reconnect_is_waited_out_without_sending_the_password(start
         client.err.wait_for("logged in as ann")
         server.kill()
         peer = recording_peer(None, port)
-        client.err.wait_for(r"connection lost \(no welcome within 5 s\); reconnecting", timeout=SILENT_PEER_CAP)
+        client.err.wait_for(r"connection lost \(no welcome within 5 s\); reconnecting",
+                            timeout=SILENT_PEER_CAP)
         assert client.proc.poll() is None
     finally:
         client.kill()
