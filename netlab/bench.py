@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netlab import protocol as p
-from netlab.netutil import format_address
+from netlab.connect import Peer, WrongPeer, first_frame, plain
 
 LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
 #: Longest wait for a connection, a TLS handshake or an answer while setting up: a
@@ -66,29 +66,23 @@ def print_steal(stolen_before: float | None) -> None:
         print(f"  cpu stolen by the hypervisor during the run: {stolen_after - stolen_before:.2f} s")
 
 
-@dataclass
-class Target:
-    """Where to connect, and how to wrap each socket (TLS or not)."""
-
-    host: str
-    port: int
-    wrap: Callable[[socket.socket], socket.socket] = lambda sock: sock
-
-    @property
-    def address(self) -> str:
-        return format_address((self.host, self.port))
+@dataclass(frozen=True)
+class Target(Peer):
+    """The server under load: where, how each socket is wrapped, many connections at once."""
 
     def connect(self, count: int) -> list[socket.socket]:
         """`count` connections (blocking, with SETUP_TIMEOUT), or one clear line and exit 1."""
-        socks = []
+        socks: list[socket.socket] = []
         try:
             for _ in range(count):
-                sock = socket.create_connection((self.host, self.port), timeout=SETUP_TIMEOUT)
+                sock = self.open(SETUP_TIMEOUT)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                socks.append(self.wrap(sock))
-        except OSError as exc:
+                socks.append(sock)
+        except (WrongPeer, OSError) as exc:
             for sock in socks:
                 sock.close()
+            if isinstance(exc, WrongPeer):
+                raise SystemExit(f"netlab: {exc}") from None
             raise SystemExit(f"netlab: cannot connect to {self.address}: {reason(exc)}") from None
         return socks
 
@@ -112,10 +106,10 @@ def tls_wrap(host: str, ca: Path | None) -> Callable[[socket.socket], socket.soc
 def server_for(kind: str, host: str, port: int | None, extra: list[str], tls: bool) -> Iterator[Target]:
     """The target: the given port, or a server started just for this run."""
     if port is not None:
-        yield Target(host, port, tls_wrap(host, None) if tls else Target.wrap)
+        yield Target(host, port, tls_wrap(host, None) if tls else plain)
         return
     with tempfile.TemporaryDirectory(prefix="netlab-bench-") as data_dir:
-        wrap = Target.wrap
+        wrap = plain
         if tls:
             from netlab.tls import make_certificate
 
@@ -229,13 +223,14 @@ def register_all(target: Target, socks: list[socket.socket], prefix: str) -> flo
     """Register every socket concurrently (the server hashes in parallel); returns seconds.
 
     Anything but a netlab chat server answering (a refusal, silence, a wrong
-    port) ends the run with one line naming it.
+    port) ends the run with one line naming it; no `register` goes out before
+    its connection's `welcome`.
     """
     decoders = [p.FrameDecoder() for _ in socks]
     begin = time.perf_counter()
     try:
         for i, sock in enumerate(socks):
-            expect_welcome(read_frame(sock, decoders[i]))
+            refused(first_frame(target, sock, decoders[i]))
             frame = {"type": "register", "username": f"{prefix}{i}", "password": "bench-password"}
             sock.sendall(p.encode(frame))
         for sock, decoder in zip(socks, decoders, strict=True):
@@ -243,18 +238,19 @@ def register_all(target: Target, socks: list[socket.socket], prefix: str) -> flo
                 if frame["type"] == "error":
                     raise SystemExit(f"netlab: registration at {target.address} failed: "
                                      f"{frame.get('code')}: {frame.get('message')}")
+    except WrongPeer as exc:
+        raise SystemExit(f"netlab: {exc}") from None
     except (OSError, p.ProtocolError) as exc:
         why = reason(exc) if isinstance(exc, OSError) else exc.message
         raise SystemExit(f"netlab: {target.address} does not answer as a netlab chat server: {why}") from None
     return time.perf_counter() - begin
 
 
-def expect_welcome(frame: dict) -> None:
-    if frame.get("type") == "error":  # server_full, most likely
-        raise SystemExit(f"netlab: the chat server refused a connection: {frame.get('code')}: "
-                         f"{frame.get('message')}")
-    if frame.get("type") != "welcome":
-        raise p.ProtocolError("bad_frame", f"the first frame is {frame.get('type')!r}, not 'welcome'")
+def refused(first: dict) -> None:
+    """A server that refuses a connection (server_full, most likely) ends the run, naming why."""
+    if first["type"] == "error":
+        raise SystemExit(f"netlab: the chat server refused a connection: {first.get('code')}: "
+                         f"{first.get('message')}")
 
 
 def receive(sock: socket.socket) -> bytes:

@@ -160,6 +160,20 @@ def host_option():
                         callback=lambda ctx, param, value: unbracket(value))
 
 
+def holds_certificate(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """--ca FILE must hold a PEM certificate: the key or any other file is a bad option,
+    found before a password is asked, not a traceback at connect."""
+    if value is not None:
+        from netlab.tls import client_context
+
+        try:
+            client_context(value, insecure=False)
+        except ssl.SSLError:
+            raise click.BadParameter(f"{value}: no certificate in it (a PEM file such as the "
+                                     "server's cert.pem)") from None
+    return value
+
+
 def client_options(default_port: int):
     """Where to connect and how to trust the server."""
     return with_options([
@@ -167,6 +181,7 @@ def client_options(default_port: int):
         click.option("--port", type=PORT, default=default_port, show_default=True),
         click.option("--tls", is_flag=True, help="Connect with TLS, verifying the server's certificate."),
         click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     callback=holds_certificate,
                      help="With --tls: trust this certificate (e.g. the server's cert.pem) alone."),
         click.option("--insecure", is_flag=True, help="With --tls: do not verify the certificate (unsafe)."),
     ])
@@ -372,7 +387,8 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
                  json_lines: bool, history_at_login: int | None) -> None:
     """Chat: a prompt on a terminal; from a pipe, each line is a message."""
     from netlab import client as c
-    from netlab.client_login import ask_password, log_in_asking, unreachable
+    from netlab.client_login import ask_password, log_in_asking, not_ready
+    from netlab.connect import Peer
 
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
     at_prompt = terminal and not json_lines
@@ -393,7 +409,7 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
                             wrap=wrap, history_at_login=history_at_login)
 
     if password is None:  # to be asked: not before the server is known to be there
-        problem = unreachable(host, port)
+        problem = not_ready(Peer(host, port, wrap))
         if problem is not None:
             fail(problem, UNREACHABLE)
         if at_prompt:
@@ -409,20 +425,21 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
 def echo_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: bool) -> None:
     """Echo: lines typed on a terminal; from a pipe, stdin streamed byte for byte."""
     from netlab import client as c
+    from netlab.connect import Peer, WrongPeer
 
-    wrap = client_wrap(host, tls, ca, insecure)
+    peer = Peer(host, port, client_wrap(host, tls, ca, insecure))
     try:
-        sock = wrap(socket.create_connection((host, port)))
-    except ssl.SSLCertVerificationError as exc:
-        fail(f"the server's certificate could not be verified ({exc.verify_message}); "
-             "pass --ca FILE with the certificate it uses", UNREACHABLE)
+        sock = peer.open()
+    except WrongPeer as exc:
+        fail(str(exc), UNREACHABLE)
     except OSError as exc:
-        fail(f"cannot reach {format_address((host, port))}: {exc.strerror or exc}", UNREACHABLE)
+        fail(f"cannot reach {peer.address}: {exc.strerror or exc}", UNREACHABLE)
+    sock.settimeout(None)  # an echo waits as long as the input does
     with sock:
         try:
             if sys.stdin.isatty() and sys.stdout.isatty():
-                sys.exit(c.echo_terminal(sock))
-            sys.exit(c.echo_pipe(sock))
+                sys.exit(c.echo_terminal(sock, peer))
+            sys.exit(c.echo_pipe(sock, peer))
         except KeyboardInterrupt:  # also while an echo is awaited, not only at the prompt
             sys.exit(0)
 

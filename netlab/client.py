@@ -15,7 +15,6 @@ import os
 import random
 import re
 import socket
-import ssl
 import sys
 import threading
 from collections.abc import Callable
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from netlab import protocol as p
 from netlab.client_input import is_command, message_text, message_validator, numbered_lines, text_problem
-from netlab.netutil import enable_keepalive, format_address
+from netlab.connect import WELCOME_TIMEOUT, NoWelcome, Peer, WrongPeer, first_frame
+from netlab.netutil import enable_keepalive
 from netlab.terminal import prompt_output
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class ChatClient:
         self.host, self.port = host, port
         self.credentials = credentials
         self.show = show
-        self.wrap = wrap
+        self.peer = Peer(host, port, wrap)
         self.username = credentials.username
         self.last_seq = 0        # newest message shown
         self.oldest_seq = None   # oldest message shown, for /history paging
@@ -215,9 +215,8 @@ class ChatClient:
                 except ConnectionLost as exc:
                     if self.finished.is_set():
                         return
-                    if not self._authenticated_once and not self._throttled:
-                        where = format_address((self.host, self.port))
-                        raise ClientExit(f"cannot connect to {where}: {exc}", 1) from None
+                    if not self._reconnecting:
+                        raise ClientExit(f"cannot connect to {self.peer.address}: {exc}", 1) from None
                     # Jitter: a restarted server is not hit by every client at once.
                     wait = random.uniform(self._delay / 2, self._delay)
                     self.show("status", f"connection lost ({exc}); reconnecting in {wait:.1f} s", {})
@@ -233,23 +232,56 @@ class ChatClient:
         finally:
             self._finish(0)
 
-    def _connect_and_read(self) -> None:
+    @property
+    def _reconnecting(self) -> bool:
+        """A session is under way: a failure to connect is waited out, not the end."""
+        return self._authenticated_once or self._throttled
+
+    def _connect(self) -> tuple[socket.socket, p.FrameDecoder, dict]:
+        """A connection whose peer has sent its `welcome` (or `server_full`); nothing is sent before.
+
+        A peer that proves to be something else ends the client, also on a reconnect (the
+        server was replaced: trying again would not help). Silence on a reconnect is waited
+        out like a refused connection: a restarting server listens before it loads its data.
+        """
         try:
-            sock = self.wrap(socket.create_connection((self.host, self.port), timeout=10))
-        except ssl.SSLCertVerificationError as exc:
-            raise ClientExit(f"the server's certificate could not be verified ({exc.verify_message}); "
-                             "pass --ca FILE with the certificate it uses", 1) from None
+            sock = self.peer.open()
+        except WrongPeer as exc:
+            raise ClientExit(str(exc), 1) from None
         except OSError as exc:
             raise ConnectionLost(exc.strerror or str(exc)) from None
+        decoder = p.FrameDecoder()
+        try:
+            return sock, decoder, first_frame(self.peer, sock, decoder)
+        except NoWelcome as exc:
+            sock.close()
+            if self._reconnecting:
+                raise ConnectionLost(f"no welcome within {WELCOME_TIMEOUT:g} s") from None
+            raise ClientExit(str(exc), 1) from None
+        except WrongPeer as exc:
+            sock.close()
+            raise ClientExit(str(exc), 1) from None
+        except OSError as exc:
+            sock.close()
+            raise ConnectionLost(exc.strerror or str(exc)) from None
+
+    def _connect_and_read(self) -> None:
+        sock, decoder, first = self._connect()
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         enable_keepalive(sock)  # a server gone without a FIN (power cut) ends the wait in recv
-        decoder = p.FrameDecoder()
         with self._lock:
             self._sock = sock
         try:
+            self._handle(first, decoder)  # server_full ends it here
             self._authenticate()
             while True:
+                try:
+                    for frame in decoder:  # frames that came with the welcome first
+                        if self._handle(frame, decoder):
+                            return
+                except p.ProtocolError as exc:
+                    raise ConnectionLost(f"unreadable data from the server: {exc.message}") from None
                 try:
                     data = sock.recv(65536)
                 except OSError as exc:
@@ -257,12 +289,6 @@ class ChatClient:
                 if not data:
                     raise ConnectionLost("closed by the server")
                 decoder.feed(data)
-                try:
-                    for frame in decoder:
-                        if self._handle(frame, decoder):
-                            return
-                except p.ProtocolError as exc:
-                    raise ConnectionLost(f"unreadable data from the server: {exc.message}") from None
         finally:
             with self._lock:
                 self._sock = None
@@ -673,7 +699,7 @@ def slash_command(client: ChatClient, line: str) -> bool:
 # -- the echo client ---------------------------------------------------------------------
 
 
-def echo_pipe(sock: socket.socket) -> int:
+def echo_pipe(sock: socket.socket, peer: Peer) -> int:
     """Stream stdin to the server and the echo to stdout; 0 once every byte came back.
 
     The end is found by counting, not by half-closing: TLS has no half-close
@@ -726,7 +752,8 @@ def echo_pipe(sock: socket.socket) -> int:
         too_much = received > sent  # more than was ever sent: no echo can do that
     if not complete:
         problem = (f"the server sent {received} bytes for the {sent} sent: is it an echo server?" if too_much
-                   else f"the server closed the connection: {received} of {sent} bytes sent came back")
+                   else peer.plain_at_tls(sock)
+                   or f"the server closed the connection: {received} of {sent} bytes sent came back")
         print(f"netlab: {problem}", file=sys.stderr)
         return 1
     writer.join()
@@ -739,7 +766,7 @@ def stop(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-def echo_terminal(sock: socket.socket) -> int:
+def echo_terminal(sock: socket.socket, peer: Peer) -> int:
     """Each line typed is sent; its echo is printed."""
     from prompt_toolkit import PromptSession
 
@@ -754,7 +781,7 @@ def echo_terminal(sock: socket.socket) -> int:
         except OSError:  # a reset, not only a FIN, ends a connection
             echoed = None
         if echoed is None:
-            print("the server closed the connection")
+            print(peer.plain_at_tls(sock) or "the server closed the connection")
             return 1
         print(echoed.decode(errors="replace"), end="")
 

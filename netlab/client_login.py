@@ -9,30 +9,32 @@ one would fail the same way.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import click
 
 from netlab import protocol as p
 from netlab.client import ERROR_SENTENCES, ChatClient
-from netlab.netutil import format_address
+from netlab.connect import Peer, WrongPeer, first_frame
 
 TRIES = 3  # passwords asked at login before giving up: the server throttles a name after 5 failures
-CONNECT_TIMEOUT = 10.0  # as the client's own connections
 
 
-def unreachable(host: str, port: int) -> str | None:
-    """Why the server cannot be reached, or None once a TCP connection was made.
+def not_ready(peer: Peer) -> str | None:
+    """Why the server cannot take a login, or None once it has welcomed a probe connection.
 
-    The probe connection is closed at once, before anything is sent: the session
-    connects again when the password is in. Keeping this one open instead would
-    run the server's auth timeout (30 s by default) against the user's typing.
+    The probe reads the welcome (so a wrong port, or --tls left out, is said before the
+    question, as is an unreachable server) and closes at once, having sent nothing: the
+    session connects again when the password is in. Keeping this connection open instead
+    would run the server's auth timeout (30 s by default) against the user's typing.
     """
     try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT).close()
+        with peer.open() as sock:
+            first_frame(peer, sock, p.FrameDecoder(p.MAX_MAX_FRAME))
+    except WrongPeer as exc:
+        return str(exc)
     except OSError as exc:
-        return f"cannot connect to {format_address((host, port))}: {exc.strerror or exc}"
+        return f"cannot connect to {peer.address}: {exc.strerror or exc}"
     return None
 
 

@@ -398,6 +398,15 @@ def welcome(max_frame: int) -> dict:
     }
 
 
+def is_welcome(frame: dict) -> bool:
+    """A `welcome` as PROTOCOL.md defines it: a client checks it before it sends anything
+    (a password above all), so that no other service gets it."""
+    max_frame = frame.get("max_frame")
+    return (frame.get("type") == "welcome" and frame.get("server") == "netlab"
+            and type(frame.get("protocol")) is int and frame["protocol"] == PROTOCOL_VERSION
+            and type(max_frame) is int and MIN_MAX_FRAME <= max_frame <= MAX_MAX_FRAME)
+
+
 def ok(op: str, username: str) -> dict:
     return {"type": "ok", "op": op, "username": username}
 

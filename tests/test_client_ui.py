@@ -200,6 +200,19 @@ def test_terminal_reports_an_unreachable_server_before_asking_the_password(start
         ray.close(force=True)
 
 
+def test_terminal_reports_a_wrong_port_before_asking_the_password(data_dir):
+    """The echo port: the probe reads no welcome, so nothing is asked and nothing is sent."""
+    server, port = serve("echo", data_dir, "--no-repl")
+    ray = terminal_client(port, "--user", "ray")
+    try:
+        ray.expect(f"127.0.0.1:{port} is not a netlab chat server")
+        assert "password" not in ray.before
+        assert_exits_with(ray, 1)
+    finally:
+        ray.close(force=True)
+        server.kill()
+
+
 def test_terminal_history_pages_back_from_the_oldest_shown_set_apart(data_dir):
     server, port = serve("chat", data_dir, "--no-repl", "--history-size", "1")
     try:
