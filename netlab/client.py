@@ -152,15 +152,18 @@ class ChatClient:
 
     # -- the user's side (any thread) ------------------------------------------------
 
-    def say(self, text: str) -> str:
+    def say(self, text: str, rid: str | None = None) -> str:
         """Send a message now, or as soon as the session is (back) online; its request id.
 
         The text is the front end's to check first (netlab.client_input.text_problem):
-        it knows how to tell its user, by line number or in the prompt.
+        it knows how to tell its user, by line number or in the prompt. A front end that
+        must know the id before the answer can arrive gives its own `rid` (unique, and
+        not of the form c<N>, which this client makes).
         """
         with self._lock:
-            self.ids += 1
-            rid = f"c{self.ids}"
+            if rid is None:
+                self.ids += 1
+                rid = f"c{self.ids}"
             self.pending[rid] = text
             if len(self.pending) == 1:
                 self._send_first()
@@ -579,7 +582,10 @@ def run_pipe(client: ChatClient, json_lines: bool) -> int:
                 text = message_text(line)  # a pipe has no commands, but `//` is `/` as at the prompt
                 problem = text_problem(text)
                 if problem is None:
-                    line_of[client.say(text)] = number
+                    # Named before it is sent: the network thread may read the answer at once.
+                    rid = f"line{number}"
+                    line_of[rid] = number
+                    client.say(text, rid)
                 else:
                     refused += 1
                     complain(f"line {number}: {problem}: not sent")
