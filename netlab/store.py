@@ -254,7 +254,7 @@ def require_key(found: tuple[bytes, str] | None, rows: list[tuple[int, list[str]
     if found is None and rows:
         raise StartupError(
             f"{path} holds {len(rows)} account{'s' if len(rows) > 1 else ''} but no key was found: "
-            f"restore {path.parent / KEY_FILE} or set {KEY_ENV}; refusing to start"
+            f"restore {path.parent / KEY_FILE} or set {KEY_ENV}"
         )
 
 

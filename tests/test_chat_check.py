@@ -123,6 +123,15 @@ def test_a_second_account_row_for_one_name_is_named_with_both_lines(chatted):
     assert check(chatted, "--repair") == (1, [expected], [])
 
 
+def test_a_missing_key_is_named_as_start_up_names_it_and_never_made(chatted):
+    (chatted / "netlab.key").unlink()
+    expected = (f"{chatted / 'clients.csv'} holds 1 account but no key was found: "
+                f"restore {chatted / 'netlab.key'} or set NETLAB_KEY")
+    assert refused_start(chatted) == f"netlab: {expected}"
+    assert check(chatted, "--repair") == (1, [expected], [])  # a check starts nothing
+    assert not (chatted / "netlab.key").exists()
+
+
 def test_check_refuses_while_a_server_holds_the_directory(start_chat, data_dir):
     server, _ = start_chat(data=data_dir)
     status, out, err = check(data_dir)
