@@ -29,6 +29,7 @@ from netlab.store import (
     parse_clients,
     read_record,
     record_ends,
+    records_behind_open_quote,
     require_key,
 )
 
@@ -131,7 +132,11 @@ def _history_problems(fd: int, path: Path) -> Iterator[Damage]:
             yield Damage(path, f"{path} line {line}: a record that cannot be read (a quote that never "
                                "closes; nothing after it can be read)")
             return
-    if pending:
+    if behind := records_behind_open_quote(pending):
+        yield Damage(path, f"{path} line {line}: a quote that never closes, with {len(behind)} "
+                           f"record(s) after it (seq {behind[0].seq} to {behind[-1].seq}): not a torn "
+                           "write, and cutting it would lose them")
+    elif pending:
         yield torn_record(path, line, start, pending)
 
 

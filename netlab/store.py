@@ -346,6 +346,18 @@ def read_record(raw: bytes) -> Record | str:
     return record if record.encode() == raw else f"seq {seq} is not written as netlab writes it"
 
 
+def records_behind_open_quote(tail: bytes) -> list[Record]:
+    """Whole records on the lines of `tail` after its first (tail: the bytes after the last
+    complete record, whose quote never closes).
+
+    A crash in the middle of a write leaves part of one record, whose quoted text may span
+    lines but does not hold records as netlab writes them. Whole records there mean a stray
+    quote earlier on, and cutting the tail would lose acknowledged messages.
+    """
+    found = (read_record(line + b"\n") for line in tail.split(b"\n")[1:])
+    return [record for record in found if isinstance(record, Record)]
+
+
 def history_header_end(fd: int, path: Path) -> int:
     """Where the first record of history.csv starts, or StartupError if the header is wrong."""
     header = os.pread(fd, 64, 0).partition(b"\n")[0] + b"\n"
@@ -542,10 +554,13 @@ class History:
             if spans and len(spans) < window:
                 spans = _walk_back(self._fd, spans[0][0], lo, window - len(spans)) + spans
         except _Corrupt as exc:
-            raise StartupError(self._damage_at_start(exc)) from exc
+            raise StartupError(self._damage_named(f"{self._path}: {exc}")) from exc
         spans = spans[-window:]
         self._end = spans[-1][1] if spans else lo
         if self._end < size:
+            tail = os.pread(self._fd, min(size - self._end, MAX_RECORD + 1), self._end)
+            if len(tail) > MAX_RECORD or records_behind_open_quote(tail):
+                raise StartupError(self._damage_named(f"{self._path}: a quote that never closes"))
             self._torn_at = self._end
             log.warning(
                 "%s: skipped a torn last record (%d bytes, a crash while writing)",
@@ -556,7 +571,7 @@ class History:
         self._complete = not spans or spans[0][0] == lo
         self.last_seq = spans[-1][2].seq if spans else 0
 
-    def _damage_at_start(self, exc: _Corrupt) -> str:
+    def _damage_named(self, fallback: str) -> str:
         """The damage the tail read stumbled on, named as `netlab chat check` names it.
 
         The whole file is read, once, on the way to refusing to start. A torn last record
@@ -565,7 +580,7 @@ class History:
         from netlab.check import history_damage  # check walks this module's formats
 
         named = [d for d in history_damage(self._path) if d.torn_at is None]
-        return str(named[0]) if named else f"{self._path}: {exc}"
+        return str(named[0]) if named else fallback
 
     def append(self, records: list[Record]) -> None:
         """Write records in one write(), no fsync (loop thread): in the OS, safe from kill -9.

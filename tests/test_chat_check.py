@@ -154,3 +154,20 @@ def test_a_torn_record_cut_after_a_newline_inside_its_text_is_torn_too(data_dir)
     assert status == 0 and out[0].startswith(
         f"{history} line 4: a torn last record (its quote never closes, 38 bytes): cut off")
     assert history.read_bytes() == good
+
+
+def test_a_stray_quote_before_acknowledged_records_is_damage_never_a_torn_write(data_dir):
+    """Seen in review: one stray quote made the records after it look like one torn record,
+    which --repair cut off, and start-up too, taking acknowledged messages with it."""
+    data_dir.mkdir()
+    history = data_dir / "history.csv"
+    lines = history_of([1, 2, 3, 4]).split(b"\r\n")
+    lines[2] = lines[2].replace(b",m2", b',"m2')  # seq 2's line: a quote that never closes
+    history.write_bytes(b"\r\n".join(lines))
+    damaged = history.read_bytes()
+    expected = (f"{history} line 3: a quote that never closes, with 2 record(s) after it "
+                "(seq 3 to 4): not a torn write, and cutting it would lose them")
+    assert check(data_dir, "--repair") == (1, [expected], [])
+    assert history.read_bytes() == damaged and not (data_dir / "history.csv.bak").exists()
+    assert refused_start(data_dir) == f"netlab: {expected}"
+    assert history.read_bytes() == damaged
