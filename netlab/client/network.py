@@ -10,11 +10,12 @@ below.
 
 Thread safety: everything here that changes after __init__ (the session, the
 current socket, the timers, the reconnect time) is read and written only with
-`_lock` held, and every effect the session returns is carried out under it, in
-order, by the thread that made the call: sends included, so frames leave in the
-session's order. The two Events are the only state read without the lock. The
-lock is re-entrant because a front end's display may call back (a pipe whose
-reader went away quits).
+`_lock` held. Each call into the session is made under it, and the effects it
+returns are carried out under it by the thread that made the call, sends
+included, so frames leave in the session's order; only the showing comes after
+the lock is released, in order, by that same thread (a display may block on a
+full pipe, or call back into the client). The two Events are the only state
+shared without the lock; the socket is read by the network thread alone.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ class ChatClient:
                  history_at_login: int | None = None) -> None:
         self.peer = peer
         self.display = display
-        self.finished = threading.Event()  # the session has ended: `status` is set
+        self.finished = threading.Event()  # the session has ended (`status` is set) and said so
         self._login_settled = threading.Event()  # the first `ok`, or the end: was the password right?
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # a timer was added, or the session ended
         self._session = ClientSession(credentials, peer.address, history_at_login, jitter=random.random)
         self._sock: socket.socket | None = None
@@ -112,20 +113,38 @@ class ChatClient:
         with self._lock:
             return self._session.refusal
 
-    # -- carrying out the session's effects (lock held) ----------------------------------
+    # -- carrying out the session's effects -------------------------------------------
 
-    def _call(self, method: Callable[..., Any], *args: Any) -> bool:
-        """Call a session method and carry out its effects; False when they end this
-        connection (the session ended, or it dropped the connection)."""
+    def _call(self, method: Callable[..., list[Effect]], *args: Any) -> bool:
+        """Call `method` (the session's, or one of the driver's that calls it) with the lock
+        held and carry out its effects: all but showing under the lock, then the showing,
+        in order, after it (a display may block on a full pipe, or call back: quit).
+        False when the effects end this connection (the session dropped it, or ended).
+
+        The Events are set last: a front end that sees the end, or a failed login, finds
+        the last words already shown (and asks for the password again only after them).
+        """
         with self._lock:
-            return self._apply(method(*args))
+            effects = method(*args)
+            keep = self._apply(effects)
+            ended = self._session.status is not None
+            settled = ended or self._session.authenticated_once
+        try:
+            for effect in effects:
+                if isinstance(effect, Show):
+                    self.display(effect)
+        finally:
+            if settled:
+                self._login_settled.set()
+            if ended:
+                self.finished.set()
+        return keep and not ended
 
     def _apply(self, effects: list[Effect]) -> bool:
+        """(lock held) Every effect but Show; False if one drops the connection."""
         keep = True
         for effect in effects:
-            if isinstance(effect, Show):
-                self.display(effect)
-            elif isinstance(effect, Send):
+            if isinstance(effect, Send):
                 self._send(effect.frame)
             elif isinstance(effect, Timer):
                 heapq.heappush(self._timers, (effect.at, next(self._order), effect.name))
@@ -134,19 +153,10 @@ class ChatClient:
                 self._reconnect_at = effect.at
             elif isinstance(effect, Drop):
                 keep = False
-        if self._session.authenticated_once:
-            self._login_settled.set()
-        if self._session.status is not None:
-            self._end()
-        return keep and self._session.status is None
-
-    def _end(self) -> None:
-        """The session has ended: wake every thread that waits (the network thread in recv)."""
-        if not self.finished.is_set():
-            self.finished.set()
-            self._login_settled.set()
+        if self._session.status is not None:  # the end: wake every thread that waits
             self._wake.notify_all()
-            self._shutdown()
+            self._shutdown()  # the network thread, in recv
+        return keep
 
     def _send(self, frame: dict) -> None:
         if self._sock is None:
@@ -169,11 +179,8 @@ class ChatClient:
         try:
             body()
         except Exception as exc:
-            with self._lock:
-                effects = self._session.fail(f"error: {exc!r}")
-                with contextlib.suppress(Exception):  # the display may be what failed
-                    self._apply(effects)
-                self._end()
+            with contextlib.suppress(Exception):  # the display may be what failed; ended all the same
+                self._call(self._session.fail, f"error: {exc!r}")
 
     def _network(self) -> None:
         """Connect, read; on loss reconnect when the session says, until it ends."""
@@ -190,14 +197,16 @@ class ChatClient:
                     return
 
     def _run_timers(self) -> None:
-        with self._wake:
-            while self._session.status is None:
-                now = time.monotonic()
-                if self._timers and self._timers[0][0] <= now:
-                    _, _, name = heapq.heappop(self._timers)
-                    self._apply(self._session.timer_fired(name, now))
-                else:
-                    self._wake.wait(self._timers[0][0] - now if self._timers else None)
+        """Call the session back as each of its timers falls due, until it ends."""
+        while True:
+            with self._wake:
+                while self._session.status is None and not (
+                        self._timers and self._timers[0][0] <= time.monotonic()):
+                    self._wake.wait(self._timers[0][0] - time.monotonic() if self._timers else None)
+                if self._session.status is not None:
+                    return
+                _, _, name = heapq.heappop(self._timers)
+            self._call(self._session.timer_fired, name, time.monotonic())
 
     def _connect(self) -> tuple[socket.socket, p.FrameDecoder, dict] | None:
         """A connection whose peer has sent its `welcome` (or a fatal `error`), nothing sent
@@ -235,19 +244,23 @@ class ChatClient:
             decoder.max_frame = first["max_frame"]
         reason = None
         try:
-            with self._lock:
-                if self._session.status is not None:  # ended while connecting (quit)
-                    return
-                self._sock = sock
-                keep = self._apply(self._session.welcomed(first, time.monotonic()))
-            if keep:
+            if self._call(self._attach, sock, first):
                 reason = self._read(sock, decoder)
         finally:
-            with self._lock:
-                self._sock = None
-                if reason is not None:
-                    self._apply(self._session.connection_lost(reason, time.monotonic()))
+            self._call(self._detach, reason)
             sock.close()
+
+    def _attach(self, sock: socket.socket, first: dict) -> list[Effect]:
+        """(lock held) `sock` becomes the session's connection, unless it ended meanwhile (quit)."""
+        if self._session.status is not None:
+            return []
+        self._sock = sock
+        return self._session.welcomed(first, time.monotonic())
+
+    def _detach(self, reason: str | None) -> list[Effect]:
+        """(lock held) The connection is over; the session hears why, unless it ended it."""
+        self._sock = None
+        return [] if reason is None else self._session.connection_lost(reason, time.monotonic())
 
     def _read(self, sock: socket.socket, decoder: p.FrameDecoder) -> str | None:
         """Feed the session every frame that arrives; why the connection ended, or None
