@@ -242,11 +242,13 @@ class ClientSession:
         return self.connection_lost(reason, now) if self.reconnecting else self.fail(complaint)
 
     def timer_fired(self, name: tuple, now: float) -> list[Effect]:
+        """A Timer fell due. It may be void by now: the line came back meanwhile, or the
+        throttled login's connection is gone (a new one logs in by itself)."""
         what, which = name
         if what == "resend" and self.pending.first() == which:
             return self._send_first()
         if what == "login" and which == self.connection and self.connected and self.throttled:
-            return [self._authenticate()]  # a new connection has logged in by itself
+            return [self._authenticate()]
         return []
 
     def receive(self, frame: dict, now: float) -> list[Effect]:
