@@ -357,7 +357,7 @@ def chat_check(data_dir: Path, repair: bool) -> None:
 
 
 def read_password(password_file: Path | None, password_env: str | None) -> str | None:
-    """From a file or a variable; None when it is to be asked (netlab.client_login), never
+    """From a file or a variable; None when it is to be asked (netlab.client.login), never
     from the command line (`ps` shows it)."""
     if password_file is not None:
         lines = password_file.read_text(encoding="utf-8").splitlines()
@@ -386,8 +386,11 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
                  register: bool, password_file: Path | None, password_env: str | None,
                  json_lines: bool, history_at_login: int | None) -> None:
     """Chat: a prompt on a terminal; from a pipe, each line is a message."""
-    from netlab import client as c
-    from netlab.client_login import ask_password, log_in_asking, not_ready
+    from netlab.client.login import ask_password, log_in_asking, not_ready
+    from netlab.client.network import ChatClient, Display
+    from netlab.client.pipe import run_pipe
+    from netlab.client.session import Credentials
+    from netlab.client.terminal import run_terminal, show_on_terminal
     from netlab.connect import Peer
 
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
@@ -400,31 +403,30 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
                                     default="login") == "register"
         username = click.prompt("username")
     password = read_password(password_file, password_env)
-    wrap = client_wrap(host, tls, ca, insecure)
+    peer = Peer(host, port, client_wrap(host, tls, ca, insecure))
     if history_at_login is None and not at_prompt:
         history_at_login = 0  # a bot's output is its own lines, not history first
 
-    def session(password: str) -> c.ChatClient:
-        return c.ChatClient(host, port, c.Credentials(username, password, register), show=c.show_on_terminal,
-                            wrap=wrap, history_at_login=history_at_login)
+    def session(password: str, display: Display = show_on_terminal) -> ChatClient:
+        return ChatClient(peer, Credentials(username, password, register), display, history_at_login)
 
     if password is None:  # to be asked: not before the server is known to be there
-        problem = not_ready(Peer(host, port, wrap))
+        problem = not_ready(peer)
         if problem is not None:
             fail(problem, UNREACHABLE)
         if at_prompt:
-            sys.exit(c.run_terminal(log_in_asking(session, register)))
+            sys.exit(run_terminal(log_in_asking(session, register)))
         password = ask_password(register and terminal)
     if at_prompt:
-        sys.exit(c.run_terminal(session(password)))
-    sys.exit(c.run_pipe(session(password), json_lines))
+        sys.exit(run_terminal(session(password)))
+    sys.exit(run_pipe(lambda display: session(password, display), json_lines))
 
 
 @echo.command("connect")
 @client_options(7007)
 def echo_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: bool) -> None:
     """Echo: lines typed on a terminal; from a pipe, stdin streamed byte for byte."""
-    from netlab import client as c
+    from netlab.client.echo import echo_pipe, echo_terminal
     from netlab.connect import Peer, WrongPeer
 
     peer = Peer(host, port, client_wrap(host, tls, ca, insecure))
@@ -438,8 +440,8 @@ def echo_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
     with sock:
         try:
             if sys.stdin.isatty() and sys.stdout.isatty():
-                sys.exit(c.echo_terminal(sock, peer))
-            sys.exit(c.echo_pipe(sock, peer))
+                sys.exit(echo_terminal(sock, peer))
+            sys.exit(echo_pipe(sock, peer))
         except KeyboardInterrupt:  # also while an echo is awaited, not only at the prompt
             sys.exit(0)
 

@@ -48,7 +48,7 @@ class WrongPeer(Exception):
 
 
 class NoWelcome(WrongPeer):
-    """The peer stayed silent: no chat server, or one that is stalled (see ChatClient)."""
+    """The peer stayed silent: no chat server, or a stalled one (at a reconnect, waited out)."""
 
 
 def plain(sock: socket.socket) -> socket.socket:

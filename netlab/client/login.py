@@ -14,7 +14,8 @@ from collections.abc import Callable
 import click
 
 from netlab import protocol as p
-from netlab.client import ERROR_SENTENCES, ChatClient
+from netlab.client.network import ChatClient
+from netlab.client.session import ERROR_SENTENCES
 from netlab.connect import Peer, WrongPeer, first_frame
 
 TRIES = 3  # passwords asked at login before giving up: the server throttles a name after 5 failures
