@@ -2,8 +2,13 @@
 
 The network thread owns the connection: it connects (netlab.connect: nothing is
 sent before a valid `welcome`), reads and decodes frames, feeds them to the
-session (netlab.client.session) and, when a connection ends, waits the backoff
-the session chose and connects again. A timer thread runs the session's timers
+session (netlab.client.session), writes what the session sends and, when a
+connection ends, waits the backoff the session chose and connects again. It is
+the only thread that touches the socket: other threads queue their frames in
+`_outbox` and wake it through a socket pair. One TLS connection must not be read
+and written by two threads at once (OpenSSL's SSL objects are not thread-safe),
+and a server that stops reading then blocks no thread but this one, which goes
+on reading. A timer thread runs the session's timers
 (a line sent again after `rate_limited`, a throttled login tried again). The
 front end's thread hands the user's lines and requests over through the methods
 below.
@@ -11,11 +16,11 @@ below.
 Thread safety: everything here that changes after __init__ (the session, the
 current socket, the timers, the reconnect time) is read and written only with
 `_lock` held. Each call into the session is made under it, and the effects it
-returns are carried out under it by the thread that made the call, sends
-included, so frames leave in the session's order; only the showing comes after
-the lock is released, in order, by that same thread (a display may block on a
-full pipe, or call back into the client). The two Events are the only state
-shared without the lock; the socket is read by the network thread alone.
+returns are carried out under it by the thread that made the call (a frame to
+send joins `_outbox`, so frames leave in the session's order); only the showing
+comes after the lock is released, in order, by that same thread (a display may
+block on a full pipe, or call back into the client). The two Events are the only
+state shared without the lock.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import contextlib
 import heapq
 import itertools
 import random
+import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +43,10 @@ from netlab.connect import WELCOME_TIMEOUT, NoWelcome, Peer, WrongPeer, first_fr
 from netlab.netutil import enable_keepalive
 
 Display = Callable[[Show], None]
+
+RECV_SIZE = 65536
+#: Socket errors that mean "not now": the selector says when to try again.
+NOT_NOW = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class ChatClient:
@@ -52,6 +63,11 @@ class ChatClient:
         self._wake = threading.Condition(self._lock)  # a timer was added, or the session ended
         self._session = ClientSession(credentials, peer.address, history_at_login, jitter=random.random)
         self._sock: socket.socket | None = None
+        self._outbox = bytearray()  # encoded frames for the network thread to send on `_sock`
+        # Wakes the network thread in select(): a frame to send, or the end.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._timers: list[tuple[float, int, tuple]] = []  # a heap of (when, order, name)
         self._order = itertools.count()
         self._reconnect_at: float | None = None
@@ -155,21 +171,20 @@ class ChatClient:
                 keep = False
         if self._session.status is not None:  # the end: wake every thread that waits
             self._wake.notify_all()
-            self._shutdown()  # the network thread, in recv
+            self._poke()  # the network thread, in select(), closes the connection
         return keep
 
     def _send(self, frame: dict) -> None:
+        """(lock held) Queue `frame` for the network thread; dropped with no connection up
+        (the session sends again what matters once it is back)."""
         if self._sock is None:
             return
-        try:
-            self._sock.sendall(p.encode(frame))
-        except OSError:  # the network thread sees the loss (woken, should it be in recv)
-            self._shutdown()
+        self._outbox += p.encode(frame)
+        self._poke()
 
-    def _shutdown(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            self._wake_w.send(b"\0")
 
     # -- the threads ---------------------------------------------------------------------
 
@@ -183,18 +198,22 @@ class ChatClient:
                 self._call(self._session.fail, f"error: {exc!r}")
 
     def _network(self) -> None:
-        """Connect, read; on loss reconnect when the session says, until it ends."""
-        while True:
-            connection = self._connect()
-            if connection is not None:
-                self._serve(*connection)
-            with self._wake:
-                while self._session.status is None and self._reconnect_at is not None \
-                        and (left := self._reconnect_at - time.monotonic()) > 0:
-                    self._wake.wait(left)
-                self._reconnect_at = None
-                if self._session.status is not None:
-                    return
+        """Connect, read and write; on loss reconnect when the session says, until it ends."""
+        try:
+            while True:
+                connection = self._connect()
+                if connection is not None:
+                    self._serve(*connection)
+                with self._wake:
+                    while self._session.status is None and self._reconnect_at is not None \
+                            and (left := self._reconnect_at - time.monotonic()) > 0:
+                        self._wake.wait(left)
+                    self._reconnect_at = None
+                    if self._session.status is not None:
+                        return
+        finally:
+            self._wake_r.close()  # a late _poke() then fails quietly
+            self._wake_w.close()
 
     def _run_timers(self) -> None:
         """Call the session back as each of its timers falls due, until it ends."""
@@ -237,15 +256,15 @@ class ChatClient:
     def _serve(self, sock: socket.socket, decoder: p.FrameDecoder, first: dict) -> None:
         """Log in on a welcomed connection and feed the session what arrives, until the
         connection ends (the session is told why) or the session is done with it."""
-        sock.settimeout(None)
+        sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        enable_keepalive(sock)  # a server gone without a FIN (power cut) ends the wait in recv
+        enable_keepalive(sock)  # a server gone without a FIN (power cut) ends the wait in select
         if p.is_welcome(first):  # its max_frame is checked to be in PROTOCOL.md's range
             decoder.max_frame = first["max_frame"]
         reason = None
         try:
             if self._call(self._attach, sock, first):
-                reason = self._read(sock, decoder)
+                reason = self._pump(sock, decoder)
         finally:
             self._call(self._detach, reason)
             sock.close()
@@ -260,22 +279,65 @@ class ChatClient:
     def _detach(self, reason: str | None) -> list[Effect]:
         """(lock held) The connection is over; the session hears why, unless it ended it."""
         self._sock = None
+        self._outbox.clear()  # for that connection: the session sends again what it must
         return [] if reason is None else self._session.connection_lost(reason, time.monotonic())
 
-    def _read(self, sock: socket.socket, decoder: p.FrameDecoder) -> str | None:
-        """Feed the session every frame that arrives; why the connection ended, or None
-        when the session is done with it. Only this thread reads `sock`, without the lock."""
-        while True:
-            try:
-                for frame in decoder:  # frames that came with the welcome first
-                    if not self._call(self._session.receive, frame, time.monotonic()):
+    def _pump(self, sock: socket.socket, decoder: p.FrameDecoder) -> str | None:
+        """Move bytes both ways until the connection ends: feed the session every frame that
+        arrives and send what it queued. Why the connection ended, or None when the session
+        is done with it."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            selector.register(sock, selectors.EVENT_READ)
+            while True:
+                try:
+                    for frame in decoder:  # frames that came with the welcome first
+                        if not self._call(self._session.receive, frame, time.monotonic()):
+                            return None
+                except p.ProtocolError as exc:
+                    return f"unreadable data from the server: {exc.message}"
+                with self._lock:
+                    if self._session.status is not None:
                         return None
-            except p.ProtocolError as exc:
-                return f"unreadable data from the server: {exc.message}"
+                    writing = bool(self._outbox)
+                selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
+                for key, events in selector.select():
+                    if key.fileobj is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            while self._wake_r.recv(4096):
+                                pass
+                        continue
+                    reason = self._write(sock) if events & selectors.EVENT_WRITE else None
+                    if reason is None and events & selectors.EVENT_READ:
+                        reason = self._read(sock, decoder)
+                    if reason is not None:
+                        return reason
+
+    def _write(self, sock: socket.socket) -> str | None:
+        """Send what the socket takes of the outbox; why the connection failed, or None."""
+        with self._lock:
             try:
-                data = sock.recv(65536)
+                sent = sock.send(self._outbox)
+            except NOT_NOW:
+                return None
             except OSError as exc:
                 return exc.strerror or str(exc)
-            if not data:
-                return "closed by the server"
-            decoder.feed(data)
+            del self._outbox[:sent]
+        return None
+
+    @staticmethod
+    def _read(sock: socket.socket, decoder: p.FrameDecoder) -> str | None:
+        """Feed the decoder what has arrived (with TLS, also what the SSL object holds
+        decrypted already, which raises no event); why the connection ended, or None."""
+        try:
+            data = sock.recv(RECV_SIZE)
+            while isinstance(sock, ssl.SSLSocket) and (waiting := sock.pending()):
+                data += sock.recv(waiting)
+        except NOT_NOW:
+            return None
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if not data:
+            return "closed by the server"
+        decoder.feed(data)
+        return None
