@@ -49,6 +49,25 @@ RECV_SIZE = 65536
 NOT_NOW = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
+def wake_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair of non-blocking sockets: one byte written to the second wakes a
+    select() on the first."""
+    pair = socket.socketpair()
+    for sock in pair:
+        sock.setblocking(False)
+    return pair
+
+
+def _from_session(name: str) -> property:
+    """A read-only attribute of the session, read under the client's lock."""
+
+    def read(client: ChatClient) -> Any:
+        with client._lock:
+            return getattr(client._session, name)
+
+    return property(read, doc=f"The session's `{name}`, read under the lock.")
+
+
 class ChatClient:
     """A chat session that survives connection loss; `display` receives every event
     the session shows (a line above the prompt, a line of standard output, JSON)."""
@@ -65,30 +84,25 @@ class ChatClient:
         self._sock: socket.socket | None = None
         self._outbox = bytearray()  # encoded frames for the network thread to send on `_sock`
         # Wakes the network thread in select(): a frame to send, or the end.
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._wake_r, self._wake_w = wake_pair()
         self._timers: list[tuple[float, int, tuple]] = []  # a heap of (when, order, name)
         self._order = itertools.count()
         self._reconnect_at: float | None = None
-        self._started = False
+        self._not_started = threading.Lock()  # held for good by the first start()
 
     # -- the user's side (any thread) ------------------------------------------------
 
     def start(self) -> None:
         """Run the network and timer threads (once, however often called)."""
-        with self._lock:
-            if self._started:
-                return
-            self._started = True
+        if not self._not_started.acquire(blocking=False):
+            return
         threading.Thread(target=self._guarded, args=(self._network,), name="network", daemon=True).start()
         threading.Thread(target=self._guarded, args=(self._run_timers,), name="timers", daemon=True).start()
 
     def wait_for_login(self) -> bool:
         """Wait until the first login succeeded (True) or the session ended (False)."""
         self._login_settled.wait()
-        with self._lock:
-            return self._session.authenticated_once
+        return self.authenticated_once
 
     def say(self, text: str, number: int | None = None) -> None:
         """Send a message (`number`: the front end's name for it, should the server refuse it)."""
@@ -109,25 +123,11 @@ class ChatClient:
     def quit(self) -> None:
         self._call(self._session.quit)
 
-    @property
-    def username(self) -> str:
-        with self._lock:
-            return self._session.username
-
-    @property
-    def status(self) -> int | None:
-        with self._lock:
-            return self._session.status
-
-    @property
-    def refused(self) -> int:
-        with self._lock:
-            return self._session.refused
-
-    @property
-    def refusal(self) -> str | None:
-        with self._lock:
-            return self._session.refusal
+    authenticated_once = _from_session("authenticated_once")
+    username = _from_session("username")
+    status = _from_session("status")  # the exit status once the session has ended
+    refused = _from_session("refused")  # lines the server refused
+    refusal = _from_session("refusal")  # the auth failure that ended the session
 
     # -- carrying out the session's effects -------------------------------------------
 
@@ -309,35 +309,41 @@ class ChatClient:
                         continue
                     reason = self._write(sock) if events & selectors.EVENT_WRITE else None
                     if reason is None and events & selectors.EVENT_READ:
-                        reason = self._read(sock, decoder)
+                        reason = receive(sock, decoder)
                     if reason is not None:
                         return reason
 
     def _write(self, sock: socket.socket) -> str | None:
         """Send what the socket takes of the outbox; why the connection failed, or None."""
         with self._lock:
-            try:
-                sent = sock.send(self._outbox)
-            except NOT_NOW:
-                return None
-            except OSError as exc:
-                return exc.strerror or str(exc)
-            del self._outbox[:sent]
-        return None
+            return send_some(sock, self._outbox)
 
-    @staticmethod
-    def _read(sock: socket.socket, decoder: p.FrameDecoder) -> str | None:
-        """Feed the decoder what has arrived (with TLS, also what the SSL object holds
-        decrypted already, which raises no event); why the connection ended, or None."""
-        try:
-            data = sock.recv(RECV_SIZE)
-            while isinstance(sock, ssl.SSLSocket) and (waiting := sock.pending()):
-                data += sock.recv(waiting)
-        except NOT_NOW:
-            return None
-        except OSError as exc:
-            return exc.strerror or str(exc)
-        if not data:
-            return "closed by the server"
-        decoder.feed(data)
+
+def receive(sock: socket.socket, decoder: p.FrameDecoder) -> str | None:
+    """Feed the decoder what has arrived (with TLS, also what the SSL object holds
+    decrypted already, which raises no event); why the connection ended, or None."""
+    try:
+        data = sock.recv(RECV_SIZE)
+        while isinstance(sock, ssl.SSLSocket) and (waiting := sock.pending()):
+            data += sock.recv(waiting)
+    except NOT_NOW:
         return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not data:
+        return "closed by the server"
+    decoder.feed(data)
+    return None
+
+
+def send_some(sock: socket.socket, outbox: bytearray) -> str | None:
+    """Send what the socket takes of `outbox` and drop it from there; why the connection
+    failed, or None."""
+    try:
+        sent = sock.send(outbox)
+    except NOT_NOW:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    del outbox[:sent]
+    return None
