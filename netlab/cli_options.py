@@ -1,0 +1,148 @@
+"""The options the `netlab` commands share: value types, option sets, TLS for clients,
+and click's usage error made whole. Kept apart from cli.py, which composes the commands."""
+
+from __future__ import annotations
+
+import math
+import ssl
+from pathlib import Path
+
+import click
+
+from netlab.netutil import unbracket
+from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP
+
+PORT = click.IntRange(0, 65535)
+COUNT = click.IntRange(min=1)
+DAY = 86_400.0  # longest time an option may ask for: a loop's select() wants a sane timeout
+
+
+class FiniteRange(click.FloatRange):
+    """A FloatRange that refuses nan and inf, which pass its bounds but are no time nor rate."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def listening_host(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An IPv6 address may come in brackets, as the listening line writes it. An empty
+    host would listen on every interface: an unset variable in a service file must not
+    put the chat on the network."""
+    if not value.strip():
+        raise click.BadParameter("empty; give 0.0.0.0 or :: to listen on every interface")
+    return unbracket(value)
+
+
+def server_options(default_port: int, keeps: str) -> list:
+    """Options every server takes, in CLI.md's order; `keeps` says what its data directory holds."""
+    return [
+        click.option("--host", default="127.0.0.1", show_default=True, callback=listening_host,
+                     help="Address to listen on (0.0.0.0 or :: for every interface)."),
+        click.option("--port", type=PORT, default=default_port, show_default=True,
+                     help="TCP port; 0 picks a free one."),
+        click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"),
+                     show_default=True, help=f"Holds {keeps}; created if missing."),
+        click.option("--no-repl", is_flag=True, help="Read no operator commands from stdin."),
+        click.option("--log-file", type=click.Path(path_type=Path), default=None,
+                     help="Log file (default DATA_DIR/<server>.log)."),
+        click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Serve TLS with this certificate (PEM); needs --tls-key."),
+        click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="The certificate's private key (PEM)."),
+    ]
+
+
+def max_clients_per_ip_option(refused: str):
+    """--max-clients-per-ip, for both servers; `refused` says what a connection past it gets."""
+    return click.option("--max-clients-per-ip", type=COUNT, default=DEFAULT_MAX_CLIENTS_PER_IP,
+                        show_default=True,
+                        help=f"Connections open from one address at once; more {refused}. "
+                             "The default fits a class or an office behind one NAT.")
+
+
+def host_option():
+    """--host for a client: an IPv6 address may come in brackets, as servers print it."""
+    return click.option("--host", default="127.0.0.1", show_default=True,
+                        callback=lambda ctx, param, value: unbracket(value))
+
+
+def holds_certificate(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """--ca FILE must hold a PEM certificate: the key or any other file is a bad option,
+    found before a password is asked, not a traceback at connect."""
+    if value is not None:
+        from netlab.tls import client_context
+
+        try:
+            client_context(value, insecure=False)
+        except ssl.SSLError:
+            raise click.BadParameter(f"{value}: no certificate in it (a PEM file such as the "
+                                     "server's cert.pem)") from None
+    return value
+
+
+def client_options(default_port: int):
+    """Where to connect and how to trust the server."""
+    return with_options([
+        host_option(),
+        click.option("--port", type=PORT, default=default_port, show_default=True),
+        click.option("--tls", is_flag=True, help="Connect with TLS, verifying the server's certificate."),
+        click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     callback=holds_certificate,
+                     help="With --tls: trust this certificate (e.g. the server's cert.pem) alone."),
+        click.option("--insecure", is_flag=True, help="With --tls: do not verify the certificate (unsafe)."),
+    ])
+
+
+def client_wrap(host: str, tls: bool, ca: Path | None, insecure: bool):
+    """The socket wrapper for a client: identity without --tls.
+
+    --ca or --insecure alone is a bad option, not a plain connection: whoever gives
+    them means TLS, and a forgotten --tls would send the password in clear.
+    """
+    if not tls:
+        if ca is not None or insecure:
+            raise click.UsageError(f"{'--ca' if ca is not None else '--insecure'} needs --tls")
+        return lambda sock: sock
+    from netlab.tls import client_context
+
+    if insecure:
+        click.echo("WARNING: --insecure: the server's certificate is not verified; anyone on the "
+                   "path can read what you send, your password included.", err=True)
+    context = client_context(ca, insecure)
+    return lambda sock: context.wrap_socket(sock, server_hostname=host)
+
+
+class Command(click.Command):
+    """A command whose every usage error shows click's usage line.
+
+    click's parser raises "Option '--x' requires an argument." without the command's
+    context (click 8.x), and an error without one prints only its `Error:` line; every other
+    usage error gets its context from click. This gives it the same one.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if exc.ctx is None:
+                exc.ctx = ctx
+            raise
+
+
+class Group(click.Group):
+    """Groups whose commands, and subgroups' commands, are Command."""
+
+    command_class = Command
+    group_class = type  # subgroups of the same class
+
+
+def with_options(options: list):
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
