@@ -7,8 +7,10 @@ and starts no thread: it tells the loop what to do through `Effects`, and
 the loop tells it what happened (a connection, a frame, a finished hash, the
 clock). Tests drive it with a recording `Effects` and no network at all.
 
-Every frame is encoded here, once: a broadcast is one `bytes` object that
-the loop hands to every subscribed session unchanged.
+Every payload is encoded here, once, as JSON: a broadcast is one `bytes`
+object that the loop frames once per codec in use and hands to every
+subscribed session unchanged. Framing is the codec's (`wire.frames`); the
+chat never sees a header.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.crypto import dummy_hash, hash_password, verify_password
 from netlab.logs import get_logger, safe
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
@@ -76,11 +78,11 @@ MAX_THROTTLE_KEYS = 100_000
 class Effects(Protocol):
     """What the chat asks of the loop that runs it."""
 
-    def send(self, sid: int, data: bytes) -> None:
-        """Queue an encoded frame for one session."""
+    def send(self, sid: int, payload: p.Payload) -> None:
+        """Queue a payload for one session (its connection's codec frames it)."""
 
-    def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
-        """Queue an encoded frame for every subscribed session.
+    def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
+        """Queue a payload for every subscribed session (framed once per codec in use).
 
         Not urgent (presence): it may wait a little for company, so that a
         storm of joins costs the loop a few passes over a large room, not one each.
@@ -232,7 +234,7 @@ class Chat:
         self.messages_in = 0
         self.deliveries = 0
         self.subscribers = 0
-        self._welcome = p.encode(p.welcome(config.max_frame))
+        self._welcome = p.encode_payload(p.welcome(config.max_frame))
 
     # -- connections ----------------------------------------------------------
 
@@ -266,7 +268,7 @@ class Chat:
         if not sids:
             del self.online[key]
             del self._sorted_online[bisect.bisect_left(self._sorted_online, key)]
-            self.fx.broadcast(p.encode(p.presence("leave", name)), urgent=False)
+            self.fx.broadcast(p.encode_payload(p.presence("leave", name)), urgent=False)
 
     def expire(self, now: float) -> float | None:
         """Time out unauthenticated sessions; returns the next deadline, if any."""
@@ -302,7 +304,7 @@ class Chat:
         except p.ProtocolError as exc:
             if kind == "register":
                 _log_refused_registration(session, exc.code)
-            self.fx.send(sid, p.encode(exc.to_frame()))
+            self.fx.send(sid, p.encode_payload(exc.to_frame()))
             return
         handler = self._handlers[type(request)]
         handler(self, session, request)
@@ -455,7 +457,7 @@ class Chat:
         session.account = account
         sid = session.sid
         self.fx.save()  # the history below must reach the message the broadcasts start after
-        self.fx.send(sid, p.encode(p.ok(op, username)))
+        self.fx.send(sid, p.encode_payload(p.ok(op, username)))
         # The answer to a `history` request with limit history_size (the window holds that many).
         self.fx.send(sid, self._history_frame(*self.history.page(limit=self.config.history_size)))
         key = username.lower()
@@ -466,22 +468,22 @@ class Chat:
         self.online[key][1].add(sid)
         self.fx.send(sid, self._users_frame(None))
         if first:
-            self.fx.broadcast(p.encode(p.presence("join", username)), urgent=False)
+            self.fx.broadcast(p.encode_payload(p.presence("join", username)), urgent=False)
         self.fx.subscribe(sid)
         self.subscribers += 1
 
     def _say(self, session: Session, request: p.Say) -> None:
         seq = self.next_seq
         ts = p.timestamp(self.clock())
-        data = p.encode(p.message(seq, ts, session.username, request.text, request.id))
-        if len(data) - p.HEADER.size > self.config.max_frame:
+        payload = p.encode_payload(p.message(seq, ts, session.username, request.text, request.id))
+        if len(payload) > self.config.max_frame:  # max_frame bounds the payload, whatever the codec
             # Before the flood control: its bucket counts accepted requests (PROTOCOL.md).
             return self._error(session, "bad_request", request.id, "the message would not fit in one frame")
         if self.config.rate_limit and not self._take_token(session):
             return self._error(session, "rate_limited", request.id, "you are sending too fast")
         self.next_seq += 1
         self.fx.persist(Record(seq, ts, session.username, request.text))
-        self.fx.broadcast(data)
+        self.fx.broadcast(payload)
         self.messages_in += 1
         self.deliveries += self.subscribers
 
@@ -508,10 +510,10 @@ class Chat:
         self.fx.send(session.sid, self._users_frame(request.after))
 
     def _ping(self, session: Session, request: p.Ping) -> None:
-        self.fx.send(session.sid, p.encode(p.pong(request.id)))
+        self.fx.send(session.sid, p.encode_payload(p.pong(request.id)))
 
     def _quit(self, session: Session, request: p.Quit) -> None:
-        self.fx.send(session.sid, p.encode(p.bye()))
+        self.fx.send(session.sid, p.encode_payload(p.bye()))
         self._end(session, "quit")
 
     _handlers: dict[type, Callable[..., None]] = {
@@ -537,7 +539,7 @@ class Chat:
         return self._kick_sessions(list(entry[1]), reason, logged_as) if entry is not None else 0
 
     def _kick_sessions(self, sids: list[int], reason: str, logged_as: str) -> int:
-        frame = p.encode(p.kicked(reason))
+        frame = p.encode_payload(p.kicked(reason))
         for sid in sids:
             self.fx.send(sid, frame)
             self._end(self.sessions[sid], logged_as)
@@ -547,7 +549,7 @@ class Chat:
         """The operator's announcement; ValueError, sending nothing, for a text a `say` could not carry."""
         if not p.valid_text(text):
             raise ValueError(f"a notice is {p.TEXT_RULES}")
-        self.fx.broadcast(p.encode(p.notice(text)))
+        self.fx.broadcast(p.encode_payload(p.notice(text)))
         log.info("operator notice to %d session(s): %s", self.subscribers, safe(text))
         return self.subscribers
 
@@ -560,7 +562,7 @@ class Chat:
 
     def shutdown(self, reason: str) -> None:
         """Every connection gets `shutdown` and closes; nobody is told of the others leaving."""
-        frame = p.encode(p.shutdown(reason))
+        frame = p.encode_payload(p.shutdown(reason))
         for session in self.sessions.values():
             self.fx.send(session.sid, frame)
             self.fx.close(session.sid)
@@ -591,21 +593,22 @@ class Chat:
         return True
 
     def _error(self, session: Session, code: str, rid: str | None, message: str | None = None) -> None:
-        self.fx.send(session.sid, p.encode(p.error(code, message or p.ERROR_MESSAGES[code], id=rid)))
+        self.fx.send(session.sid, p.encode_payload(p.error(code, message or p.ERROR_MESSAGES[code], id=rid)))
 
     def _fatal(self, session: Session, code: str, message: str) -> None:
         self._fatal_to(session.sid, code, message)
         self._end(session, code)
 
     def _fatal_to(self, sid: int, code: str, message: str) -> None:
-        self.fx.send(sid, p.encode(p.error(code, message, fatal=True)))
+        self.fx.send(sid, p.encode_payload(p.error(code, message, fatal=True)))
         self.fx.close(sid)
 
     def _end(self, session: Session, reason: str) -> None:
         self.fx.close(session.sid)
         self.disconnect(session.sid, reason)
 
-    def _history_frame(self, records: list[Record], more_before: bool, keep_newest: bool = True) -> bytes:
+    def _history_frame(self, records: list[Record], more_before: bool,
+                       keep_newest: bool = True) -> p.Payload:
         """A `history` frame that fits max_frame, cutting the oldest (or newest) messages if needed."""
         items = [r.as_dict() for r in records]
         if keep_newest:
@@ -618,9 +621,9 @@ class Chat:
                 return p.history_reply(chosen, more_before or len(chosen) < len(items))
 
         frame, _ = p.fit_items(items, build, self.config.max_frame)
-        return p.encode(frame)
+        return p.encode_payload(frame)
 
-    def _users_frame(self, after: str | None) -> bytes:
+    def _users_frame(self, after: str | None) -> p.Payload:
         """`users`: online names after `after`, as many as fit in one frame.
 
         Sent on every login, so it must not cost a JSON encoding per name: a
@@ -638,7 +641,7 @@ class Chat:
             if budget < 0:
                 break
             names.append(name)
-        return p.encode(p.users_reply(names, len(keys), len(names) < len(keys) - start))
+        return p.encode_payload(p.users_reply(names, len(keys), len(names) < len(keys) - start))
 
     def status(self) -> dict[str, str]:
         return {

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
@@ -271,10 +271,11 @@ class ChatServer:
 
     # -- Effects: what the chat asks of the loop (loop thread) -----------------------
 
-    def send(self, sid: int, data: bytes) -> None:
+    def send(self, sid: int, payload: p.Payload) -> None:
         conn = self.conns.get(sid)
         if conn is None or conn.closing:
             return
+        data = p.LENGTH_PREFIX.frame(payload)
         if conn.private and conn.private[-1][0] == self.log.end:
             conn.private[-1][1].extend(data)  # no view of it lives between sends
         else:
@@ -285,8 +286,8 @@ class ChatServer:
             # Cut later, in _flush: the chat is in the middle of a decision now.
             self._over_limit.add(conn)
 
-    def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
-        self.log.append(data)
+    def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
+        self.log.append(p.LENGTH_PREFIX.frame(payload))  # once, whatever the number of readers
         if urgent:
             self._log_grew = True
         else:

@@ -22,7 +22,7 @@ from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import format_address, open_listener, raise_fd_limit, unbracket
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP
-from netlab.protocol import MAX_HISTORY_LIMIT, MAX_MAX_FRAME, MIN_MAX_FRAME
+from netlab.wire import MAX_HISTORY_LIMIT, MAX_MAX_FRAME, MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
 COUNT = click.IntRange(min=1)

@@ -1,6 +1,6 @@
 """The chat and echo clients.
 
-The chat client speaks PROTOCOL.md through `netlab.protocol`, the same
+The chat client speaks PROTOCOL.md through `netlab.wire`, the same
 framing and validation code the server runs. One network thread owns the
 connection and all protocol state (reading frames, logging in again after a
 drop, filling the gap by `history`); the user's side (a prompt on a
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.client_input import is_command, message_text, message_validator, numbered_lines, text_problem
 from netlab.netutil import enable_keepalive, format_address
 from netlab.terminal import prompt_output

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import click
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.client import ERROR_SENTENCES, ChatClient
 from netlab.netutil import format_address
 

@@ -6,7 +6,6 @@ import json
 
 from argon2 import PasswordHasher
 
-from netlab import protocol as p
 from netlab.store import Accounts, History
 
 #: Cheap hashes for accounts made by the test itself: the parameters travel
@@ -39,12 +38,11 @@ class Recorder:
         self._history = history
         self._unsaved = []
 
-    def send(self, sid: int, data: bytes) -> None:
-        assert p.HEADER.unpack_from(data)[0] == len(data) - 4
-        self.sent.setdefault(sid, []).append(json.loads(data[4:]))
+    def send(self, sid: int, payload: bytes) -> None:
+        self.sent.setdefault(sid, []).append(json.loads(payload))
 
-    def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
-        self.broadcasts.append(json.loads(data[4:]))
+    def broadcast(self, payload: bytes, *, urgent: bool = True) -> None:
+        self.broadcasts.append(json.loads(payload))
         self.events.append(("broadcast", self.broadcasts[-1]["type"]))
 
     def subscribe(self, sid: int) -> None:

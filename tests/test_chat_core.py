@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from chat_fakes import CHEAP, PASSWORD, Recorder, open_accounts
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.store import Accounts, History
 

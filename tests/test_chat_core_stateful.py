@@ -30,7 +30,7 @@ from hypothesis.stateful import (
 )
 
 from netlab import chat_core
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.store import History, Record
 

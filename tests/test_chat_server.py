@@ -15,7 +15,7 @@ from chatclient import PASSWORD, TS, ChatClient, Closed, connect, logged_in, reg
 from procs import Netlab
 
 from netlab.chat_selectors import CLOSE_GRACE
-from netlab.protocol import encode
+from netlab.wire import encode
 
 # -- messages -----------------------------------------------------------------
 
