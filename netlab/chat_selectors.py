@@ -1,28 +1,19 @@
 """The chat's event loop: one `selectors` loop in a dedicated listener thread.
 
-This module only moves bytes. It accepts, reads, feeds `FrameDecoder`, hands
-frames to `chat_core.Chat`, and carries out what the chat decides (the
-`Effects` below). It is the only code that touches a client socket.
+This module only moves bytes. It accepts, reads, feeds each connection's
+decoder, hands frames to `chat_core.Chat`, and carries out what the chat
+decides (the `Effects` below). It is the only code that touches a client socket;
+what each connection is still to be sent, and who is cut for not reading it,
+is the `Outbox`'s (netlab/loop/outbox.py), which this loop hands `_send` and
+tells when a socket has room.
 
 One message, end to end:
 
     readable -> recv -> decoder.feed -> Chat.receive -> Effects.persist
-    (history record queued) and Effects.broadcast (the one encoded frame
-    appended to the shared BroadcastLog) -> end of the pass: one write() of
-    every queued history record -> each session sends what it has not seen
-    of the log, in one send per session per pass.
-
-Fan-out. Every recipient of a broadcast gets the very same bytes, so they
-are appended once to a shared log that each session reads through its own
-cursor; the per-message cost does not grow with the number of recipients.
-Private frames (answers, errors) wait in a small per-session queue, each
-tagged with the log position at which it was queued, so a session sees
-frames in exactly the order the chat produced them.
-
-Output bounds (after Redis's client output buffer limits): a session's
-pending output is what it has not read of the log plus its private queue.
-Past `max_output` it is cut as a slow consumer; the log is trimmed to the
-slowest remaining reader, so the log never holds much more than max_output.
+    (history record queued) and Effects.broadcast (the payload framed once
+    per codec, appended to the outbox's shared log) -> end of the pass: one
+    write() of every queued history record -> Outbox.flush: each connection
+    sends what it has not seen of the log, in one send per connection per pass.
 
 Other threads never touch this state: the console and the worker pool post
 callables to a queue and write one byte to a wake-up socket pair.
@@ -38,7 +29,6 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -47,6 +37,7 @@ from netlab import wire as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
+from netlab.loop.outbox import Outbox, Output
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, client_ip, enable_keepalive, format_address
 from netlab.store import Accounts, History, Record
 
@@ -57,15 +48,9 @@ RECV_SIZE = 256 * 1024
 #: connection's reading paused, so that a client pipelining thousands of requests
 #: holds up nobody but itself.
 FRAMES_PER_PASS = 16
-#: Trim consumed bytes off the shared log once this much (or --max-output) has piled up.
-TRIM_THRESHOLD = 1024 * 1024
 #: How long a closing connection may take to drain its last frames (the
 #: `error`, `bye`, `kicked` or `shutdown` it was sent) before it is dropped.
 CLOSE_GRACE = 2.0
-#: A pass over every reader for presence alone (join, leave) waits at least
-#: PRESENCE_DELAY seconds and this many times as long as the last pass took.
-PRESENCE_DELAY = 0.02
-PRESENCE_PACING = 4.0
 #: Longest time between a message reaching history.csv and its fsync.
 SYNC_INTERVAL = 0.05
 #: The loop's share of CLI.md's 2 s shutdown promise.
@@ -76,7 +61,7 @@ def _send(sock: socket.socket, chunk: memoryview) -> int | str:
     """`send` that does not raise: the bytes sent, or why the connection is dead.
 
     Only the reason leaves this function, never the exception: its traceback
-    would keep `chunk` (a view of the broadcast log) alive, and while a view
+    would keep `chunk` (a view of a broadcast log) alive, and while a view
     lives the log cannot grow; the `leave` of the dead session must append to it.
     """
     try:
@@ -87,68 +72,20 @@ def _send(sock: socket.socket, chunk: memoryview) -> int | str:
         return f"error: {exc.strerror or exc}"
 
 
-def _frame_end(frames: bytearray, boundary: int, position: int) -> int:
-    """The end of the frame holding `position` in `frames`, walking headers from `boundary`,
-    a frame start."""
-    while boundary <= position:
-        (length,) = p.HEADER.unpack_from(frames, boundary)
-        boundary += p.HEADER.size + length
-    return boundary
-
-
-class BroadcastLog:
-    """Encoded broadcast frames, shared by every session, addressed by absolute position."""
-
-    __slots__ = ("data", "base")
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.base = 0  # absolute position of data[0]
-
-    @property
-    def end(self) -> int:
-        return self.base + len(self.data)
-
-    def append(self, frame: bytes) -> None:
-        self.data += frame
-
-    def view(self, start: int, stop: int) -> memoryview:
-        return memoryview(self.data)[start - self.base:stop - self.base]
-
-    def frame_end(self, boundary: int, position: int) -> int:
-        """The end of the frame holding `position`, walking headers from a known frame start."""
-        return self.base + _frame_end(self.data, boundary - self.base, position - self.base)
-
-    def trim(self, keep_from: int) -> None:
-        del self.data[:keep_from - self.base]
-        self.base = keep_from
-
-
 class Connection:
-    """One client socket with its decoder and output state."""
+    """One client socket with its decoder, its output and its reading state."""
 
-    __slots__ = ("sid", "sock", "peer", "ip", "decoder", "subscribed", "cursor", "boundary",
-                 "private", "private_bytes", "sent_head", "log_stop", "closing", "close_by",
-                 "blocked", "paused", "held", "events", "handshaking", "handshake_by")
+    __slots__ = ("sid", "sock", "peer", "ip", "decoder", "out", "close_by", "paused", "held",
+                 "events", "handshaking", "handshake_by")
 
-    def __init__(self, sid: int, sock: socket.socket, address: tuple, max_frame: int) -> None:
+    def __init__(self, sid: int, sock: socket.socket, address: tuple, max_frame: int, out: Output) -> None:
         self.sid = sid
         self.sock = sock
         self.peer = format_address(address)
         self.ip = client_ip(address)  # whose connections these are: limits, throttles, pool turns
-        self.decoder = p.FrameDecoder(max_frame)
-        self.subscribed = False
-        self.cursor = 0     # next log byte to send
-        self.boundary = 0   # a frame start <= cursor (where a cut frame can be finished from)
-        #: (log position when queued, frames): frames queued at one position share a
-        #: bytearray, so a flood of small answers costs its bytes, not an object each.
-        self.private: deque[tuple[int, bytearray]] = deque()
-        self.private_bytes = 0
-        self.sent_head = 0  # bytes of private[0] already sent
-        self.log_stop: int | None = None  # closing: send the log only up to here
-        self.closing = False
+        self.decoder = out.codec.decoder(max_frame)
+        self.out = out
         self.close_by = 0.0
-        self.blocked = False  # the socket's buffer is full: wait for EVENT_WRITE
         self.paused = False  # not reading: received frames wait to be answered
         self.held = False  # its next requests wait (Effects.hold): a hash, a disk read, a throttle
         self.events = selectors.EVENT_READ  # the selector interest registered now (0: none)
@@ -172,22 +109,15 @@ class ChatServer:
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
         self.chat = Chat(config, accounts, history, self)
-        self.log = BroadcastLog()
+        self.outbox = Outbox(config.max_output, _send, self, time.monotonic)
         self.conns: dict[int, Connection] = {}
         self.selector = selectors.DefaultSelector()
         self._next_sid = 1
-        self._dirty: set[Connection] = set()  # private output queued this pass
         self._closing: set[Connection] = set()
-        self._over_limit: set[Connection] = set()  # past max_output; cut at the next flush
-        #: Subscribed sessions that are not closing: the fan-out hot path's list.
-        self._readers: dict[int, Connection] = {}
-        self._writable: set[Connection] = set()  # blocked ones whose socket has room again
+        self._writable: set[Output] = set()  # blocked ones whose socket has room again
         self._backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
-        self._log_grew = False
-        self._presence_waiting = False  # presence in the log that no pass has carried yet
-        self._next_presence = 0.0  # monotonic time before which presence alone starts no pass
         self._unsaved: list[Record] = []
-        self._unsaved_at = 0
+        self._unsaved_at: dict[str, int] = {}  # where the logs ended before this pass's messages
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -209,7 +139,6 @@ class ChatServer:
         self._incoming = Acceptor(listener, log)
         self._accept_again = 0.0  # monotonic time to resume accepting; 0: accepting
         self._bytes_in = 0
-        self._bytes_out = 0
         self._thread = threading.Thread(target=self._run, name="chat-loop")
         self._syncer = threading.Thread(target=self._group_commit, name="chat-fsync", daemon=True)
 
@@ -272,52 +201,30 @@ class ChatServer:
     # -- Effects: what the chat asks of the loop (loop thread) -----------------------
 
     def send(self, sid: int, payload: p.Payload) -> None:
-        conn = self.conns.get(sid)
-        if conn is None or conn.closing:
-            return
-        data = p.LENGTH_PREFIX.frame(payload)
-        if conn.private and conn.private[-1][0] == self.log.end:
-            conn.private[-1][1].extend(data)  # no view of it lives between sends
-        else:
-            conn.private.append((self.log.end, bytearray(data)))
-        conn.private_bytes += len(data)
-        self._dirty.add(conn)
-        if self._pending(conn) > self.config.max_output:
-            # Cut later, in _flush: the chat is in the middle of a decision now.
-            self._over_limit.add(conn)
+        self.outbox.send(sid, payload)
 
     def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
-        self.log.append(p.LENGTH_PREFIX.frame(payload))  # once, whatever the number of readers
-        if urgent:
-            self._log_grew = True
-        else:
-            self._presence_waiting = True
+        self.outbox.broadcast(payload, urgent=urgent)
 
     def subscribe(self, sid: int) -> None:
-        conn = self.conns[sid]
-        conn.subscribed = True
-        conn.cursor = conn.boundary = self.log.end
-        self._readers[sid] = conn
+        self.outbox.subscribe(sid)
 
     def persist(self, record: Record) -> None:
         if not self._unsaved:
-            self._unsaved_at = self.log.end  # where this pass's first message goes
+            self._unsaved_at = self.outbox.mark()  # where this pass's first message goes
         self._unsaved.append(record)
 
     def close(self, sid: int) -> None:
-        conn = self.conns.get(sid)
-        if conn is None or conn.closing:
+        out = self.outbox.close(sid)
+        if out is None:
             return
-        conn.closing = True
+        conn = self.conns[sid]
         conn.close_by = time.monotonic() + CLOSE_GRACE
         if conn.handshaking:
             # The handshake is charged to the auth timeout: at its end no handshake has
             # come, so no goodbye can be sent, and there is nothing left for a grace to wait for.
             conn.close_by = min(conn.close_by, conn.handshake_by)
-        conn.log_stop = self.log.end
-        self._readers.pop(sid, None)
         self._closing.add(conn)
-        self._dirty.add(conn)
         self._pause(conn, False)  # read again, to see the peer's close (and discard what it sends)
 
     def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
@@ -372,7 +279,7 @@ class ChatServer:
                         if events & selectors.EVENT_READ:
                             self._read(key.data)
                         if events & selectors.EVENT_WRITE:
-                            self._writable.add(key.data)
+                            self._writable.add(key.data.out)
                 for conn in backlog:
                     if conn.sid in self.conns:
                         self._handle_frames(conn)
@@ -394,8 +301,8 @@ class ChatServer:
         deadlines = [c.close_by for c in self._closing]
         if self._accept_again:
             deadlines.append(self._accept_again)
-        if self._presence_waiting:
-            deadlines.append(self._next_presence)
+        if self.outbox.presence_waiting:
+            deadlines.append(self.outbox.next_presence)
         if auth_deadline is not None:
             deadlines.append(time.monotonic() + auth_deadline - time.time())
         if self._stopping:
@@ -428,7 +335,8 @@ class ChatServer:
             if self.tls is not None:
                 sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             sid, self._next_sid = self._next_sid, self._next_sid + 1
-            conn = Connection(sid, sock, addr, self.config.max_frame)
+            out = self.outbox.open(sid, sock, p.LENGTH_PREFIX, ready=self.tls is None)
+            conn = Connection(sid, sock, addr, self.config.max_frame, out)
             conn.handshaking = self.tls is not None
             conn.handshake_by = time.monotonic() + self.config.auth_timeout
             self.conns[sid] = conn
@@ -451,7 +359,7 @@ class ChatServer:
             return self._drop(conn, "TLS handshake failed")
         conn.handshaking = False
         self._interest(conn, selectors.EVENT_READ)
-        self._dirty.add(conn)
+        self.outbox.start(conn.out)  # the welcome goes out now
 
     def _interest(self, conn: Connection, events: int) -> None:
         """Register the events wanted; none at all means out of the selector."""
@@ -468,7 +376,7 @@ class ChatServer:
     def _update_interest(self, conn: Connection) -> None:
         """Read unless paused; wait for room only while the socket's buffer is full."""
         self._interest(conn, (0 if conn.paused else selectors.EVENT_READ)
-                       | (selectors.EVENT_WRITE if conn.blocked else 0))
+                       | (selectors.EVENT_WRITE if conn.out.blocked else 0))
 
     def _read(self, conn: Connection) -> None:
         try:
@@ -483,7 +391,7 @@ class ChatServer:
         if not data:
             return self._drop(conn, "closed by peer")
         self._bytes_in += len(data)
-        if conn.closing:
+        if conn.out.closing:
             return  # read and discarded, so closing does not reset what we sent
         conn.decoder.feed(data)
         self._handle_frames(conn)
@@ -498,7 +406,7 @@ class ChatServer:
         """
         try:
             for _ in range(FRAMES_PER_PASS):
-                if conn.closing or conn.held or conn in self._over_limit:
+                if conn.out.closing or conn.held or self.outbox.over_limit(conn.out):
                     break
                 frame = conn.decoder.next_frame()
                 if frame is None:
@@ -508,7 +416,7 @@ class ChatServer:
                 self._backlog.add(conn)  # the cap: go on next pass
         except p.ProtocolError as exc:
             return self.chat.protocol_error(conn.sid, exc)
-        if not conn.closing:
+        if not conn.out.closing:
             self._pause(conn, True)
 
     def _pause(self, conn: Connection, paused: bool) -> None:
@@ -529,7 +437,7 @@ class ChatServer:
                 self.history.append(self._unsaved)
             except (OSError, ValueError) as exc:
                 log.critical("history.csv cannot be written (%s): stopping", exc)
-                del self.log.data[self._unsaved_at - self.log.base:]
+                self.outbox.take_back(self._unsaved_at)
                 self._unsaved = []
                 self.exit_status = 1
                 self._begin_stop("the server cannot store messages")
@@ -539,156 +447,30 @@ class ChatServer:
                 self._sync_wanted.set()
 
     def _flush(self) -> None:
-        """Send pending output: new broadcasts to every reader, then everything else.
+        """Everything pending goes out, as far as the sockets take it (Outbox.flush)."""
+        writable, self._writable = self._writable, set()
+        self.outbox.flush(writable)
 
-        A pass over every reader costs a `send` each. Messages go at once; a pass
-        for presence alone waits until PRESENCE_PACING times the last pass has
-        gone by (or a message takes it along): in a login storm, joins share
-        passes instead of costing N sends each to a room of N.
-        """
-        over, self._over_limit = self._over_limit, set()
-        for conn in over:
-            if conn.sid in self.conns and not conn.closing:
-                self._cut_slow_consumer(conn)
-        writable = self._writable
-        others = self._dirty | writable
-        self._dirty, self._writable = set(), set()
-        now = time.monotonic()
-        if self._log_grew or (self._presence_waiting and now >= self._next_presence):
-            self._log_grew = self._presence_waiting = False
-            # A reader over max_output is at least that far from the log's end, so
-            # looking once the log is that long finds every one.
-            if len(self.log.data) > min(TRIM_THRESHOLD, self.config.max_output):
-                self._trim()
-            others |= self._send_broadcasts()
-            done = time.monotonic()
-            self._next_presence = done + max(PRESENCE_DELAY, (done - now) * PRESENCE_PACING)
-        for conn in others:
-            if conn.sid in self.conns and not conn.handshaking and (not conn.blocked or conn in writable):
-                self._write(conn)
+    # -- the outbox's Port: what became of the bytes ------------------------------------
 
-    def _send_broadcasts(self) -> set[Connection]:
-        """The fan-out hot path: one `send` a reader carries every broadcast it has not seen.
+    def blocked(self, out: Output, blocked: bool) -> None:
+        conn = self.conns.get(out.sid)
+        if conn is not None:
+            self._update_interest(conn)
 
-        Readers with private frames queued or a full socket take the general path
-        (`_write`, which keeps their order); they are returned.
-        """
-        others, failed = set(), []
-        base, end = self.log.base, self.log.end
-        bytes_out = 0
-        with memoryview(self.log.data) as log:
-            # Readers that kept up share a cursor, and so one slice of the log.
-            cursor, unseen = -1, log[:0]
-            for conn in self._readers.values():
-                if conn.private or conn.blocked:
-                    others.add(conn)
-                    continue
-                if conn.cursor != cursor:
-                    cursor, unseen = conn.cursor, log[conn.cursor - base:]
-                sent = _send(conn.sock, unseen)
-                if isinstance(sent, str):
-                    failed.append((conn, sent))
-                    continue
-                bytes_out += sent
-                conn.cursor += sent
-                if conn.cursor == end:
-                    conn.boundary = end
-                else:
-                    self._block(conn, True)
-            del unseen  # a view: the log cannot grow while one lives
-        self._bytes_out += bytes_out
-        for conn, reason in failed:  # after the view is released: a leave grows the log
+    def dead(self, out: Output, reason: str) -> None:
+        conn = self.conns.get(out.sid)
+        if conn is not None:
             self._drop(conn, reason)
-        return others
 
-    def _write(self, conn: Connection) -> None:
-        """Send as much as the socket takes, in order; register for writability if it fills."""
-        while True:
-            chunk, from_log = self._next_chunk(conn)
-            if chunk is None:
-                break
-            sent = _send(conn.sock, chunk)
-            chunk.release()
-            if isinstance(sent, str):
-                return self._drop(conn, sent)
-            self._bytes_out += sent
-            complete = self._advance(conn, sent, from_log)
-            if not complete:
-                self._block(conn, True)
-                return
-        self._block(conn, False)
-        if conn.closing:
-            # All sent: FIN after it. Keep reading until the peer closes (or the
-            # grace ends) so its late bytes cannot turn our close into a reset.
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_WR)
+    def drained(self, out: Output) -> None:
+        """All sent: FIN after it. Keep reading until the peer closes (or the grace ends)
+        so its late bytes cannot turn our close into a reset."""
+        with contextlib.suppress(OSError):
+            out.sink.shutdown(socket.SHUT_WR)
 
-    def _next_chunk(self, conn: Connection) -> tuple[memoryview | None, bool]:
-        log_end = self.log.end if conn.subscribed else conn.cursor
-        if conn.log_stop is not None:
-            log_end = min(log_end, conn.log_stop)
-        if conn.private:
-            position, frame = conn.private[0]
-            if position <= conn.cursor or not conn.subscribed:
-                return memoryview(frame)[conn.sent_head:], False
-            log_end = min(log_end, position)
-        if conn.cursor < log_end:
-            return self.log.view(conn.cursor, log_end), True
-        return None, False
-
-    def _advance(self, conn: Connection, sent: int, from_log: bool) -> bool:
-        """Account for `sent` bytes; True when the whole chunk went."""
-        if from_log:
-            conn.cursor += sent
-            limit = self.log.end if conn.log_stop is None else conn.log_stop
-            if conn.private:
-                limit = min(limit, conn.private[0][0])
-            if conn.cursor >= limit:
-                conn.boundary = conn.cursor
-                return True
-            return False
-        frame = conn.private[0][1]
-        conn.sent_head += sent
-        if conn.sent_head < len(frame):
-            return False
-        conn.private.popleft()
-        conn.private_bytes -= len(frame)
-        conn.sent_head = 0
-        return True
-
-    def _block(self, conn: Connection, blocked: bool) -> None:
-        conn.blocked = blocked
-        self._update_interest(conn)
-
-    def _pending(self, conn: Connection) -> int:
-        unread = self.log.end - conn.cursor if conn.subscribed else 0
-        return unread + conn.private_bytes - conn.sent_head
-
-    def _trim(self) -> None:
-        """Cut readers too far behind, then drop what every reader has sent."""
-        for conn in [c for c in self.conns.values() if c.subscribed and not c.closing]:
-            if self._pending(conn) > self.config.max_output:
-                self._cut_slow_consumer(conn)
-        starts = [c.boundary for c in self.conns.values() if c.subscribed]
-        self.log.trim(min(starts, default=self.log.end))
-
-    def _cut_slow_consumer(self, conn: Connection) -> None:
-        """Drop its backlog; it gets the rest of the frame it is in, then `slow_consumer`."""
-        rest = bytearray()
-        if conn.sent_head:
-            frames = conn.private[0][1]
-            rest = frames[conn.sent_head:_frame_end(frames, 0, conn.sent_head)]
-        elif conn.subscribed and conn.cursor > conn.boundary:
-            with self.log.view(conn.cursor, self.log.frame_end(conn.boundary, conn.cursor)) as view:
-                rest = bytearray(view)
-        conn.private.clear()
-        conn.private_bytes = conn.sent_head = 0
-        conn.subscribed = False
-        self._readers.pop(conn.sid, None)
-        self.chat.slow_consumer(conn.sid)
-        if rest:
-            conn.private.appendleft((0, rest))
-            conn.private_bytes += len(rest)
+    def slow_consumer(self, sid: int) -> None:
+        self.chat.slow_consumer(sid)
 
     def _reap(self) -> None:
         """Drop closing connections whose grace ran out; every one once a shutdown's has."""
@@ -707,11 +489,9 @@ class ChatServer:
         self._interest(conn, 0)
         conn.sock.close()
         self._backlog.discard(conn)
-        self._dirty.discard(conn)
-        self._writable.discard(conn)
+        self._writable.discard(conn.out)
         self._closing.discard(conn)
-        self._over_limit.discard(conn)
-        self._readers.pop(conn.sid, None)
+        self.outbox.forget(conn.out)
         if reason is not None:
             self.chat.disconnect(conn.sid, reason)
 
@@ -778,6 +558,6 @@ class ChatServer:
             "connections": f"{len(self.conns)} open, {self._accepted} total "
                            f"(max {self.config.max_clients})",
             **self.chat.status(),
-            "bytes": f"{self._bytes_in} in, {self._bytes_out} out",
-            "broadcast log": f"{len(self.log.data)} bytes buffered",
+            "bytes": f"{self._bytes_in} in, {self.outbox.bytes_out} out",
+            "broadcast log": f"{self.outbox.buffered} bytes buffered",
         }
