@@ -23,27 +23,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import selectors
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from netlab import wire as p
 from netlab.chat_core import Chat, ChatConfig
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
+from netlab.loop.calls import Calls
+from netlab.loop.group_commit import GroupCommit
 from netlab.loop.outbox import Outbox, Output
-from netlab.netutil import ACCEPT_BACKOFF, Acceptor, client_ip, enable_keepalive, format_address
+from netlab.loop.transport import Connection, send
+from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
 from netlab.store import Accounts, History, Record
 
 log = get_logger("chat")
 
-RECV_SIZE = 256 * 1024
 #: Frames answered for one connection in one loop pass. The rest wait, with the
 #: connection's reading paused, so that a client pipelining thousands of requests
 #: holds up nobody but itself.
@@ -51,46 +51,8 @@ FRAMES_PER_PASS = 16
 #: How long a closing connection may take to drain its last frames (the
 #: `error`, `bye`, `kicked` or `shutdown` it was sent) before it is dropped.
 CLOSE_GRACE = 2.0
-#: Longest time between a message reaching history.csv and its fsync.
-SYNC_INTERVAL = 0.05
 #: The loop's share of CLI.md's 2 s shutdown promise.
 SHUTDOWN_GRACE = 1.2
-
-
-def _send(sock: socket.socket, chunk: memoryview) -> int | str:
-    """`send` that does not raise: the bytes sent, or why the connection is dead.
-
-    Only the reason leaves this function, never the exception: its traceback
-    would keep `chunk` (a view of a broadcast log) alive, and while a view
-    lives the log cannot grow; the `leave` of the dead session must append to it.
-    """
-    try:
-        return sock.send(chunk)
-    except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-        return 0
-    except OSError as exc:
-        return f"error: {exc.strerror or exc}"
-
-
-class Connection:
-    """One client socket with its decoder, its output and its reading state."""
-
-    __slots__ = ("sid", "sock", "peer", "ip", "decoder", "out", "close_by", "paused", "held",
-                 "events", "handshaking", "handshake_by")
-
-    def __init__(self, sid: int, sock: socket.socket, address: tuple, max_frame: int, out: Output) -> None:
-        self.sid = sid
-        self.sock = sock
-        self.peer = format_address(address)
-        self.ip = client_ip(address)  # whose connections these are: limits, throttles, pool turns
-        self.decoder = out.codec.decoder(max_frame)
-        self.out = out
-        self.close_by = 0.0
-        self.paused = False  # not reading: received frames wait to be answered
-        self.held = False  # its next requests wait (Effects.hold): a hash, a disk read, a throttle
-        self.events = selectors.EVENT_READ  # the selector interest registered now (0: none)
-        self.handshaking = False  # TLS: nothing is sent or read until the handshake is done
-        self.handshake_by = 0.0  # TLS: monotonic time its auth timeout ends an unfinished handshake
 
 
 class ChatServer:
@@ -109,30 +71,24 @@ class ChatServer:
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
         self.chat = Chat(config, accounts, history, self)
-        self.outbox = Outbox(config.max_output, _send, self, time.monotonic)
+        self.outbox = Outbox(config.max_output, send, self, time.monotonic)
+        self.commit = GroupCommit(history)
         self.conns: dict[int, Connection] = {}
         self.selector = selectors.DefaultSelector()
         self._next_sid = 1
         self._closing: set[Connection] = set()
         self._writable: set[Output] = set()  # blocked ones whose socket has room again
         self._backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
-        self._unsaved: list[Record] = []
         self._unsaved_at: dict[str, int] = {}  # where the logs ended before this pass's messages
-        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._calls = Calls()
         # Both pools take turns between client addresses: one address's thousand
         # registrations do not queue everyone else's login behind them.
-        self._pool = FairPool(max(2, os.cpu_count() or 2), "chat-hash")
+        self._pool = FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post)
         # History pages from disk: apart, so that no number of them can delay a login.
-        self._disk = FairPool(1, "chat-disk")
+        self._disk = FairPool(1, "chat-disk", self._calls.post)
         self._stopping = False
         self._stop_by = 0.0
         self._stopped = threading.Event()
-        self._sync_wanted = threading.Event()
-        self._sync_pause = threading.Event()  # set at shutdown: no more pauses
-        self._sync_done = False
         self._started = time.monotonic()
         self.exit_status = 0
         self._accepted = 0
@@ -140,12 +96,11 @@ class ChatServer:
         self._accept_again = 0.0  # monotonic time to resume accepting; 0: accepting
         self._bytes_in = 0
         self._thread = threading.Thread(target=self._run, name="chat-loop")
-        self._syncer = threading.Thread(target=self._group_commit, name="chat-fsync", daemon=True)
 
     # -- the Server interface (any thread) -----------------------------------------
 
     def start(self) -> None:
-        self._syncer.start()
+        self.commit.start()
         self._thread.start()
 
     def stop(self, reason: str) -> None:
@@ -179,24 +134,13 @@ class ChatServer:
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the loop thread; safe from any thread."""
-        self._calls.put(fn)
-        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending anyway
-            self._wake_w.send(b"\0")
+        self._calls.post(fn)
 
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
         """Run `fn` on the loop thread and return its result."""
         if self._stopped.is_set():
             raise RuntimeError("the chat server has stopped")
-        future: Future = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn())
-            except Exception as exc:  # handed to the caller
-                future.set_exception(exc)
-
-        self.call_soon(run)
-        return future.result(timeout)
+        return self._calls.call(fn, timeout)
 
     # -- Effects: what the chat asks of the loop (loop thread) -----------------------
 
@@ -210,9 +154,9 @@ class ChatServer:
         self.outbox.subscribe(sid)
 
     def persist(self, record: Record) -> None:
-        if not self._unsaved:
+        if not self.commit.pending:
             self._unsaved_at = self.outbox.mark()  # where this pass's first message goes
-        self._unsaved.append(record)
+        self.commit.add(record)
 
     def close(self, sid: int) -> None:
         out = self.outbox.close(sid)
@@ -225,29 +169,20 @@ class ChatServer:
             # come, so no goodbye can be sent, and there is nothing left for a grace to wait for.
             conn.close_by = min(conn.close_by, conn.handshake_by)
         self._closing.add(conn)
-        self._pause(conn, False)  # read again, to see the peer's close (and discard what it sends)
+        conn.pause(False)  # read again, to see the peer's close (and discard what it sends)
 
     def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
                disk: bool = False) -> None:
         self.hold(sid, True)
-        pool = self._disk if disk else self._pool
 
-        def finished(future: Future) -> None:
-            if future.cancelled():
-                return  # stopping
-            failure = future.exception()
-            if failure is not None:
-                log.error("background work failed: %r", failure)
-            result = failure if failure is not None else future.result()
-            self.call_soon(lambda: self._job_done(pool, sid, done, result))
+        def finished(result: Any) -> None:
+            if isinstance(result, Exception):
+                log.error("background work failed: %r", result)
+            done(result)
+            self.hold(sid, False)
 
         conn = self.conns.get(sid)  # gone, its job still runs (a registration is kept)
-        pool.submit(conn.ip if conn is not None else "", work, finished)
-
-    def _job_done(self, pool: FairPool, sid: int, done: Callable[[Any], None], result: Any) -> None:
-        pool.job_finished()
-        done(result)
-        self.hold(sid, False)
+        (self._disk if disk else self._pool).submit(conn.ip if conn is not None else "", work, finished)
 
     def hold(self, sid: int, held: bool) -> None:
         conn = self.conns.get(sid)
@@ -261,7 +196,7 @@ class ChatServer:
 
     def _run(self) -> None:
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
-        self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.selector.register(self._calls.wake_r, selectors.EVENT_READ, "wake")
         try:
             auth_deadline = None
             while not (self._stopping and not self.conns):
@@ -272,7 +207,7 @@ class ChatServer:
                         if not self._stopping:  # a stop in this same batch closed the listener
                             self._accept()
                     elif key.data == "wake":
-                        self._run_calls()
+                        self._calls.run()
                     elif key.data.handshaking:
                         self._handshake(key.data)
                     else:
@@ -309,17 +244,6 @@ class ChatServer:
             deadlines.append(self._stop_by)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
-    def _run_calls(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            while self._wake_r.recv(4096):
-                pass
-        while True:
-            try:
-                fn = self._calls.get_nowait()
-            except queue.Empty:
-                return
-            fn()
-
     def _accept(self) -> None:
         for _ in range(256):  # a burst of connects, bounded so readers are not starved
             accepted = self._incoming.next()
@@ -336,60 +260,28 @@ class ChatServer:
                 sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             sid, self._next_sid = self._next_sid, self._next_sid + 1
             out = self.outbox.open(sid, sock, p.LENGTH_PREFIX, ready=self.tls is None)
-            conn = Connection(sid, sock, addr, self.config.max_frame, out)
-            conn.handshaking = self.tls is not None
+            conn = Connection(self.selector, sid, sock, addr, self.config.max_frame, out)
             conn.handshake_by = time.monotonic() + self.config.auth_timeout
             self.conns[sid] = conn
             self._accepted += 1
-            self.selector.register(sock, selectors.EVENT_READ, conn)
             # The auth timeout runs from here, so a handshake that never ends is charged to it.
             self.chat.connect(sid, conn.peer, conn.ip, time.time())
 
     def _handshake(self, conn: Connection) -> None:
-        """One non-blocking step of a TLS handshake; the welcome waits for its end."""
-        try:
-            conn.sock.do_handshake()
-        except ssl.SSLWantReadError:
-            return self._interest(conn, selectors.EVENT_READ)
-        except ssl.SSLWantWriteError:
-            return self._interest(conn, selectors.EVENT_WRITE)
-        except (ssl.SSLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc.strerror or exc
-            log.info("TLS handshake with %s failed: %s", conn.peer, reason)
-            return self._drop(conn, "TLS handshake failed")
-        conn.handshaking = False
-        self._interest(conn, selectors.EVENT_READ)
-        self.outbox.start(conn.out)  # the welcome goes out now
-
-    def _interest(self, conn: Connection, events: int) -> None:
-        """Register the events wanted; none at all means out of the selector."""
-        if conn.events == events:
-            return
-        if not conn.events:
-            self.selector.register(conn.sock, events, conn)
-        elif not events:
-            self.selector.unregister(conn.sock)
-        else:
-            self.selector.modify(conn.sock, events, conn)
-        conn.events = events
-
-    def _update_interest(self, conn: Connection) -> None:
-        """Read unless paused; wait for room only while the socket's buffer is full."""
-        self._interest(conn, (0 if conn.paused else selectors.EVENT_READ)
-                       | (selectors.EVENT_WRITE if conn.out.blocked else 0))
+        """One step of a TLS handshake; the welcome waits for its end."""
+        failure = conn.handshake()
+        if failure is not None:
+            log.info("TLS handshake with %s failed: %s", conn.peer, failure)
+            self._drop(conn, "TLS handshake failed")
+        elif not conn.handshaking:
+            self.outbox.start(conn.out)  # the welcome goes out now
 
     def _read(self, conn: Connection) -> None:
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-            # TLS: bytes already decrypted inside the SSL object raise no event.
-            while self.tls is not None and (waiting := conn.sock.pending()):
-                data += conn.sock.recv(waiting)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        data = conn.receive()
+        if isinstance(data, str):
+            return self._drop(conn, data)
+        if data is None:
             return
-        except OSError as exc:
-            return self._drop(conn, f"error: {exc.strerror or exc}")
-        if not data:
-            return self._drop(conn, "closed by peer")
         self._bytes_in += len(data)
         if conn.out.closing:
             return  # read and discarded, so closing does not reset what we sent
@@ -410,41 +302,29 @@ class ChatServer:
                     break
                 frame = conn.decoder.next_frame()
                 if frame is None:
-                    return self._pause(conn, False)
+                    return conn.pause(False)
                 self.chat.receive(conn.sid, frame)
             else:
                 self._backlog.add(conn)  # the cap: go on next pass
         except p.ProtocolError as exc:
             return self.chat.protocol_error(conn.sid, exc)
         if not conn.out.closing:
-            self._pause(conn, True)
-
-    def _pause(self, conn: Connection, paused: bool) -> None:
-        """Stop (or resume) reading the connection."""
-        if conn.paused != paused:
-            conn.paused = paused
-            self._update_interest(conn)
+            conn.pause(True)
 
     def save(self) -> None:
         """Write this pass's messages to history before anything is sent.
 
-        If the disk refuses them, they are taken back out of the broadcast log
+        If the disk refuses them, they are taken back out of the broadcast logs
         (nothing has been sent since they went in) and the server stops: a chat
         that cannot keep its promise of durability should not go on chatting.
         """
-        if self._unsaved:
-            try:
-                self.history.append(self._unsaved)
-            except (OSError, ValueError) as exc:
-                log.critical("history.csv cannot be written (%s): stopping", exc)
-                self.outbox.take_back(self._unsaved_at)
-                self._unsaved = []
-                self.exit_status = 1
-                self._begin_stop("the server cannot store messages")
-                return
-            self._unsaved = []
-            if not self._sync_wanted.is_set():
-                self._sync_wanted.set()
+        try:
+            self.commit.write()
+        except (OSError, ValueError) as exc:
+            log.critical("history.csv cannot be written (%s): stopping", exc)
+            self.outbox.take_back(self._unsaved_at)
+            self.exit_status = 1
+            self._begin_stop("the server cannot store messages")
 
     def _flush(self) -> None:
         """Everything pending goes out, as far as the sockets take it (Outbox.flush)."""
@@ -456,7 +336,7 @@ class ChatServer:
     def blocked(self, out: Output, blocked: bool) -> None:
         conn = self.conns.get(out.sid)
         if conn is not None:
-            self._update_interest(conn)
+            conn.update_interest()
 
     def dead(self, out: Output, reason: str) -> None:
         conn = self.conns.get(out.sid)
@@ -486,8 +366,7 @@ class ChatServer:
         """Forget a connection now; `reason` None means the chat already knows."""
         if self.conns.pop(conn.sid, None) is None:
             return
-        self._interest(conn, 0)
-        conn.sock.close()
+        conn.close()
         self._backlog.discard(conn)
         self._writable.discard(conn.out)
         self._closing.discard(conn)
@@ -516,40 +395,18 @@ class ChatServer:
                 conn.sock.close()
         self._pool.shutdown()
         self._disk.shutdown()
-        self._sync_done = True
-        self._sync_pause.set()
-        self._sync_wanted.set()
         try:
             self.save()
-            self.history.close()
+            self.commit.close()
         except (OSError, ValueError):
             log.exception("history could not be flushed")
             self.exit_status = 1
         self.selector.close()
         with contextlib.suppress(OSError):
             self.listener.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._calls.close()
         log.info("stopped")
         self._stopped.set()
-
-    def _group_commit(self) -> None:
-        """fsync history in batches, at most every SYNC_INTERVAL.
-
-        A message is in the file (the OS's page cache) before it is broadcast,
-        which is what survives kill -9; fsync guards against power loss, and one
-        for every loop pass would cost the loop's core as much as the sends.
-        """
-        while True:
-            self._sync_wanted.wait()
-            if self._sync_done:
-                return
-            self._sync_wanted.clear()
-            try:
-                self.history.sync()
-            except (OSError, ValueError) as exc:  # closed under us at shutdown
-                log.debug("history fsync skipped: %s", exc)
-            self._sync_pause.wait(SYNC_INTERVAL)
 
     def _status(self) -> dict[str, str]:
         return {

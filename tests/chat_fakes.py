@@ -22,7 +22,8 @@ def open_accounts(data_dir, environ: dict | None = None) -> Accounts:
 
 
 class Recorder:
-    """Effects that record what the chat asks for and run work at once.
+    """Effects that record what the chat asks for and run work at once (what work raises
+    is handed to `done` as its result, as the loop's worker pools hand it).
 
     `save` writes what `persist` queued to the history, as the loop does; nothing else
     does, so the tests see the worst case of a loop pass: requests answered before its end.
@@ -62,7 +63,11 @@ class Recorder:
         self.closed.append(sid)
 
     def submit(self, sid: int, work, done, *, disk: bool = False) -> None:
-        done(work())
+        try:
+            result = work()
+        except Exception as exc:  # noqa: BLE001 - handed to `done`, as the worker pools do
+            result = exc
+        done(result)
 
     def hold(self, sid: int, held: bool) -> None:
         pass

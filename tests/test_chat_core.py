@@ -314,3 +314,26 @@ def test_a_login_whose_account_is_removed_while_hashing_fails(chat):
     assert fx.last(1)["code"] == "bad_credentials"
     assert fx.last(2)["code"] == "bad_credentials"
     assert chat.users_table() == []
+
+
+def test_a_history_page_the_disk_cannot_read_is_answered_not_raised(tmp_path, monkeypatch):
+    """The worker pool hands what a disk read raised to the chat as its result."""
+    accounts = open_accounts(tmp_path, environ={})
+    history = History.open(tmp_path / "history.csv", window=2)
+    fx = Recorder(history)
+    chat = Chat(ChatConfig(rate_limit=0), accounts, history, fx)
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    login(chat, 1, "Ann")
+    for text in ("one", "two", "three"):
+        chat.receive(1, {"type": "say", "text": text})
+    fx.save()
+
+    def unreadable(**_page) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(history, "page", unreadable)
+    chat.receive(1, {"type": "history", "limit": 1, "before": 2, "id": "h"})  # before the window
+    assert fx.last(1) == {"type": "error", "code": "bad_request", "message": "history could not be read",
+                          "id": "h"}
+    chat.receive(1, {"type": "ping", "id": "after"})  # and the session goes on
+    assert fx.last(1) == {"type": "pong", "id": "after"}
