@@ -5,7 +5,8 @@ order of things (history is written before a message is broadcast; `ok`,
 `history`, `users` precede the `join` the others see). It touches no socket
 and starts no thread: it tells the loop what to do through `Effects`, and
 the loop tells it what happened (a connection, a frame, a finished hash, the
-clock). Tests drive it with a recording `Effects` and no network at all.
+time: `advance` gives it the monotonic and the wall clock at each loop pass).
+Tests drive it with a recording `Effects` and no network at all.
 
 Every payload is encoded here, once, as JSON: a broadcast is one `bytes`
 object that the loop frames once per codec in use and hands to every
@@ -18,7 +19,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
-import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -212,13 +212,15 @@ class Throttle:
 class Chat:
     """The chat state machine. Every method runs on the loop thread."""
 
-    def __init__(self, config: ChatConfig, accounts: Accounts, history: History, effects: Effects,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ChatConfig, accounts: Accounts, history: History, effects: Effects) -> None:
         self.config = config
         self.accounts = accounts
         self.history = history
         self.fx = effects
-        self.clock = clock
+        #: The loop's clocks as of its current pass (`advance`): monotonic for every deadline,
+        #: bucket and throttle, so a clock step changes none of them; wall time only for `ts`.
+        self.now = 0.0
+        self.wall = 0.0
         dummy_hash()  # now: computed at the first unknown name, it would make that one slower
         self.sessions: dict[int, Session] = {}
         #: lower-cased name -> (name as registered, its session ids)
@@ -235,6 +237,11 @@ class Chat:
         self.deliveries = 0
         self.subscribers = 0
         self._welcome = p.encode_payload(p.welcome(config.max_frame))
+
+    def advance(self, now: float, wall: float) -> None:
+        """The time, as the loop tells it at each pass: `now` monotonic, `wall` the epoch."""
+        self.now = now
+        self.wall = wall
 
     # -- connections ----------------------------------------------------------
 
@@ -358,7 +365,7 @@ class Chat:
     def _login(self, session: Session, request: p.Login) -> None:
         if not self._may_start_auth(session, request.id):
             return
-        now = self.clock()
+        now = self.now
         # Failed logins count per name and per address (PROTOCOL.md), the same way for both.
         throttles = ((self._name_throttle, throttle_key(request.username)), (self._ip_throttle, session.ip))
         if any(throttle.refused(key, now) for throttle, key in throttles):
@@ -386,7 +393,7 @@ class Chat:
             failed = not (matched is True and account is not None)  # False, or an exception
             if failed:
                 log.info("failed login for %s from %s", self._loggable(request.username), session.peer)
-                failed_at = self.clock()
+                failed_at = self.now
                 for throttle, key in throttles:
                     throttle.fail(key, failed_at)
                 self._error(session, "bad_credentials", request.id)
@@ -410,7 +417,7 @@ class Chat:
         """Logins that waited for this name or address: start them while there is room,
         refuse them once it has failed too often."""
         waiting = throttle.waiting.get(key, deque())
-        now = self.clock()
+        now = self.now
         while waiting and (throttle.refused(key, now) or not throttle.busy(key)):
             session, request = waiting.popleft()
             self._end_auth(session)
@@ -474,7 +481,7 @@ class Chat:
 
     def _say(self, session: Session, request: p.Say) -> None:
         seq = self.next_seq
-        ts = p.timestamp(self.clock())
+        ts = p.timestamp(self.wall)
         payload = p.encode_payload(p.message(seq, ts, session.username, request.text, request.id))
         if len(payload) > self.config.max_frame:  # max_frame bounds the payload, whatever the codec
             # Before the flood control: its bucket counts accepted requests (PROTOCOL.md).
@@ -583,7 +590,7 @@ class Chat:
         return max(1.0, 2 * self.config.rate_limit)
 
     def _take_token(self, session: Session) -> bool:
-        now = self.clock()
+        now = self.now
         rate = self.config.rate_limit
         session.tokens = min(self._burst, session.tokens + (now - session.refilled) * rate)
         session.refilled = now

@@ -202,7 +202,9 @@ class ChatServer:
             while not (self._stopping and not self.conns):
                 backlog, self._backlog = self._backlog, set()
                 timeout = 0.0 if backlog else self._timeout(auth_deadline)
-                for key, events in self.selector.select(timeout):
+                events_ready = self.selector.select(timeout)
+                self.chat.advance(time.monotonic(), time.time())
+                for key, events in events_ready:
                     if key.data == "accept":
                         if not self._stopping:  # a stop in this same batch closed the listener
                             self._accept()
@@ -218,7 +220,7 @@ class ChatServer:
                 for conn in backlog:
                     if conn.sid in self.conns:
                         self._handle_frames(conn)
-                auth_deadline = self.chat.expire(time.time())
+                auth_deadline = self.chat.expire(self.chat.now)
                 if self._accept_again and time.monotonic() >= self._accept_again:
                     self._accept_again = 0.0
                     self.selector.register(self.listener, selectors.EVENT_READ, "accept")
@@ -239,7 +241,7 @@ class ChatServer:
         if self.outbox.presence_waiting:
             deadlines.append(self.outbox.next_presence)
         if auth_deadline is not None:
-            deadlines.append(time.monotonic() + auth_deadline - time.time())
+            deadlines.append(auth_deadline)
         if self._stopping:
             deadlines.append(self._stop_by)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -265,7 +267,7 @@ class ChatServer:
             self.conns[sid] = conn
             self._accepted += 1
             # The auth timeout runs from here, so a handshake that never ends is charged to it.
-            self.chat.connect(sid, conn.peer, conn.ip, time.time())
+            self.chat.connect(sid, conn.peer, conn.ip, self.chat.now)
 
     def _handshake(self, conn: Connection) -> None:
         """One step of a TLS handshake; the welcome waits for its end."""

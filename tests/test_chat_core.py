@@ -139,7 +139,7 @@ def test_simultaneous_right_logins_all_get_in(chat):
 def test_flood_control_allows_a_burst_of_twice_the_rate(chat):
     clock = [1000.0]
     chat_, fx, accounts = chat(rate_limit=5)
-    chat_.clock = lambda: clock[0]
+    chat_.advance(clock[0], clock[0])
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     login(chat_, 1, "Ann")
     for n in range(11):
@@ -147,6 +147,7 @@ def test_flood_control_allows_a_burst_of_twice_the_rate(chat):
     errors = [f for f in fx.sent[1] if f["type"] == "error"]
     assert [e["id"] for e in errors] == ["10"] and errors[0]["code"] == "rate_limited"
     clock[0] += 1.0  # five more tokens
+    chat_.advance(clock[0], clock[0])
     chat_.receive(1, {"type": "say", "text": "later"})
     assert fx.broadcasts[-1]["text"] == "later"
 
@@ -169,7 +170,7 @@ def test_a_say_whose_message_would_not_fit_a_frame_is_bad_request_and_takes_no_s
 def test_a_say_refused_as_too_large_costs_no_flood_token(chat):
     """The bucket counts accepted `say` requests (PROTOCOL.md), not refused ones."""
     chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME, rate_limit=1)  # bursts of 2
-    chat.clock = lambda: 1000.0
+    chat.advance(1000.0, 1000.0)
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     login(chat, 1, "Ann")
     for _ in range(3):
@@ -200,7 +201,7 @@ def test_a_login_right_behind_a_say_gets_it_in_its_history(chat):
 
 def test_failed_logins_are_throttled_per_address(chat):
     chat, fx, accounts = chat()
-    chat.clock = lambda: 1000.0
+    chat.advance(1000.0, 1000.0)
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     chat.connect(1, "10.0.0.9:1", "10.0.0.9", 0.0)
     for n in range(20):  # 20 names, none failing 5 times: only the address adds up
@@ -216,15 +217,17 @@ def test_failed_logins_are_throttled_per_address(chat):
 def test_failed_logins_are_forgiven_once_the_window_has_passed(chat):
     clock = [1000.0]
     chat, fx, accounts = chat()
-    chat.clock = lambda: clock[0]
+    chat.advance(clock[0], clock[0])
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     chat.connect(1, "10.0.0.1:1", "10.0.0.1", 0.0)
     for _ in range(5):
         chat.receive(1, {"type": "login", "username": "ann", "password": "wrong password"})
     clock[0] = 1059.0  # still within 60 s of the failures
+    chat.advance(clock[0], clock[0])
     chat.receive(1, {"type": "login", "username": "ann", "password": PASSWORD})
     assert fx.last(1)["code"] == "rate_limited"
     clock[0] = 1060.5
+    chat.advance(clock[0], clock[0])
     chat.receive(1, {"type": "login", "username": "ann", "password": PASSWORD})
     assert fx.sent[1][-3] == {"type": "ok", "op": "login", "username": "Ann"}
 

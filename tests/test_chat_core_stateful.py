@@ -231,7 +231,8 @@ class ChatMachine(RuleBasedStateMachine):
         self.accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
         self.registered["ann"] = ("Ann", PASSWORD)
         self.fx = Loop(self.history)
-        self.chat = Chat(CONFIG, self.accounts, self.history, self.fx, clock=lambda: self.now)
+        self.chat = Chat(CONFIG, self.accounts, self.history, self.fx)
+        self.chat.advance(self.now, self.now)  # one fake clock for both: the monotonic and the wall
         for name in signed_in:
             self.connect(IPS[0])
             if name.lower() in self.registered:
@@ -666,6 +667,7 @@ class ChatMachine(RuleBasedStateMachine):
         """Time passes: flood tokens come back, failed logins are forgiven, slow logins time out."""
         self.begin()
         self.now += seconds
+        self.chat.advance(self.now, self.now)
         self.chat.expire(self.now)
         for conn in list(self.conns.values()):
             if conn.user is None and self.now >= conn.since + CONFIG.auth_timeout:
