@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from netlab import wire as p
+from netlab.chat.sessions import State, move, refusal
 from netlab.crypto import dummy_hash, hash_password, verify_password
 from netlab.logs import get_logger, safe
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
@@ -119,19 +120,19 @@ class Effects(Protocol):
 class Session:
     """One connection as the chat sees it."""
 
-    __slots__ = ("sid", "peer", "ip", "username", "account", "tokens", "refilled", "auth_pending")
+    __slots__ = ("sid", "peer", "ip", "state", "username", "account", "tokens", "refilled")
 
     def __init__(self, sid: int, peer: str, ip: str, now: float, burst: float) -> None:
         self.sid = sid
         self.peer = peer
         self.ip = ip
-        self.username: str | None = None
+        self.state = State.CONNECTED  # what it may ask and become: chat/sessions.py
+        self.username: str | None = None  # once AUTHENTICATED
         #: The account it logged in as: `clear file` (and a name registered again since)
         #: leaves a different object, or none, under the same name.
         self.account: Account | None = None
         self.tokens = burst
         self.refilled = now
-        self.auth_pending = False
 
 
 def _who(session: Session) -> str:
@@ -266,7 +267,7 @@ class Chat:
             return
         self._per_address.release(session.ip)
         log.info("disconnected %s (%s)", _who(session), reason)
-        if session.username is None:
+        if session.state is not State.AUTHENTICATED:
             return
         self.subscribers -= 1
         key = session.username.lower()
@@ -282,7 +283,7 @@ class Chat:
         while self._deadlines:
             deadline, sid = self._deadlines[0]
             session = self.sessions.get(sid)
-            if session is None or session.username is not None:
+            if session is None or session.state is State.AUTHENTICATED:
                 self._deadlines.popleft()
                 continue
             if deadline > now:
@@ -301,11 +302,9 @@ class Chat:
         if session is None:
             return
         kind = frame["type"]
-        if kind in p.CLIENT_TYPES:
-            if session.username is None and kind not in p.PRE_AUTH_TYPES:
-                return self._error(session, "not_authenticated", p.request_id(frame))
-            if session.username is not None and kind in p.AUTH_TYPES:
-                return self._error(session, "already_authenticated", p.request_id(frame))
+        refused = refusal(session.state, kind)
+        if refused is not None:
+            return self._error(session, refused, p.request_id(frame))
         try:
             request = p.parse_request(frame)
         except p.ProtocolError as exc:
@@ -422,7 +421,7 @@ class Chat:
             session, request = waiting.popleft()
             self._end_auth(session)
             self.fx.hold(session.sid, False)
-            if session.sid in self.sessions and session.username is None:
+            if session.sid in self.sessions and session.state is State.CONNECTED:
                 self._login(session, request)
         if not waiting:
             throttle.waiting.pop(key, None)
@@ -431,7 +430,7 @@ class Chat:
         """Whether a register or login may start now; if not, `refuse` (an error by default)
         answers it."""
         refuse = refuse or self._error
-        if session.auth_pending:
+        if session.state is State.AUTHENTICATING:
             refuse(session, "rate_limited", rid, "a register or login is already in progress")
             return False
         if self.pending_auth >= self.config.max_pending_auth:
@@ -445,11 +444,11 @@ class Chat:
         self._error(session, code, rid, message)
 
     def _start_auth(self, session: Session) -> None:
-        session.auth_pending = True
+        session.state = move(session.state, "auth_started")
         self.pending_auth += 1
 
     def _end_auth(self, session: Session) -> None:
-        session.auth_pending = False
+        session.state = move(session.state, "auth_ended")
         self.pending_auth -= 1
 
     def _authenticate(self, session: Session, account: Account, op: str, rid: str | None) -> None:
@@ -460,6 +459,7 @@ class Chat:
             log.info("%s of %s from %s: the account was removed meanwhile",
                      op, safe(account.username), session.peer)
             return self._error(session, "bad_credentials", rid)
+        session.state = move(session.state, "authenticated")
         username = session.username = account.username
         session.account = account
         sid = session.sid

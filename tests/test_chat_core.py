@@ -6,6 +6,7 @@ import pytest
 from chat_fakes import CHEAP, PASSWORD, Recorder, open_accounts
 
 from netlab import wire as p
+from netlab.chat.sessions import State, move, refusal
 from netlab.chat_core import Chat, ChatConfig
 from netlab.store import Accounts, History
 
@@ -340,3 +341,12 @@ def test_a_history_page_the_disk_cannot_read_is_answered_not_raised(tmp_path, mo
                           "id": "h"}
     chat.receive(1, {"type": "ping", "id": "after"})  # and the session goes on
     assert fx.last(1) == {"type": "pong", "id": "after"}
+
+
+def test_a_session_moves_only_as_its_state_table_says():
+    state = move(State.CONNECTED, "auth_started")
+    assert refusal(state, "say") == "not_authenticated" and refusal(state, "ping") is None
+    state = move(move(state, "auth_ended"), "authenticated")
+    assert state is State.AUTHENTICATED and refusal(state, "login") == "already_authenticated"
+    with pytest.raises(ValueError, match="auth_started cannot happen to a session authenticated"):
+        move(state, "auth_started")

@@ -16,7 +16,7 @@ import netlab
 
 ROOT = Path(netlab.__file__).parent
 #: The sans-IO modules: the wire protocol and the chat rules.
-SANS_IO = sorted(ROOT.glob("wire/*.py"))
+SANS_IO = sorted([*ROOT.glob("wire/*.py"), *ROOT.glob("chat/*.py")])
 #: What none of them may import: sockets, threads, clocks, files and processes.
 FORBIDDEN = {"socket", "ssl", "selectors", "select", "asyncio", "threading", "_thread",
              "concurrent", "multiprocessing", "queue", "time", "os", "io", "shutil", "tempfile",
