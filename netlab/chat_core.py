@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from netlab import wire as p
+from netlab.chat.jobs import USERNAME_TAKEN, CreateAccount, Job, ReadPage, VerifyPassword
 from netlab.chat.sessions import State, move, refusal
-from netlab.crypto import dummy_hash, hash_password, verify_password
 from netlab.logs import get_logger, safe
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
-from netlab.store import Account, Accounts, History, Record, UsernameTaken
+from netlab.store import Account, Accounts, History, Record
 
 log = get_logger("chat")
 
@@ -101,12 +101,11 @@ class Effects(Protocol):
     def close(self, sid: int) -> None:
         """Close the session once what is queued for it has gone out."""
 
-    def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
-               disk: bool = False) -> None:
-        """Run `work` off the loop (`disk`: a file read, else a password hash); call
+    def submit(self, sid: int, job: Job, done: Callable[[Any], None]) -> None:
+        """Have `job` done off the loop (chat/jobs.py says what each gives); call
         `done(result)` on the loop afterwards. The session is held (see `hold`) until then.
 
-        If `work` raises, `done` gets the exception as its result.
+        If the job raises, `done` gets the exception as its result.
         """
 
     def hold(self, sid: int, held: bool) -> None:
@@ -222,7 +221,6 @@ class Chat:
         #: bucket and throttle, so a clock step changes none of them; wall time only for `ts`.
         self.now = 0.0
         self.wall = 0.0
-        dummy_hash()  # now: computed at the first unknown name, it would make that one slower
         self.sessions: dict[int, Session] = {}
         #: lower-cased name -> (name as registered, its session ids)
         self.online: dict[str, tuple[str, set[int]]] = {}
@@ -338,15 +336,7 @@ class Chat:
             return self._refuse_registration(session, "username_taken", request.id)
         self._reserved.add(key)
         self._start_auth(session)
-        username, password, ip = request.username, request.password, session.ip
-
-        def work() -> object:
-            try:
-                return self.accounts.add(username, hash_password(password), ip)
-            except UsernameTaken:
-                return "username_taken"
-            except OSError as exc:
-                return exc
+        username = request.username
 
         def done(result: object) -> None:
             self._reserved.discard(key)
@@ -354,12 +344,12 @@ class Chat:
             if isinstance(result, Exception):
                 log.error("registration of %s failed: %s", safe(username), result)
                 return self._error(session, "bad_request", request.id, "the account could not be stored")
-            if result == "username_taken":
+            if result == USERNAME_TAKEN:
                 return self._refuse_registration(session, "username_taken", request.id)
             log.info("registered %s from %s", safe(username), session.peer)
             self._authenticate(session, result, "register", request.id)
 
-        self.fx.submit(session.sid, work, done)
+        self.fx.submit(session.sid, CreateAccount(username, request.password, session.ip), done)
 
     def _login(self, session: Session, request: p.Login) -> None:
         if not self._may_start_auth(session, request.id):
@@ -379,13 +369,8 @@ class Chat:
                 self.fx.hold(session.sid, True)
                 return
         account = self.accounts.get(request.username) if p.valid_username(request.username) else None
-        password = request.password
         for throttle, key in throttles:
             throttle.begin(key)
-
-        def work() -> bool:
-            # Unknown or malformed names verify against a dummy hash: same work, same timing.
-            return verify_password(account.password_hash if account is not None else dummy_hash(), password)
 
         def done(matched: object) -> None:
             self._end_auth(session)
@@ -404,7 +389,8 @@ class Chat:
             for throttle, key in throttles:  # once both have ended: a waiting login checks both
                 self._resume_logins(throttle, key)
 
-        self.fx.submit(session.sid, work, done)
+        job = VerifyPassword(account.password_hash if account is not None else None, request.password)
+        self.fx.submit(session.sid, job, done)
 
     def _loggable(self, username: str) -> str:
         """The name tried at a login, for the log: only if it is an account's. What is typed
@@ -500,9 +486,8 @@ class Chat:
         if history.in_window(limit=limit, before=before, after=after):
             records, more = history.page(limit=limit, before=before, after=after)
             return self._send_history(session, records, more, after is None)
-        self.fx.submit(session.sid, lambda: history.page(limit=limit, before=before, after=after),
-                       lambda result: self._disk_history(session, request, result, after is None),
-                       disk=True)
+        self.fx.submit(session.sid, ReadPage(limit, before, after),
+                       lambda result: self._disk_history(session, request, result, after is None))
 
     def _send_history(self, session: Session, records: list[Record], more: bool, newest: bool) -> None:
         if session.sid in self.sessions:

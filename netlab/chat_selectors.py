@@ -32,9 +32,12 @@ from collections.abc import Callable
 from typing import Any
 
 from netlab import wire as p
+from netlab.chat.jobs import Job
 from netlab.chat_core import Chat, ChatConfig
+from netlab.crypto import dummy_hash
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
+from netlab.loop import jobs
 from netlab.loop.calls import Calls
 from netlab.loop.group_commit import GroupCommit
 from netlab.loop.outbox import Outbox, Output
@@ -70,6 +73,7 @@ class ChatServer:
         self.history = history
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
+        dummy_hash()  # now: computed at the first unknown name, it would make that one slower
         self.chat = Chat(config, accounts, history, self)
         self.outbox = Outbox(config.max_output, send, self, time.monotonic)
         self.commit = GroupCommit(history)
@@ -171,8 +175,7 @@ class ChatServer:
         self._closing.add(conn)
         conn.pause(False)  # read again, to see the peer's close (and discard what it sends)
 
-    def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
-               disk: bool = False) -> None:
+    def submit(self, sid: int, job: Job, done: Callable[[Any], None]) -> None:
         self.hold(sid, True)
 
         def finished(result: Any) -> None:
@@ -182,7 +185,9 @@ class ChatServer:
             self.hold(sid, False)
 
         conn = self.conns.get(sid)  # gone, its job still runs (a registration is kept)
-        (self._disk if disk else self._pool).submit(conn.ip if conn is not None else "", work, finished)
+        pool = self._disk if jobs.on_disk(job) else self._pool
+        pool.submit(conn.ip if conn is not None else "", lambda: jobs.run(job, self.accounts, self.history),
+                    finished)
 
     def hold(self, sid: int, held: bool) -> None:
         conn = self.conns.get(sid)

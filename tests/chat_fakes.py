@@ -6,6 +6,8 @@ import json
 
 from argon2 import PasswordHasher
 
+from netlab.chat.jobs import Job
+from netlab.loop import jobs
 from netlab.store import Accounts, History
 
 #: Cheap hashes for accounts made by the test itself: the parameters travel
@@ -29,7 +31,7 @@ class Recorder:
     does, so the tests see the worst case of a loop pass: requests answered before its end.
     """
 
-    def __init__(self, history: History | None = None) -> None:
+    def __init__(self, history: History | None = None, accounts: Accounts | None = None) -> None:
         self.sent: dict[int, list[dict]] = {}
         self.broadcasts: list[dict] = []
         self.subscribed: list[int] = []
@@ -37,6 +39,7 @@ class Recorder:
         self.persisted = []
         self.events: list[tuple] = []  # ("persist", seq) and ("broadcast", type), in order
         self._history = history
+        self._accounts = accounts
         self._unsaved = []
 
     def send(self, sid: int, payload: bytes) -> None:
@@ -62,9 +65,13 @@ class Recorder:
     def close(self, sid: int) -> None:
         self.closed.append(sid)
 
-    def submit(self, sid: int, work, done, *, disk: bool = False) -> None:
+    def run(self, job: Job):
+        """Do a job as the loop's workers do it."""
+        return jobs.run(job, self._accounts, self._history)
+
+    def submit(self, sid: int, job: Job, done) -> None:
         try:
-            result = work()
+            result = self.run(job)
         except Exception as exc:  # noqa: BLE001 - handed to `done`, as the worker pools do
             result = exc
         done(result)

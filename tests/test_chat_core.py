@@ -16,7 +16,7 @@ def chat(tmp_path):
     def make(**limits) -> tuple[Chat, Recorder, Accounts]:
         accounts = open_accounts(tmp_path, environ={})
         history = History.open(tmp_path / "history.csv")
-        fx = Recorder(history)
+        fx = Recorder(history, accounts)
         return Chat(ChatConfig(**limits), accounts, history, fx), fx, accounts
 
     return make
@@ -100,9 +100,9 @@ def test_names_no_account_can_have_are_throttled_per_name_too(chat):
             assert fx.last(sid)["code"] == ("rate_limited" if n == 5 else "bad_credentials")
 
 def hold_hashes(fx) -> list:
-    """Keep submitted jobs (hashes still running) until the test runs them."""
+    """Keep submitted jobs (hashes still running) until the test runs them: (work, done)."""
     held = []
-    fx.submit = lambda sid, work, done, disk=False: held.append((work, done))
+    fx.submit = lambda sid, job, done: held.append((lambda: fx.run(job), done))
     return held
 
 
@@ -324,7 +324,7 @@ def test_a_history_page_the_disk_cannot_read_is_answered_not_raised(tmp_path, mo
     """The worker pool hands what a disk read raised to the chat as its result."""
     accounts = open_accounts(tmp_path, environ={})
     history = History.open(tmp_path / "history.csv", window=2)
-    fx = Recorder(history)
+    fx = Recorder(history, accounts)
     chat = Chat(ChatConfig(rate_limit=0), accounts, history, fx)
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     login(chat, 1, "Ann")

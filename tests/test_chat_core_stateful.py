@@ -31,8 +31,10 @@ from hypothesis.stateful import (
 
 from netlab import chat_core
 from netlab import wire as p
+from netlab.chat.jobs import ReadPage
 from netlab.chat_core import Chat, ChatConfig
-from netlab.store import History, Record
+from netlab.loop import jobs
+from netlab.store import Accounts, History, Record
 
 #: Small limits, so that the machine reaches them: a full server, flood control, history
 #: pages read from disk (the window holds three messages) and cut by `limit` or by the
@@ -64,8 +66,8 @@ class Loop(Recorder):
     until the test finishes it, the session held meanwhile.
     """
 
-    def __init__(self, history: History) -> None:
-        super().__init__(history)
+    def __init__(self, history: History, accounts: Accounts) -> None:
+        super().__init__(history, accounts)
         self.inbox: dict[int, list[dict]] = {}
         self.open: set[int] = set()
         self.readers: set[int] = set()
@@ -103,9 +105,9 @@ class Loop(Recorder):
         super().close(sid)
         self.drop(sid)
 
-    def submit(self, sid: int, work, done, *, disk: bool = False) -> None:
+    def submit(self, sid: int, job, done) -> None:
         self.hold(sid, True)
-        self.jobs.append((sid, work, done, disk))
+        self.jobs.append((sid, lambda: self.run(job), done, isinstance(job, ReadPage)))
 
     def hold(self, sid: int, held: bool) -> None:
         if held:
@@ -230,7 +232,7 @@ class ChatMachine(RuleBasedStateMachine):
         self.accounts = open_accounts(self.dir, environ={})
         self.accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
         self.registered["ann"] = ("Ann", PASSWORD)
-        self.fx = Loop(self.history)
+        self.fx = Loop(self.history, self.accounts)
         self.chat = Chat(CONFIG, self.accounts, self.history, self.fx)
         self.chat.advance(self.now, self.now)  # one fake clock for both: the monotonic and the wall
         for name in signed_in:
@@ -702,8 +704,8 @@ class ChatMachine(RuleBasedStateMachine):
 
 def test_chat_against_its_model(monkeypatch) -> None:
     # Real Argon2 costs 25 ms a hash; the parameters travel with each hash.
-    monkeypatch.setattr(chat_core, "hash_password", CHEAP.hash)
-    monkeypatch.setattr(chat_core, "dummy_hash", lambda: CHEAP.hash("no such account"))
+    monkeypatch.setattr(jobs, "hash_password", CHEAP.hash)
+    monkeypatch.setattr(jobs, "dummy_hash", lambda: CHEAP.hash("no such account"))
     # PROTOCOL.md's 5 and 20 failed logins take more steps than a run has; test_chat_core
     # holds the chat to those numbers, this machine to what happens when they are reached.
     monkeypatch.setattr(chat_core, "MAX_FAILURES_PER_NAME", 2)

@@ -129,6 +129,21 @@ class Output:
         return self.log.end if self.log_stop is None else min(self.log.end, self.log_stop)
 
 
+def _rest_of_frame(out: Output) -> bytearray:
+    """What `out` has still to be sent of the frame it is in the middle of (none: empty)."""
+    if out.sent_head:
+        frames = out.private[0][1]
+
+        def read(position: int, size: int) -> bytes:
+            return bytes(frames[position:position + size])
+
+        return frames[out.sent_head:out.codec.frame_end(read, 0, out.sent_head)]
+    if out.log is not None and out.cursor > out.boundary:
+        end = out.log.frame_end(out.boundary, out.cursor)
+        return bytearray(out.log.read(out.cursor, end - out.cursor))
+    return bytearray()
+
+
 class Outbox:
     """Every connection's pending output: shared logs, private queues, cuts. Loop thread only."""
 
@@ -359,17 +374,7 @@ class Outbox:
 
     def cut(self, out: Output) -> None:
         """Drop its backlog: it gets the rest of the frame it is in, then what the chat says."""
-        rest = bytearray()
-        if out.sent_head:
-            frames = out.private[0][1]
-
-            def read(position: int, size: int) -> bytes:
-                return bytes(frames[position:position + size])
-
-            rest = frames[out.sent_head:out.codec.frame_end(read, 0, out.sent_head)]
-        elif out.log is not None and out.cursor > out.boundary:
-            end = out.log.frame_end(out.boundary, out.cursor)
-            rest = bytearray(out.log.read(out.cursor, end - out.cursor))
+        rest = _rest_of_frame(out)
         out.private.clear()
         out.private_bytes = out.sent_head = 0
         self._unsubscribe(out)
