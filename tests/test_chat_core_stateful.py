@@ -29,8 +29,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from netlab import chat_core
 from netlab import wire as p
+from netlab.chat import auth as chat_auth
 from netlab.chat.jobs import ReadPage
 from netlab.chat_core import Chat, ChatConfig
 from netlab.loop import jobs
@@ -327,9 +327,9 @@ class ChatMachine(RuleBasedStateMachine):
                 self.expect(sid, {"type": "join", "username": name})
 
     def refused(self, key: str) -> bool:
-        times = [t for t in self.failures.get(key, []) if t > self.now - chat_core.LOGIN_WINDOW]
+        times = [t for t in self.failures.get(key, []) if t > self.now - chat_auth.LOGIN_WINDOW]
         self.failures[key] = times
-        limit = chat_core.MAX_FAILURES_PER_NAME if key not in IPS else chat_core.MAX_FAILURES_PER_IP
+        limit = chat_auth.MAX_FAILURES_PER_NAME if key not in IPS else chat_auth.MAX_FAILURES_PER_IP
         return len(times) >= limit
 
     def busy(self, key: str) -> bool:
@@ -337,7 +337,7 @@ class ChatMachine(RuleBasedStateMachine):
         fail? (after `refused`)"""
         in_flight = sum(1 for job in self.jobs if job.kind == "login"
                         and key in (job.conn.ip if key in IPS else throttle_key(job.request[1]),))
-        limit = chat_core.MAX_FAILURES_PER_NAME if key not in IPS else chat_core.MAX_FAILURES_PER_IP
+        limit = chat_auth.MAX_FAILURES_PER_NAME if key not in IPS else chat_auth.MAX_FAILURES_PER_IP
         return len(self.failures.get(key, [])) + in_flight >= limit
 
     def adopt_jobs(self) -> list[Job]:
@@ -708,8 +708,8 @@ def test_chat_against_its_model(monkeypatch) -> None:
     monkeypatch.setattr(jobs, "dummy_hash", lambda: CHEAP.hash("no such account"))
     # PROTOCOL.md's 5 and 20 failed logins take more steps than a run has; test_chat_core
     # holds the chat to those numbers, this machine to what happens when they are reached.
-    monkeypatch.setattr(chat_core, "MAX_FAILURES_PER_NAME", 2)
-    monkeypatch.setattr(chat_core, "MAX_FAILURES_PER_IP", 3)
+    monkeypatch.setattr(chat_auth, "MAX_FAILURES_PER_NAME", 2)
+    monkeypatch.setattr(chat_auth, "MAX_FAILURES_PER_IP", 3)
     run_state_machine_as_test(ChatMachine, settings=settings(
         max_examples=200, stateful_step_count=50, deadline=None, derandomize=True,
         database=None, suppress_health_check=[HealthCheck.too_slow]))

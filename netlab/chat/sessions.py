@@ -15,8 +15,12 @@ A session that ends is forgotten by the chat; how its connection closes
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from netlab.wire import AUTH_TYPES, CLIENT_TYPES, PRE_AUTH_TYPES
+
+if TYPE_CHECKING:
+    from netlab.store import Account
 
 
 class State(Enum):
@@ -62,3 +66,49 @@ def move(state: State, event: str) -> State:
         return _MOVES[state, event]
     except KeyError:
         raise ValueError(f"{event} cannot happen to a session {state.value}") from None
+
+
+class Session:
+    """One connection as the chat sees it."""
+
+    __slots__ = ("sid", "peer", "ip", "state", "username", "account", "rate", "burst", "tokens",
+                 "refilled")
+
+    def __init__(self, sid: int, peer: str, ip: str, now: float, rate: float) -> None:
+        self.sid = sid
+        self.peer = peer
+        self.ip = ip
+        self.state = State.CONNECTED  # what it may ask and become: the table above
+        self.username: str | None = None  # once AUTHENTICATED
+        #: The account it logged in as: `clear file` (and a name registered again since)
+        #: leaves a different object, or none, under the same name.
+        self.account: Account | None = None
+        #: Flood control: a token bucket of `rate` a second holding 2R, but at least one message:
+        #: below R = 0.5 a bucket of 2R never holds a whole token, and the session could never speak.
+        self.rate = rate
+        self.burst = max(1.0, 2 * rate)
+        self.tokens = self.burst
+        self.refilled = now  # monotonic
+
+    def take_token(self, now: float) -> bool:
+        """One `say` at monotonic time `now`: False if the bucket is empty."""
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def safe(text: str) -> str:
+    """Quote a user-supplied string for a log line.
+
+    `repr` escapes newlines and every other non-printable character, so a
+    username or message can never forge a line of its own in the log.
+    """
+    return repr(text)
+
+
+def who(session: Session) -> str:
+    """A session as log lines name it."""
+    return f"{safe(session.username)} from {session.peer}" if session.username else session.peer
