@@ -1,11 +1,10 @@
 """The chat's event loop: one `selectors` loop in a dedicated listener thread.
 
-This module only moves bytes. It accepts, reads, feeds each connection's
-decoder, hands frames to `chat_core.Chat`, and carries out what the chat
-decides (the `Effects` below). It is the only code that touches a client socket;
-what each connection is still to be sent, and who is cut for not reading it,
-is the `Outbox`'s (netlab/loop/outbox.py), which this loop hands `_send` and
-tells when a socket has room.
+This module only moves bytes and keeps time. It accepts, reads, feeds each
+connection's decoder and hands frames to `chat_core.Chat`. What the chat asks
+of the loop (its `Effects`) and each connection's life from accept to drop are
+`loop/connections.py`'s; what each connection is still to be sent, and who is
+cut for not reading it, `loop/outbox.py`'s; one socket, `loop/transport.py`'s.
 
 One message, end to end:
 
@@ -32,18 +31,15 @@ from collections.abc import Callable
 from typing import Any
 
 from netlab import wire as p
-from netlab.chat.jobs import Job
 from netlab.chat_core import Chat, ChatConfig
 from netlab.crypto import dummy_hash
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
-from netlab.loop import jobs
 from netlab.loop.calls import Calls
-from netlab.loop.group_commit import GroupCommit
-from netlab.loop.outbox import Outbox, Output
-from netlab.loop.transport import Connection, send
+from netlab.loop.connections import Connections
+from netlab.loop.transport import Connection
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
-from netlab.store import Accounts, History, Record
+from netlab.store import Accounts, History
 
 log = get_logger("chat")
 
@@ -51,9 +47,6 @@ log = get_logger("chat")
 #: connection's reading paused, so that a client pipelining thousands of requests
 #: holds up nobody but itself.
 FRAMES_PER_PASS = 16
-#: How long a closing connection may take to drain its last frames (the
-#: `error`, `bye`, `kicked` or `shutdown` it was sent) before it is dropped.
-CLOSE_GRACE = 2.0
 #: The loop's share of CLI.md's 2 s shutdown promise.
 SHUTDOWN_GRACE = 1.2
 
@@ -74,22 +67,14 @@ class ChatServer:
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
         dummy_hash()  # now: computed at the first unknown name, it would make that one slower
-        self.chat = Chat(config, accounts, history, self)
-        self.outbox = Outbox(config.max_output, send, self, time.monotonic)
-        self.commit = GroupCommit(history)
-        self.conns: dict[int, Connection] = {}
+        self._calls = Calls()
+        self._pools = (FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post),
+                       FairPool(1, "chat-disk", self._calls.post))
+        self.cx = Connections(config.max_output, accounts, history, *self._pools, self._store_failed)
+        self.chat = self.cx.chat = Chat(config, accounts, history, self.cx)
+        self.outbox, self.commit, self.conns = self.cx.outbox, self.cx.commit, self.cx.conns
         self.selector = selectors.DefaultSelector()
         self._next_sid = 1
-        self._closing: set[Connection] = set()
-        self._writable: set[Output] = set()  # blocked ones whose socket has room again
-        self._backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
-        self._unsaved_at: dict[str, int] = {}  # where the logs ended before this pass's messages
-        self._calls = Calls()
-        # Both pools take turns between client addresses: one address's thousand
-        # registrations do not queue everyone else's login behind them.
-        self._pool = FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post)
-        # History pages from disk: apart, so that no number of them can delay a login.
-        self._disk = FairPool(1, "chat-disk", self._calls.post)
         self._stopping = False
         self._stop_by = 0.0
         self._stopped = threading.Event()
@@ -146,57 +131,6 @@ class ChatServer:
             raise RuntimeError("the chat server has stopped")
         return self._calls.call(fn, timeout)
 
-    # -- Effects: what the chat asks of the loop (loop thread) -----------------------
-
-    def send(self, sid: int, payload: p.Payload) -> None:
-        self.outbox.send(sid, payload)
-
-    def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
-        self.outbox.broadcast(payload, urgent=urgent)
-
-    def subscribe(self, sid: int) -> None:
-        self.outbox.subscribe(sid)
-
-    def persist(self, record: Record) -> None:
-        if not self.commit.pending:
-            self._unsaved_at = self.outbox.mark()  # where this pass's first message goes
-        self.commit.add(record)
-
-    def close(self, sid: int) -> None:
-        out = self.outbox.close(sid)
-        if out is None:
-            return
-        conn = self.conns[sid]
-        conn.close_by = time.monotonic() + CLOSE_GRACE
-        if conn.handshaking:
-            # The handshake is charged to the auth timeout: at its end no handshake has
-            # come, so no goodbye can be sent, and there is nothing left for a grace to wait for.
-            conn.close_by = min(conn.close_by, conn.handshake_by)
-        self._closing.add(conn)
-        conn.pause(False)  # read again, to see the peer's close (and discard what it sends)
-
-    def submit(self, sid: int, job: Job, done: Callable[[Any], None]) -> None:
-        self.hold(sid, True)
-
-        def finished(result: Any) -> None:
-            if isinstance(result, Exception):
-                log.error("background work failed: %r", result)
-            done(result)
-            self.hold(sid, False)
-
-        conn = self.conns.get(sid)  # gone, its job still runs (a registration is kept)
-        pool = self._disk if jobs.on_disk(job) else self._pool
-        pool.submit(conn.ip if conn is not None else "", lambda: jobs.run(job, self.accounts, self.history),
-                    finished)
-
-    def hold(self, sid: int, held: bool) -> None:
-        conn = self.conns.get(sid)
-        if conn is None:
-            return
-        conn.held = held  # see _handle_frames
-        if not held:
-            self._backlog.add(conn)  # answer what it sent meanwhile
-
     # -- the loop ------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -205,7 +139,7 @@ class ChatServer:
         try:
             auth_deadline = None
             while not (self._stopping and not self.conns):
-                backlog, self._backlog = self._backlog, set()
+                backlog, self.cx.backlog = self.cx.backlog, set()
                 timeout = 0.0 if backlog else self._timeout(auth_deadline)
                 events_ready = self.selector.select(timeout)
                 self.chat.advance(time.monotonic(), time.time())
@@ -221,7 +155,7 @@ class ChatServer:
                         if events & selectors.EVENT_READ:
                             self._read(key.data)
                         if events & selectors.EVENT_WRITE:
-                            self._writable.add(key.data.out)
+                            self.cx.writable.add(key.data.out)
                 for conn in backlog:
                     if conn.sid in self.conns:
                         self._handle_frames(conn)
@@ -229,9 +163,9 @@ class ChatServer:
                 if self._accept_again and time.monotonic() >= self._accept_again:
                     self._accept_again = 0.0
                     self.selector.register(self.listener, selectors.EVENT_READ, "accept")
-                self.save()
-                self._flush()
-                self._reap()
+                self.cx.save()
+                self.cx.flush()
+                self.cx.reap(self._stopping and time.monotonic() >= self._stop_by)
         except Exception:
             log.exception("chat loop crashed")
             self.exit_status = 1
@@ -240,7 +174,7 @@ class ChatServer:
 
     def _timeout(self, auth_deadline: float | None) -> float | None:
         """Sleep until the next fan-out pass, auth deadline, closing grace or shutdown deadline."""
-        deadlines = [c.close_by for c in self._closing]
+        deadlines = self.cx.close_deadlines()
         if self._accept_again:
             deadlines.append(self._accept_again)
         if self.outbox.presence_waiting:
@@ -269,7 +203,7 @@ class ChatServer:
             out = self.outbox.open(sid, sock, p.LENGTH_PREFIX, ready=self.tls is None)
             conn = Connection(self.selector, sid, sock, addr, self.config.max_frame, out)
             conn.handshake_by = time.monotonic() + self.config.auth_timeout
-            self.conns[sid] = conn
+            self.cx.add(conn)
             self._accepted += 1
             # The auth timeout runs from here, so a handshake that never ends is charged to it.
             self.chat.connect(sid, conn.peer, conn.ip, self.chat.now)
@@ -279,14 +213,14 @@ class ChatServer:
         failure = conn.handshake()
         if failure is not None:
             log.info("TLS handshake with %s failed: %s", conn.peer, failure)
-            self._drop(conn, "TLS handshake failed")
+            self.cx.drop(conn, "TLS handshake failed")
         elif not conn.handshaking:
             self.outbox.start(conn.out)  # the welcome goes out now
 
     def _read(self, conn: Connection) -> None:
         data = conn.receive()
         if isinstance(data, str):
-            return self._drop(conn, data)
+            return self.cx.drop(conn, data)
         if data is None:
             return
         self._bytes_in += len(data)
@@ -312,76 +246,18 @@ class ChatServer:
                     return conn.pause(False)
                 self.chat.receive(conn.sid, frame)
             else:
-                self._backlog.add(conn)  # the cap: go on next pass
+                self.cx.backlog.add(conn)  # the cap: go on next pass
         except p.ProtocolError as exc:
             return self.chat.protocol_error(conn.sid, exc)
         if not conn.out.closing:
             conn.pause(True)
 
-    def save(self) -> None:
-        """Write this pass's messages to history before anything is sent.
-
-        If the disk refuses them, they are taken back out of the broadcast logs
-        (nothing has been sent since they went in) and the server stops: a chat
-        that cannot keep its promise of durability should not go on chatting.
-        """
-        try:
-            self.commit.write()
-        except (OSError, ValueError) as exc:
-            log.critical("history.csv cannot be written (%s): stopping", exc)
-            self.outbox.take_back(self._unsaved_at)
-            self.exit_status = 1
-            self._begin_stop("the server cannot store messages")
-
-    def _flush(self) -> None:
-        """Everything pending goes out, as far as the sockets take it (Outbox.flush)."""
-        writable, self._writable = self._writable, set()
-        self.outbox.flush(writable)
-
-    # -- the outbox's Port: what became of the bytes ------------------------------------
-
-    def blocked(self, out: Output, blocked: bool) -> None:
-        conn = self.conns.get(out.sid)
-        if conn is not None:
-            conn.update_interest()
-
-    def dead(self, out: Output, reason: str) -> None:
-        conn = self.conns.get(out.sid)
-        if conn is not None:
-            self._drop(conn, reason)
-
-    def drained(self, out: Output) -> None:
-        """All sent: FIN after it. Keep reading until the peer closes (or the grace ends)
-        so its late bytes cannot turn our close into a reset."""
-        with contextlib.suppress(OSError):
-            out.sink.shutdown(socket.SHUT_WR)
-
-    def slow_consumer(self, sid: int) -> None:
-        self.chat.slow_consumer(sid)
-
-    def _reap(self) -> None:
-        """Drop closing connections whose grace ran out; every one once a shutdown's has."""
-        now = time.monotonic()
-        if self._stopping and now >= self._stop_by:
-            doomed = list(self.conns.values())
-        else:
-            doomed = [c for c in self._closing if now >= c.close_by]
-        for conn in doomed:
-            self._drop(conn, None)
-
-    def _drop(self, conn: Connection, reason: str | None) -> None:
-        """Forget a connection now; `reason` None means the chat already knows."""
-        if self.conns.pop(conn.sid, None) is None:
-            return
-        conn.close()
-        self._backlog.discard(conn)
-        self._writable.discard(conn.out)
-        self._closing.discard(conn)
-        self.outbox.forget(conn.out)
-        if reason is not None:
-            self.chat.disconnect(conn.sid, reason)
-
     # -- stopping ----------------------------------------------------------------------
+
+    def _store_failed(self) -> None:
+        """history.csv refused this pass's messages (Connections.save): the chat stops."""
+        self.exit_status = 1
+        self._begin_stop("the server cannot store messages")
 
     def _begin_stop(self, reason: str) -> None:
         if self._stopping:
@@ -400,10 +276,10 @@ class ChatServer:
         for conn in list(self.conns.values()):
             with contextlib.suppress(OSError):
                 conn.sock.close()
-        self._pool.shutdown()
-        self._disk.shutdown()
+        for pool in self._pools:
+            pool.shutdown()
         try:
-            self.save()
+            self.cx.save()
             self.commit.close()
         except (OSError, ValueError):
             log.exception("history could not be flushed")

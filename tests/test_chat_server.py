@@ -17,7 +17,8 @@ from chatclient import PASSWORD, TS, ChatClient, Closed, connect, logged_in, reg
 from procs import Netlab
 
 from netlab.chat_core import ChatConfig
-from netlab.chat_selectors import CLOSE_GRACE, ChatServer
+from netlab.chat_selectors import ChatServer
+from netlab.loop.connections import CLOSE_GRACE
 from netlab.netutil import open_listener
 from netlab.store import History
 from netlab.wire import encode
