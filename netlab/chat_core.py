@@ -24,11 +24,12 @@ from typing import Any, Protocol
 from netlab import wire as p
 from netlab.chat.auth import Auth, log_refused_registration
 from netlab.chat.jobs import Job, ReadPage
+from netlab.chat.journal import Journal
 from netlab.chat.presence import Presence
 from netlab.chat.sessions import Session, State, move, refusal, safe, who
 from netlab.logs import get_logger
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
-from netlab.store import Account, Accounts, History, Record
+from netlab.store import Account, Accounts, Record
 
 log = get_logger("chat")
 
@@ -82,12 +83,6 @@ class Effects(Protocol):
     def subscribe(self, sid: int) -> None:
         """From now on this session receives broadcasts (those queued later)."""
 
-    def persist(self, record: Record) -> None:
-        """Append a message to history; done before the loop sends anything further."""
-
-    def save(self) -> None:
-        """Write what `persist` queued now, so the history window includes it."""
-
     def close(self, sid: int) -> None:
         """Close the session once what is queued for it has gone out."""
 
@@ -126,10 +121,10 @@ def history_page(records: list[Record], more_before: bool, max_frame: int,
 class Chat:
     """The chat state machine. Every method runs on the loop thread."""
 
-    def __init__(self, config: ChatConfig, accounts: Accounts, history: History, effects: Effects) -> None:
+    def __init__(self, config: ChatConfig, accounts: Accounts, journal: Journal, effects: Effects) -> None:
         self.config = config
         self.accounts = accounts
-        self.history = history
+        self.journal = journal
         self.fx = effects
         #: The loop's clocks as of its current pass (`advance`): monotonic for every deadline,
         #: bucket and throttle, so a clock step changes none of them; wall time only for `ts`.
@@ -145,7 +140,6 @@ class Chat:
             p.Register: self.auth.register, p.Login: self.auth.login, p.Say: self._say,
             p.History: self._history, p.Users: self._users, p.Ping: self._ping, p.Quit: self._quit,
         }
-        self.next_seq = history.last_seq + 1
         self.messages_in = 0
         self.deliveries = 0
         self.subscribers = 0
@@ -249,10 +243,9 @@ class Chat:
         username = session.username = account.username
         session.account = account
         sid = session.sid
-        self.fx.save()  # the history below must reach the message the broadcasts start after
         self.fx.send(sid, p.encode_payload(p.ok(op, username)))
         # The answer to a `history` request with limit history_size (the window holds that many).
-        records, more = self.history.page(limit=self.config.history_size)
+        records, more = self.journal.page(limit=self.config.history_size)
         self.fx.send(sid, history_page(records, more, self.config.max_frame))
         first = self.presence.arrive(username, sid)
         self.fx.send(sid, self.presence.page(None))
@@ -262,7 +255,7 @@ class Chat:
         self.subscribers += 1
 
     def _say(self, session: Session, request: p.Say) -> None:
-        seq = self.next_seq
+        seq = self.journal.last_seq + 1
         ts = p.timestamp(self.wall)
         payload = p.encode_payload(p.message(seq, ts, session.username, request.text, request.id))
         if len(payload) > self.config.max_frame:  # max_frame bounds the payload, whatever the codec
@@ -270,15 +263,13 @@ class Chat:
             return self._error(session, "bad_request", request.id, "the message would not fit in one frame")
         if self.config.rate_limit and not session.take_token(self.now):
             return self._error(session, "rate_limited", request.id, "you are sending too fast")
-        self.next_seq += 1
-        self.fx.persist(Record(seq, ts, session.username, request.text))
+        self.journal.stage(Record(seq, ts, session.username, request.text))
         self.fx.broadcast(payload)
         self.messages_in += 1
         self.deliveries += self.subscribers
 
     def _history(self, session: Session, request: p.History) -> None:
-        history, limit, before, after = self.history, request.limit, request.before, request.after
-        self.fx.save()
+        history, limit, before, after = self.journal, request.limit, request.before, request.after
         if history.in_window(limit=limit, before=before, after=after):
             records, more = history.page(limit=limit, before=before, after=after)
             return self._send_history(session, records, more, after is None)
@@ -370,6 +361,6 @@ class Chat:
             "sessions": f"{len(self.sessions)} open, {self.subscribers} authenticated, "
                         f"{len(self.presence)} users online",
             "messages": f"{self.messages_in} received, {self.deliveries} delivered, "
-                        f"last seq {self.next_seq - 1}",
+                        f"last seq {self.journal.last_seq}",
             "logins": f"{self.auth.pending_auth} in progress, {len(self.accounts)} accounts",
         }

@@ -8,11 +8,11 @@ cut for not reading it, `loop/outbox.py`'s; one socket, `loop/transport.py`'s.
 
 One message, end to end:
 
-    readable -> recv -> decoder.feed -> Chat.receive -> Effects.persist
-    (history record queued) and Effects.broadcast (the payload framed once
-    per codec, appended to the outbox's shared log) -> end of the pass: one
-    write() of every queued history record -> Outbox.flush: each connection
-    sends what it has not seen of the log, in one send per connection per pass.
+    readable -> recv -> decoder.feed -> Chat.receive -> journal.stage
+    (history record staged) and Effects.broadcast (the payload framed once
+    per codec, appended to the outbox's shared log) -> end of the pass: the
+    journal commits, one write() of every staged record -> Outbox.flush: each
+    connection sends what it has not seen of the log, one send per pass.
 
 Other threads never touch this state: the console and the worker pool post
 callables to a queue and write one byte to a wake-up socket pair.
@@ -71,7 +71,7 @@ class ChatServer:
         self._pools = (FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post),
                        FairPool(1, "chat-disk", self._calls.post))
         self.cx = Connections(config.max_output, accounts, history, *self._pools, self._store_failed)
-        self.chat = self.cx.chat = Chat(config, accounts, history, self.cx)
+        self.chat = self.cx.chat = Chat(config, accounts, self.cx.commit, self.cx)
         self.outbox, self.commit, self.conns = self.cx.outbox, self.cx.commit, self.cx.conns
         self.selector = selectors.DefaultSelector()
         self._next_sid = 1
@@ -163,7 +163,7 @@ class ChatServer:
                 if self._accept_again and time.monotonic() >= self._accept_again:
                     self._accept_again = 0.0
                     self.selector.register(self.listener, selectors.EVENT_READ, "accept")
-                self.cx.save()
+                self.commit.commit()  # this pass's messages are on disk before any byte is sent
                 self.cx.flush()
                 self.cx.reap(self._stopping and time.monotonic() >= self._stop_by)
         except Exception:
@@ -279,7 +279,6 @@ class ChatServer:
         for pool in self._pools:
             pool.shutdown()
         try:
-            self.cx.save()
             self.commit.close()
         except (OSError, ValueError):
             log.exception("history could not be flushed")

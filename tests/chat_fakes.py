@@ -27,8 +27,9 @@ class Recorder:
     """Effects that record what the chat asks for and run work at once (what work raises
     is handed to `done` as its result, as the loop's worker pools hand it).
 
-    `save` writes what `persist` queued to the history, as the loop does; nothing else
-    does, so the tests see the worst case of a loop pass: requests answered before its end.
+    It is the chat's Journal too: staged records reach the history only when a page is
+    read (or a test calls `save`), so the tests see the worst case of a loop pass:
+    requests answered before its end.
     """
 
     def __init__(self, history: History | None = None, accounts: Accounts | None = None) -> None:
@@ -52,15 +53,28 @@ class Recorder:
     def subscribe(self, sid: int) -> None:
         self.subscribed.append(sid)
 
-    def persist(self, record) -> None:
+    # -- the Journal: staged records reach the history when a page is read, as the loop's do
+
+    @property
+    def last_seq(self) -> int:
+        return self._unsaved[-1].seq if self._unsaved else self._history.last_seq
+
+    def stage(self, record) -> None:
         self.persisted.append(record)
         self._unsaved.append(record)
         self.events.append(("persist", record.seq))
 
     def save(self) -> None:
-        if self._history is not None:
-            self._history.append(self._unsaved)
+        self._history.append(self._unsaved)
         self._unsaved = []
+
+    def in_window(self, **page) -> bool:
+        self.save()
+        return self._history.in_window(**page)
+
+    def page(self, **page):
+        self.save()
+        return self._history.page(**page)
 
     def close(self, sid: int) -> None:
         self.closed.append(sid)

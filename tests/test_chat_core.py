@@ -17,7 +17,7 @@ def chat(tmp_path):
         accounts = open_accounts(tmp_path, environ={})
         history = History.open(tmp_path / "history.csv")
         fx = Recorder(history, accounts)
-        return Chat(ChatConfig(**limits), accounts, history, fx), fx, accounts
+        return Chat(ChatConfig(**limits), accounts, fx, fx), fx, accounts
 
     return make
 
@@ -325,7 +325,7 @@ def test_a_history_page_the_disk_cannot_read_is_answered_not_raised(tmp_path, mo
     accounts = open_accounts(tmp_path, environ={})
     history = History.open(tmp_path / "history.csv", window=2)
     fx = Recorder(history, accounts)
-    chat = Chat(ChatConfig(rate_limit=0), accounts, history, fx)
+    chat = Chat(ChatConfig(rate_limit=0), accounts, fx, fx)
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     login(chat, 1, "Ann")
     for text in ("one", "two", "three"):

@@ -233,7 +233,7 @@ class ChatMachine(RuleBasedStateMachine):
         self.accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
         self.registered["ann"] = ("Ann", PASSWORD)
         self.fx = Loop(self.history, self.accounts)
-        self.chat = Chat(CONFIG, self.accounts, self.history, self.fx)
+        self.chat = Chat(CONFIG, self.accounts, self.fx, self.fx)
         self.chat.advance(self.now, self.now)  # one fake clock for both: the monotonic and the wall
         for name in signed_in:
             self.connect(IPS[0])

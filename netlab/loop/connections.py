@@ -1,8 +1,8 @@
 """Every open connection, and what the chat and the outbox ask of them (loop thread).
 
-The chat's `Effects` (send, broadcast, subscribe, persist, save, close,
-submit, hold) and the outbox's `Port` (blocked, dead, drained, slow consumer)
-land here: one owner for a connection's life from `add` to `drop`, so that
+The chat's `Effects` (send, broadcast, subscribe, close, submit, hold),
+its journal (`commit`, the CSV files') and the outbox's `Port` (blocked,
+dead, drained, slow consumer) land here: one owner for a connection's life from `add` to `drop`, so that
 forgetting one is one method. The selectors loop (`chat_selectors.py`) reads,
 accepts and keeps time; it asks this class to flush, reap and drop.
 """
@@ -24,7 +24,7 @@ from netlab.loop import jobs
 from netlab.loop.group_commit import GroupCommit
 from netlab.loop.outbox import Outbox, Output
 from netlab.loop.transport import Connection, send
-from netlab.store import Accounts, History, Record
+from netlab.store import Accounts, History
 
 log = get_logger("chat")
 
@@ -43,7 +43,7 @@ class Connections:
         self.chat: Chat  # set by the server once the chat exists: it is given these Effects
         self.conns: dict[int, Connection] = {}
         self.outbox = Outbox(max_output, send, self, time.monotonic)
-        self.commit = GroupCommit(history)
+        self.commit = GroupCommit(history, self._staging, self._commit_failed)  # the chat's journal
         self.backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
         self.writable: set[Output] = set()  # blocked ones whose socket has room again
         self._closing: set[Connection] = set()
@@ -71,11 +71,6 @@ class Connections:
 
     def subscribe(self, sid: int) -> None:
         self.outbox.subscribe(sid)
-
-    def persist(self, record: Record) -> None:
-        if not self.commit.pending:
-            self._unsaved_at = self.outbox.mark()  # where this pass's first message goes
-        self.commit.add(record)
 
     def close(self, sid: int) -> None:
         out = self.outbox.close(sid)
@@ -112,19 +107,16 @@ class Connections:
         if not held:
             self.backlog.add(conn)  # answer what it sent meanwhile
 
-    def save(self) -> None:
-        """Write this pass's messages to history before anything is sent.
+    def _staging(self) -> None:
+        """The journal stages the first message of a commit: its broadcasts start here."""
+        self._unsaved_at = self.outbox.mark()
 
-        If the disk refuses them, they are taken back out of the broadcast logs
-        (nothing has been sent since they went in) and the server stops: a chat
-        that cannot keep its promise of durability should not go on chatting.
-        """
-        try:
-            self.commit.write()
-        except (OSError, ValueError) as exc:
-            log.critical("history.csv cannot be written (%s): stopping", exc)
-            self.outbox.take_back(self._unsaved_at)
-            self._store_failed()
+    def _commit_failed(self) -> None:
+        """The disk refused the staged messages: their broadcasts are taken back (nothing
+        has been sent since they went in) and the server stops: a chat that cannot keep
+        its promise of durability should not go on chatting."""
+        self.outbox.take_back(self._unsaved_at)
+        self._store_failed()
 
     def flush(self) -> None:
         """Everything pending goes out, as far as the sockets take it (Outbox.flush)."""
