@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.connect import Peer, WrongPeer, first_frame, plain
 
 LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")

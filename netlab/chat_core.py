@@ -5,28 +5,31 @@ order of things (history is written before a message is broadcast; `ok`,
 `history`, `users` precede the `join` the others see). It touches no socket
 and starts no thread: it tells the loop what to do through `Effects`, and
 the loop tells it what happened (a connection, a frame, a finished hash, the
-clock). Tests drive it with a recording `Effects` and no network at all.
+time: `advance` gives it the monotonic and the wall clock at each loop pass).
+Tests drive it with a recording `Effects` and no network at all.
 
-Every frame is encoded here, once: a broadcast is one `bytes` object that
-the loop hands to every subscribed session unchanged.
+Every payload is encoded here, once, as JSON: a broadcast is one `bytes`
+object that the loop frames once per codec in use and hands to every
+subscribed session unchanged. Framing is the codec's (`wire.frames`); the
+chat never sees a header.
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import itertools
-import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from netlab import protocol as p
-from netlab.crypto import dummy_hash, hash_password, verify_password
-from netlab.logs import get_logger, safe
+from netlab import wire as p
+from netlab.chat.auth import Auth, log_refused_registration
+from netlab.chat.jobs import Job, ReadPage
+from netlab.chat.journal import Journal
+from netlab.chat.presence import Presence
+from netlab.chat.sessions import Session, State, move, refusal, safe, who
+from netlab.logs import get_logger
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
-from netlab.store import Account, Accounts, History, Record, UsernameTaken
+from netlab.store import Account, Accounts, Record
 
 log = get_logger("chat")
 
@@ -64,23 +67,14 @@ class ChatConfig:
     max_pending_auth: int = 1024
 
 
-#: Failed-login throttle of PROTOCOL.md (not configurable there).
-LOGIN_WINDOW = 60.0
-MAX_FAILURES_PER_NAME = 5
-MAX_FAILURES_PER_IP = 20
-#: Tracked throttle keys; the oldest are forgotten past this, so a flood of
-#: made-up usernames cannot grow memory without bound.
-MAX_THROTTLE_KEYS = 100_000
-
-
 class Effects(Protocol):
     """What the chat asks of the loop that runs it."""
 
-    def send(self, sid: int, data: bytes) -> None:
-        """Queue an encoded frame for one session."""
+    def send(self, sid: int, payload: p.Payload) -> None:
+        """Queue a payload for one session (its connection's codec frames it)."""
 
-    def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
-        """Queue an encoded frame for every subscribed session.
+    def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
+        """Queue a payload for every subscribed session (framed once per codec in use).
 
         Not urgent (presence): it may wait a little for company, so that a
         storm of joins costs the loop a few passes over a large room, not one each.
@@ -89,21 +83,14 @@ class Effects(Protocol):
     def subscribe(self, sid: int) -> None:
         """From now on this session receives broadcasts (those queued later)."""
 
-    def persist(self, record: Record) -> None:
-        """Append a message to history; done before the loop sends anything further."""
-
-    def save(self) -> None:
-        """Write what `persist` queued now, so the history window includes it."""
-
     def close(self, sid: int) -> None:
         """Close the session once what is queued for it has gone out."""
 
-    def submit(self, sid: int, work: Callable[[], Any], done: Callable[[Any], None], *,
-               disk: bool = False) -> None:
-        """Run `work` off the loop (`disk`: a file read, else a password hash); call
+    def submit(self, sid: int, job: Job, done: Callable[[Any], None]) -> None:
+        """Have `job` done off the loop (chat/jobs.py says what each gives); call
         `done(result)` on the loop afterwards. The session is held (see `hold`) until then.
 
-        If `work` raises, `done` gets the exception as its result.
+        If the job raises, `done` gets the exception as its result.
         """
 
     def hold(self, sid: int, held: bool) -> None:
@@ -114,125 +101,54 @@ class Effects(Protocol):
         """
 
 
-class Session:
-    """One connection as the chat sees it."""
+def history_page(records: list[Record], more_before: bool, max_frame: int,
+                 keep_newest: bool = True) -> p.Payload:
+    """A `history` payload that fits max_frame, cutting the oldest (or newest) messages if needed."""
+    items = [r.as_dict() for r in records]
+    if keep_newest:
+        items.reverse()
 
-    __slots__ = ("sid", "peer", "ip", "username", "account", "tokens", "refilled", "auth_pending")
+        def build(chosen: list) -> dict:
+            return p.history_reply(chosen[::-1], more_before or len(chosen) < len(items))
+    else:
+        def build(chosen: list) -> dict:
+            return p.history_reply(chosen, more_before or len(chosen) < len(items))
 
-    def __init__(self, sid: int, peer: str, ip: str, now: float, burst: float) -> None:
-        self.sid = sid
-        self.peer = peer
-        self.ip = ip
-        self.username: str | None = None
-        #: The account it logged in as: `clear file` (and a name registered again since)
-        #: leaves a different object, or none, under the same name.
-        self.account: Account | None = None
-        self.tokens = burst
-        self.refilled = now
-        self.auth_pending = False
-
-
-def _who(session: Session) -> str:
-    """A session as log lines name it."""
-    return f"{safe(session.username)} from {session.peer}" if session.username else session.peer
-
-
-#: How a request that may not start is answered: (session, code, request id, message or None).
-Refusal = Callable[[Session, str, str | None, str | None], None]
-
-
-def _log_refused_registration(session: Session, code: str) -> None:
-    """The code and the address only: the name tried is no account, and now and then it is
-    a password typed into the wrong field (PROTOCOL.md: the log never holds a password)."""
-    log.info("registration refused for %s: %s", session.peer, code)
-
-
-def throttle_key(username: str) -> str:
-    """The failed-login key of a name: case-insensitive (PROTOCOL.md), and small even for a
-    name no account can have, which may be as long as a frame. Such a name is kept as a
-    digest; "#" is not in any account's name, so the two kinds never meet."""
-    if p.valid_username(username):
-        return username.lower()
-    folded = username.lower().encode("utf-8", "surrogatepass")
-    return "#" + hashlib.blake2b(folded, digest_size=16).hexdigest()
-
-
-class Throttle:
-    """Failures per key within a sliding window (failed logins, PROTOCOL.md).
-
-    Attempts still being hashed count against the limit too (`busy`): otherwise a
-    burst of simultaneous guesses would all pass the check before the first failed.
-    """
-
-    def __init__(self, limit: int, window: float = LOGIN_WINDOW) -> None:
-        self.limit = limit
-        self.window = window
-        #: Times of failures in the window, oldest first: a few floats, so a list (an
-        #: empty deque alone is 600 bytes, times 100,000 keys).
-        self._failures: dict[str, list[float]] = {}
-        self._in_flight: Counter[str] = Counter()
-        #: key -> logins waiting for that key's attempts in flight (`busy`), with their sessions
-        self.waiting: dict[str, deque[tuple[Session, p.Login]]] = {}
-
-    def refused(self, key: str, now: float) -> bool:
-        """Has `key` failed `limit` times within the window?"""
-        times = self._failures.get(key)
-        if times is None:
-            return False
-        expired = 0
-        while expired < len(times) and times[expired] <= now - self.window:
-            expired += 1
-        del times[:expired]
-        if not times:
-            del self._failures[key]
-        return len(times) >= self.limit
-
-    def busy(self, key: str) -> bool:
-        """Would one more attempt, were all those in flight to fail, pass the limit?"""
-        return len(self._failures.get(key, ())) + self._in_flight.get(key, 0) >= self.limit
-
-    def begin(self, key: str) -> None:
-        self._in_flight[key] += 1
-
-    def end(self, key: str) -> None:
-        self._in_flight[key] -= 1
-        if not self._in_flight[key]:
-            del self._in_flight[key]
-
-    def fail(self, key: str, now: float) -> None:
-        times = self._failures.pop(key, None) or []
-        times.append(now)
-        self._failures[key] = times  # re-inserted: dict order is least recently failed first
-        if len(self._failures) > MAX_THROTTLE_KEYS:
-            del self._failures[next(iter(self._failures))]
+    frame, _ = p.fit_items(items, build, max_frame)
+    return p.encode_payload(frame)
 
 
 class Chat:
     """The chat state machine. Every method runs on the loop thread."""
 
-    def __init__(self, config: ChatConfig, accounts: Accounts, history: History, effects: Effects,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: ChatConfig, accounts: Accounts, journal: Journal, effects: Effects) -> None:
         self.config = config
         self.accounts = accounts
-        self.history = history
+        self.journal = journal
         self.fx = effects
-        self.clock = clock
-        dummy_hash()  # now: computed at the first unknown name, it would make that one slower
+        #: The loop's clocks as of its current pass (`advance`): monotonic for every deadline,
+        #: bucket and throttle, so a clock step changes none of them; wall time only for `ts`.
+        self.now = 0.0
+        self.wall = 0.0
         self.sessions: dict[int, Session] = {}
-        #: lower-cased name -> (name as registered, its session ids)
-        self.online: dict[str, tuple[str, set[int]]] = {}
-        self._sorted_online: list[str] = []  # lower-cased names, kept sorted for `users`
-        self._reserved: set[str] = set()  # names with a registration in flight
+        self.presence = Presence(config.max_frame)
         self._deadlines: deque[tuple[float, int]] = deque()  # auth deadlines, in accept order
-        self._name_throttle = Throttle(MAX_FAILURES_PER_NAME)
-        self._ip_throttle = Throttle(MAX_FAILURES_PER_IP)
         self._per_address = AddressLimit(config.max_clients_per_ip, log)
-        self.pending_auth = 0
-        self.next_seq = history.last_seq + 1
+        self.auth = Auth(config, accounts, effects, self.sessions, lambda: self.now, self._error,
+                         self._authenticate)
+        self._handlers: dict[type, Callable[[Session, Any], None]] = {
+            p.Register: self.auth.register, p.Login: self.auth.login, p.Say: self._say,
+            p.History: self._history, p.Users: self._users, p.Ping: self._ping, p.Quit: self._quit,
+        }
         self.messages_in = 0
         self.deliveries = 0
         self.subscribers = 0
-        self._welcome = p.encode(p.welcome(config.max_frame))
+        self._welcome = p.encode_payload(p.welcome(config.max_frame))
+
+    def advance(self, now: float, wall: float) -> None:
+        """The time, as the loop tells it at each pass: `now` monotonic, `wall` the epoch."""
+        self.now = now
+        self.wall = wall
 
     # -- connections ----------------------------------------------------------
 
@@ -245,7 +161,7 @@ class Chat:
             limit = self.config.max_clients_per_ip
             self._fatal_to(sid, "server_full", f"the server holds {limit} connections from your address")
             return
-        self.sessions[sid] = Session(sid, peer, ip, now, self._burst)
+        self.sessions[sid] = Session(sid, peer, ip, now, self.config.rate_limit)
         self._deadlines.append((now + self.config.auth_timeout, sid))
         log.info("connected %s", peer)
         self.fx.send(sid, self._welcome)
@@ -256,24 +172,20 @@ class Chat:
         if session is None:
             return
         self._per_address.release(session.ip)
-        log.info("disconnected %s (%s)", _who(session), reason)
-        if session.username is None:
+        log.info("disconnected %s (%s)", who(session), reason)
+        if session.state is not State.AUTHENTICATED:
             return
         self.subscribers -= 1
-        key = session.username.lower()
-        name, sids = self.online[key]
-        sids.discard(sid)
-        if not sids:
-            del self.online[key]
-            del self._sorted_online[bisect.bisect_left(self._sorted_online, key)]
-            self.fx.broadcast(p.encode(p.presence("leave", name)), urgent=False)
+        name = self.presence.depart(session.username, sid)
+        if name is not None:
+            self.fx.broadcast(p.encode_payload(p.presence("leave", name)), urgent=False)
 
     def expire(self, now: float) -> float | None:
         """Time out unauthenticated sessions; returns the next deadline, if any."""
         while self._deadlines:
             deadline, sid = self._deadlines[0]
             session = self.sessions.get(sid)
-            if session is None or session.username is not None:
+            if session is None or session.state is State.AUTHENTICATED:
                 self._deadlines.popleft()
                 continue
             if deadline > now:
@@ -292,20 +204,17 @@ class Chat:
         if session is None:
             return
         kind = frame["type"]
-        if kind in p.CLIENT_TYPES:
-            if session.username is None and kind not in p.PRE_AUTH_TYPES:
-                return self._error(session, "not_authenticated", p.request_id(frame))
-            if session.username is not None and kind in p.AUTH_TYPES:
-                return self._error(session, "already_authenticated", p.request_id(frame))
+        refused = refusal(session.state, kind)
+        if refused is not None:
+            return self._error(session, refused, p.request_id(frame))
         try:
             request = p.parse_request(frame)
         except p.ProtocolError as exc:
             if kind == "register":
-                _log_refused_registration(session, exc.code)
-            self.fx.send(sid, p.encode(exc.to_frame()))
+                log_refused_registration(session, exc.code)
+            self.fx.send(sid, p.encode_payload(exc.to_frame()))
             return
-        handler = self._handlers[type(request)]
-        handler(self, session, request)
+        self._handlers[type(request)](session, request)
 
     def protocol_error(self, sid: int, exc: p.ProtocolError) -> None:
         """A fatal framing fault on this connection."""
@@ -322,127 +231,6 @@ class Chat:
             log.info("slow consumer %s: more than %d bytes pending", session.peer, limit)
             self._fatal(session, "slow_consumer", f"more than {limit} bytes of output pending")
 
-    def _register(self, session: Session, request: p.Register) -> None:
-        if not self._may_start_auth(session, request.id, self._refuse_registration):
-            return
-        key = request.username.lower()
-        if key in self._reserved or self.accounts.get(request.username) is not None:
-            return self._refuse_registration(session, "username_taken", request.id)
-        self._reserved.add(key)
-        self._start_auth(session)
-        username, password, ip = request.username, request.password, session.ip
-
-        def work() -> object:
-            try:
-                return self.accounts.add(username, hash_password(password), ip)
-            except UsernameTaken:
-                return "username_taken"
-            except OSError as exc:
-                return exc
-
-        def done(result: object) -> None:
-            self._reserved.discard(key)
-            self._end_auth(session)
-            if isinstance(result, Exception):
-                log.error("registration of %s failed: %s", safe(username), result)
-                return self._error(session, "bad_request", request.id, "the account could not be stored")
-            if result == "username_taken":
-                return self._refuse_registration(session, "username_taken", request.id)
-            log.info("registered %s from %s", safe(username), session.peer)
-            self._authenticate(session, result, "register", request.id)
-
-        self.fx.submit(session.sid, work, done)
-
-    def _login(self, session: Session, request: p.Login) -> None:
-        if not self._may_start_auth(session, request.id):
-            return
-        now = self.clock()
-        # Failed logins count per name and per address (PROTOCOL.md), the same way for both.
-        throttles = ((self._name_throttle, throttle_key(request.username)), (self._ip_throttle, session.ip))
-        if any(throttle.refused(key, now) for throttle, key in throttles):
-            log.info("login throttled for %s from %s", self._loggable(request.username), session.peer)
-            return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
-        self._start_auth(session)
-        # Nothing has failed yet, but enough guesses at this name, or from this address, are
-        # being hashed: wait for them. Else a burst of simultaneous guesses would all pass.
-        for throttle, key in throttles:
-            if throttle.busy(key):
-                throttle.waiting.setdefault(key, deque()).append((session, request))
-                self.fx.hold(session.sid, True)
-                return
-        account = self.accounts.get(request.username) if p.valid_username(request.username) else None
-        password = request.password
-        for throttle, key in throttles:
-            throttle.begin(key)
-
-        def work() -> bool:
-            # Unknown or malformed names verify against a dummy hash: same work, same timing.
-            return verify_password(account.password_hash if account is not None else dummy_hash(), password)
-
-        def done(matched: object) -> None:
-            self._end_auth(session)
-            failed = not (matched is True and account is not None)  # False, or an exception
-            if failed:
-                log.info("failed login for %s from %s", self._loggable(request.username), session.peer)
-                failed_at = self.clock()
-                for throttle, key in throttles:
-                    throttle.fail(key, failed_at)
-                self._error(session, "bad_credentials", request.id)
-            else:
-                log.info("login %s from %s", safe(account.username), session.peer)
-                self._authenticate(session, account, "login", request.id)
-            for throttle, key in throttles:
-                throttle.end(key)
-            for throttle, key in throttles:  # once both have ended: a waiting login checks both
-                self._resume_logins(throttle, key)
-
-        self.fx.submit(session.sid, work, done)
-
-    def _loggable(self, username: str) -> str:
-        """The name tried at a login, for the log: only if it is an account's. What is typed
-        into the username field is now and then the password."""
-        account = self.accounts.get(username) if p.valid_username(username) else None
-        return safe(account.username) if account is not None else "a name that is no account"
-
-    def _resume_logins(self, throttle: Throttle, key: str) -> None:
-        """Logins that waited for this name or address: start them while there is room,
-        refuse them once it has failed too often."""
-        waiting = throttle.waiting.get(key, deque())
-        now = self.clock()
-        while waiting and (throttle.refused(key, now) or not throttle.busy(key)):
-            session, request = waiting.popleft()
-            self._end_auth(session)
-            self.fx.hold(session.sid, False)
-            if session.sid in self.sessions and session.username is None:
-                self._login(session, request)
-        if not waiting:
-            throttle.waiting.pop(key, None)
-
-    def _may_start_auth(self, session: Session, rid: str | None, refuse: Refusal | None = None) -> bool:
-        """Whether a register or login may start now; if not, `refuse` (an error by default)
-        answers it."""
-        refuse = refuse or self._error
-        if session.auth_pending:
-            refuse(session, "rate_limited", rid, "a register or login is already in progress")
-            return False
-        if self.pending_auth >= self.config.max_pending_auth:
-            refuse(session, "rate_limited", rid, "the server is busy with logins; try again")
-            return False
-        return True
-
-    def _refuse_registration(self, session: Session, code: str, rid: str | None,
-                             message: str | None = None) -> None:
-        _log_refused_registration(session, code)
-        self._error(session, code, rid, message)
-
-    def _start_auth(self, session: Session) -> None:
-        session.auth_pending = True
-        self.pending_auth += 1
-
-    def _end_auth(self, session: Session) -> None:
-        session.auth_pending = False
-        self.pending_auth -= 1
-
     def _authenticate(self, session: Session, account: Account, op: str, rid: str | None) -> None:
         if session.sid not in self.sessions:
             return  # left while its hash was computed
@@ -451,53 +239,46 @@ class Chat:
             log.info("%s of %s from %s: the account was removed meanwhile",
                      op, safe(account.username), session.peer)
             return self._error(session, "bad_credentials", rid)
+        session.state = move(session.state, "authenticated")
         username = session.username = account.username
         session.account = account
         sid = session.sid
-        self.fx.save()  # the history below must reach the message the broadcasts start after
-        self.fx.send(sid, p.encode(p.ok(op, username)))
+        self.fx.send(sid, p.encode_payload(p.ok(op, username)))
         # The answer to a `history` request with limit history_size (the window holds that many).
-        self.fx.send(sid, self._history_frame(*self.history.page(limit=self.config.history_size)))
-        key = username.lower()
-        first = key not in self.online
+        records, more = self.journal.page(limit=self.config.history_size)
+        self.fx.send(sid, history_page(records, more, self.config.max_frame))
+        first = self.presence.arrive(username, sid)
+        self.fx.send(sid, self.presence.page(None))
         if first:
-            self.online[key] = (username, set())
-            bisect.insort(self._sorted_online, key)
-        self.online[key][1].add(sid)
-        self.fx.send(sid, self._users_frame(None))
-        if first:
-            self.fx.broadcast(p.encode(p.presence("join", username)), urgent=False)
+            self.fx.broadcast(p.encode_payload(p.presence("join", username)), urgent=False)
         self.fx.subscribe(sid)
         self.subscribers += 1
 
     def _say(self, session: Session, request: p.Say) -> None:
-        seq = self.next_seq
-        ts = p.timestamp(self.clock())
-        data = p.encode(p.message(seq, ts, session.username, request.text, request.id))
-        if len(data) - p.HEADER.size > self.config.max_frame:
+        seq = self.journal.last_seq + 1
+        ts = p.timestamp(self.wall)
+        payload = p.encode_payload(p.message(seq, ts, session.username, request.text, request.id))
+        if len(payload) > self.config.max_frame:  # max_frame bounds the payload, whatever the codec
             # Before the flood control: its bucket counts accepted requests (PROTOCOL.md).
             return self._error(session, "bad_request", request.id, "the message would not fit in one frame")
-        if self.config.rate_limit and not self._take_token(session):
+        if self.config.rate_limit and not session.take_token(self.now):
             return self._error(session, "rate_limited", request.id, "you are sending too fast")
-        self.next_seq += 1
-        self.fx.persist(Record(seq, ts, session.username, request.text))
-        self.fx.broadcast(data)
+        self.journal.stage(Record(seq, ts, session.username, request.text))
+        self.fx.broadcast(payload)
         self.messages_in += 1
         self.deliveries += self.subscribers
 
     def _history(self, session: Session, request: p.History) -> None:
-        history, limit, before, after = self.history, request.limit, request.before, request.after
-        self.fx.save()
+        history, limit, before, after = self.journal, request.limit, request.before, request.after
         if history.in_window(limit=limit, before=before, after=after):
             records, more = history.page(limit=limit, before=before, after=after)
             return self._send_history(session, records, more, after is None)
-        self.fx.submit(session.sid, lambda: history.page(limit=limit, before=before, after=after),
-                       lambda result: self._disk_history(session, request, result, after is None),
-                       disk=True)
+        self.fx.submit(session.sid, ReadPage(limit, before, after),
+                       lambda result: self._disk_history(session, request, result, after is None))
 
     def _send_history(self, session: Session, records: list[Record], more: bool, newest: bool) -> None:
         if session.sid in self.sessions:
-            self.fx.send(session.sid, self._history_frame(records, more, keep_newest=newest))
+            self.fx.send(session.sid, history_page(records, more, self.config.max_frame, keep_newest=newest))
 
     def _disk_history(self, session: Session, request: p.History, result: object, newest: bool) -> None:
         if isinstance(result, Exception):
@@ -505,39 +286,30 @@ class Chat:
         self._send_history(session, *result, newest)
 
     def _users(self, session: Session, request: p.Users) -> None:
-        self.fx.send(session.sid, self._users_frame(request.after))
+        self.fx.send(session.sid, self.presence.page(request.after))
 
     def _ping(self, session: Session, request: p.Ping) -> None:
-        self.fx.send(session.sid, p.encode(p.pong(request.id)))
+        self.fx.send(session.sid, p.encode_payload(p.pong(request.id)))
 
     def _quit(self, session: Session, request: p.Quit) -> None:
-        self.fx.send(session.sid, p.encode(p.bye()))
+        self.fx.send(session.sid, p.encode_payload(p.bye()))
         self._end(session, "quit")
-
-    _handlers: dict[type, Callable[..., None]] = {
-        p.Register: _register, p.Login: _login, p.Say: _say, p.History: _history,
-        p.Users: _users, p.Ping: _ping, p.Quit: _quit,
-    }
 
     # -- operator commands ----------------------------------------------------------
 
     def kick(self, name: str) -> int:
-        return self._kick(name.lower(), "removed by the operator", "kicked")
+        """End every session of `name` with `kicked`; how many ended."""
+        return self._kick_sessions(self.presence.sessions_of(name), "removed by the operator", "kicked")
 
     def end_sessions_without_account(self) -> int:
         """After `clear file`: the sessions of accounts that are gone end (`kicked`), or their
         owners would stay online under names anyone may now register. How many ended."""
-        stale = [sid for name, sids in self.online.values() for sid in sids
+        stale = [sid for name, sids in self.presence.users() for sid in sids
                  if self.sessions[sid].account is not self.accounts.get(name)]
         return self._kick_sessions(stale, "account removed", "account removed")
 
-    def _kick(self, key: str, reason: str, logged_as: str) -> int:
-        """End every session of the lower-cased name `key` with `kicked`; how many ended."""
-        entry = self.online.get(key)
-        return self._kick_sessions(list(entry[1]), reason, logged_as) if entry is not None else 0
-
     def _kick_sessions(self, sids: list[int], reason: str, logged_as: str) -> int:
-        frame = p.encode(p.kicked(reason))
+        frame = p.encode_payload(p.kicked(reason))
         for sid in sids:
             self.fx.send(sid, frame)
             self._end(self.sessions[sid], logged_as)
@@ -547,104 +319,48 @@ class Chat:
         """The operator's announcement; ValueError, sending nothing, for a text a `say` could not carry."""
         if not p.valid_text(text):
             raise ValueError(f"a notice is {p.TEXT_RULES}")
-        self.fx.broadcast(p.encode(p.notice(text)))
+        self.fx.broadcast(p.encode_payload(p.notice(text)))
         log.info("operator notice to %d session(s): %s", self.subscribers, safe(text))
         return self.subscribers
 
     def users_table(self) -> list[tuple[str, int, list[str]]]:
-        table = []
-        for key in self._sorted_online:
-            name, sids = self.online[key]
-            table.append((name, len(sids), sorted(self.sessions[sid].peer for sid in sids)))
-        return table
+        return self.presence.table(lambda sid: self.sessions[sid].peer)
 
     def shutdown(self, reason: str) -> None:
         """Every connection gets `shutdown` and closes; nobody is told of the others leaving."""
-        frame = p.encode(p.shutdown(reason))
+        frame = p.encode_payload(p.shutdown(reason))
         for session in self.sessions.values():
             self.fx.send(session.sid, frame)
             self.fx.close(session.sid)
             self._per_address.release(session.ip)
-            log.info("disconnected %s (shutdown)", _who(session))
+            log.info("disconnected %s (shutdown)", who(session))
         log.info("closed %d connection(s) for shutdown", len(self.sessions))
         self.sessions.clear()
-        self.online.clear()
-        self._sorted_online.clear()
+        self.presence.clear()
         self.subscribers = 0
 
     # -- helpers -------------------------------------------------------------------------
 
-    @property
-    def _burst(self) -> float:
-        """2R, but at least one message: below R = 0.5 a bucket of 2R never holds a whole
-        token, and its session could never speak at all."""
-        return max(1.0, 2 * self.config.rate_limit)
-
-    def _take_token(self, session: Session) -> bool:
-        now = self.clock()
-        rate = self.config.rate_limit
-        session.tokens = min(self._burst, session.tokens + (now - session.refilled) * rate)
-        session.refilled = now
-        if session.tokens < 1:
-            return False
-        session.tokens -= 1
-        return True
-
     def _error(self, session: Session, code: str, rid: str | None, message: str | None = None) -> None:
-        self.fx.send(session.sid, p.encode(p.error(code, message or p.ERROR_MESSAGES[code], id=rid)))
+        self.fx.send(session.sid, p.encode_payload(p.error(code, message or p.ERROR_MESSAGES[code], id=rid)))
 
     def _fatal(self, session: Session, code: str, message: str) -> None:
         self._fatal_to(session.sid, code, message)
         self._end(session, code)
 
     def _fatal_to(self, sid: int, code: str, message: str) -> None:
-        self.fx.send(sid, p.encode(p.error(code, message, fatal=True)))
+        self.fx.send(sid, p.encode_payload(p.error(code, message, fatal=True)))
         self.fx.close(sid)
 
     def _end(self, session: Session, reason: str) -> None:
         self.fx.close(session.sid)
         self.disconnect(session.sid, reason)
 
-    def _history_frame(self, records: list[Record], more_before: bool, keep_newest: bool = True) -> bytes:
-        """A `history` frame that fits max_frame, cutting the oldest (or newest) messages if needed."""
-        items = [r.as_dict() for r in records]
-        if keep_newest:
-            items.reverse()
-
-            def build(chosen: list) -> dict:
-                return p.history_reply(chosen[::-1], more_before or len(chosen) < len(items))
-        else:
-            def build(chosen: list) -> dict:
-                return p.history_reply(chosen, more_before or len(chosen) < len(items))
-
-        frame, _ = p.fit_items(items, build, self.config.max_frame)
-        return p.encode(frame)
-
-    def _users_frame(self, after: str | None) -> bytes:
-        """`users`: online names after `after`, as many as fit in one frame.
-
-        Sent on every login, so it must not cost a JSON encoding per name: a
-        username is ASCII letters, digits and `_.-`, so it takes its length plus
-        two quotes and a comma.
-        """
-        keys = self._sorted_online
-        start = bisect.bisect_right(keys, after.lower()) if after is not None else 0
-        envelope = len(p.encode_payload(p.users_reply([], len(keys), False)))  # false: the longer flag
-        budget = self.config.max_frame - envelope + 1  # the first name has no comma
-        names = []
-        for key in itertools.islice(keys, start, None):
-            name = self.online[key][0]
-            budget -= len(name) + 3
-            if budget < 0:
-                break
-            names.append(name)
-        return p.encode(p.users_reply(names, len(keys), len(names) < len(keys) - start))
-
     def status(self) -> dict[str, str]:
         return {
             "sessions": f"{len(self.sessions)} open, {self.subscribers} authenticated, "
-                        f"{len(self.online)} users online",
+                        f"{len(self.presence)} users online",
             "messages": f"{self.messages_in} received, {self.deliveries} delivered, "
-                        f"last seq {self.next_seq - 1}",
-            "logins": f"{self.pending_auth} in progress, {len(self.accounts)} accounts",
+                        f"last seq {self.journal.last_seq}",
+            "logins": f"{self.auth.pending_auth} in progress, {len(self.accounts)} accounts",
         }

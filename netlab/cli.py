@@ -33,7 +33,7 @@ from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_d
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import format_address, open_listener, raise_fd_limit
-from netlab.protocol import MAX_HISTORY_LIMIT, MAX_MAX_FRAME, MIN_MAX_FRAME
+from netlab.wire import MAX_HISTORY_LIMIT, MAX_MAX_FRAME, MIN_MAX_FRAME
 
 UNREACHABLE = 1  # a client's exit status when its server cannot be reached (2 is a bad option)
 

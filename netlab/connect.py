@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.netutil import format_address
 
 #: A chat server sends `welcome` from its loop as it accepts, before it reads anything: a

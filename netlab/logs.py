@@ -32,15 +32,6 @@ CONSOLE_BACKLOG = 10_000
 CONSOLE_FLUSH_TIMEOUT = 0.3
 
 
-def safe(text: str) -> str:
-    """Quote a user-supplied string for a log line.
-
-    `repr` escapes newlines and every other non-printable character, so a
-    username or message can never forge a line of its own in the log.
-    """
-    return repr(text)
-
-
 class TruncatableFileHandler(logging.handlers.RotatingFileHandler):
     """A rotating file handler whose file can be emptied while in use."""
 

@@ -32,7 +32,7 @@ from netlab.crypto import (
     warn_if_exposed,
 )
 from netlab.files import StartupError, fsync_dir
-from netlab.protocol import timestamp
+from netlab.wire import timestamp
 
 log = logging.getLogger(__name__)
 

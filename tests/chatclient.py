@@ -1,4 +1,4 @@
-"""A small chat client for the tests, built from PROTOCOL.md and netlab.protocol's framing.
+"""A small chat client for the tests, built from PROTOCOL.md and netlab.wire's framing.
 
 Every wait is on a frame or on end of stream, with the socket timeout as a ceiling.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from procs import WAIT
 
-from netlab.protocol import FrameDecoder, encode
+from netlab.wire import FrameDecoder, encode
 
 # Large enough for anything a server may legally send with any --max-frame the tests use.
 CLIENT_MAX_FRAME = 1 << 24

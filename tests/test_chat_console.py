@@ -13,7 +13,7 @@ from chatclient import PASSWORD, connect, logged_in, registered
 from procs import LineLog, Netlab, assert_idles, wait_file_contains, wait_until
 
 from netlab.logs import CONSOLE_BACKLOG
-from netlab.protocol import encode
+from netlab.wire import encode
 
 
 def marked(server: Netlab, command: str, pattern: str) -> re.Match:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from chat_fakes import CHEAP, PASSWORD, Recorder, open_accounts
 
-from netlab import protocol as p
+from netlab import wire as p
+from netlab.chat.sessions import State, move, refusal
 from netlab.chat_core import Chat, ChatConfig
 from netlab.store import Accounts, History
 
@@ -15,8 +16,8 @@ def chat(tmp_path):
     def make(**limits) -> tuple[Chat, Recorder, Accounts]:
         accounts = open_accounts(tmp_path, environ={})
         history = History.open(tmp_path / "history.csv")
-        fx = Recorder(history)
-        return Chat(ChatConfig(**limits), accounts, history, fx), fx, accounts
+        fx = Recorder(history, accounts)
+        return Chat(ChatConfig(**limits), accounts, fx, fx), fx, accounts
 
     return make
 
@@ -99,9 +100,9 @@ def test_names_no_account_can_have_are_throttled_per_name_too(chat):
             assert fx.last(sid)["code"] == ("rate_limited" if n == 5 else "bad_credentials")
 
 def hold_hashes(fx) -> list:
-    """Keep submitted jobs (hashes still running) until the test runs them."""
+    """Keep submitted jobs (hashes still running) until the test runs them: (work, done)."""
     held = []
-    fx.submit = lambda sid, work, done, disk=False: held.append((work, done))
+    fx.submit = lambda sid, job, done: held.append((lambda: fx.run(job), done))
     return held
 
 
@@ -139,7 +140,7 @@ def test_simultaneous_right_logins_all_get_in(chat):
 def test_flood_control_allows_a_burst_of_twice_the_rate(chat):
     clock = [1000.0]
     chat_, fx, accounts = chat(rate_limit=5)
-    chat_.clock = lambda: clock[0]
+    chat_.advance(clock[0], clock[0])
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     login(chat_, 1, "Ann")
     for n in range(11):
@@ -147,6 +148,7 @@ def test_flood_control_allows_a_burst_of_twice_the_rate(chat):
     errors = [f for f in fx.sent[1] if f["type"] == "error"]
     assert [e["id"] for e in errors] == ["10"] and errors[0]["code"] == "rate_limited"
     clock[0] += 1.0  # five more tokens
+    chat_.advance(clock[0], clock[0])
     chat_.receive(1, {"type": "say", "text": "later"})
     assert fx.broadcasts[-1]["text"] == "later"
 
@@ -169,7 +171,7 @@ def test_a_say_whose_message_would_not_fit_a_frame_is_bad_request_and_takes_no_s
 def test_a_say_refused_as_too_large_costs_no_flood_token(chat):
     """The bucket counts accepted `say` requests (PROTOCOL.md), not refused ones."""
     chat, fx, accounts = chat(max_frame=p.MIN_MAX_FRAME, rate_limit=1)  # bursts of 2
-    chat.clock = lambda: 1000.0
+    chat.advance(1000.0, 1000.0)
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     login(chat, 1, "Ann")
     for _ in range(3):
@@ -200,7 +202,7 @@ def test_a_login_right_behind_a_say_gets_it_in_its_history(chat):
 
 def test_failed_logins_are_throttled_per_address(chat):
     chat, fx, accounts = chat()
-    chat.clock = lambda: 1000.0
+    chat.advance(1000.0, 1000.0)
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     chat.connect(1, "10.0.0.9:1", "10.0.0.9", 0.0)
     for n in range(20):  # 20 names, none failing 5 times: only the address adds up
@@ -216,15 +218,17 @@ def test_failed_logins_are_throttled_per_address(chat):
 def test_failed_logins_are_forgiven_once_the_window_has_passed(chat):
     clock = [1000.0]
     chat, fx, accounts = chat()
-    chat.clock = lambda: clock[0]
+    chat.advance(clock[0], clock[0])
     accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     chat.connect(1, "10.0.0.1:1", "10.0.0.1", 0.0)
     for _ in range(5):
         chat.receive(1, {"type": "login", "username": "ann", "password": "wrong password"})
     clock[0] = 1059.0  # still within 60 s of the failures
+    chat.advance(clock[0], clock[0])
     chat.receive(1, {"type": "login", "username": "ann", "password": PASSWORD})
     assert fx.last(1)["code"] == "rate_limited"
     clock[0] = 1060.5
+    chat.advance(clock[0], clock[0])
     chat.receive(1, {"type": "login", "username": "ann", "password": PASSWORD})
     assert fx.sent[1][-3] == {"type": "ok", "op": "login", "username": "Ann"}
 
@@ -314,3 +318,35 @@ def test_a_login_whose_account_is_removed_while_hashing_fails(chat):
     assert fx.last(1)["code"] == "bad_credentials"
     assert fx.last(2)["code"] == "bad_credentials"
     assert chat.users_table() == []
+
+
+def test_a_history_page_the_disk_cannot_read_is_answered_not_raised(tmp_path, monkeypatch):
+    """The worker pool hands what a disk read raised to the chat as its result."""
+    accounts = open_accounts(tmp_path, environ={})
+    history = History.open(tmp_path / "history.csv", window=2)
+    fx = Recorder(history, accounts)
+    chat = Chat(ChatConfig(rate_limit=0), accounts, fx, fx)
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    login(chat, 1, "Ann")
+    for text in ("one", "two", "three"):
+        chat.receive(1, {"type": "say", "text": text})
+    fx.save()
+
+    def unreadable(**_page) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(history, "page", unreadable)
+    chat.receive(1, {"type": "history", "limit": 1, "before": 2, "id": "h"})  # before the window
+    assert fx.last(1) == {"type": "error", "code": "bad_request", "message": "history could not be read",
+                          "id": "h"}
+    chat.receive(1, {"type": "ping", "id": "after"})  # and the session goes on
+    assert fx.last(1) == {"type": "pong", "id": "after"}
+
+
+def test_a_session_moves_only_as_its_state_table_says():
+    state = move(State.CONNECTED, "auth_started")
+    assert refusal(state, "say") == "not_authenticated" and refusal(state, "ping") is None
+    state = move(move(state, "auth_ended"), "authenticated")
+    assert state is State.AUTHENTICATED and refusal(state, "login") == "already_authenticated"
+    with pytest.raises(ValueError, match="auth_started cannot happen to a session authenticated"):
+        move(state, "auth_started")

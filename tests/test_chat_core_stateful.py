@@ -29,10 +29,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from netlab import chat_core
-from netlab import protocol as p
+from netlab import wire as p
+from netlab.chat import auth as chat_auth
+from netlab.chat.jobs import ReadPage
 from netlab.chat_core import Chat, ChatConfig
-from netlab.store import History, Record
+from netlab.loop import jobs
+from netlab.store import Accounts, History, Record
 
 #: Small limits, so that the machine reaches them: a full server, flood control, history
 #: pages read from disk (the window holds three messages) and cut by `limit` or by the
@@ -64,8 +66,8 @@ class Loop(Recorder):
     until the test finishes it, the session held meanwhile.
     """
 
-    def __init__(self, history: History) -> None:
-        super().__init__(history)
+    def __init__(self, history: History, accounts: Accounts) -> None:
+        super().__init__(history, accounts)
         self.inbox: dict[int, list[dict]] = {}
         self.open: set[int] = set()
         self.readers: set[int] = set()
@@ -103,9 +105,9 @@ class Loop(Recorder):
         super().close(sid)
         self.drop(sid)
 
-    def submit(self, sid: int, work, done, *, disk: bool = False) -> None:
+    def submit(self, sid: int, job, done) -> None:
         self.hold(sid, True)
-        self.jobs.append((sid, work, done, disk))
+        self.jobs.append((sid, lambda: self.run(job), done, isinstance(job, ReadPage)))
 
     def hold(self, sid: int, held: bool) -> None:
         if held:
@@ -230,8 +232,9 @@ class ChatMachine(RuleBasedStateMachine):
         self.accounts = open_accounts(self.dir, environ={})
         self.accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
         self.registered["ann"] = ("Ann", PASSWORD)
-        self.fx = Loop(self.history)
-        self.chat = Chat(CONFIG, self.accounts, self.history, self.fx, clock=lambda: self.now)
+        self.fx = Loop(self.history, self.accounts)
+        self.chat = Chat(CONFIG, self.accounts, self.fx, self.fx)
+        self.chat.advance(self.now, self.now)  # one fake clock for both: the monotonic and the wall
         for name in signed_in:
             self.connect(IPS[0])
             if name.lower() in self.registered:
@@ -324,9 +327,9 @@ class ChatMachine(RuleBasedStateMachine):
                 self.expect(sid, {"type": "join", "username": name})
 
     def refused(self, key: str) -> bool:
-        times = [t for t in self.failures.get(key, []) if t > self.now - chat_core.LOGIN_WINDOW]
+        times = [t for t in self.failures.get(key, []) if t > self.now - chat_auth.LOGIN_WINDOW]
         self.failures[key] = times
-        limit = chat_core.MAX_FAILURES_PER_NAME if key not in IPS else chat_core.MAX_FAILURES_PER_IP
+        limit = chat_auth.MAX_FAILURES_PER_NAME if key not in IPS else chat_auth.MAX_FAILURES_PER_IP
         return len(times) >= limit
 
     def busy(self, key: str) -> bool:
@@ -334,7 +337,7 @@ class ChatMachine(RuleBasedStateMachine):
         fail? (after `refused`)"""
         in_flight = sum(1 for job in self.jobs if job.kind == "login"
                         and key in (job.conn.ip if key in IPS else throttle_key(job.request[1]),))
-        limit = chat_core.MAX_FAILURES_PER_NAME if key not in IPS else chat_core.MAX_FAILURES_PER_IP
+        limit = chat_auth.MAX_FAILURES_PER_NAME if key not in IPS else chat_auth.MAX_FAILURES_PER_IP
         return len(self.failures.get(key, [])) + in_flight >= limit
 
     def adopt_jobs(self) -> list[Job]:
@@ -666,6 +669,7 @@ class ChatMachine(RuleBasedStateMachine):
         """Time passes: flood tokens come back, failed logins are forgiven, slow logins time out."""
         self.begin()
         self.now += seconds
+        self.chat.advance(self.now, self.now)
         self.chat.expire(self.now)
         for conn in list(self.conns.values()):
             if conn.user is None and self.now >= conn.since + CONFIG.auth_timeout:
@@ -700,12 +704,12 @@ class ChatMachine(RuleBasedStateMachine):
 
 def test_chat_against_its_model(monkeypatch) -> None:
     # Real Argon2 costs 25 ms a hash; the parameters travel with each hash.
-    monkeypatch.setattr(chat_core, "hash_password", CHEAP.hash)
-    monkeypatch.setattr(chat_core, "dummy_hash", lambda: CHEAP.hash("no such account"))
+    monkeypatch.setattr(jobs, "hash_password", CHEAP.hash)
+    monkeypatch.setattr(jobs, "dummy_hash", lambda: CHEAP.hash("no such account"))
     # PROTOCOL.md's 5 and 20 failed logins take more steps than a run has; test_chat_core
     # holds the chat to those numbers, this machine to what happens when they are reached.
-    monkeypatch.setattr(chat_core, "MAX_FAILURES_PER_NAME", 2)
-    monkeypatch.setattr(chat_core, "MAX_FAILURES_PER_IP", 3)
+    monkeypatch.setattr(chat_auth, "MAX_FAILURES_PER_NAME", 2)
+    monkeypatch.setattr(chat_auth, "MAX_FAILURES_PER_IP", 3)
     run_state_machine_as_test(ChatMachine, settings=settings(
         max_examples=200, stateful_step_count=50, deadline=None, derandomize=True,
         database=None, suppress_health_check=[HealthCheck.too_slow]))

@@ -41,7 +41,7 @@ def test_pipe_refused_line_is_named_by_its_number_and_the_status_says_so(start_c
 def test_pipe_line_the_server_refuses_is_named_by_its_number_and_the_rest_goes_on():
     """This client checks a text as the server does, so the server's refusal needs a peer
     that refuses what it should not: a real socket speaking the protocol, one frame a turn."""
-    from netlab.protocol import FrameDecoder, encode
+    from netlab.wire import FrameDecoder, encode
 
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]

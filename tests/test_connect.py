@@ -16,7 +16,7 @@ import pytest
 from chatclient import PASSWORD
 from procs import WAIT, Netlab, serve
 
-from netlab import protocol as p
+from netlab import wire as p
 
 #: The client's own wait for a welcome (and a TLS probe after it) ends these runs.
 SILENT_PEER_CAP = 4 * WAIT

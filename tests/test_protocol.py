@@ -1,4 +1,4 @@
-"""netlab.protocol, byte by byte: every framing fault and validation rule of PROTOCOL.md."""
+"""netlab.wire, byte by byte: every framing fault and validation rule of PROTOCOL.md."""
 
 import json
 import struct
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netlab import protocol as p
-from netlab.protocol import (
+from netlab import wire as p
+from netlab.wire import (
     DEFAULT_MAX_FRAME,
     HEADER,
     MIN_MAX_FRAME,

@@ -13,7 +13,7 @@ import pytest
 from chatclient import PASSWORD
 from procs import WAIT, Netlab, serve
 
-from netlab import protocol as p
+from netlab import wire as p
 
 
 @pytest.fixture(scope="module")

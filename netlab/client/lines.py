@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from netlab import protocol as p
+from netlab import wire as p
 
 if TYPE_CHECKING:
     from prompt_toolkit.document import Document

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.client.network import ChatClient
 from netlab.client.session import ERROR_SENTENCES
 from netlab.connect import Peer, WrongPeer, first_frame

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.client.session import ClientSession, Credentials, Drop, Effect, Reconnect, Send, Show, Timer
 from netlab.connect import WELCOME_TIMEOUT, NoWelcome, Peer, WrongPeer, first_frame
 from netlab.netutil import enable_keepalive

@@ -7,7 +7,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING
 
-from netlab import protocol as p
+from netlab import wire as p
 from netlab.client.display import for_terminal, local_time, text_of
 from netlab.client.lines import is_command, message_text, message_validator
 from netlab.client.network import ChatClient

@@ -1,225 +1,27 @@
-"""The netlab wire protocol (PROTOCOL.md), sans-IO: bytes in, frames and requests out, and back.
+"""The messages of PROTOCOL.md, sans-IO: requests in (validated into types), payloads out.
 
-Nothing here touches a socket, a clock or a thread. That way one implementation is shared by
-the chat server, the client and the load generator, and every rule of the contract can be
-tested by feeding bytes one at a time (in the style of h11) without a network.
+What a valid request is and what each server frame holds, independent of how
+frames travel (`frames.py` for the length prefix). The chat builds its answers
+and broadcasts here as dicts and encodes each once.
 """
 
+from __future__ import annotations
+
 import functools
-import json
-import math
 import re
-import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from netlab.wire.errors import ERROR_MESSAGES, ProtocolError
+from netlab.wire.frames import MAX_MAX_FRAME, MIN_MAX_FRAME
+from netlab.wire.payload import encode_payload
+
 PROTOCOL_VERSION = 1
-DEFAULT_MAX_FRAME = 65536
-MIN_MAX_FRAME = 16384
-#: The largest --max-frame: one frame is read whole into memory, per connection.
-MAX_MAX_FRAME = 16 * 1024 * 1024
-HEADER = struct.Struct(">I")
-MAX_DEPTH = 32
-MAX_NUMBER_CHARS = 100
 MAX_ID_CHARS = 64
 DEFAULT_HISTORY_LIMIT = 50
 MAX_HISTORY_LIMIT = 1000
 MAX_TEXT = 4000  # code points in a message's text
-
-ERROR_MESSAGES: dict[str, str] = {
-    "bad_frame": "The frame is malformed.",
-    "frame_too_large": "The frame is larger than max_frame.",
-    "unknown_type": "This request type is not known.",
-    "bad_request": "The request has missing, ill-typed or out-of-range members.",
-    "not_authenticated": "Register or log in first.",
-    "already_authenticated": "This session is already authenticated.",
-    "invalid_username": "A username is 1 to 32 characters from A-Z a-z 0-9 _ . -",
-    "invalid_password": "A password is 8 to 256 characters.",
-    "username_taken": "This username is taken.",
-    "bad_credentials": "Unknown username or wrong password.",
-    "rate_limited": "Too many requests; this one was dropped, try again later.",
-    "auth_timeout": "No register or login in time.",
-    "server_full": "The server is full; try again later.",
-    "slow_consumer": "The client stopped reading and its pending output passed the limit.",
-}
-
-
-class ProtocolError(Exception):
-    """A request or frame the contract rejects; `to_frame()` is the `error` answer to send."""
-
-    def __init__(self, code: str, message: str, *, fatal: bool = False, id: str | None = None):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.fatal = fatal
-        self.id = id
-
-    def to_frame(self) -> dict:
-        return error(self.code, self.message, fatal=self.fatal, id=self.id)
-
-
-# One shared encoder: json.dumps with non-default options builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def encode_payload(frame: dict) -> bytes:
-    """The JSON bytes of a frame: compact and raw UTF-8, as PROTOCOL.md asks of writers."""
-    return _ENCODER.encode(frame).encode()
-
-
-def encode(frame: dict) -> bytes:
-    """A frame ready for the wire: its length header, then its payload."""
-    payload = encode_payload(frame)
-    return HEADER.pack(len(payload)) + payload
-
-
-# --- Decoding ------------------------------------------------------------------------------
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_int(token: str) -> int:
-    # At most 100 characters means at most 10**100, far inside the double range.
-    if len(token) > MAX_NUMBER_CHARS:
-        raise ValueError(f"number of more than {MAX_NUMBER_CHARS} characters")
-    return int(token)
-
-
-def _parse_float(token: str) -> float:
-    if len(token) > MAX_NUMBER_CHARS:
-        raise ValueError(f"number of more than {MAX_NUMBER_CHARS} characters")
-    value = float(token)
-    if math.isinf(value):
-        raise ValueError("number outside the IEEE 754 double range")
-    return value
-
-
-# One shared strict decoder (json.loads with hooks would build a new one per call).
-_DECODER = json.JSONDecoder(
-    parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float
-)
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-_BOM = b"\xef\xbb\xbf"
-
-
-def _too_deep(value: dict | list, depth: int = 1) -> bool:
-    """Whether nesting passes MAX_DEPTH; stops one level past it, so recursion stays bounded."""
-    if depth > MAX_DEPTH:
-        return True
-    children = value.values() if isinstance(value, dict) else value
-    return any(_too_deep(c, depth + 1) for c in children if isinstance(c, dict | list))
-
-
-def _has_lone_surrogate(value: object) -> bool:
-    """Whether a string (key or value) holds a surrogate; json pairs up valid ones itself.
-
-    Only called on values already known to nest at most MAX_DEPTH deep.
-    """
-    if isinstance(value, str):
-        return _SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(map(_has_lone_surrogate, value))
-    return False
-
-
-def _bad_frame(reason: str) -> ProtocolError:
-    return ProtocolError("bad_frame", reason, fatal=True)
-
-
-def _parse_payload(payload: bytes | bytearray) -> dict:
-    """One payload to one frame dict, by PROTOCOL.md's strict reading, or a fatal bad_frame."""
-    if payload.startswith(_BOM):
-        raise _bad_frame("payload starts with a byte order mark")
-    try:
-        text = payload.decode()
-        frame = _DECODER.decode(text)
-    except UnicodeDecodeError:
-        raise _bad_frame("payload is not valid UTF-8") from None
-    except RecursionError:
-        raise _bad_frame(f"nesting deeper than {MAX_DEPTH}") from None
-    except ValueError as exc:  # JSONDecodeError and the hooks' rejections
-        raise _bad_frame(f"payload is not strict JSON: {exc}") from None
-    if not isinstance(frame, dict):
-        raise _bad_frame("payload is not a JSON object")
-    # The walks below are only needed when the bytes show they could find something.
-    if payload.count(b"[") + payload.count(b"{") > MAX_DEPTH and _too_deep(frame):
-        raise _bad_frame(f"nesting deeper than {MAX_DEPTH}")
-    if "\\u" in text and _has_lone_surrogate(frame):
-        raise _bad_frame("a string holds a lone surrogate")
-    if not isinstance(frame.get("type"), str):
-        raise _bad_frame("no string member type")
-    return frame
-
-
-class FrameDecoder:
-    """Received bytes in, frames out, for one connection and one direction.
-
-    Feed it whatever recv returned; take frames until None. A framing fault is fatal to the
-    connection, so after one the decoder raises the same error forever and drops input.
-    `max_frame` may be changed between calls (a client learns it from `welcome`).
-    """
-
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME):
-        self.max_frame = max_frame
-        self._buf = bytearray()
-        self._pos = 0  # start of the unread bytes: frames are taken without moving the rest
-        self._error: ProtocolError | None = None
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf) - self._pos
-
-    def feed(self, data: bytes) -> None:
-        if self._error is not None:
-            return
-        if self._pos:  # compact once per feed, not once per frame
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
-
-    def next_frame(self) -> dict | None:
-        if self._error is not None:
-            raise self._error.with_traceback(None)
-        buf, start = self._buf, self._pos + HEADER.size
-        if len(buf) < start:
-            return None
-        (length,) = HEADER.unpack_from(buf, self._pos)
-        if length == 0:
-            raise self._fail(_bad_frame("frame length is 0"))
-        if length > self.max_frame:
-            raise self._fail(
-                ProtocolError(
-                    "frame_too_large",
-                    f"frame of {length} bytes, max_frame is {self.max_frame}",
-                    fatal=True,
-                )
-            )
-        end = start + length
-        if len(buf) < end:
-            return None
-        self._pos = end
-        try:
-            return _parse_payload(buf[start:end])
-        except ProtocolError as exc:
-            raise self._fail(exc) from None
-
-    def __iter__(self) -> Iterator[dict]:
-        while (frame := self.next_frame()) is not None:
-            yield frame
-
-    def _fail(self, exc: ProtocolError) -> ProtocolError:
-        self._error = exc
-        self._buf.clear()
-        self._pos = 0
-        return exc
-
-
-# --- Requests ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +188,7 @@ def parse_request(frame: dict) -> Request:
     return parser(frame, rid)
 
 
-# --- Server frames -------------------------------------------------------------------------
+# Server payloads; `error` is in errors.py, beside the exception that carries one.
 
 
 def welcome(max_frame: int) -> dict:
@@ -409,15 +211,6 @@ def is_welcome(frame: dict) -> bool:
 
 def ok(op: str, username: str) -> dict:
     return {"type": "ok", "op": op, "username": username}
-
-
-def error(code: str, message: str, *, fatal: bool = False, id: str | None = None) -> dict:
-    frame = {"type": "error", "code": code, "message": message}
-    if fatal:
-        frame["fatal"] = True
-    if id is not None:
-        frame["id"] = id
-    return frame
 
 
 def message(seq: int, ts: str, sender: str, text: str, id: str | None = None) -> dict:

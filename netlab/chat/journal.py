@@ -1,0 +1,33 @@
+"""Where the chat's messages are kept, as the chat sees it: seq, stage, pages.
+
+The journal numbers messages (the next is `last_seq + 1`), keeps each one the
+chat accepts (`stage`: history pages see it at once) and has it on disk
+before anything broadcast after it is sent (its implementation commits at the
+end of each loop pass, in one write, fsynced by group commit). The CSV files
+are the first implementation (`loop/group_commit.py` over `store.History`); a
+bus that assigns seq itself goes behind the same interface.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from netlab.store import Record
+
+
+class Journal(Protocol):
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest message kept (staged or committed); 0 before the first."""
+
+    def stage(self, record: Record) -> None:
+        """Keep a message (its seq is last_seq + 1): committed before the loop sends anything
+        queued after it, visible to `page` at once."""
+
+    def in_window(self, *, limit: int, before: int | None = None, after: int | None = None) -> bool:
+        """Whether `page` answers from memory (cheap, on the loop); else a `ReadPage` job."""
+
+    def page(self, *, limit: int, before: int | None = None,
+             after: int | None = None) -> tuple[list[Record], bool]:
+        """Messages as `History.page` gives them, staged ones included."""

@@ -1,0 +1,85 @@
+"""Who is online: each user's name as registered and their sessions, and the `users` pages.
+
+Apart from the chat's decisions so that presence has one owner: a user is
+online from their first session's login to their last session's end, and
+`join` and `leave` are said exactly then (the chat broadcasts what `arrive`
+and `depart` report).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Callable, Iterator
+
+from netlab import wire as p
+
+
+class Presence:
+    """Users online, by lower-cased name, kept sorted for `users` pages and the operator."""
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame
+        #: lower-cased name -> (name as registered, its session ids)
+        self._online: dict[str, tuple[str, set[int]]] = {}
+        self._sorted: list[str] = []  # lower-cased names, kept sorted for `users`
+
+    def __len__(self) -> int:
+        return len(self._online)
+
+    def arrive(self, username: str, sid: int) -> bool:
+        """A session of `username` logged in; True if the user was not online (a `join`)."""
+        key = username.lower()
+        first = key not in self._online
+        if first:
+            self._online[key] = (username, set())
+            bisect.insort(self._sorted, key)
+        self._online[key][1].add(sid)
+        return first
+
+    def depart(self, username: str, sid: int) -> str | None:
+        """A session ended; the name as registered if it was the user's last (a `leave`)."""
+        key = username.lower()
+        name, sids = self._online[key]
+        sids.discard(sid)
+        if sids:
+            return None
+        del self._online[key]
+        del self._sorted[bisect.bisect_left(self._sorted, key)]
+        return name
+
+    def sessions_of(self, username: str) -> list[int]:
+        entry = self._online.get(username.lower())
+        return list(entry[1]) if entry is not None else []
+
+    def users(self) -> Iterator[tuple[str, set[int]]]:
+        """(name as registered, its sessions), in name order."""
+        return (self._online[key] for key in self._sorted)
+
+    def clear(self) -> None:
+        self._online.clear()
+        self._sorted.clear()
+
+    def table(self, peer: Callable[[int], str]) -> list[tuple[str, int, list[str]]]:
+        """The operator's `users`: each name, its number of sessions and their addresses."""
+        return [(name, len(sids), sorted(peer(sid) for sid in sids)) for name, sids in self.users()]
+
+    def page(self, after: str | None) -> p.Payload:
+        """`users`: online names after `after`, as many as fit in one frame.
+
+        Sent on every login, so it must not cost a JSON encoding per name: a
+        username is ASCII letters, digits and `_.-`, so it takes its length plus
+        two quotes and a comma.
+        """
+        keys = self._sorted
+        start = bisect.bisect_right(keys, after.lower()) if after is not None else 0
+        envelope = len(p.encode_payload(p.users_reply([], len(keys), False)))  # false: the longer flag
+        budget = self.max_frame - envelope + 1  # the first name has no comma
+        names = []
+        for key in itertools.islice(keys, start, None):
+            name = self._online[key][0]
+            budget -= len(name) + 3
+            if budget < 0:
+                break
+            names.append(name)
+        return p.encode_payload(p.users_reply(names, len(keys), len(names) < len(keys) - start))

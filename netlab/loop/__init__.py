@@ -1,0 +1,1 @@
+"""The parts the chat's selectors loop (`netlab.chat_selectors`) is built of."""

@@ -1,0 +1,165 @@
+"""Every open connection, and what the chat and the outbox ask of them (loop thread).
+
+The chat's `Effects` (send, broadcast, subscribe, close, submit, hold),
+its journal (`commit`, the CSV files') and the outbox's `Port` (blocked,
+dead, drained, slow consumer) land here: one owner for a connection's life from `add` to `drop`, so that
+forgetting one is one method. The selectors loop (`chat_selectors.py`) reads,
+accepts and keeps time; it asks this class to flush, reap and drop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from netlab import wire as p
+from netlab.chat.jobs import Job
+from netlab.chat_core import Chat
+from netlab.fairpool import FairPool
+from netlab.logs import get_logger
+from netlab.loop import jobs
+from netlab.loop.group_commit import GroupCommit
+from netlab.loop.outbox import Outbox, Output
+from netlab.loop.transport import Connection, send
+from netlab.store import Accounts, History
+
+log = get_logger("chat")
+
+#: How long a closing connection may take to drain its last frames (the
+#: `error`, `bye`, `kicked` or `shutdown` it was sent) before it is dropped.
+CLOSE_GRACE = 2.0
+
+
+class Connections:
+    """Open connections by session id, their output, and the chat's requests of the loop."""
+
+    def __init__(self, max_output: int, accounts: Accounts, history: History, hash_pool: FairPool,
+                 disk_pool: FairPool, store_failed: Callable[[], None]) -> None:
+        self.accounts = accounts
+        self.history = history
+        self.chat: Chat  # set by the server once the chat exists: it is given these Effects
+        self.conns: dict[int, Connection] = {}
+        self.outbox = Outbox(max_output, send, self, time.monotonic)
+        self.commit = GroupCommit(history, self._staging, self._commit_failed)  # the chat's journal
+        self.backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
+        self.writable: set[Output] = set()  # blocked ones whose socket has room again
+        self._closing: set[Connection] = set()
+        self._unsaved_at: dict[str, int] = {}  # where the logs ended before this pass's messages
+        # Both pools take turns between client addresses: one address's thousand
+        # registrations do not queue everyone else's login behind them.
+        self._hash = hash_pool
+        # History pages from disk: apart, so that no number of them can delay a login.
+        self._disk = disk_pool
+        self._store_failed = store_failed
+
+    def add(self, conn: Connection) -> None:
+        self.conns[conn.sid] = conn
+
+    def close_deadlines(self) -> list[float]:
+        return [c.close_by for c in self._closing]
+
+    # -- Effects: what the chat asks of the loop ---------------------------------------
+
+    def send(self, sid: int, payload: p.Payload) -> None:
+        self.outbox.send(sid, payload)
+
+    def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
+        self.outbox.broadcast(payload, urgent=urgent)
+
+    def subscribe(self, sid: int) -> None:
+        self.outbox.subscribe(sid)
+
+    def close(self, sid: int) -> None:
+        out = self.outbox.close(sid)
+        if out is None:
+            return
+        conn = self.conns[sid]
+        conn.close_by = time.monotonic() + CLOSE_GRACE
+        if conn.handshaking:
+            # The handshake is charged to the auth timeout: at its end no handshake has
+            # come, so no goodbye can be sent, and there is nothing left for a grace to wait for.
+            conn.close_by = min(conn.close_by, conn.handshake_by)
+        self._closing.add(conn)
+        conn.pause(False)  # read again, to see the peer's close (and discard what it sends)
+
+    def submit(self, sid: int, job: Job, done: Callable[[Any], None]) -> None:
+        self.hold(sid, True)
+
+        def finished(result: Any) -> None:
+            if isinstance(result, Exception):
+                log.error("background work failed: %r", result)
+            done(result)
+            self.hold(sid, False)
+
+        conn = self.conns.get(sid)  # gone, its job still runs (a registration is kept)
+        pool = self._disk if jobs.on_disk(job) else self._hash
+        pool.submit(conn.ip if conn is not None else "", lambda: jobs.run(job, self.accounts, self.history),
+                    finished)
+
+    def hold(self, sid: int, held: bool) -> None:
+        conn = self.conns.get(sid)
+        if conn is None:
+            return
+        conn.held = held  # see _handle_frames
+        if not held:
+            self.backlog.add(conn)  # answer what it sent meanwhile
+
+    def _staging(self) -> None:
+        """The journal stages the first message of a commit: its broadcasts start here."""
+        self._unsaved_at = self.outbox.mark()
+
+    def _commit_failed(self) -> None:
+        """The disk refused the staged messages: their broadcasts are taken back (nothing
+        has been sent since they went in) and the server stops: a chat that cannot keep
+        its promise of durability should not go on chatting."""
+        self.outbox.take_back(self._unsaved_at)
+        self._store_failed()
+
+    def flush(self) -> None:
+        """Everything pending goes out, as far as the sockets take it (Outbox.flush)."""
+        writable, self.writable = self.writable, set()
+        self.outbox.flush(writable)
+
+    # -- the outbox's Port: what became of the bytes ------------------------------------
+
+    def blocked(self, out: Output, blocked: bool) -> None:
+        conn = self.conns.get(out.sid)
+        if conn is not None:
+            conn.update_interest()
+
+    def dead(self, out: Output, reason: str) -> None:
+        conn = self.conns.get(out.sid)
+        if conn is not None:
+            self.drop(conn, reason)
+
+    def drained(self, out: Output) -> None:
+        """All sent: FIN after it. Keep reading until the peer closes (or the grace ends)
+        so its late bytes cannot turn our close into a reset."""
+        with contextlib.suppress(OSError):
+            out.sink.shutdown(socket.SHUT_WR)
+
+    def slow_consumer(self, sid: int) -> None:
+        self.chat.slow_consumer(sid)
+
+    def reap(self, everyone: bool) -> None:
+        """Drop closing connections whose grace ran out; every one if `everyone` (a shutdown's
+        grace ran out)."""
+        now = time.monotonic()
+        doomed = list(self.conns.values()) if everyone else [c for c in self._closing if now >= c.close_by]
+        for conn in doomed:
+            self.drop(conn, None)
+
+    def drop(self, conn: Connection, reason: str | None) -> None:
+        """Forget a connection now; `reason` None means the chat already knows."""
+        if self.conns.pop(conn.sid, None) is None:
+            return
+        conn.close()
+        self.backlog.discard(conn)
+        self.writable.discard(conn.out)
+        self._closing.discard(conn)
+        self.outbox.forget(conn.out)
+        if reason is not None:
+            self.chat.disconnect(conn.sid, reason)

@@ -1,0 +1,109 @@
+"""One client socket as the loop holds it: reads, selector interest, the TLS handshake,
+and a send that never raises. What to send is the outbox's; what a frame means, the chat's."""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import ssl
+
+from netlab.loop.outbox import Output
+from netlab.netutil import client_ip, format_address
+
+
+def send(sock: socket.socket, chunk: memoryview) -> int | str:
+    """`send` that does not raise: the bytes sent, or why the connection is dead.
+
+    Only the reason leaves this function, never the exception: its traceback
+    would keep `chunk` (a view of a broadcast log) alive, and while a view
+    lives the log cannot grow; the `leave` of the dead session must append to it.
+    """
+    try:
+        return sock.send(chunk)
+    except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+        return 0
+    except OSError as exc:
+        return f"error: {exc.strerror or exc}"
+
+
+#: The most one `recv` takes: what a connection's decoder holds of frames not yet answered.
+RECV_SIZE = 256 * 1024
+
+
+class Connection:
+    """One client socket with its decoder, its output and its reading state."""
+
+    __slots__ = ("selector", "sid", "sock", "peer", "ip", "decoder", "out", "close_by", "paused",
+                 "held", "events", "handshaking", "handshake_by")
+
+    def __init__(self, selector: selectors.BaseSelector, sid: int, sock: socket.socket, address: tuple,
+                 max_frame: int, out: Output) -> None:
+        self.selector = selector
+        self.sid = sid
+        self.sock = sock
+        self.peer = format_address(address)
+        self.ip = client_ip(address)  # whose connections these are: limits, throttles, pool turns
+        self.decoder = out.codec.decoder(max_frame)
+        self.out = out
+        self.close_by = 0.0
+        self.paused = False  # not reading: received frames wait to be answered
+        self.held = False  # its next requests wait (Effects.hold): a hash, a disk read, a throttle
+        self.events = 0  # the selector interest registered now (0: none)
+        self.handshaking = isinstance(sock, ssl.SSLSocket)  # nothing is sent or read until it is done
+        self.handshake_by = 0.0  # TLS: monotonic time its auth timeout ends an unfinished handshake
+        self.interest(selectors.EVENT_READ)
+
+    def interest(self, events: int) -> None:
+        """Register the events wanted; none at all means out of the selector."""
+        if self.events == events:
+            return
+        if not self.events:
+            self.selector.register(self.sock, events, self)
+        elif not events:
+            self.selector.unregister(self.sock)
+        else:
+            self.selector.modify(self.sock, events, self)
+        self.events = events
+
+    def update_interest(self) -> None:
+        """Read unless paused; wait for room only while the socket's buffer is full."""
+        self.interest((0 if self.paused else selectors.EVENT_READ)
+                      | (selectors.EVENT_WRITE if self.out.blocked else 0))
+
+    def pause(self, paused: bool) -> None:
+        """Stop (or resume) reading."""
+        if self.paused != paused:
+            self.paused = paused
+            self.update_interest()
+
+    def receive(self) -> bytes | str | None:
+        """What one readable event brought: bytes, None for nothing yet, or why it is dead."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+            # TLS: bytes already decrypted inside the SSL object raise no event.
+            while isinstance(self.sock, ssl.SSLSocket) and (waiting := self.sock.pending()):
+                data += self.sock.recv(waiting)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except OSError as exc:
+            return f"error: {exc.strerror or exc}"
+        return data or "closed by peer"
+
+    def handshake(self) -> str | None:
+        """One non-blocking step of a TLS handshake: why it failed, or None (done, or
+        waiting for the event it registered). `handshaking` is False once it is done."""
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return self.interest(selectors.EVENT_READ)
+        except ssl.SSLWantWriteError:
+            return self.interest(selectors.EVENT_WRITE)
+        except (ssl.SSLError, OSError) as exc:
+            return str(getattr(exc, "reason", None) or exc.strerror or exc)
+        self.handshaking = False
+        self.interest(selectors.EVENT_READ)
+        return None
+
+    def close(self) -> None:
+        self.interest(0)
+        self.sock.close()
