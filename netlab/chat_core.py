@@ -16,10 +16,11 @@ chat never sees a header.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from netlab import wire as p
 from netlab.chat.auth import Auth, log_refused_registration
@@ -27,11 +28,13 @@ from netlab.chat.jobs import Job, ReadPage
 from netlab.chat.journal import Journal
 from netlab.chat.presence import Presence
 from netlab.chat.sessions import Session, State, move, refusal, safe, who
-from netlab.logs import get_logger
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
-from netlab.store import Account, Accounts, Record
+from netlab.store.records import Account, Record
 
-log = get_logger("chat")
+if TYPE_CHECKING:
+    from netlab.store.accounts import Accounts
+
+log = logging.getLogger("netlab.chat")  # netlab.logs sets up the handlers; it is not sans-IO
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ from netlab.loop.calls import Calls
 from netlab.loop.connections import Connections
 from netlab.loop.transport import Connection
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
-from netlab.store import Accounts, History
+from netlab.store.accounts import Accounts
+from netlab.store.history import History
 
 log = get_logger("chat")
 

@@ -2,7 +2,7 @@
 
 Start-up reads only the tail of history.csv, so that its cost does not grow with the file;
 when that tail is damaged it asks history_damage() here to name the damage. The file formats
-are store.py's: this module only walks them. Repair mends one thing, a torn last record: the
+are netlab.store's: this module only walks them. Repair mends one thing, a torn last record: the
 bytes a crash left of the record being written, which was never acknowledged to anyone
 (history.csv is written before a message is broadcast, clients.csv fsynced before a
 registration is answered). Everything else is reported and left for the operator.
@@ -20,17 +20,15 @@ from pathlib import Path
 
 from netlab.crypto import Vault, read_key
 from netlab.files import StartupError, fsync_dir
-from netlab.store import (
+from netlab.store.accounts import decode_accounts, parse_clients, require_key
+from netlab.store.history import history_header_end
+from netlab.store.records import (
     CLIENTS_FILE,
     HISTORY_FILE,
     MAX_RECORD,
-    decode_accounts,
-    history_header_end,
-    parse_clients,
     read_record,
     record_ends,
     records_behind_open_quote,
-    require_key,
 )
 
 _CHUNK = 1 << 20  # bytes of history.csv read at a time

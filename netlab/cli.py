@@ -189,7 +189,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     """Run the chat server with the operator console."""
     from netlab.chat_selectors import ChatServer
     from netlab.files import StartupError
-    from netlab.store import open_store
+    from netlab.store.opening import open_store
 
     admin.catch_stop_signals()
     # The history sent at login comes from the window, so it holds at least that much.

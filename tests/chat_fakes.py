@@ -8,7 +8,8 @@ from argon2 import PasswordHasher
 
 from netlab.chat.jobs import Job
 from netlab.loop import jobs
-from netlab.store import Accounts, History
+from netlab.store.accounts import Accounts
+from netlab.store.history import History
 
 #: Cheap hashes for accounts made by the test itself: the parameters travel
 #: with each hash, so verifying one costs microseconds, not 25 ms.

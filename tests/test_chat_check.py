@@ -10,7 +10,7 @@ import pytest
 from chatclient import logged_in, registered
 from procs import Netlab
 
-from netlab.store import Record
+from netlab.store.records import Record
 
 TS = "2026-01-01T00:00:00.000Z"
 HEADER = b"seq,ts,from,text\r\n"

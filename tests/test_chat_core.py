@@ -8,7 +8,8 @@ from chat_fakes import CHEAP, PASSWORD, Recorder, open_accounts
 from netlab import wire as p
 from netlab.chat.sessions import State, move, refusal
 from netlab.chat_core import Chat, ChatConfig
-from netlab.store import Accounts, History
+from netlab.store.accounts import Accounts
+from netlab.store.history import History
 
 
 @pytest.fixture

@@ -34,7 +34,9 @@ from netlab.chat import auth as chat_auth
 from netlab.chat.jobs import ReadPage
 from netlab.chat_core import Chat, ChatConfig
 from netlab.loop import jobs
-from netlab.store import Accounts, History, Record
+from netlab.store.accounts import Accounts
+from netlab.store.history import History
+from netlab.store.records import Record
 
 #: Small limits, so that the machine reaches them: a full server, flood control, history
 #: pages read from disk (the window holds three messages) and cut by `limit` or by the

@@ -20,7 +20,7 @@ from netlab.chat_core import ChatConfig
 from netlab.chat_selectors import ChatServer
 from netlab.loop.connections import CLOSE_GRACE
 from netlab.netutil import open_listener
-from netlab.store import History
+from netlab.store.history import History
 from netlab.wire import encode
 
 # -- messages -----------------------------------------------------------------

@@ -29,14 +29,9 @@ from netlab.crypto import (
     verify_password,
 )
 from netlab.files import StartupError
-from netlab.store import (
-    MAX_RECORD,
-    History,
-    Record,
-    UsernameTaken,
-    _csv_line,
-    _records_in,
-)
+from netlab.store.accounts import UsernameTaken
+from netlab.store.history import History, _records_in
+from netlab.store.records import MAX_RECORD, Record, csv_line
 
 TS = "2026-01-01T00:00:00.000Z"
 HASH = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"  # shape only
@@ -505,4 +500,4 @@ def test_large_file_opens_from_the_tail_and_pages_to_the_start(tmp_path: Path) -
 def test_record_lines_are_what_csv_writer_writes(fields):
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(fields)
-    assert _csv_line(fields) == out.getvalue().encode()
+    assert csv_line(fields) == out.getvalue().encode()

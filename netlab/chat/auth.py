@@ -20,7 +20,8 @@ from netlab.chat.sessions import Session, State, move, safe
 
 if TYPE_CHECKING:
     from netlab.chat_core import ChatConfig, Effects
-    from netlab.store import Account, Accounts
+    from netlab.store.accounts import Accounts
+    from netlab.store.records import Account
 
 #: The chat's logger (netlab.logs configures its handlers; this module only names it).
 log = logging.getLogger("netlab.chat")

@@ -4,7 +4,7 @@ The journal numbers messages (the next is `last_seq + 1`), keeps each one the
 chat accepts (`stage`: history pages see it at once) and has it on disk
 before anything broadcast after it is sent (its implementation commits at the
 end of each loop pass, in one write, fsynced by group commit). The CSV files
-are the first implementation (`loop/group_commit.py` over `store.History`); a
+are the first implementation (`loop/group_commit.py` over `netlab.store.history.History`); a
 bus that assigns seq itself goes behind the same interface.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from netlab.store import Record
+    from netlab.store.records import Record
 
 
 class Journal(Protocol):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from netlab.wire import AUTH_TYPES, CLIENT_TYPES, PRE_AUTH_TYPES
 
 if TYPE_CHECKING:
-    from netlab.store import Account
+    from netlab.store.records import Account
 
 
 class State(Enum):

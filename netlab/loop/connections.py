@@ -24,7 +24,8 @@ from netlab.loop import jobs
 from netlab.loop.group_commit import GroupCommit
 from netlab.loop.outbox import Outbox, Output
 from netlab.loop.transport import Connection, send
-from netlab.store import Accounts, History
+from netlab.store.accounts import Accounts
+from netlab.store.history import History
 
 log = get_logger("chat")
 

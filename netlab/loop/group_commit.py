@@ -15,7 +15,8 @@ import threading
 from collections.abc import Callable
 
 from netlab.logs import get_logger
-from netlab.store import History, Record
+from netlab.store.history import History
+from netlab.store.records import Record
 
 log = get_logger("chat")
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from netlab.chat.jobs import USERNAME_TAKEN, CreateAccount, Job, ReadPage, VerifyPassword
 from netlab.crypto import dummy_hash, hash_password, verify_password
-from netlab.store import Accounts, History, UsernameTaken
+from netlab.store.accounts import Accounts, UsernameTaken
+from netlab.store.history import History
 
 
 def on_disk(job: Job) -> bool:
