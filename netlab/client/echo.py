@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import selectors
 import socket
 import sys
 import threading
 
+from netlab.client.network import receive, send_some, wake_pair
 from netlab.connect import Peer
 from netlab.terminal import prompt_output
+
+#: Chunks of standard input read ahead of the socket: what the reader holds at most.
+READ_AHEAD = 16
 
 
 def echo_pipe(sock: socket.socket, peer: Peer) -> int:
@@ -24,64 +30,67 @@ def echo_pipe(sock: socket.socket, peer: Peer) -> int:
     that a peer must honour. If the server ends the connection first (it is
     full, it stopped), the client says so and exits 1 at once: the input may
     be a pipe that does not end for a long while.
+
+    This thread alone touches the socket (one TLS connection must not be read and
+    written by two threads at once: OpenSSL's objects are not thread-safe, and a
+    crash under load showed it); a reader thread only turns standard input into chunks.
     """
-    lock = threading.Lock()
-    sent = received = 0
-    input_done = False
-
-    def pump() -> None:
-        nonlocal sent, input_done
-        # os.read, not sys.stdin.buffer: exiting while this daemon thread waits in a
-        # buffered read (holding the buffer's lock) would abort the interpreter.
-        stdin = sys.stdin.fileno()
-        try:
-            while chunk := os.read(stdin, 65536):
-                with lock:
-                    sent += len(chunk)  # counted first: its echo may be back before sendall returns
-                sock.sendall(chunk)
-        except OSError:  # the connection failed: the reader below reports it
-            stop(sock)
-            return
-        with lock:
-            input_done = True
-            finished = received >= sent
-        if finished:  # the reader may be waiting in recv for bytes that will never come
-            stop(sock)
-
-    writer = threading.Thread(target=pump, daemon=True)
-    writer.start()
+    chunks: queue.Queue[bytes] = queue.Queue(READ_AHEAD)  # b"" at the end of input
+    wake_r, wake_w = wake_pair()
+    threading.Thread(target=read_input, args=(chunks, wake_w), daemon=True).start()
+    sock.setblocking(False)
     stdout = sys.stdout.buffer
-    while True:
-        try:
-            data = sock.recv(65536)
-        except OSError:
-            data = b""
-        if not data:
-            break
-        stdout.write(data)
-        stdout.flush()  # an echo as it comes, also when stdout is a pipe (block-buffered)
-        with lock:
-            received += len(data)
-            if input_done and received >= sent:
-                break
-    stdout.flush()
-    with lock:
-        complete = input_done and received == sent
-        too_much = received > sent  # more than was ever sent: no echo can do that
+    outbox = bytearray()
+    sent = received = 0
+    input_done = closed = False
+    with selectors.DefaultSelector() as selector, wake_r, wake_w:  # the reader's late wake-up fails quietly
+        selector.register(wake_r, selectors.EVENT_READ)
+        selector.register(sock, selectors.EVENT_READ)
+        while not closed and not (input_done and received >= sent):
+            selector.modify(sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if outbox else 0))
+            for key, events in selector.select():
+                if key.fileobj is wake_r:
+                    with contextlib.suppress(OSError):
+                        wake_r.recv(4096)
+                    while not chunks.empty():
+                        chunk = chunks.get_nowait()
+                        input_done = not chunk
+                        sent += len(chunk)  # counted as it is queued: its echo may come at once
+                        outbox += chunk
+                    continue
+                if events & selectors.EVENT_WRITE:
+                    closed = send_some(sock, outbox) is not None
+                if events & selectors.EVENT_READ and not closed:
+                    echo = bytearray()
+                    closed = receive(sock, echo.extend) is not None
+                    stdout.write(echo)
+                    stdout.flush()  # an echo as it comes, also when stdout is a pipe (block-buffered)
+                    received += len(echo)
+    complete = input_done and received == sent
     if not complete:
-        problem = (f"the server sent {received} bytes for the {sent} sent: is it an echo server?" if too_much
-                   else peer.plain_at_tls(sock)
+        problem = (f"the server sent {received} bytes for the {sent} sent: is it an echo server?"
+                   if received > sent else peer.plain_at_tls(sock)
                    or f"the server closed the connection: {received} of {sent} bytes sent came back")
         print(f"netlab: {problem}", file=sys.stderr)
         return 1
-    writer.join()
     return 0
 
 
-def stop(sock: socket.socket) -> None:
-    """Wake a thread blocked in recv on `sock`."""
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+def read_input(chunks: queue.Queue[bytes], wake: socket.socket) -> None:
+    """Standard input, in chunks, then b"" at its end; each one wakes the socket's thread."""
+    # os.read, not sys.stdin.buffer: exiting while this daemon thread waits in a
+    # buffered read (holding the buffer's lock) would abort the interpreter.
+    stdin = sys.stdin.fileno()
+    while True:
+        try:
+            chunk = os.read(stdin, 65536)
+        except OSError:
+            chunk = b""
+        chunks.put(chunk)  # waits while READ_AHEAD chunks are not sent yet
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            wake.send(b"\0")
+        if not chunk:
+            return
 
 
 def echo_terminal(sock: socket.socket, peer: Peer) -> int:

@@ -309,7 +309,7 @@ class ChatClient:
                         continue
                     reason = self._write(sock) if events & selectors.EVENT_WRITE else None
                     if reason is None and events & selectors.EVENT_READ:
-                        reason = receive(sock, decoder)
+                        reason = receive(sock, decoder.feed)
                     if reason is not None:
                         return reason
 
@@ -319,9 +319,9 @@ class ChatClient:
             return send_some(sock, self._outbox)
 
 
-def receive(sock: socket.socket, decoder: p.FrameDecoder) -> str | None:
-    """Feed the decoder what has arrived (with TLS, also what the SSL object holds
-    decrypted already, which raises no event); why the connection ended, or None."""
+def receive(sock: socket.socket, feed: Callable[[bytes], None]) -> str | None:
+    """Feed what has arrived (with TLS, also what the SSL object holds decrypted
+    already, which raises no event); why the connection ended, or None."""
     try:
         data = sock.recv(RECV_SIZE)
         while isinstance(sock, ssl.SSLSocket) and (waiting := sock.pending()):
@@ -332,7 +332,7 @@ def receive(sock: socket.socket, decoder: p.FrameDecoder) -> str | None:
         return exc.strerror or str(exc)
     if not data:
         return "closed by the server"
-    decoder.feed(data)
+    feed(data)
     return None
 
 
