@@ -1,4 +1,5 @@
 import resource
+import signal
 import sys
 from pathlib import Path
 
@@ -9,6 +10,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 # Tests hold a thousand and more sockets at once: lift the soft limit.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
+
+# A suite started in the background of a non-interactive shell (`make test &`) inherits
+# SIGINT ignored, and so would every client it starts, which then cannot be stopped with
+# Ctrl-C as a user's can: the Ctrl-C tests would fail for the way the suite was started.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
