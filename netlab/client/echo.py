@@ -10,15 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import select
 import selectors
-import signal
 import socket
-import ssl
 import sys
+import threading
 
 from netlab.client.network import receive, send_some, wake_pair
-from netlab.client.threads import start_quiet_thread
 from netlab.connect import Peer
 from netlab.terminal import prompt_output
 
@@ -40,7 +37,7 @@ def echo_pipe(sock: socket.socket, peer: Peer) -> int:
     """
     chunks: queue.Queue[bytes] = queue.Queue(READ_AHEAD)  # b"" at the end of input
     wake_r, wake_w = wake_pair()
-    start_quiet_thread(read_input, chunks, wake_w, name="stdin")
+    threading.Thread(target=read_input, args=(chunks, wake_w), daemon=True).start()
     sock.setblocking(False)
     stdout = sys.stdout.buffer
     outbox = bytearray()
@@ -101,46 +98,28 @@ def echo_terminal(sock: socket.socket, peer: Peer) -> int:
     from prompt_toolkit import PromptSession
 
     session: PromptSession[str] = PromptSession(output=prompt_output())
-    wake_r, wake_w = wake_pair()
-    with wake_r, wake_w:
-        while True:
-            try:
-                line = session.prompt("echo> ")
-            except (KeyboardInterrupt, EOFError):
-                return 0
-            try:
-                echoed = echo_line(sock, (line + "\n").encode(), wake_r, wake_w)
-            except OSError:  # a reset, not only a FIN, ends a connection
-                echoed = None
-            if echoed is None:
-                print(peer.plain_at_tls(sock) or "the server closed the connection")
-                return 1
-            print(echoed.decode(errors="replace"), end="")
+    while True:
+        try:
+            line = session.prompt("echo> ")
+        except (KeyboardInterrupt, EOFError):
+            return 0
+        try:
+            echoed = echo_line(sock, (line + "\n").encode())
+        except OSError:  # a reset, not only a FIN, ends a connection
+            echoed = None
+        if echoed is None:
+            print(peer.plain_at_tls(sock) or "the server closed the connection")
+            return 1
+        print(echoed.decode(errors="replace"), end="")
 
 
-def echo_line(sock: socket.socket, data: bytes, wake_r: socket.socket,
-              wake_w: socket.socket) -> bytes | None:
-    """Send `data` and read back as many bytes; None if the connection ends first.
-
-    The wait also watches the signal wake-up socket: Ctrl-C may land on a thread of
-    prompt_toolkit's, and a recv in this thread would not notice; select on both does,
-    and KeyboardInterrupt follows at once. (Set here, not once: prompt_toolkit's event
-    loop sets a wake-up descriptor of its own, and clears it, at every prompt.)
-    """
+def echo_line(sock: socket.socket, data: bytes) -> bytes | None:
+    """Send `data` and read back as many bytes; None if the connection ends first."""
     sock.sendall(data)
     echoed = b""
-    previous = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    try:
-        while len(echoed) < len(data):
-            holds = isinstance(sock, ssl.SSLSocket) and sock.pending()  # decrypted already: no event
-            if not holds and sock not in select.select([sock, wake_r], [], [])[0]:
-                with contextlib.suppress(OSError):
-                    wake_r.recv(64)  # a signal: its handler runs as this returns
-                continue
-            chunk = sock.recv(65536)
-            if not chunk:
-                return None
-            echoed += chunk
-    finally:
-        signal.set_wakeup_fd(previous)
+    while len(echoed) < len(data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        echoed += chunk
     return echoed

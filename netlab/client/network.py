@@ -39,7 +39,6 @@ from typing import Any
 
 from netlab import wire as p
 from netlab.client.session import ClientSession, Credentials, Drop, Effect, Reconnect, Send, Show, Timer
-from netlab.client.threads import start_quiet_thread
 from netlab.connect import WELCOME_TIMEOUT, NoWelcome, Peer, WrongPeer, first_frame
 from netlab.netutil import enable_keepalive
 
@@ -97,8 +96,8 @@ class ChatClient:
         """Run the network and timer threads (once, however often called)."""
         if not self._not_started.acquire(blocking=False):
             return
-        start_quiet_thread(self._guarded, self._network, name="network")
-        start_quiet_thread(self._guarded, self._run_timers, name="timers")
+        threading.Thread(target=self._guarded, args=(self._network,), name="network", daemon=True).start()
+        threading.Thread(target=self._guarded, args=(self._run_timers,), name="timers", daemon=True).start()
 
     def wait_for_login(self) -> bool:
         """Wait until the first login succeeded (True) or the session ended (False)."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 
 from netlab.client.display import one_line, text_of
 from netlab.client.lines import message_text, numbered_lines, text_problem
 from netlab.client.network import ChatClient, Display
 from netlab.client.session import Show
-from netlab.client.threads import start_quiet_thread
 
 LINE_REFUSED = 4  # a pipe's exit status when a line was not sent (README's list)
 SHOWN = ("message", "history", "join", "leave", "notice")  # to standard output, without --json
@@ -63,7 +63,7 @@ def run_pipe(session: Callable[[Display], ChatClient], json_lines: bool) -> int:
     client = session(display)
     display.quit = client.quit
     client.start()
-    start_quiet_thread(send_lines, client, name="stdin")
+    threading.Thread(target=send_lines, args=(client,), name="stdin", daemon=True).start()
     try:
         client.finished.wait()
     except KeyboardInterrupt:  # Ctrl-C on a pipeline: leave as the prompt does (`quit`, status 0)

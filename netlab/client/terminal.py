@@ -4,6 +4,7 @@ server sends printed above it, and the slash commands."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import TYPE_CHECKING
 
 from netlab import wire as p
@@ -11,7 +12,6 @@ from netlab.client.display import for_terminal, local_time, text_of
 from netlab.client.lines import is_command, message_text, message_validator
 from netlab.client.network import ChatClient
 from netlab.client.session import Show
-from netlab.client.threads import start_quiet_thread
 from netlab.terminal import prompt_output
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def close_prompt_when_finished(client: ChatClient, session: PromptSession[str]) 
             with contextlib.suppress(RuntimeError):  # that prompt has just ended
                 loop.call_soon_threadsafe(end_prompt_if_finished, client, session)
 
-    start_quiet_thread(watch, name="finished")
+    threading.Thread(target=watch, name="finished", daemon=True).start()
 
 
 def end_prompt_if_finished(client: ChatClient, session: PromptSession[str]) -> None:
