@@ -188,28 +188,29 @@ def test_terminal_wrong_password_may_be_retried_three_times_in_all(start_chat):
         quinn.close(force=True)
 
 
-def test_terminal_reports_an_unreachable_server_before_asking_the_password(start_chat):
-    server, port = start_chat()
-    server.kill()
+def said_before_the_password(port: int, complaint: str) -> None:
+    """A terminal client at `port` says `complaint` and exits 1 without asking a password."""
     ray = terminal_client(port, "--user", "ray")
     try:
-        ray.expect(f"cannot connect to 127.0.0.1:{port}")
+        ray.expect(complaint)
         assert "password" not in ray.before
         assert_exits_with(ray, 1)
     finally:
         ray.close(force=True)
+
+
+def test_terminal_reports_an_unreachable_server_before_asking_the_password(start_chat):
+    server, port = start_chat()
+    server.kill()
+    said_before_the_password(port, f"cannot connect to 127.0.0.1:{port}")
 
 
 def test_terminal_reports_a_wrong_port_before_asking_the_password(data_dir):
     """The echo port: the probe reads no welcome, so nothing is asked and nothing is sent."""
     server, port = serve("echo", data_dir, "--no-repl")
-    ray = terminal_client(port, "--user", "ray")
     try:
-        ray.expect(f"127.0.0.1:{port} is not a netlab chat server")
-        assert "password" not in ray.before
-        assert_exits_with(ray, 1)
+        said_before_the_password(port, f"127.0.0.1:{port} is not a netlab chat server")
     finally:
-        ray.close(force=True)
         server.kill()
 
 
