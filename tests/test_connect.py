@@ -138,16 +138,27 @@ def test_chat_client_sends_nothing_to_a_peer_that_does_not_welcome_it(recording_
     assert not any(b"login" in data or b"register" in data for data in received)
 
 
-def test_a_server_replaced_by_something_else_is_named_not_retried_or_sent_the_password(
-        start_chat, recording_peer):
-    """After a drop the client reconnects; what answers then is checked as at the start."""
+def server_replaced(start_chat, recording_peer, answer: bytes | None):
+    """A client logged in as ann whose server then died, its port taken by a recording peer
+    that answers `answer` (None: nothing); the client, the peer and the port."""
     server, port = start_chat()
     client = Netlab("chat", "connect", "--port", str(port), "--user", "ann", "--register",
                     "--password-env", "PW", env={"PW": PASSWORD})
     try:
         client.err.wait_for("logged in as ann")
         server.kill()
-        peer = recording_peer(b"SSH-2.0-OpenSSH_9.6\r\n", port)  # the port, taken by another service
+        return client, recording_peer(answer, port), port
+    except BaseException:
+        client.kill()
+        raise
+
+
+def test_a_server_replaced_by_something_else_is_named_not_retried_or_sent_the_password(
+        start_chat, recording_peer):
+    """After a drop the client reconnects; what answers then is checked as at the start."""
+    # The port, taken by another service.
+    client, peer, port = server_replaced(start_chat, recording_peer, b"SSH-2.0-OpenSSH_9.6\r\n")
+    try:
         assert client.wait(SILENT_PEER_CAP) == 1
         client.err.wait_for(f"127.0.0.1:{port} is not a netlab chat server")
         assert "Traceback" not in client.err.text()
@@ -159,13 +170,8 @@ def test_a_server_replaced_by_something_else_is_named_not_retried_or_sent_the_pa
 
 def test_silence_at_a_reconnect_is_waited_out_without_sending_the_password(start_chat, recording_peer):
     """A restarting server listens before it has loaded its data: silence then is no proof."""
-    server, port = start_chat()
-    client = Netlab("chat", "connect", "--port", str(port), "--user", "ann", "--register",
-                    "--password-env", "PW", env={"PW": PASSWORD})
+    client, peer, _ = server_replaced(start_chat, recording_peer, None)
     try:
-        client.err.wait_for("logged in as ann")
-        server.kill()
-        peer = recording_peer(None, port)
         client.err.wait_for(r"connection lost \(no welcome within 5 s\); reconnecting",
                             timeout=SILENT_PEER_CAP)
         assert client.proc.poll() is None
