@@ -105,7 +105,9 @@ def client_wrap(host: str, tls: bool, ca: Path | None, insecure: bool):
     if not tls:
         if ca is not None or insecure:
             raise click.UsageError(f"{'--ca' if ca is not None else '--insecure'} needs --tls")
-        return lambda sock: sock
+        from netlab.connect import plain
+
+        return plain
     from netlab.tls import client_context
 
     if insecure:

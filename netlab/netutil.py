@@ -134,3 +134,12 @@ class Acceptor:
                 self._log.info("accepting again after %d failed attempt(s)", self._failures)
                 self._failures = 0
             return accepted
+
+
+def wake_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair of non-blocking sockets: one byte written to the second wakes a
+    select() on the first."""
+    pair = socket.socketpair()
+    for sock in pair:
+        sock.setblocking(False)
+    return pair

@@ -15,8 +15,9 @@ import socket
 import sys
 import threading
 
-from netlab.client.network import receive, send_some, wake_pair
+from netlab.client.network import receive, send_some
 from netlab.connect import Peer
+from netlab.netutil import wake_pair
 from netlab.terminal import prompt_output
 
 #: Chunks of standard input read ahead of the socket: what the reader holds at most.

@@ -40,22 +40,13 @@ from typing import Any
 from netlab import wire as p
 from netlab.client.session import ClientSession, Credentials, Drop, Effect, Reconnect, Send, Show, Timer
 from netlab.connect import WELCOME_TIMEOUT, NoWelcome, Peer, WrongPeer, first_frame
-from netlab.netutil import enable_keepalive
+from netlab.netutil import enable_keepalive, wake_pair
 
 Display = Callable[[Show], None]
 
 RECV_SIZE = 65536
 #: Socket errors that mean "not now": the selector says when to try again.
 NOT_NOW = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
-
-def wake_pair() -> tuple[socket.socket, socket.socket]:
-    """A connected pair of non-blocking sockets: one byte written to the second wakes a
-    select() on the first."""
-    pair = socket.socketpair()
-    for sock in pair:
-        sock.setblocking(False)
-    return pair
 
 
 def _from_session(name: str) -> property:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import socket
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
+
+from netlab.netutil import wake_pair
 
 
 class Calls:
@@ -20,9 +21,7 @@ class Calls:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-        self.wake_r, self._wake_w = socket.socketpair()  # wake_r: registered in the selector
-        self.wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self.wake_r, self._wake_w = wake_pair()  # wake_r: registered in the selector
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the loop thread; safe from any thread."""
