@@ -48,6 +48,9 @@ def csv_line(fields: tuple[str, ...] | list[str]) -> bytes:
 class Account:
     username: str  # as registered (original case)
     password_hash: str
+    #: Opaque and stable for one registration (32 hex digits; the store derives it under the
+    #: key): the files of rooms, memberships and markers name accounts by it, never by login.
+    id: str = ""
 
 
 @dataclass(slots=True, frozen=True)

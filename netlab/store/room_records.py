@@ -1,0 +1,42 @@
+"""What the store knows of rooms, memberships and read markers, as plain records. Pure: no file here.
+
+The store reads its files into a `RoomsSnapshot` at start-up and hands it to the chat core,
+which keeps the live state from then on (`netlab/chat/rooms.py`). Accounts appear by their
+opaque id (`Account.id`), never by login: these records are what the files hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: A direct conversation: the two account ids, sorted. The store maps it to an opaque form on disk.
+Conversation = tuple[str, str]
+#: A room (its lower-case name; `general` included) or a direct conversation.
+Key = str | Conversation
+
+GENERAL = "general"
+
+
+def conversation(a: str, b: str) -> Conversation:
+    """The conversation of two accounts (by id), whichever of them asks."""
+    return (a, b) if a <= b else (b, a)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    name: str
+    private: bool
+    owner: str | None  # account id; None for general (and a room whose owner was removed)
+    topic: str
+    created: str  # RFC 3339 UTC, like a message's ts
+
+
+@dataclass(slots=True)
+class RoomsSnapshot:
+    """Everything the chat core needs of rooms at start-up; empty for a new data directory."""
+
+    rooms: dict[str, RoomRecord] = field(default_factory=dict)  # every room but general
+    members: dict[str, set[str]] = field(default_factory=dict)  # room -> account ids (general: everyone)
+    markers: dict[tuple[Key, str], int] = field(default_factory=dict)  # (key, account id) -> read seq
+    conversations: set[Conversation] = field(default_factory=set)  # those with at least one message
+    general_topic: str = ""
