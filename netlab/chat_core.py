@@ -16,6 +16,7 @@ chat never sees a header.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -24,14 +25,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from netlab import wire as p
 from netlab.chat.auth import Auth, log_refused_registration
-from netlab.chat.jobs import Job, ReadPage
-from netlab.chat.journal import Journal
+from netlab.chat.jobs import Job
 from netlab.chat.presence import Presence
+from netlab.chat.room_requests import RoomRequests, rooms_table
+from netlab.chat.rooms import Rooms
 from netlab.chat.sessions import Session, State, move, refusal, safe, who
+from netlab.chat.talk import Talk
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
-from netlab.store.records import Account, Record
+from netlab.store.records import Account
+from netlab.store.room_records import GENERAL, RoomsSnapshot
+from netlab.wire import rooms as w
 
 if TYPE_CHECKING:
+    from netlab.chat.journal import Journal, Journals
     from netlab.store.accounts import Accounts
 
 log = logging.getLogger("netlab.chat")  # netlab.logs sets up the handlers; it is not sans-IO
@@ -68,6 +74,25 @@ class ChatConfig:
     #: about 25 ms a hash the last of 1,024 waits some 13 s on two cores,
     #: inside the default auth timeout.
     max_pending_auth: int = 1024
+    #: Rooms in all, general included. A school's classes or a company's teams and projects
+    #: need tens to hundreds; each room costs a file, a broadcast log while in use and its
+    #: window of history in memory, so a runaway script must not make a hundred thousand.
+    max_rooms: int = 1_000
+    #: Rooms one account may create and be in (general not counted): a student's courses and
+    #: clubs, a developer's teams and projects, with room to spare; it also bounds what one
+    #: login reports and subscribes to.
+    max_rooms_per_account: int = 100
+    #: Names listed per `users` page (a frame's worth at most too): with --max-frame at 16 MiB
+    #: one page could otherwise hold half a million names and cost the loop a whole pass.
+    users_page: int = 1_000
+    #: `create` and `join` requests a minute per account (a token bucket holding as many, at
+    #: least one): joining a term's rooms at once passes, a script creating rooms in a loop
+    #: does not. 0 turns it off.
+    room_rate: float = 20.0
+    #: Direct conversations one account may have (a new one past it is `forbidden`). A class
+    #: or a team talks one to one with a few dozen people; at 100 the first `rooms` page
+    #: holds them all even in the smallest frame, as PROTOCOL.md wants them there.
+    max_conversations: int = 100
 
 
 class Effects(Protocol):
@@ -76,22 +101,27 @@ class Effects(Protocol):
     def send(self, sid: int, payload: p.Payload) -> None:
         """Queue a payload for one session (its connection's codec frames it)."""
 
-    def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
-        """Queue a payload for every subscribed session (framed once per codec in use).
+    def broadcast(self, payload: p.Payload, *, room: str = GENERAL, urgent: bool = True) -> None:
+        """Queue a payload for every session subscribed to `room` (framed once per codec in
+        use, appended to that room's log).
 
         Not urgent (presence): it may wait a little for company, so that a
         storm of joins costs the loop a few passes over a large room, not one each.
         """
 
-    def subscribe(self, sid: int) -> None:
-        """From now on this session receives broadcasts (those queued later)."""
+    def subscribe(self, sid: int, room: str = GENERAL) -> None:
+        """From now on this session receives the room's broadcasts (those queued later)."""
+
+    def unsubscribe(self, sid: int, room: str) -> None:
+        """No more of that room's broadcasts for this session (it left)."""
 
     def close(self, sid: int) -> None:
         """Close the session once what is queued for it has gone out."""
 
-    def submit(self, sid: int, job: Job, done: Callable[[Any], None]) -> None:
+    def submit(self, sid: int | None, job: Job, done: Callable[[Any], None]) -> None:
         """Have `job` done off the loop (chat/jobs.py says what each gives); call
-        `done(result)` on the loop afterwards. The session is held (see `hold`) until then.
+        `done(result)` on the loop afterwards. The session is held (see `hold`) until then;
+        None: the operator's, no session to hold.
 
         If the job raises, `done` gets the exception as its result.
         """
@@ -104,30 +134,14 @@ class Effects(Protocol):
         """
 
 
-def history_page(records: list[Record], more_before: bool, max_frame: int,
-                 keep_newest: bool = True) -> p.Payload:
-    """A `history` payload that fits max_frame, cutting the oldest (or newest) messages if needed."""
-    items = [r.as_dict() for r in records]
-    if keep_newest:
-        items.reverse()
-
-        def build(chosen: list) -> dict:
-            return p.history_reply(chosen[::-1], more_before or len(chosen) < len(items))
-    else:
-        def build(chosen: list) -> dict:
-            return p.history_reply(chosen, more_before or len(chosen) < len(items))
-
-    frame, _ = p.fit_items(items, build, max_frame)
-    return p.encode_payload(frame)
-
-
 class Chat:
     """The chat state machine. Every method runs on the loop thread."""
 
-    def __init__(self, config: ChatConfig, accounts: Accounts, journal: Journal, effects: Effects) -> None:
+    def __init__(self, config: ChatConfig, accounts: Accounts, journals: Journals, effects: Effects,
+                 rooms: RoomsSnapshot | None = None) -> None:
         self.config = config
         self.accounts = accounts
-        self.journal = journal
+        self.journals = journals
         self.fx = effects
         #: The loop's clocks as of its current pass (`advance`): monotonic for every deadline,
         #: bucket and throttle, so a clock step changes none of them; wall time only for `ts`.
@@ -135,18 +149,30 @@ class Chat:
         self.wall = 0.0
         self.sessions: dict[int, Session] = {}
         self.presence = Presence(config.max_frame)
+        self.rooms = Rooms(rooms if rooms is not None else RoomsSnapshot())
         self._deadlines: deque[tuple[float, int]] = deque()  # auth deadlines, in accept order
         self._per_address = AddressLimit(config.max_clients_per_ip, log)
-        self.auth = Auth(config, accounts, effects, self.sessions, lambda: self.now, self._error,
+        self.auth = Auth(config, accounts, effects, self.sessions, lambda: self.now, self.error,
                          self._authenticate)
+        self.talk = Talk(self)
+        self.room_requests = RoomRequests(self)
+        #: The operator's `rooms` (room, kind, owner, members, online, last seq) and `topic ROOM
+        #: TEXT` (by "operator", once on disk; ValueError for a bad text or room): chat/room_requests.py
+        self.set_topic = self.room_requests.set_topic
+        self.rooms_table = functools.partial(rooms_table, self)
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
-            p.Register: self.auth.register, p.Login: self.auth.login, p.Say: self._say,
-            p.History: self._history, p.Users: self._users, p.Ping: self._ping, p.Quit: self._quit,
+            p.Register: self.auth.register, p.Login: self.auth.login, p.Ping: self._ping, p.Quit: self._quit,
+            w.Password: self.auth.change_password, **self.talk.handlers(), **self.room_requests.handlers(),
         }
         self.messages_in = 0
         self.deliveries = 0
         self.subscribers = 0
         self._welcome = p.encode_payload(p.welcome(config.max_frame))
+
+    @property
+    def journal(self) -> Journal:
+        """General's journal (history.csv): version 1's one room."""
+        return self.journals.journal(GENERAL)
 
     def advance(self, now: float, wall: float) -> None:
         """The time, as the loop tells it at each pass: `now` monotonic, `wall` the epoch."""
@@ -181,6 +207,7 @@ class Chat:
         self.subscribers -= 1
         name = self.presence.depart(session.username, sid)
         if name is not None:
+            self.rooms.went_offline(session.account.id, name.lower())
             self.fx.broadcast(p.encode_payload(p.presence("leave", name)), urgent=False)
 
     def expire(self, now: float) -> float | None:
@@ -209,9 +236,9 @@ class Chat:
         kind = frame["type"]
         refused = refusal(session.state, kind)
         if refused is not None:
-            return self._error(session, refused, p.request_id(frame))
+            return self.error(session, refused, p.request_id(frame))
         try:
-            request = p.parse_request(frame)
+            request = w.parse(frame, session.version)
         except p.ProtocolError as exc:
             if kind == "register":
                 log_refused_registration(session, exc.code)
@@ -234,62 +261,33 @@ class Chat:
             log.info("slow consumer %s: more than %d bytes pending", session.peer, limit)
             self._fatal(session, "slow_consumer", f"more than {limit} bytes of output pending")
 
-    def _authenticate(self, session: Session, account: Account, op: str, rid: str | None) -> None:
+    def _authenticate(self, session: Session, account: Account, op: str, rid: str | None,
+                      protocol: int = 1) -> None:
         if session.sid not in self.sessions:
             return  # left while its hash was computed
         if self.accounts.get(account.username) is not account:
             # `clear file` removed it while its hash was computed.
             log.info("%s of %s from %s: the account was removed meanwhile",
                      op, safe(account.username), session.peer)
-            return self._error(session, "bad_credentials", rid)
+            return self.error(session, "bad_credentials", rid)
         session.state = move(session.state, "authenticated")
         username = session.username = account.username
-        session.account = account
+        session.account, session.version = account, protocol
         sid = session.sid
-        self.fx.send(sid, p.encode_payload(p.ok(op, username)))
-        # The answer to a `history` request with limit history_size (the window holds that many).
-        records, more = self.journal.page(limit=self.config.history_size)
-        self.fx.send(sid, history_page(records, more, self.config.max_frame))
+        self.fx.send(sid, p.encode_payload(p.ok(op, username, protocol)))
+        self.talk.send_history(session, p.History(self.config.history_size), GENERAL,
+                               self.talk.home(session), at_login=True)
         first = self.presence.arrive(username, sid)
-        self.fx.send(sid, self.presence.page(None))
+        self.talk.send_users(session, p.Users())
         if first:
+            self.rooms.came_online(account.id, username.lower())
             self.fx.broadcast(p.encode_payload(p.presence("join", username)), urgent=False)
         self.fx.subscribe(sid)
         self.subscribers += 1
-
-    def _say(self, session: Session, request: p.Say) -> None:
-        seq = self.journal.last_seq + 1
-        ts = p.timestamp(self.wall)
-        payload = p.encode_payload(p.message(seq, ts, session.username, request.text, request.id))
-        if len(payload) > self.config.max_frame:  # max_frame bounds the payload, whatever the codec
-            # Before the flood control: its bucket counts accepted requests (PROTOCOL.md).
-            return self._error(session, "bad_request", request.id, "the message would not fit in one frame")
-        if self.config.rate_limit and not session.take_token(self.now):
-            return self._error(session, "rate_limited", request.id, "you are sending too fast")
-        self.journal.stage(Record(seq, ts, session.username, request.text))
-        self.fx.broadcast(payload)
-        self.messages_in += 1
-        self.deliveries += self.subscribers
-
-    def _history(self, session: Session, request: p.History) -> None:
-        history, limit, before, after = self.journal, request.limit, request.before, request.after
-        if history.in_window(limit=limit, before=before, after=after):
-            records, more = history.page(limit=limit, before=before, after=after)
-            return self._send_history(session, records, more, after is None)
-        self.fx.submit(session.sid, ReadPage(limit, before, after),
-                       lambda result: self._disk_history(session, request, result, after is None))
-
-    def _send_history(self, session: Session, records: list[Record], more: bool, newest: bool) -> None:
-        if session.sid in self.sessions:
-            self.fx.send(session.sid, history_page(records, more, self.config.max_frame, keep_newest=newest))
-
-    def _disk_history(self, session: Session, request: p.History, result: object, newest: bool) -> None:
-        if isinstance(result, Exception):
-            return self._error(session, "bad_request", request.id, "history could not be read")
-        self._send_history(session, *result, newest)
-
-    def _users(self, session: Session, request: p.Users) -> None:
-        self.fx.send(session.sid, self.presence.page(request.after))
+        if protocol >= 2:
+            for room in self.rooms.rooms_of(account.id):
+                self.fx.subscribe(sid, room)
+            self.room_requests.send_rooms(session, w.Rooms())
 
     def _ping(self, session: Session, request: p.Ping) -> None:
         self.fx.send(session.sid, p.encode_payload(p.pong(request.id)))
@@ -297,6 +295,23 @@ class Chat:
     def _quit(self, session: Session, request: p.Quit) -> None:
         self.fx.send(session.sid, p.encode_payload(p.bye()))
         self._end(session, "quit")
+
+    def broadcast(self, payload: p.Payload, room: str) -> None:
+        """A frame to a room's log; general's is the default one (version 1's single log)."""
+        if room == GENERAL:
+            self.fx.broadcast(payload)
+        else:
+            self.fx.broadcast(payload, room=room)
+
+    def tell_v2(self, payload: p.Payload) -> None:
+        """A version 2 frame about general (a topic, a deletion: rare) to each version 2 session."""
+        for session in self.sessions.values():
+            if session.version >= 2 and session.state is State.AUTHENTICATED:
+                self.fx.send(session.sid, payload)
+
+    def v2_sessions(self, username: str) -> list[int]:
+        """The version 2 sessions of an account (those told of its rooms and conversations)."""
+        return [sid for sid in self.presence.sessions_of(username) if self.sessions[sid].version >= 2]
 
     # -- operator commands ----------------------------------------------------------
 
@@ -344,7 +359,7 @@ class Chat:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _error(self, session: Session, code: str, rid: str | None, message: str | None = None) -> None:
+    def error(self, session: Session, code: str, rid: str | None, message: str | None = None) -> None:
         self.fx.send(session.sid, p.encode_payload(p.error(code, message or p.ERROR_MESSAGES[code], id=rid)))
 
     def _fatal(self, session: Session, code: str, message: str) -> None:

@@ -37,6 +37,7 @@ from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop.calls import Calls
 from netlab.loop.connections import Connections
+from netlab.loop.group_commit import GroupCommit
 from netlab.loop.transport import Connection
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
 from netlab.store.accounts import Accounts
@@ -51,6 +52,22 @@ FRAMES_PER_PASS = 16
 #: The loop's share of CLI.md's 2 s shutdown promise.
 SHUTDOWN_GRACE = 1.2
 
+
+
+class _GeneralOnly:
+    """The chat's `Journals` until the store's land (issue 15): general's journal (history.csv)
+    alone, read markers not kept. Other rooms' and conversations' requests fail."""
+
+    def __init__(self, general: GroupCommit) -> None:
+        self.general = general
+
+    def journal(self, key: object) -> GroupCommit:
+        if key != "general":
+            raise LookupError("rooms other than general need the store of issue 15")
+        return self.general
+
+    def mark(self, key: object, account_id: str, seq: int) -> None:
+        pass
 
 class ChatServer:
     """The chat server: listener thread, worker pool, group-commit thread."""
@@ -72,7 +89,7 @@ class ChatServer:
         self._pools = (FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post),
                        FairPool(1, "chat-disk", self._calls.post))
         self.cx = Connections(config.max_output, accounts, history, *self._pools, self._store_failed)
-        self.chat = self.cx.chat = Chat(config, accounts, self.cx.commit, self.cx)
+        self.chat = self.cx.chat = Chat(config, accounts, _GeneralOnly(self.cx.commit), self.cx)
         self.outbox, self.commit, self.conns = self.cx.outbox, self.cx.commit, self.cx.conns
         self.selector = selectors.DefaultSelector()
         self._next_sid = 1

@@ -213,7 +213,7 @@ def test_failed_logins_are_throttled_per_address(chat):
     assert fx.last(1)["code"] == "rate_limited" and fx.last(1)["id"] == "a"
     chat.connect(2, "10.0.0.10:1", "10.0.0.10", 0.0)  # another address is not affected
     chat.receive(2, {"type": "login", "username": "Ann", "password": PASSWORD})
-    assert fx.sent[2][1] == {"type": "ok", "op": "login", "username": "Ann"}
+    assert fx.sent[2][1] == {"type": "ok", "op": "login", "username": "Ann", "protocol": 1}
 
 
 def test_failed_logins_are_forgiven_once_the_window_has_passed(chat):
@@ -231,7 +231,7 @@ def test_failed_logins_are_forgiven_once_the_window_has_passed(chat):
     clock[0] = 1060.5
     chat.advance(clock[0], clock[0])
     chat.receive(1, {"type": "login", "username": "ann", "password": PASSWORD})
-    assert fx.sent[1][-3] == {"type": "ok", "op": "login", "username": "Ann"}
+    assert fx.sent[1][-3] == {"type": "ok", "op": "login", "username": "Ann", "protocol": 1}
 
 
 def test_logins_past_the_bound_of_pending_hashes_are_rate_limited(chat):

@@ -89,8 +89,8 @@ class Loop(Recorder):
         if sid in self.open:
             self.inbox[sid].append(self.sent[sid][-1])
 
-    def broadcast(self, data: bytes, *, urgent: bool = True) -> None:
-        super().broadcast(data, urgent=urgent)
+    def broadcast(self, data: bytes, *, room: str = "general", urgent: bool = True) -> None:
+        super().broadcast(data, room=room, urgent=urgent)
         frame = self.broadcasts[-1]
         if frame["type"] == "message":
             kept = self.persisted[-1].as_dict() if self.persisted else None
@@ -98,8 +98,8 @@ class Loop(Recorder):
         for sid in self.readers:
             self.inbox[sid].append(frame)
 
-    def subscribe(self, sid: int) -> None:
-        super().subscribe(sid)
+    def subscribe(self, sid: int, room: str = "general") -> None:
+        super().subscribe(sid, room)
         if sid in self.open:
             self.readers.add(sid)
 
@@ -321,7 +321,7 @@ class ChatMachine(RuleBasedStateMachine):
         others = self.readers()
         conn.user = key
         self.online.setdefault(key, (name, set()))[1].add(conn.sid)
-        self.expect(conn.sid, {"type": "ok", "op": op, "username": name})
+        self.expect(conn.sid, {"type": "ok", "op": op, "username": name, "protocol": 1})
         self.expect(conn.sid, history_answer(list(self.messages), CONFIG.history_size, None, None))
         self.expect(conn.sid, self.users_frame(None))
         if len(self.online[key][1]) == 1:
@@ -401,7 +401,7 @@ class ChatMachine(RuleBasedStateMachine):
         else:
             self.conns[sid] = Conn(sid, ip, self.now, tokens=2.0, refilled=self.now)
             self.expect(sid, {"type": "welcome", "server": "netlab", "protocol": 1,
-                              "max_frame": CONFIG.max_frame})
+                              "max_frame": CONFIG.max_frame, "versions": [1, 2]})
         self.settle()
 
     @precondition(lambda self: self.idle())
@@ -542,7 +542,7 @@ class ChatMachine(RuleBasedStateMachine):
             assert TS.fullmatch(ts), ts
             message = {"seq": seq, "ts": ts, "from": self.online[conn.user][0], "text": text}
             self.messages.append(message)
-            self.to_readers({"type": "message", **message, **ided(rid)})
+            self.to_readers({"type": "message", **message, **ided(rid), "room": "general"})
         self.settle()
 
     @precondition(lambda self: self.signed_in_idle())

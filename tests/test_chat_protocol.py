@@ -34,7 +34,7 @@ def member(port):
 def test_welcome_is_the_first_frame(port):
     with connect(port, welcome=False) as client:
         assert client.recv() == {"type": "welcome", "server": "netlab", "protocol": 1,
-                                 "max_frame": 65536}
+                                 "max_frame": 65536, "versions": [1, 2]}
 
 
 def test_register_answers_ok_then_history_then_users(port):
@@ -43,7 +43,7 @@ def test_register_answers_ok_then_history_then_users(port):
         ok = client.recv()
         history = client.recv()
         users = client.recv()
-        assert ok == {"type": "ok", "op": "register", "username": "Reg.Ist-er_1"}
+        assert ok == {"type": "ok", "op": "register", "username": "Reg.Ist-er_1", "protocol": 1}
         assert history["type"] == "history"
         assert isinstance(history["messages"], list) and isinstance(history["more"], bool)
         assert users["type"] == "users"
@@ -55,7 +55,7 @@ def test_register_answers_ok_then_history_then_users(port):
 def test_login_answers_ok_with_the_name_as_registered(port):
     with registered(port, "CaseKept"), connect(port) as other:
         ok, history, users = other.login("cAsEkEpT")
-        assert ok == {"type": "ok", "op": "login", "username": "CaseKept"}
+        assert ok == {"type": "ok", "op": "login", "username": "CaseKept", "protocol": 1}
         assert history["type"] == "history" and users["type"] == "users"
         assert "CaseKept" in users["online"] and "cAsEkEpT" not in users["online"]
 

@@ -840,7 +840,7 @@ def test_out_of_range_options_are_usage_errors(tmp_path, option):
 def test_cut_while_logging_in_leaves_the_server_standing(start_chat):
     # `ok` and `history` alone pass this --max-output (the welcome does not):
     # the session is cut in the middle of authenticating; nobody else may notice.
-    server, port = start_chat("--max-output", "80", repl=True)
+    server, port = start_chat("--max-output", "100", repl=True)
     first = connect(port)
     first.send("register", username="Ann", password=PASSWORD)
     frames = first.frames_until_closed()

@@ -572,9 +572,9 @@ def test_request_types():
 
 def test_server_frames():
     assert p.welcome(65536) == {
-        "type": "welcome", "server": "netlab", "protocol": 1, "max_frame": 65536
+        "type": "welcome", "server": "netlab", "protocol": 1, "max_frame": 65536, "versions": [1, 2]
     }  # fmt: skip
-    assert p.ok("login", "Alice") == {"type": "ok", "op": "login", "username": "Alice"}
+    assert p.ok("login", "Alice") == {"type": "ok", "op": "login", "username": "Alice", "protocol": 1}
     assert p.error("bad_request", "no") == {"type": "error", "code": "bad_request", "message": "no"}
     assert p.error("server_full", "m", fatal=True, id="1") == {
         "type": "error", "code": "server_full", "message": "m", "fatal": True, "id": "1"
@@ -613,6 +613,8 @@ def test_every_error_code_has_a_message():
         "bad_frame", "frame_too_large", "unknown_type", "bad_request", "not_authenticated",
         "already_authenticated", "invalid_username", "invalid_password", "username_taken",
         "bad_credentials", "rate_limited", "auth_timeout", "server_full", "slow_consumer",
+        "invalid_room", "no_such_room", "room_exists", "not_member", "no_such_user", "forbidden",
+        "unavailable",
     }  # fmt: skip
     assert set(p.ERROR_MESSAGES) == codes
     assert all(p.ERROR_MESSAGES.values())

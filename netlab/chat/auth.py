@@ -15,13 +15,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from netlab import wire as p
-from netlab.chat.jobs import USERNAME_TAKEN, CreateAccount, VerifyPassword
+from netlab.chat.jobs import CHANGED, USERNAME_TAKEN, ChangePassword, CreateAccount, VerifyPassword
 from netlab.chat.sessions import Session, State, move, safe
 
 if TYPE_CHECKING:
     from netlab.chat_core import ChatConfig, Effects
     from netlab.store.accounts import Accounts
     from netlab.store.records import Account
+    from netlab.wire.rooms import Password
 
 #: The chat's logger (netlab.logs configures its handlers; this module only names it).
 log = logging.getLogger("netlab.chat")
@@ -110,7 +111,7 @@ class Auth:
 
     def __init__(self, config: ChatConfig, accounts: Accounts, effects: Effects, sessions: dict[int, Session],
                  now: Callable[[], float], error: Refusal,
-                 authenticate: Callable[[Session, Account, str, str | None], None]) -> None:
+                 authenticate: Callable[[Session, Account, str, str | None, int], None]) -> None:
         self.config = config
         self.accounts = accounts
         self.fx = effects
@@ -142,7 +143,7 @@ class Auth:
             if result == USERNAME_TAKEN:
                 return self._refuse_registration(session, "username_taken", request.id)
             log.info("registered %s from %s", safe(username), session.peer)
-            self._authenticate(session, result, "register", request.id)
+            self._authenticate(session, result, "register", request.id, request.protocol)
 
         self.fx.submit(session.sid, CreateAccount(username, request.password, session.ip), done)
 
@@ -178,7 +179,7 @@ class Auth:
                 self._error(session, "bad_credentials", request.id)
             else:
                 log.info("login %s from %s", safe(account.username), session.peer)
-                self._authenticate(session, account, "login", request.id)
+                self._authenticate(session, account, "login", request.id, request.protocol)
             for throttle, key in throttles:
                 throttle.end(key)
             for throttle, key in throttles:  # once both have ended: a waiting login checks both
@@ -186,6 +187,36 @@ class Auth:
 
         job = VerifyPassword(account.password_hash if account is not None else None, request.password)
         self.fx.submit(session.sid, job, done)
+
+    def change_password(self, session: Session, request: Password) -> None:
+        """`password` (version 2): a wrong current password counts as a failed login, for the
+        name and the address, and the hash waits in the same queue as logins."""
+        if not self._may_start_auth(session, request.id):
+            return
+        account = session.account
+        throttles = ((self._name_throttle, throttle_key(account.username)), (self._ip_throttle, session.ip))
+        if any(throttle.refused(key, self._now()) or throttle.busy(key) for throttle, key in throttles):
+            return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
+        self.pending_auth += 1
+        for throttle, key in throttles:
+            throttle.begin(key)
+
+        def done(result: object) -> None:
+            self.pending_auth -= 1
+            for throttle, key in throttles:
+                throttle.end(key)
+            if isinstance(result, Exception):
+                log.error("password change of %s failed: %s", safe(account.username), result)
+                return self._error(session, "unavailable", request.id)
+            if result != CHANGED:
+                log.info("failed password change for %s from %s", safe(account.username), session.peer)
+                for throttle, key in throttles:
+                    throttle.fail(key, self._now())
+                return self._error(session, "bad_credentials", request.id)
+            log.info("password changed for %s from %s", safe(account.username), session.peer)
+            self.fx.send(session.sid, p.encode_payload(p.ok("password", account.username, session.version)))
+
+        self.fx.submit(session.sid, ChangePassword(account, request.password, request.new_password), done)
 
     def _loggable(self, username: str) -> str:
         """The name tried at a login, for the log: only if it is an account's. What is typed

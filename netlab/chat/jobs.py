@@ -9,6 +9,12 @@ work raised, on the loop thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from netlab.store.room_records import GENERAL, Key, RoomRecord
+
+if TYPE_CHECKING:
+    from netlab.store.records import Account
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +44,53 @@ class ReadPage:
     limit: int
     before: int | None
     after: int | None
+    key: Key = GENERAL
 
 
-Job = VerifyPassword | CreateAccount | ReadPage
+@dataclass(frozen=True, slots=True)
+class SaveRoom:
+    """Create a room or update it (its topic; `general`'s too), fsynced. Result: None, or the
+    OSError that kept it off the disk."""
+
+    room: RoomRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SaveMembership:
+    """An account joins (is invited to) or leaves a room, fsynced. Result: None or OSError."""
+
+    room: str
+    account_id: str
+    member: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMessage:
+    """Erase a message's text from the disk (the chat commits the journal first). `author`: the
+    name it must have been sent by; None for the operator. Result: DELETED, FORBIDDEN (someone
+    else's), MISSING (no such seq, or deleted already), or OSError."""
+
+    key: Key
+    seq: int
+    author: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePassword:
+    """Verify `password`, hash `new_password`, rewrite clients.csv durably, then update the
+    account in place (hash pool). Result: CHANGED, BAD_CREDENTIALS, or OSError."""
+
+    account: Account
+    password: str
+    new_password: str
+
+
+Job = VerifyPassword | CreateAccount | ReadPage | SaveRoom | SaveMembership | DeleteMessage | ChangePassword
 
 #: CreateAccount's result when another registration of the name was stored first.
 USERNAME_TAKEN = "username_taken"
+DELETED = "deleted"
+FORBIDDEN = "forbidden"
+MISSING = "missing"
+CHANGED = "changed"
+BAD_CREDENTIALS = "bad_credentials"

@@ -6,6 +6,10 @@ before anything broadcast after it is sent (its implementation commits at the
 end of each loop pass, in one write, fsynced by group commit). The CSV files
 are the first implementation (`loop/group_commit.py` over `netlab.store.history.History`); a
 bus that assigns seq itself goes behind the same interface.
+
+Every room and direct conversation has a journal of its own (its own seq), and `Journals`
+hands them out by key (`store.room_records.Key`: a room's name, or a conversation's pair
+of account ids) and keeps the read markers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from netlab.store.records import Record
+    from netlab.store.room_records import Key
 
 
 class Journal(Protocol):
@@ -31,3 +36,20 @@ class Journal(Protocol):
     def page(self, *, limit: int, before: int | None = None,
              after: int | None = None) -> tuple[list[Record], bool]:
         """Messages as `History.page` gives them, staged ones included."""
+
+    def commit(self) -> None:
+        """Write what is staged now (before a job must find it on disk, e.g. a deletion)."""
+
+    def forget(self, seq: int) -> None:
+        """A deleted message: drop it from the in-memory window (its seq stays used)."""
+
+
+class Journals(Protocol):
+    """The journals of every room and conversation, and the read markers."""
+
+    def journal(self, key: Key) -> Journal:
+        """The journal of a room or conversation, made on first use (a room's file lazily)."""
+
+    def mark(self, key: Key, account_id: str, seq: int) -> None:
+        """A read marker moved forward: staged, written with the pass's commit, fsynced by group
+        commit."""

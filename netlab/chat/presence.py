@@ -64,22 +64,32 @@ class Presence:
         """The operator's `users`: each name, its number of sessions and their addresses."""
         return [(name, len(sids), sorted(peer(sid) for sid in sids)) for name, sids in self.users()]
 
-    def page(self, after: str | None) -> p.Payload:
-        """`users`: online names after `after`, as many as fit in one frame.
+    def name(self, key: str) -> str:
+        """The name as registered of an online user, by lower-cased name."""
+        return self._online[key][0]
 
-        Sent on every login, so it must not cost a JSON encoding per name: a
-        username is ASCII letters, digits and `_.-`, so it takes its length plus
-        two quotes and a comma.
-        """
-        keys = self._sorted
-        start = bisect.bisect_right(keys, after.lower()) if after is not None else 0
-        envelope = len(p.encode_payload(p.users_reply([], len(keys), False)))  # false: the longer flag
-        budget = self.max_frame - envelope + 1  # the first name has no comma
-        names = []
-        for key in itertools.islice(keys, start, None):
-            name = self._online[key][0]
-            budget -= len(name) + 3
-            if budget < 0:
-                break
-            names.append(name)
-        return p.encode_payload(p.users_reply(names, len(keys), len(names) < len(keys) - start))
+    def page(self, after: str | None, limit: int, place: dict | None = None) -> p.Payload:
+        """`users` of general: online names after `after`, as many as fit (`names_page`)."""
+        return names_page(self._sorted, self.name, after, limit, self.max_frame, place)
+
+
+def names_page(keys: list[str], name_of: Callable[[str], str], after: str | None, limit: int,
+               max_frame: int, place: dict | None = None) -> p.Payload:
+    """A `users` payload: the names of `keys` (lower-cased, sorted) after `after`, at most `limit`
+    and as many as fit in one frame; `place` is the `room` a version 2 answer repeats.
+
+    Sent on every login, so it must not cost a JSON encoding per name: a
+    username is ASCII letters, digits and `_.-`, so it takes its length plus
+    two quotes and a comma.
+    """
+    start = bisect.bisect_right(keys, after.lower()) if after is not None else 0
+    envelope = len(p.encode_payload(p.users_reply([], len(keys), False, place)))  # false: the longer flag
+    budget = max_frame - envelope + 1  # the first name has no comma
+    names = []
+    for key in itertools.islice(keys, start, start + limit):
+        name = name_of(key)
+        budget -= len(name) + 3
+        if budget < 0:
+            break
+        names.append(name)
+    return p.encode_payload(p.users_reply(names, len(keys), len(names) < len(keys) - start, place))

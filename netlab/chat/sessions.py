@@ -68,11 +68,31 @@ def move(state: State, event: str) -> State:
         raise ValueError(f"{event} cannot happen to a session {state.value}") from None
 
 
+class TokenBucket:
+    """Flood control: `rate` a second, holding `burst`; on the monotonic time the loop passes in."""
+
+    __slots__ = ("rate", "burst", "tokens", "refilled")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.refilled = now  # monotonic
+
+    def take(self, now: float) -> bool:
+        """One request at monotonic time `now`: False if the bucket is empty."""
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 class Session:
     """One connection as the chat sees it."""
 
-    __slots__ = ("sid", "peer", "ip", "state", "username", "account", "rate", "burst", "tokens",
-                 "refilled")
+    __slots__ = ("sid", "peer", "ip", "state", "username", "account", "version", "bucket")
 
     def __init__(self, sid: int, peer: str, ip: str, now: float, rate: float) -> None:
         self.sid = sid
@@ -83,21 +103,15 @@ class Session:
         #: The account it logged in as: `clear file` (and a name registered again since)
         #: leaves a different object, or none, under the same name.
         self.account: Account | None = None
-        #: Flood control: a token bucket of `rate` a second holding 2R, but at least one message:
+        #: The protocol version it speaks: 1 until its register or login asks for 2.
+        self.version = 1
+        #: `say` requests: a token bucket of `rate` a second holding 2R, but at least one message:
         #: below R = 0.5 a bucket of 2R never holds a whole token, and the session could never speak.
-        self.rate = rate
-        self.burst = max(1.0, 2 * rate)
-        self.tokens = self.burst
-        self.refilled = now  # monotonic
+        self.bucket = TokenBucket(rate, max(1.0, 2 * rate), now)
 
     def take_token(self, now: float) -> bool:
         """One `say` at monotonic time `now`: False if the bucket is empty."""
-        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
-        self.refilled = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+        return self.bucket.take(now)
 
 
 def safe(text: str) -> str:

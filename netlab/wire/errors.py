@@ -22,6 +22,13 @@ ERROR_MESSAGES: dict[str, str] = {
     "auth_timeout": "No register or login in time.",
     "server_full": "The server is full; try again later.",
     "slow_consumer": "The client stopped reading and its pending output passed the limit.",
+    "invalid_room": "A room name is 1 to 32 characters of a-z 0-9 _ -, starting with a letter or digit.",
+    "no_such_room": "No such room.",
+    "room_exists": "A room of this name exists.",
+    "not_member": "You are not a member of this room; join it first.",
+    "no_such_user": "No such user.",
+    "forbidden": "This is not yours to do.",
+    "unavailable": "The server cannot store this right now; try again.",
 }
 
 
