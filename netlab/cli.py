@@ -183,6 +183,16 @@ def chat() -> None:
               help="Messages kept in memory; older pages are read from disk.")
 @click.option("--max-pending-auth", type=COUNT, default=ChatConfig.max_pending_auth,
               show_default=True, help="Password hashes queued at once; more logins get rate_limited.")
+@click.option("--max-rooms", type=COUNT, default=ChatConfig.max_rooms, show_default=True,
+              help="Rooms in all, general included; a create past it is forbidden.")
+@click.option("--max-rooms-per-account", type=COUNT, default=ChatConfig.max_rooms_per_account,
+              show_default=True, help="Rooms one account may create and be in (general not counted).")
+@click.option("--users-page", type=COUNT, default=ChatConfig.users_page, show_default=True,
+              help="Names listed per users page (and never more than fit in a frame).")
+@click.option("--room-rate", type=FiniteRange(min=0), default=ChatConfig.room_rate, show_default=True,
+              help="create and join requests a minute per account, bursts of as many; 0: off.")
+@click.option("--max-conversations", type=COUNT, default=ChatConfig.max_conversations, show_default=True,
+              help="Direct conversations one account may have; a new one past it is forbidden.")
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,
                **limits: int | float) -> None:

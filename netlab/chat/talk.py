@@ -136,7 +136,7 @@ class Talk:
         """A `say` sent again: this session alone gets the first one's `message` again (or
         `deleted`, if it was deleted since)."""
 
-        def resend(records: list[Record]) -> None:
+        def resend(records: list[Record], _more: bool = False) -> None:
             if not records or records[0].seq != seq:
                 return self.chat.fx.send(session.sid, p.encode_payload(w.deleted(seq, place)))
             first = records[0]
