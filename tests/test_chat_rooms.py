@@ -299,7 +299,11 @@ def test_only_the_owner_sets_a_topic_and_general_is_the_operators(world):
     assert w.new(2) == [{"type": "topic", "room": "dev", "text": "release friday", "by": "Ann"}]
     assert plain(w.send(2, "topic", room="dev", text="mine", id="t")) == [error("forbidden", "t")]
     assert plain(w.send(1, "topic", room="general", text="mine")) == [error("forbidden")]
-    assert plain(w.send(1, "topic", room="dev", text="x" * 401)) == [error("bad_request")]
+    for bad in ("x" * 401, "bell\x07", 7):
+        assert plain(w.send(1, "topic", room="dev", text=bad)) == [error("bad_request")]
+    assert w.send(1, "topic", room="dev", text="")[0]["text"] == ""  # 0 characters: no topic
+    w.send(1, "topic", room="dev", text="release friday")
+    w.new(2)
     w.chat.set_topic("general", "welcome all")
     topic = {"type": "topic", "room": "general", "text": "welcome all", "by": "operator"}
     assert w.new(1) == [topic] and w.new(2) == [topic]

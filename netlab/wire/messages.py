@@ -113,8 +113,13 @@ TEXT_RULES = (f"1 to {MAX_TEXT} characters, not only white space, "
               "without control characters other than TAB, LF and CR")
 
 
+def no_forbidden_controls(s: str) -> bool:
+    """No control character U+0000 to U+001F other than TAB, LF and CR (a text's, a topic's rule)."""
+    return _FORBIDDEN_CONTROL.search(s) is None
+
+
 def valid_text(s: str) -> bool:
-    return 1 <= len(s) <= MAX_TEXT and not s.isspace() and _FORBIDDEN_CONTROL.search(s) is None
+    return 1 <= len(s) <= MAX_TEXT and not s.isspace() and no_forbidden_controls(s)
 
 
 def request_id(frame: dict) -> str | None:

@@ -17,6 +17,7 @@ from netlab.wire.messages import (
     Parser,
     bad_request,
     is_int,
+    no_forbidden_controls,
     parse_with,
     room_name,
     room_or_user,
@@ -25,7 +26,7 @@ from netlab.wire.messages import (
 )
 
 MAX_TOPIC = 400  # code points
-TOPIC_RULES = f"0 to {MAX_TOPIC} characters, without control characters other than TAB"
+TOPIC_RULES = f"0 to {MAX_TOPIC} characters, without control characters other than TAB, LF and CR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +99,8 @@ V2_TYPES = frozenset({"rooms", "create", "join", "leave", "invite", "topic", "re
 
 
 def valid_topic(text: str) -> bool:
-    """A topic: 0 to 400 characters, one line (a topic is shown in a prompt or a list)."""
-    return len(text) <= MAX_TOPIC and not any(ord(c) < 0x20 and c != "\t" for c in text)
+    """A topic: 0 to 400 characters (PROTOCOL.md), and no control characters a `text` may not hold."""
+    return len(text) <= MAX_TOPIC and no_forbidden_controls(text)
 
 
 def _topic(frame: dict, rid: str | None, key: str, default: str | None = None) -> str:
