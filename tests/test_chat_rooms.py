@@ -7,10 +7,10 @@ each session would read: its private frames and the broadcasts of the rooms it r
 from __future__ import annotations
 
 import pytest
-from chat_fakes import CHEAP, PASSWORD, MemoryAccounts, Recorder
+from chat_fakes import CHEAP, PASSWORD, MemoryAccounts, MemoryJournal, Recorder
 
 from netlab import wire as p
-from netlab.chat.jobs import SaveMembership, SaveRoom
+from netlab.chat.jobs import ReadPage, SaveMembership, SaveRoom
 from netlab.chat_core import Chat, ChatConfig
 from netlab.store.history import History
 from netlab.store.room_records import RoomRecord, RoomsSnapshot, conversation
@@ -576,3 +576,34 @@ def test_rooms_memberships_and_markers_come_back_from_the_snapshot(tmp_path):
     w.send(1, "say", text="after restart", room="dev")
     assert w.new(2)[-1]["text"] == "after restart"
     assert w.chat.rooms_table() == [("dev", "private", "Ann", 2, 2, 1), ("general", "public", None, 2, 2, 0)]
+
+
+def test_a_name_being_created_is_taken_until_its_job_ends(world):
+    w = world()
+    w.login(1, "Ann")
+    w.login(2, "Bob")
+    held = []
+    w.fx.submit = lambda sid, job, done: held.append((job, done))
+    w.send(1, "create", room="dev")
+    assert plain(w.send(2, "create", room="dev", id="2")) == [error("room_exists", "2")]
+    assert plain(w.send(2, "join", room="dev")) == [error("no_such_room")]  # not there before it is stored
+    job, done = held.pop()
+    done(OSError(5, "Input/output error"))
+    assert plain(w.new(1)) == [error("unavailable")]
+    del w.fx.submit  # the Recorder's own again
+    assert make_room(w, 2, "dev")["owner"] == "Bob"
+
+
+def test_a_rooms_history_beyond_its_window_is_read_off_the_loop(world):
+    w = world()
+    w.login(1, "Ann")
+    w.fx.journals["dev"] = MemoryJournal(window=2)
+    make_room(w, 1, "dev")
+    for n in range(4):
+        w.send(1, "say", text=f"m{n}", room="dev")
+    jobs = []
+    run = w.fx.submit
+    w.fx.submit = lambda sid, job, done: (jobs.append(job), run(sid, job, done))
+    page = w.send(1, "history", room="dev", before=3, limit=2)[0]
+    assert jobs == [ReadPage(2, 3, None, "dev")]
+    assert page["room"] == "dev" and [m["text"] for m in page["messages"]] == ["m0", "m1"]
