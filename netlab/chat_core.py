@@ -207,7 +207,7 @@ class Chat:
         self.subscribers -= 1
         name = self.presence.depart(session.username, sid)
         if name is not None:
-            self.rooms.went_offline(session.account.id, name.lower())
+            self.rooms.went_offline(session.account.id, name.lower(), self.now)
             self.fx.broadcast(p.encode_payload(p.presence("leave", name)), urgent=False)
 
     def expire(self, now: float) -> float | None:

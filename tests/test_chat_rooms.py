@@ -549,6 +549,9 @@ def test_rooms_in_all_per_account_and_the_create_rate_are_bounded(world):
     w.send(2, "join", room="a")
     w.send(2, "leave", room="a")
     assert plain(w.send(2, "join", room="a")) == [error("rate_limited")]  # Bob's two this minute
+    w.chat.disconnect(2, "closed")
+    w.login(2, "Bob")  # a new session: the same account's bucket
+    assert plain(w.send(2, "join", room="a")) == [error("rate_limited")]
     w.chat.advance(1030.0, 1_800_000_030.0)  # half a minute: one more
     assert w.send(2, "join", room="a")[0]["type"] == "joined"
     w.new(1)

@@ -122,10 +122,12 @@ class Rooms:
         for name in self.rooms_of(account_id):
             bisect.insort(self.online.setdefault(name, []), key)
 
-    def went_offline(self, account_id: str, key: str) -> None:
+    def went_offline(self, account_id: str, key: str, now: float) -> None:
         for name in self.rooms_of(account_id):
             self._drop_online(name, key)
-        self._buckets.pop(account_id, None)  # full again long before its next session matters
+        bucket = self._buckets.get(account_id)
+        if bucket is not None and bucket.full(now):  # a bucket still filling outlives a logout
+            del self._buckets[account_id]
 
     def joined_online(self, name: str, key: str) -> None:
         bisect.insort(self.online.setdefault(name, []), key)

@@ -79,6 +79,10 @@ class TokenBucket:
         self.tokens = burst
         self.refilled = now  # monotonic
 
+    def full(self, now: float) -> bool:
+        """Whether it holds a whole burst again at `now` (and so may be forgotten)."""
+        return self.tokens + (now - self.refilled) * self.rate >= self.burst
+
     def take(self, now: float) -> bool:
         """One request at monotonic time `now`: False if the bucket is empty."""
         self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
