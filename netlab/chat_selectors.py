@@ -39,8 +39,8 @@ from netlab.loop.calls import Calls
 from netlab.loop.connections import Connections
 from netlab.loop.transport import Connection
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
-from netlab.store.accounts import Accounts
-from netlab.store.history import History
+from netlab.store.opening import Store
+from netlab.store.room_records import GENERAL
 
 log = get_logger("chat")
 
@@ -57,22 +57,22 @@ class ChatServer:
 
     kind = "chat"
 
-    def __init__(self, listener: socket.socket, config: ChatConfig, accounts: Accounts,
-                 history: History, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, listener: socket.socket, config: ChatConfig, store: Store,
+                 tls: ssl.SSLContext | None = None) -> None:
         """`listener` comes bound already: a port in use must stop start-up before
         any data file is opened."""
         self.tls = tls
         self.config = config
-        self.accounts = accounts
-        self.history = history
+        self.accounts = store.accounts
+        self.store = store
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
         dummy_hash()  # now: computed at the first unknown name, it would make that one slower
         self._calls = Calls()
         self._pools = (FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post),
                        FairPool(1, "chat-disk", self._calls.post))
-        self.cx = Connections(config.max_output, accounts, history, *self._pools, self._store_failed)
-        self.chat = self.cx.chat = Chat(config, accounts, self.cx.commit, self.cx)
+        self.cx = Connections(config.max_output, store, *self._pools, self._store_failed)
+        self.chat = self.cx.chat = Chat(config, store.accounts, self.cx.commit.journal(GENERAL), self.cx)
         self.outbox, self.commit, self.conns = self.cx.outbox, self.cx.commit, self.cx.conns
         self.selector = selectors.DefaultSelector()
         self._next_sid = 1

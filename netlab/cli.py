@@ -200,14 +200,14 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     hold_data_dir(data_dir, CHAT_LOCK, "chat server")
     logs = open_log(log_file or data_dir / "chat.log")
     try:
-        accounts, history = open_store(data_dir, window)
+        store = open_store(data_dir, window)
     except StartupError as exc:
         fail(str(exc))
     except OSError as exc:  # name the file at fault ("data directory data: Is a directory" is no help)
         fail(f"cannot use {exc.filename or f'data directory {data_dir}'}: {exc.strerror or exc}")
     config = ChatConfig(history_window=window, **limits)
     raise_fd_limit(config.max_clients, get_logger("chat"))
-    serve(ChatServer(listener, config, accounts, history, tls), logs, repl=not no_repl)
+    serve(ChatServer(listener, config, store, tls), logs, repl=not no_repl)
 
 
 @chat.command("check")

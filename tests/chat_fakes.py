@@ -82,7 +82,11 @@ class Recorder:
 
     def run(self, job: Job):
         """Do a job as the loop's workers do it."""
-        return jobs.run(job, self._accounts, self._history)
+        return jobs.run(job, self._accounts, self)
+
+    def disk_page(self, key, **page):
+        """`Journals.disk_page`, for jobs.run's ReadPage: this one journal is general's."""
+        return self._history.page(**page)
 
     def submit(self, sid: int, job: Job, done) -> None:
         try:

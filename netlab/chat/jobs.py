@@ -9,6 +9,12 @@ work raised, on the loop thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from netlab.store.room_records import GENERAL, Key, RoomRecord
+
+if TYPE_CHECKING:
+    from netlab.store.records import Account
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +44,47 @@ class ReadPage:
     limit: int
     before: int | None
     after: int | None
+    key: Key = GENERAL
 
 
-Job = VerifyPassword | CreateAccount | ReadPage
+@dataclass(frozen=True, slots=True)
+class SaveRoom:
+    """A room created, or its topic changed: on disk (fsync) when done. Result: None, or the
+    OSError that kept it off the disk."""
+
+    room: RoomRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SaveMembership:
+    """A join, an invitation (member True) or a leave: on disk when done. Result: None or OSError."""
+
+    room: str
+    account_id: str
+    member: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMessage:
+    """Erase message `seq` of `key` from disk (author: the username that must have written it;
+    None: the operator, anyone's). Result: "deleted", "forbidden", "missing", or OSError."""
+
+    key: Key
+    seq: int
+    author: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePassword:
+    """Verify `password`, hash `new_password`, store it (clients.csv rewritten durably, the
+    account updated in place). Result: "changed", "bad_credentials", or OSError."""
+
+    account: Account
+    password: str
+    new_password: str
+
+
+Job = VerifyPassword | CreateAccount | ReadPage | SaveRoom | SaveMembership | DeleteMessage | ChangePassword
 
 #: CreateAccount's result when another registration of the name was stored first.
 USERNAME_TAKEN = "username_taken"
