@@ -73,6 +73,7 @@ def scan(path: Path, vault: Vault) -> Scan:
         out.problems.append(f"{path} does not start with netlab's header line for direct messages")
         return out
     last: dict[Conversation, int] = {}
+    unreadable = False
     pos, number = len(DIRECT_HEADER), 2
     while pos < len(data):
         end = data.find(b"\n", pos)
@@ -86,7 +87,9 @@ def scan(path: Path, vault: Vault) -> Scan:
         entry = open_line(vault, line)
         if isinstance(entry, str):
             out.problems.append(f"{path} line {number}: {entry}")
-        elif isinstance(entry, Message) and entry.record.seq != last.get(entry.conversation, 0) + 1:
+            unreadable = True  # it may be the message a later seq seems to skip
+        elif (isinstance(entry, Message) and entry.record.seq != last.get(entry.conversation, 0) + 1
+              and not (unreadable and entry.record.seq > last.get(entry.conversation, 0))):
             out.problems.append(f"{path} line {number}: seq {entry.record.seq} of a conversation "
                                 f"follows seq {last.get(entry.conversation, 0)}")
         else:
