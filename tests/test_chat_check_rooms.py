@@ -24,7 +24,7 @@ TS = "2026-01-01T00:00:00.000Z"
 def roomed(data_dir: Path) -> Path:
     """A data directory with every version 2 file, a deleted message in each message file."""
     data_dir.mkdir()
-    store = open_store(data_dir, 100, environ={})
+    store = open_store(data_dir, 100, environ={}, room_window=5, direct_window=5)
     ann = store.accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
     bob = store.accounts.add("Bob", CHEAP.hash(PASSWORD), "127.0.0.1")
     j = Journals(store, staging=lambda: None, failed=lambda: pytest.fail("a commit failed"))

@@ -498,7 +498,7 @@ def test_history_pages_stuck_on_the_disk_never_hold_up_a_login(tmp_path):
     every session) nor on the hash pool (where a slow disk would leave no worker to hash a
     password). One session per hash worker, and one more, waits for a page that the disk
     does not answer until a new login has gone through."""
-    store = open_store(tmp_path, 2, environ={})
+    store = open_store(tmp_path, 2, environ={}, room_window=2, direct_window=2)
     store.history.close()
     store.history = history = GatedDisk.open(tmp_path / "history.csv", window=2)
     listener = open_listener("127.0.0.1", 0)

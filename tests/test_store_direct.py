@@ -10,6 +10,7 @@ import pytest
 from chat_fakes import CHEAP, PASSWORD
 
 from netlab.chat.jobs import DeleteMessage, ReadPage
+from netlab.chat_core import ChatConfig
 from netlab.files import StartupError
 from netlab.loop import jobs
 from netlab.loop.group_commit import Journals
@@ -22,8 +23,9 @@ TS = "2026-01-01T00:00:00.000Z"
 SECRET = "meet me at the old mill at nine"
 
 
-def opened(data_dir: Path, **kwargs):
-    return open_store(data_dir, 100, environ={}, **kwargs)
+def opened(data_dir: Path, room_window: int = ChatConfig.room_window):
+    return open_store(data_dir, 100, environ={}, room_window=room_window,
+                      direct_window=ChatConfig.direct_window)
 
 
 def journals_on(store) -> Journals:

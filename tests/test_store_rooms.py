@@ -14,6 +14,7 @@ import pytest
 from chat_fakes import CHEAP, PASSWORD
 
 from netlab.chat.jobs import ChangePassword, DeleteMessage, ReadPage, SaveMembership, SaveRoom
+from netlab.chat_core import ChatConfig
 from netlab.loop import jobs
 from netlab.loop.group_commit import Journals
 from netlab.store.opening import open_store
@@ -23,8 +24,9 @@ from netlab.store.room_records import RoomRecord
 TS = "2026-01-01T00:00:00.000Z"
 
 
-def opened(data_dir: Path, **kwargs):
-    return open_store(data_dir, 100, environ={}, **kwargs)
+def opened(data_dir: Path, room_window: int = ChatConfig.room_window):
+    return open_store(data_dir, 100, environ={}, room_window=room_window,
+                      direct_window=ChatConfig.direct_window)
 
 
 def journals_on(store) -> Journals:
@@ -93,7 +95,7 @@ def test_a_room_row_written_by_a_process_killed_right_after_survives(tmp_path):
         from pathlib import Path
         from netlab.store.opening import open_store
         from netlab.store.room_records import RoomRecord
-        store = open_store(Path({str(tmp_path)!r}), 10, environ={{}})
+        store = open_store(Path({str(tmp_path)!r}), 10, environ={{}}, room_window=5, direct_window=5)
         store.rooms.save_room(RoomRecord("dev", True, "{'a' * 32}", "t", "{TS}"))
         store.rooms.save_membership("dev", "{'a' * 32}", True)
         print("saved", flush=True)

@@ -16,12 +16,6 @@ from netlab.store.records import HISTORY_FILE
 from netlab.store.room_files import ROOM_NAME, ROOMS_DIR, RoomFiles, read_room_rows, room_file, snapshot_of
 from netlab.store.room_records import Key, RoomsSnapshot
 
-#: Messages of one room (other than general) kept in memory while it is in use; older pages
-#: come from disk. An idle room keeps none (loop/group_commit.py trims it).
-ROOM_WINDOW = 500
-#: The same for one direct conversation.
-DIRECT_WINDOW = 100
-
 
 @dataclass
 class Store:
@@ -34,7 +28,7 @@ class Store:
     rooms: RoomFiles
     direct: DirectFile
     snapshot: RoomsSnapshot
-    room_window: int = ROOM_WINDOW
+    room_window: int  # ChatConfig.room_window: records of one room's file in memory
 
     def room(self, name: str) -> History:
         """A room's message file, opened (or created) on first use with a window of few records."""
@@ -74,8 +68,8 @@ def _open_room_files(data_dir: Path, window: int) -> dict[str, History]:
     return opened
 
 
-def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] = os.environ,
-               room_window: int = ROOM_WINDOW, direct_window: int = DIRECT_WINDOW) -> Store:
+def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] = os.environ, *,
+               room_window: int, direct_window: int) -> Store:
     """Every data file, or StartupError (or OSError).
 
     Every check comes before the first file is made: accounts are loaded, rooms.csv,
