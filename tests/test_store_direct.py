@@ -11,10 +11,11 @@ from chat_fakes import CHEAP, PASSWORD
 
 from netlab.chat.jobs import DeleteMessage, ReadPage
 from netlab.chat_core import ChatConfig
+from netlab.crypto import Vault
 from netlab.files import StartupError
 from netlab.loop import jobs
 from netlab.loop.group_commit import Journals
-from netlab.store.direct_records import BUCKETS, DIRECT_FILE
+from netlab.store.direct_records import BUCKETS, DIRECT_FILE, Message, deleted, open_line, plain_size, seal
 from netlab.store.opening import open_store
 from netlab.store.records import Record
 from netlab.store.room_records import conversation
@@ -154,3 +155,13 @@ def test_a_torn_last_line_is_cut_and_a_bad_line_stops_the_start(pair):
     (data / DIRECT_FILE).write_bytes(raw[:60] + (b"A" if raw[60:61] != b"A" else b"B") + raw[61:])
     with pytest.raises(StartupError, match=r"direct.dat line 2: a record that does not decrypt"):
         opened(data)
+
+
+@pytest.mark.parametrize("size", BUCKETS)
+def test_a_deleted_record_is_sealed_in_the_bucket_of_the_message_it_replaces(size):
+    vault = Vault(b"k" * 32)
+    message = Message(("a" * 32, "b" * 32), Record(7, TS, "Alexandra", "x" * (size - 200)))
+    line = seal(vault, message)
+    assert plain_size(line) == size
+    blank = seal(vault, deleted(message), plain_size(line))
+    assert len(blank) == len(line) and open_line(vault, blank) == deleted(message)

@@ -128,8 +128,8 @@ class Journals:
 
     def commit(self) -> None:
         """Write everything staged (one `write` a file) and have it fsynced soon."""
+        self._trim_idle()
         if not self._dirty and not self._marks:
-            self._trim_idle()
             return
         dirty, self._dirty = self._dirty, []
         marks, self._marks = self._marks, {}
@@ -201,7 +201,7 @@ class Journals:
 
     def _trim_idle(self) -> None:
         """Rooms and conversations idle for IDLE_TRIM keep no messages in memory (checked
-        at most every IDLE_TRIM / 4, on a pass with nothing to write)."""
+        at most every IDLE_TRIM / 4)."""
         now = time.monotonic()
         if now - self._trimmed_at < IDLE_TRIM / 4:
             return

@@ -70,7 +70,8 @@ def seal(vault: Vault, entry: Message | Marker, size: int | None = None) -> byte
 
 def plain_size(line: bytes) -> int:
     """The padded plaintext size a line carries (base64 of nonce, plaintext, tag)."""
-    return len(line.rstrip(b"\n")) * 3 // 4 - 12 - 16
+    text = line.rstrip(b"\n")
+    return len(text) * 3 // 4 - (len(text) - len(text.rstrip(b"="))) - 12 - 16
 
 
 def open_line(vault: Vault, line: bytes) -> Message | Marker | str:

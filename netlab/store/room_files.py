@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from netlab.files import fsync_dir
 from netlab.store.csv_journal import CsvJournal, Rows, read_rows, should_compact
 from netlab.store.records import TIMESTAMP
 from netlab.store.room_records import GENERAL, RoomRecord, RoomsSnapshot
@@ -140,7 +141,9 @@ class RoomFiles:
         files = cls(CsvJournal.open(data_dir / ROOMS_FILE, ROOMS_HEADER, read.rooms),
                     CsvJournal.open(data_dir / MEMBERS_FILE, MEMBERS_HEADER, read.members),
                     CsvJournal.open(data_dir / MARKERS_FILE, MARKERS_HEADER, read.markers))
-        (data_dir / ROOMS_DIR).mkdir(mode=0o700, exist_ok=True)
+        if not (data_dir / ROOMS_DIR).is_dir():
+            (data_dir / ROOMS_DIR).mkdir(mode=0o700)
+            fsync_dir(data_dir)  # the rooms' files are fsynced in it, and it in the data directory
         rooms = [_room_row(r) for r in snapshot.rooms.values()]
         if snapshot.general_topic:
             rooms.append([GENERAL, "0", "", snapshot.general_topic,
