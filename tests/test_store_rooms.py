@@ -218,3 +218,51 @@ def test_room_windows_are_bounded_and_an_idle_room_keeps_none(tmp_path, monkeypa
     assert not j.in_window("dev", limit=10, before=None, after=None)
     assert [r.seq for r in j.disk_page("dev", limit=2)[0]] == [9999, 10_000]
     j.close()
+
+
+def test_what_a_commit_wrote_survives_kill_9_before_any_fsync(tmp_path):
+    """The loop's promise: a pass's messages and markers are in their files (the OS's cache)
+    when the commit returns, before anything is sent; no fsync needed for kill -9."""
+    store = opened(tmp_path)
+    jobs.run(SaveRoom(RoomRecord("dev", False, None, "", TS)), store.accounts, journals_on(store))
+    store.close()
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from netlab.loop.group_commit import Journals
+        from netlab.store.opening import open_store
+        from netlab.store.records import Record
+        store = open_store(Path({str(tmp_path)!r}), 10, environ={{}}, room_window=5, direct_window=5)
+        j = Journals(store, staging=lambda: None, failed=lambda: print("failed", flush=True))
+        conv = ("{'a' * 32}", "{'b' * 32}")
+        for key in ("general", "dev", conv):
+            j.journal(key).stage(Record(1, "{TS}", "Ann", "said"))
+            j.mark(key, "{'a' * 32}", 1)
+        j.commit()
+        print("committed", flush=True)
+        input()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == "committed\n"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    store = opened(tmp_path)
+    conv = ("a" * 32, "b" * 32)
+    for key in ("general", "dev", conv):
+        assert store.last_seq(key) == 1
+        assert store.snapshot.markers[(key, "a" * 32)] == 1
+    store.close()
+
+
+def test_a_deletion_may_name_its_author_by_account_id(tmp_path):
+    store = opened(tmp_path)
+    ann = store.accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    bob = store.accounts.add("Bob", CHEAP.hash(PASSWORD), "127.0.0.1")
+    j = journals_on(store)
+    j.journal("general").stage(Record(1, TS, "Ann", "mine"))
+    j.commit()
+    assert jobs.run(DeleteMessage("general", 1, bob.id), store.accounts, j) == "forbidden"
+    assert jobs.run(DeleteMessage("general", 1, ann.id), store.accounts, j) == "deleted"
+    j.close()

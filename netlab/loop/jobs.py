@@ -58,7 +58,9 @@ def _write(job: Job, accounts: Accounts, journals: Journals) -> Any:
     if isinstance(job, SaveMembership):
         return journals.store.rooms.save_membership(job.room, job.account_id, job.member)
     if isinstance(job, DeleteMessage):
-        return journals.erase(job.key, job.seq, job.author)
+        # Messages name their author as shown (a username); the core may name it by id.
+        by_id = accounts.by_id(job.author) if job.author is not None else None
+        return journals.erase(job.key, job.seq, by_id.username if by_id is not None else job.author)
     assert isinstance(job, ChangePassword)
     if not verify_password(job.account.password_hash, job.password):
         return "bad_credentials"
