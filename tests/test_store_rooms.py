@@ -33,6 +33,17 @@ def journals_on(store) -> Journals:
     return Journals(store, staging=lambda: None, failed=lambda: pytest.fail("a commit failed"))
 
 
+def killed_after(script: str, line: str) -> None:
+    """Run `script` in a Python process and kill -9 it once it prints `line`."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline() == line + "\n"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 def test_an_account_id_is_opaque_stable_and_new_for_a_new_registration(tmp_path):
     store = opened(tmp_path)
     ann = store.accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
@@ -101,13 +112,7 @@ def test_a_room_row_written_by_a_process_killed_right_after_survives(tmp_path):
         print("saved", flush=True)
         input()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout.readline() == "saved\n"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    killed_after(script, "saved")
     snap = opened(tmp_path).snapshot
     assert snap.rooms["dev"].private and snap.members == {"dev": {"a" * 32}}
 
@@ -241,13 +246,7 @@ def test_what_a_commit_wrote_survives_kill_9_before_any_fsync(tmp_path):
         print("committed", flush=True)
         input()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert proc.stdout.readline() == "committed\n"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    killed_after(script, "committed")
     store = opened(tmp_path)
     conv = ("a" * 32, "b" * 32)
     for key in ("general", "dev", conv):
