@@ -22,7 +22,7 @@ from netlab.crypto import Vault, read_key
 from netlab.files import StartupError, fsync_dir
 from netlab.store.accounts import decode_accounts, parse_clients, require_key
 from netlab.store.direct import scan
-from netlab.store.direct_records import DIRECT_FILE
+from netlab.store.direct_records import DIRECT_FILE, DIRECT_HEADER
 from netlab.store.history import history_header_end
 from netlab.store.records import (
     CLIENTS_FILE,
@@ -91,8 +91,12 @@ def direct_damage(data_dir: Path, environ: Mapping[str, str] = os.environ) -> li
     path = data_dir / DIRECT_FILE
     try:
         found = read_key(data_dir, environ)
-        if found is None or not path.exists():
+        if not path.exists():
             return []
+        if found is None:  # clients_damage names the missing key; say so here only if it matters
+            if path.stat().st_size <= len(DIRECT_HEADER):
+                return []
+            return [Damage(path, f"{path} holds encrypted direct messages but no key was found")]
         result = scan(path, Vault(found[0]))
         damage = [Damage(path, problem) for problem in result.problems]
         if result.torn_at is not None:

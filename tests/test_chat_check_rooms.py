@@ -106,3 +106,10 @@ def test_damage_in_direct_messages_is_named_by_line_and_a_torn_line_repaired(roo
     assert refused_start(roomed) == f"netlab: {expected}"
     assert check(roomed) == (1, [expected], [])
     assert snapshot(roomed) == before
+
+
+def test_direct_messages_without_their_key_are_named(roomed):
+    (roomed / "netlab.key").unlink()
+    status, out, _ = check(roomed)
+    direct = roomed / "direct.dat"
+    assert status == 1 and out[-1] == f"{direct} holds encrypted direct messages but no key was found"
