@@ -186,7 +186,7 @@ def test_a_deleted_room_message_is_gone_from_the_disk_and_from_pages(tmp_path):
         if path.is_file():
             assert b"launch" not in path.read_bytes(), path
     store = opened(tmp_path)
-    assert store.history.last_seq == 3 and store.room_histories["dev"].last_seq == 4
+    assert store.history.last_seq == 3 and store.last_seq("dev") == 4
     j = journals_on(store)
     assert [r.seq for r in jobs.run(ReadPage(10, None, None, "dev"), store.accounts, j)[0]] == [1, 3, 4]
     assert [r.seq for r in store.history.page(limit=1, before=3)[0]] == []  # seq 2 is left out
@@ -264,4 +264,26 @@ def test_a_deletion_may_name_its_author_by_account_id(tmp_path):
     j.commit()
     assert jobs.run(DeleteMessage("general", 1, bob.id), store.accounts, j) == "forbidden"
     assert jobs.run(DeleteMessage("general", 1, ann.id), store.accounts, j) == "deleted"
+    j.close()
+
+
+def test_a_room_file_is_opened_when_the_room_is_used_not_at_start_up(tmp_path):
+    store = opened(tmp_path)
+    j = journals_on(store)
+    for room in ("dev", "ops"):
+        jobs.run(SaveRoom(RoomRecord(room, False, None, "", TS)), store.accounts, j)
+        j.journal(room).stage(Record(1, TS, "Ann", f"in {room}"))
+    j.close()
+    store = opened(tmp_path)
+    j = journals_on(store)
+    assert store.room_histories == {} and store.last_seq("dev") == 1
+    assert not j.journal("dev").in_window(limit=5)  # not open: a worker reads it
+    assert store.room_histories == {}
+    page = jobs.run(ReadPage(5, None, None, "dev"), store.accounts, j)
+    assert page == ([Record(1, TS, "Ann", "in dev")], False)
+    j.journal("ops").stage(Record(2, TS, "Ann", "again"))
+    j.commit()
+    assert set(store.room_histories) == {"dev", "ops"}
+    assert j.journal("ops").page(limit=1) == ([Record(2, TS, "Ann", "again")], True)
+    assert j.journal("new").in_window(limit=5) and j.journal("new").page(limit=5) == ([], False)
     j.close()

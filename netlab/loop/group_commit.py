@@ -168,20 +168,22 @@ class Journals:
             self._wanted.set()
 
     def history_of(self, room: str, *, create: bool) -> History | None:
-        """A room's message file: general's, or a room's, opened on first use if `create`
-        (SaveRoom makes it, on a worker; here only for a room whose file went missing)."""
+        """A room's message file (general's, or a room's, opened on first use); None for a
+        room without messages unless `create` (SaveRoom makes the file, on a worker)."""
         if room == "general":
             return self.store.history
         with self._open_lock:
-            if create or room in self.store.room_histories:
+            if create or room in self.store.room_histories or self.store.room_seqs.get(room):
                 return self.store.room(room)
         return None
 
     def in_window(self, key: Key, **page: int | None) -> bool:
+        """Whether a page is answered from memory: never opens a file (the loop's call); a
+        room whose file is not open yet is read by a worker (ReadPage), which opens it."""
         if isinstance(key, tuple):
             return self.store.direct.in_window(key, **page)
-        history = self.history_of(key, create=False)
-        return history is None or history.in_window(**page)
+        history = self.store.history if key == "general" else self.store.room_histories.get(key)
+        return history.in_window(**page) if history is not None else self.store.last_seq(key) == 0
 
     def disk_page(self, key: Key, **page: int | None) -> tuple[list[Record], bool]:
         """A page as the files hold it (a worker's ReadPage; the loop's page after a commit)."""

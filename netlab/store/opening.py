@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from netlab.files import StartupError
@@ -24,18 +24,21 @@ class Store:
     data_dir: Path
     accounts: Accounts
     history: History  # general's, history.csv
-    room_histories: dict[str, History]  # the other rooms' files opened so far
+    room_seqs: dict[str, int]  # last_seq of each room whose file is not open (read at start-up)
     rooms: RoomFiles
     direct: DirectFile
     snapshot: RoomsSnapshot
     room_window: int  # ChatConfig.room_window: records of one room's file in memory
+    room_histories: dict[str, History] = field(default_factory=dict)  # the rooms' files in use
 
     def room(self, name: str) -> History:
-        """A room's message file, opened (or created) on first use with a window of few records."""
+        """A room's message file, opened (or created) on first use with one record loaded: a
+        tail read, bounded (history.py), whoever asks. Open from then on (one descriptor)."""
         found = self.room_histories.get(name)
         if found is None:
-            found = self.room_histories[name] = History.open(room_file(self.data_dir, name),
-                                                             window=self.room_window, preload=1)
+            found = History.open(room_file(self.data_dir, name), window=self.room_window, preload=1)
+            self.room_histories[name] = found
+            self.room_seqs.pop(name, None)
         return found
 
     def last_seq(self, key: Key) -> int:
@@ -44,7 +47,7 @@ class Store:
         if key == "general":
             return self.history.last_seq
         found = self.room_histories.get(key)
-        return found.last_seq if found is not None else 0
+        return found.last_seq if found is not None else self.room_seqs.get(key, 0)
 
     def close(self) -> None:
         for history in [self.history, *self.room_histories.values()]:
@@ -53,19 +56,16 @@ class Store:
         self.direct.close()
 
 
-def _open_room_files(data_dir: Path, window: int) -> dict[str, History]:
-    """Every rooms/NAME.csv, its tail read (for last_seq and the damage a tail shows)."""
-    opened: dict[str, History] = {}
-    directory = data_dir / ROOMS_DIR
-    try:
-        for path in sorted(directory.glob("*.csv")):
-            if ROOM_NAME.fullmatch(path.stem) and path.stem != "general":
-                opened[path.stem] = History.open(path, window=window, preload=1)
-    except BaseException:
-        for history in opened.values():
+def _room_seqs(data_dir: Path) -> dict[str, int]:
+    """The last seq of each rooms/NAME.csv, its tail read (and checked) and the file closed
+    again: a room's file is opened when the room is used."""
+    seqs = {}
+    for path in sorted((data_dir / ROOMS_DIR).glob("*.csv")):
+        if ROOM_NAME.fullmatch(path.stem) and path.stem != "general":
+            history = History.open(path, window=1)
+            seqs[path.stem] = history.last_seq
             history.close()
-        raise
-    return opened
+    return seqs
 
 
 def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] = os.environ, *,
@@ -73,7 +73,7 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
     """Every data file, or StartupError (or OSError).
 
     Every check comes before the first file is made: accounts are loaded, rooms.csv,
-    members.csv and markers.csv read, history.csv and each room's file opened and checked
+    members.csv and markers.csv read, history.csv and each room's file's tail read and checked
     (history.csv created only if missing), direct.dat decrypted; and only then the key,
     clients.csv and the rooms' files written, so a damaged file cannot leave a new key behind,
     nor a wrong key a new file. (A disk that fails between those writes may still leave a
@@ -86,8 +86,7 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
     with contextlib.ExitStack() as undo:
         history = History.open(data_dir / HISTORY_FILE, window=history_window)
         undo.callback(history.close)
-        room_histories = _open_room_files(data_dir, room_window)
-        undo.callback(lambda: [h.close() for h in room_histories.values()])
+        room_seqs = _room_seqs(data_dir)
         direct = DirectFile.open(data_dir, accounts.vault, direct_window)
         undo.callback(direct.close)
         accounts.create_files()
@@ -96,4 +95,4 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
         snapshot.conversations = direct.conversations()
         snapshot.markers.update(direct.markers)
         undo.pop_all()
-    return Store(data_dir, accounts, history, room_histories, rooms, direct, snapshot, room_window)
+    return Store(data_dir, accounts, history, room_seqs, rooms, direct, snapshot, room_window)
