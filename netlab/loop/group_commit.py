@@ -213,7 +213,7 @@ class Journals:
                 continue
             if isinstance(key, tuple):
                 self.store.direct.trim(key, 0)
-            elif (history := self.history_of(key, create=False)) is not None:
+            elif (history := self.store.room_histories.get(key)) is not None:
                 history.trim(0)
 
     # -- the fsync thread ---------------------------------------------------------------------
