@@ -68,6 +68,11 @@ class ChatConfig:
     history_size: int = 50
     #: Messages kept in memory for `history`; older pages come from disk.
     history_window: int = 10_000
+    #: The same for each other room, while in use: a room idle for a minute keeps none
+    #: (loop/group_commit.py), so the total is this times the rooms in use.
+    room_window: int = 500
+    #: The same for each direct conversation in use (direct.dat's index: 12 bytes a message).
+    direct_window: int = 100
     #: Registrations and logins queued for a password hash or hashing; more
     #: get `rate_limited` instead of an unbounded queue. A queued one costs a
     #: few hundred bytes (only the running ones hold Argon2's 19 MiB), and at

@@ -37,11 +37,9 @@ from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop.calls import Calls
 from netlab.loop.connections import Connections
-from netlab.loop.group_commit import GroupCommit
 from netlab.loop.transport import Connection
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
-from netlab.store.accounts import Accounts
-from netlab.store.history import History
+from netlab.store.opening import Store
 
 log = get_logger("chat")
 
@@ -54,42 +52,27 @@ SHUTDOWN_GRACE = 1.2
 
 
 
-class _GeneralOnly:
-    """The chat's `Journals` until the store's land (issue 15): general's journal (history.csv)
-    alone, read markers not kept. Other rooms' and conversations' requests fail."""
-
-    def __init__(self, general: GroupCommit) -> None:
-        self.general = general
-
-    def journal(self, key: object) -> GroupCommit:
-        if key != "general":
-            raise LookupError("rooms other than general need the store of issue 15")
-        return self.general
-
-    def mark(self, key: object, account_id: str, seq: int) -> None:
-        pass
-
 class ChatServer:
     """The chat server: listener thread, worker pool, group-commit thread."""
 
     kind = "chat"
 
-    def __init__(self, listener: socket.socket, config: ChatConfig, accounts: Accounts,
-                 history: History, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, listener: socket.socket, config: ChatConfig, store: Store,
+                 tls: ssl.SSLContext | None = None) -> None:
         """`listener` comes bound already: a port in use must stop start-up before
         any data file is opened."""
         self.tls = tls
         self.config = config
-        self.accounts = accounts
-        self.history = history
+        self.accounts = store.accounts
+        self.store = store
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
         dummy_hash()  # now: computed at the first unknown name, it would make that one slower
         self._calls = Calls()
         self._pools = (FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post),
                        FairPool(1, "chat-disk", self._calls.post))
-        self.cx = Connections(config.max_output, accounts, history, *self._pools, self._store_failed)
-        self.chat = self.cx.chat = Chat(config, accounts, _GeneralOnly(self.cx.commit), self.cx)
+        self.cx = Connections(config.max_output, store, *self._pools, self._store_failed)
+        self.chat = self.cx.chat = Chat(config, store.accounts, self.cx.commit, self.cx, store.snapshot)
         self.outbox, self.commit, self.conns = self.cx.outbox, self.cx.commit, self.cx.conns
         self.selector = selectors.DefaultSelector()
         self._next_sid = 1

@@ -21,6 +21,8 @@ from pathlib import Path
 from netlab.crypto import Vault, read_key
 from netlab.files import StartupError, fsync_dir
 from netlab.store.accounts import decode_accounts, parse_clients, require_key
+from netlab.store.direct import scan
+from netlab.store.direct_records import DIRECT_FILE, DIRECT_HEADER
 from netlab.store.history import history_header_end
 from netlab.store.records import (
     CLIENTS_FILE,
@@ -30,6 +32,7 @@ from netlab.store.records import (
     record_ends,
     records_behind_open_quote,
 )
+from netlab.store.room_files import MARKERS_FILE, MEMBERS_FILE, ROOMS_DIR, ROOMS_FILE, read_room_rows
 
 _CHUNK = 1 << 20  # bytes of history.csv read at a time
 
@@ -52,9 +55,57 @@ def torn_record(path: Path, line: int, start: int, tail: bytes) -> Damage:
     return Damage(path, f"{path} line {line}: a torn last record ({how}, {len(tail)} bytes)", start)
 
 
+def torn_tail(path: Path, start: int) -> Damage:
+    """torn_record for the file's bytes from `start` on (a file read whole anyway)."""
+    data = path.read_bytes()
+    return torn_record(path, data.count(b"\n", 0, start) + 1, start, data[start:])
+
+
 def check_data_dir(data_dir: Path, environ: Mapping[str, str] = os.environ) -> list[Damage]:
-    """Every problem in the key, clients.csv and history.csv, in file order."""
-    return clients_damage(data_dir, environ) + history_damage(data_dir / HISTORY_FILE)
+    """Every problem in the key, clients.csv, history.csv and version 2's files, in file order."""
+    damage = clients_damage(data_dir, environ) + history_damage(data_dir / HISTORY_FILE)
+    damage += room_files_damage(data_dir)
+    for path in sorted((data_dir / ROOMS_DIR).glob("*.csv")):
+        damage += history_damage(path)  # a room's messages: history.csv's format (deleted ones too)
+    return damage + direct_damage(data_dir, environ)
+
+
+def room_files_damage(data_dir: Path) -> list[Damage]:
+    """rooms.csv, members.csv, markers.csv: each bad row, and a torn last row (repair cuts it)."""
+    try:
+        read = read_room_rows(data_dir)
+    except OSError as exc:
+        return [Damage(data_dir, f"cannot read the rooms' files in {data_dir}: {exc.strerror or exc}")]
+    damage = []
+    for name, rows in ((ROOMS_FILE, read.rooms), (MEMBERS_FILE, read.members), (MARKERS_FILE, read.markers)):
+        path = data_dir / name
+        damage += [Damage(path, problem) for problem in rows.problems]
+        if rows.torn_at is not None:
+            damage.append(torn_tail(path, rows.torn_at))
+    return damage
+
+
+def direct_damage(data_dir: Path, environ: Mapping[str, str] = os.environ) -> list[Damage]:
+    """direct.dat, decrypted line by line with the key: each line that does not read, and a
+    torn last line (repair cuts it). Without a key there is nothing to check it with."""
+    path = data_dir / DIRECT_FILE
+    try:
+        found = read_key(data_dir, environ)
+        if not path.exists():
+            return []
+        if found is None:  # clients_damage names the missing key; say so here only if it matters
+            if path.stat().st_size <= len(DIRECT_HEADER):
+                return []
+            return [Damage(path, f"{path} holds encrypted direct messages but no key was found")]
+        result = scan(path, Vault(found[0]))
+        damage = [Damage(path, problem) for problem in result.problems]
+        if result.torn_at is not None:
+            damage.append(torn_tail(path, result.torn_at))
+    except StartupError as exc:
+        return [Damage(path, str(exc))]
+    except OSError as exc:
+        return [Damage(path, f"cannot read {path}: {exc.strerror or exc}")]
+    return damage
 
 
 def clients_damage(data_dir: Path, environ: Mapping[str, str] = os.environ) -> list[Damage]:

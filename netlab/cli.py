@@ -181,6 +181,10 @@ def chat() -> None:
               show_default=True, help="Messages a second per session, bursts of twice that; 0: off.")
 @click.option("--history-window", type=COUNT, default=ChatConfig.history_window, show_default=True,
               help="Messages kept in memory; older pages are read from disk.")
+@click.option("--room-window", type=COUNT, default=ChatConfig.room_window, show_default=True,
+              help="Messages of each other room kept in memory while in use; older pages are read from disk.")
+@click.option("--direct-window", type=COUNT, default=ChatConfig.direct_window, show_default=True,
+              help="Messages of each direct conversation kept in memory while in use.")
 @click.option("--max-pending-auth", type=COUNT, default=ChatConfig.max_pending_auth,
               show_default=True, help="Password hashes queued at once; more logins get rate_limited.")
 @click.option("--max-rooms", type=COUNT, default=ChatConfig.max_rooms, show_default=True,
@@ -210,14 +214,16 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     hold_data_dir(data_dir, CHAT_LOCK, "chat server")
     logs = open_log(log_file or data_dir / "chat.log")
     try:
-        accounts, history = open_store(data_dir, window)
+        at_least = int(limits["history_size"])  # a room's or conversation's login page, from memory
+        store = open_store(data_dir, window, room_window=max(int(limits["room_window"]), at_least),
+                           direct_window=max(int(limits["direct_window"]), at_least))
     except StartupError as exc:
         fail(str(exc))
     except OSError as exc:  # name the file at fault ("data directory data: Is a directory" is no help)
         fail(f"cannot use {exc.filename or f'data directory {data_dir}'}: {exc.strerror or exc}")
     config = ChatConfig(history_window=window, **limits)
     raise_fd_limit(config.max_clients, get_logger("chat"))
-    serve(ChatServer(listener, config, accounts, history, tls), logs, repl=not no_repl)
+    serve(ChatServer(listener, config, store, tls), logs, repl=not no_repl)
 
 
 @chat.command("check")

@@ -125,6 +125,7 @@ class Vault:
             raise ValueError(f"a netlab key is {KEY_BYTES} bytes")
         self._aead = AESGCM(self._derive(key, b"netlab v1 encryption"))
         self._index_key = self._derive(key, b"netlab v1 login index")
+        self._id_key = self._derive(key, b"netlab v2 account id")
 
     @staticmethod
     def _derive(key: bytes, info: bytes) -> bytes:
@@ -151,6 +152,16 @@ class Vault:
     def blind_index(self, login: str) -> str:
         """HMAC-SHA256 of the case-folded login: same for Alice and alice, opaque sans key."""
         return hmac.new(self._index_key, login.casefold().encode(), hashlib.sha256).hexdigest()
+
+    def account_id(self, login_index: str, created: str) -> str:
+        """An account's opaque id (32 hex digits): one registration, not one name.
+
+        Keyed on clients.csv's row (its login_index and its created time) under a subkey of
+        its own, so it shows nothing of the login, and a name removed and registered again
+        (a new `created`) is a new account to the files that name accounts by id.
+        """
+        data = f"{login_index}\x00{created}".encode()
+        return hmac.new(self._id_key, data, hashlib.sha256).hexdigest()[:32]
 
 
 # Argon2id via argon2-cffi, which releases the GIL while hashing, so the hashing pool really

@@ -17,7 +17,6 @@ from netlab.chat.jobs import (
     ChangePassword,
     DeleteMessage,
     Job,
-    ReadPage,
     SaveMembership,
     SaveRoom,
 )
@@ -217,9 +216,11 @@ class Recorder:
                 return BAD_CREDENTIALS
             job.account.password_hash = CHEAP.hash(job.new_password)
             return CHANGED
-        if isinstance(job, ReadPage) and job.key != GENERAL:
-            return self.journal(job.key).page(limit=job.limit, before=job.before, after=job.after)
-        return jobs.run(job, self._accounts, self._history)
+        return jobs.run(job, self._accounts, self)
+
+    def disk_page(self, key, **page):
+        """`Journals.disk_page`, for jobs.run's ReadPage."""
+        return (self._history if key == GENERAL else self.journal(key)).page(**page)
 
     def _delete(self, job: DeleteMessage) -> str:
         journal = self.journal(job.key)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from chat_fakes import open_accounts
 from chatclient import PASSWORD, TS, ChatClient, Closed, connect, logged_in, registered
 from procs import Netlab
 
@@ -21,6 +20,7 @@ from netlab.chat_selectors import ChatServer
 from netlab.loop.connections import CLOSE_GRACE
 from netlab.netutil import open_listener
 from netlab.store.history import History
+from netlab.store.opening import open_store
 from netlab.wire import encode
 
 # -- messages -----------------------------------------------------------------
@@ -498,11 +498,11 @@ def test_history_pages_stuck_on_the_disk_never_hold_up_a_login(tmp_path):
     every session) nor on the hash pool (where a slow disk would leave no worker to hash a
     password). One session per hash worker, and one more, waits for a page that the disk
     does not answer until a new login has gone through."""
-    accounts = open_accounts(tmp_path, environ={})
-    history = GatedDisk.open(tmp_path / "history.csv", window=2)
+    store = open_store(tmp_path, 2, environ={}, room_window=2, direct_window=2)
+    store.history.close()
+    store.history = history = GatedDisk.open(tmp_path / "history.csv", window=2)
     listener = open_listener("127.0.0.1", 0)
-    server = ChatServer(listener, ChatConfig(rate_limit=0, history_size=1, history_window=2),
-                        accounts, history)
+    server = ChatServer(listener, ChatConfig(rate_limit=0, history_size=1, history_window=2), store)
     server.start()
     port = listener.getsockname()[1]
     diggers: list[ChatClient] = []

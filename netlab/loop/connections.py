@@ -21,11 +21,10 @@ from netlab.chat_core import Chat
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop import jobs
-from netlab.loop.group_commit import GroupCommit
+from netlab.loop.group_commit import Journals
 from netlab.loop.outbox import Outbox, Output
 from netlab.loop.transport import Connection, send
-from netlab.store.accounts import Accounts
-from netlab.store.history import History
+from netlab.store.opening import Store
 
 log = get_logger("chat")
 
@@ -37,14 +36,13 @@ CLOSE_GRACE = 2.0
 class Connections:
     """Open connections by session id, their output, and the chat's requests of the loop."""
 
-    def __init__(self, max_output: int, accounts: Accounts, history: History, hash_pool: FairPool,
+    def __init__(self, max_output: int, store: Store, hash_pool: FairPool,
                  disk_pool: FairPool, store_failed: Callable[[], None]) -> None:
-        self.accounts = accounts
-        self.history = history
+        self.accounts = store.accounts
         self.chat: Chat  # set by the server once the chat exists: it is given these Effects
         self.conns: dict[int, Connection] = {}
         self.outbox = Outbox(max_output, send, self, time.monotonic)
-        self.commit = GroupCommit(history, self._staging, self._commit_failed)  # the chat's journal
+        self.commit = Journals(store, self._staging, self._commit_failed)  # the chat's journals
         self.backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
         self.writable: set[Output] = set()  # blocked ones whose socket has room again
         self._closing: set[Connection] = set()
@@ -97,7 +95,7 @@ class Connections:
 
         conn = self.conns.get(sid)  # gone, its job still runs (a registration is kept)
         pool = self._disk if jobs.on_disk(job) else self._hash
-        pool.submit(conn.ip if conn is not None else "", lambda: jobs.run(job, self.accounts, self.history),
+        pool.submit(conn.ip if conn is not None else "", lambda: jobs.run(job, self.accounts, self.commit),
                     finished)
 
     def hold(self, sid: int, held: bool) -> None:

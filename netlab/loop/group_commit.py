@@ -1,90 +1,233 @@
-"""The chat's journal on the CSV files: staged messages written before anything after them
-is sent, fsynced in batches.
+"""The chat's journals on the data files: staged messages written before anything after them
+is sent, fsynced in batches, over every file at once.
 
-A message is in the file (the OS's page cache) before it is broadcast, which is
+A message is in its file (the OS's page cache) before it is broadcast, which is
 what survives kill -9; fsync guards against power loss, and one for every loop
 pass would cost the loop's core as much as the sends. So the loop commits each
-pass's staged records in one `write` (a page asked for meanwhile commits them
-first, so it sees them), and a thread of its own fsyncs whatever was written
-while the last fsync ran, at most every SYNC_INTERVAL.
+pass's staged records in one `write` a file (a page asked for meanwhile commits
+them first, so it sees them), and ONE thread fsyncs every file written while
+the last round of fsyncs ran, at most every SYNC_INTERVAL. Read markers ride the
+same commit: many a second cost one write a pass and no fsync of their own.
+
+Files: general in history.csv, each other room in rooms/NAME.csv (opened on first
+use), every direct conversation in direct.dat, room markers in markers.csv
+(conversation markers in direct.dat, encrypted).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from typing import Protocol
 
 from netlab.logs import get_logger
+from netlab.store.direct_records import Marker, Message
 from netlab.store.history import History
+from netlab.store.opening import Store
 from netlab.store.records import Record
+from netlab.store.room_records import Key
 
 log = get_logger("chat")
 
-#: Longest time between a message reaching history.csv and its fsync.
+#: Longest time between a message reaching its file and its fsync.
 SYNC_INTERVAL = 0.05
+#: A room or conversation with no message or page for this long keeps none in memory:
+#: what bounds the windows' total to the rooms in use (README, Bounds).
+IDLE_TRIM = 60.0
 
 
-class GroupCommit:
-    """The `Journal` (chat/journal.py) over history.csv: staged records (loop thread), and
-    the fsync thread.
+class _Syncable(Protocol):
+    def sync(self) -> None: ...
 
-    `staging` is called as the first record of a commit is staged (the loop marks
-    where its broadcasts begin); `failed` when the disk refuses a commit (its records
-    are dropped: the loop takes their broadcasts back and stops).
-    """
 
-    def __init__(self, history: History, staging: Callable[[], None], failed: Callable[[], None]) -> None:
-        self.history = history
-        self._staging = staging
-        self._failed = failed
-        self._unsaved: list[Record] = []
-        self._wanted = threading.Event()
-        self._pause = threading.Event()  # set at shutdown: no more pauses
-        self._done = False
-        self._thread = threading.Thread(target=self._sync, name="chat-fsync", daemon=True)
+class FileJournal:
+    """One room's or conversation's `Journal` (chat/journal.py): staged records, pages."""
+
+    def __init__(self, journals: Journals, key: Key) -> None:
+        self.key = key
+        self._journals = journals
+        self.unsaved: list[Record] = []
+        self.used = time.monotonic()  # the last stage or page: idle ones are trimmed
 
     @property
     def last_seq(self) -> int:
-        return self._unsaved[-1].seq if self._unsaved else self.history.last_seq
+        return self.unsaved[-1].seq if self.unsaved else self._journals.store.last_seq(self.key)
 
     def stage(self, record: Record) -> None:
-        if not self._unsaved:
-            self._staging()
-        self._unsaved.append(record)
+        self._journals.staged(self, record)
 
     def in_window(self, *, limit: int, before: int | None = None, after: int | None = None) -> bool:
         self.commit()
-        return self.history.in_window(limit=limit, before=before, after=after)
+        self.used = time.monotonic()
+        return self._journals.in_window(self.key, limit=limit, before=before, after=after)
 
     def page(self, *, limit: int, before: int | None = None,
              after: int | None = None) -> tuple[list[Record], bool]:
         self.commit()
-        return self.history.page(limit=limit, before=before, after=after)
+        self.used = time.monotonic()
+        return self._journals.disk_page(self.key, limit=limit, before=before, after=after)
 
     def commit(self) -> None:
-        """Write the staged records (in one `write`) and have them fsynced soon."""
-        if not self._unsaved:
+        self._journals.commit()
+
+    def forget(self, seq: int) -> None:
+        """A deleted message leaves the window (DeleteMessage has erased it on disk)."""
+        if isinstance(self.key, tuple):
+            self._journals.store.direct.forget(self.key, seq)
+        elif (history := self._journals.history_of(self.key, create=False)) is not None:
+            history.forget(seq)
+
+
+class Journals:
+    """The chat's `Journals` over the data files, and the fsync thread.
+
+    `staging` is called as the first record of a commit is staged (the loop marks where its
+    broadcasts begin); `failed` when the disk refuses a commit (its records are dropped: the
+    loop takes their broadcasts back and stops).
+    """
+
+    def __init__(self, store: Store, staging: Callable[[], None], failed: Callable[[], None]) -> None:
+        self.store = store
+        self._staging = staging
+        self._failed = failed
+        self._journals: dict[Key, FileJournal] = {}
+        self._dirty: list[FileJournal] = []  # with staged records, in staging order
+        self._marks: dict[tuple[Key, str], int] = {}  # this pass's read markers
+        self._unsynced: set[_Syncable] = set()  # written, not yet fsynced
+        self._unsynced_lock = threading.Lock()
+        self._open_lock = threading.Lock()  # a room's file is opened by the loop or a page worker
+        self._wanted = threading.Event()
+        self._pause = threading.Event()  # set at shutdown: no more pauses
+        self._done = False
+        self._trimmed_at = time.monotonic()
+        self._thread = threading.Thread(target=self._sync, name="chat-fsync", daemon=True)
+
+    # -- the Journals protocol (loop thread) ----------------------------------------------
+
+    def journal(self, key: Key) -> FileJournal:
+        found = self._journals.get(key)
+        if found is None:
+            found = self._journals[key] = FileJournal(self, key)
+        return found
+
+    def mark(self, key: Key, account_id: str, seq: int) -> None:
+        """A read marker, written with this pass's commit (the highest of the pass wins)."""
+        if not self._dirty and not self._marks:
+            self._staging()
+        slot = (key, account_id)
+        self._marks[slot] = max(seq, self._marks.get(slot, 0))
+
+    def staged(self, journal: FileJournal, record: Record) -> None:
+        if not self._dirty and not self._marks:
+            self._staging()
+        if not journal.unsaved:
+            self._dirty.append(journal)
+        journal.unsaved.append(record)
+        journal.used = time.monotonic()
+
+    def commit(self) -> None:
+        """Write everything staged (one `write` a file) and have it fsynced soon."""
+        self._trim_idle()
+        if not self._dirty and not self._marks:
             return
-        records, self._unsaved = self._unsaved, []
+        dirty, self._dirty = self._dirty, []
+        marks, self._marks = self._marks, {}
+        written: list[_Syncable] = []
+        messages: list[Message] = []
+        target = "history.csv"
         try:
-            self.history.append(records)
+            for journal in dirty:
+                records, journal.unsaved = journal.unsaved, []
+                if isinstance(journal.key, tuple):
+                    messages += [Message(journal.key, r) for r in records]
+                else:
+                    target = "history.csv" if journal.key == "general" else f"rooms/{journal.key}.csv"
+                    history = self.history_of(journal.key, create=True)
+                    history.append(records)
+                    written.append(history)
+            markers = [Marker(key, account, seq) for (key, account), seq in marks.items()
+                       if isinstance(key, tuple)]
+            if messages or markers:
+                target = "direct.dat"
+                self.store.direct.append(messages, markers)
+                written.append(self.store.direct)
+            room_marks = {slot: seq for slot, seq in marks.items() if isinstance(slot[0], str)}
+            if room_marks:
+                target = "markers.csv"
+                self.store.rooms.write_markers(room_marks)
+                written.append(self.store.rooms.markers)
         except (OSError, ValueError) as exc:
-            log.critical("history.csv cannot be written (%s): stopping", exc)
+            log.critical("%s cannot be written (%s): stopping", target, exc)
             self._failed()
             return
+        finally:
+            with self._unsynced_lock:
+                self._unsynced.update(written)
         if not self._wanted.is_set():
             self._wanted.set()
+
+    def history_of(self, room: str, *, create: bool) -> History | None:
+        """A room's message file (general's, or a room's, opened on first use); None for a
+        room without messages unless `create` (SaveRoom makes the file, on a worker)."""
+        if room == "general":
+            return self.store.history
+        with self._open_lock:
+            if create or room in self.store.room_histories or self.store.room_seqs.get(room):
+                return self.store.room(room)
+        return None
+
+    def in_window(self, key: Key, **page: int | None) -> bool:
+        """Whether a page is answered from memory: never opens a file (the loop's call); a
+        room whose file is not open yet is read by a worker (ReadPage), which opens it."""
+        if isinstance(key, tuple):
+            return self.store.direct.in_window(key, **page)
+        history = self.store.history if key == "general" else self.store.room_histories.get(key)
+        return history.in_window(**page) if history is not None else self.store.last_seq(key) == 0
+
+    def disk_page(self, key: Key, **page: int | None) -> tuple[list[Record], bool]:
+        """A page as the files hold it (a worker's ReadPage; the loop's page after a commit)."""
+        if isinstance(key, tuple):
+            return self.store.direct.page(key, **page)
+        history = self.history_of(key, create=False)
+        if history is None:
+            return [], False
+        return history.page(**page)
+
+    def erase(self, key: Key, seq: int, author: str | None) -> str:
+        """DeleteMessage (disk worker): the text erased in place and fsynced."""
+        if isinstance(key, tuple):
+            return self.store.direct.erase(key, seq, author)
+        history = self.history_of(key, create=False)
+        return "missing" if history is None else history.erase(seq, author)
+
+    def _trim_idle(self) -> None:
+        """Rooms and conversations idle for IDLE_TRIM keep no messages in memory (checked
+        at most every IDLE_TRIM / 4)."""
+        now = time.monotonic()
+        if now - self._trimmed_at < IDLE_TRIM / 4:
+            return
+        self._trimmed_at = now
+        for key, journal in list(self._journals.items()):
+            if key == "general" or now - journal.used < IDLE_TRIM:
+                continue
+            if isinstance(key, tuple):
+                self.store.direct.trim(key, 0)
+            elif (history := self.store.room_histories.get(key)) is not None:
+                history.trim(0)
+
+    # -- the fsync thread ---------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
 
     def close(self) -> None:
-        """The last records committed, the file closed; the fsync thread ends."""
+        """The last records committed, the files closed; the fsync thread ends."""
         self._done = True
         self._pause.set()
         self._wanted.set()
         self.commit()
-        self.history.close()
+        self.store.close()
 
     def _sync(self) -> None:
         while True:
@@ -92,8 +235,12 @@ class GroupCommit:
             if self._done:
                 return
             self._wanted.clear()
-            try:
-                self.history.sync()
-            except (OSError, ValueError) as exc:  # closed under us at shutdown
-                log.debug("history fsync skipped: %s", exc)
+            with self._unsynced_lock:
+                files, self._unsynced = self._unsynced, set()
+            for file in files:
+                try:
+                    file.sync()
+                except (OSError, ValueError) as exc:  # closed under us at shutdown
+                    log.debug("fsync skipped: %s", exc)
             self._pause.wait(SYNC_INTERVAL)
+

@@ -1,35 +1,71 @@
-"""The chat's jobs (`netlab/chat/jobs.py`) carried out: hashes, account writes, disk pages.
+"""The chat's jobs (`netlab/chat/jobs.py`) carried out: hashes, account and room writes, disk pages.
 
 Runs in the worker pools' threads; the only place where the chat's requests
 meet the crypto and the store's write path. `on_disk` says which pool: disk
-reads have a pool of their own, so that no number of them delays a login.
+reads and deletions (which rewrite a record where pages read) have a pool of
+their own, one thread, so that no number of them delays a login and a page
+never reads a record half erased.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from netlab.chat.jobs import USERNAME_TAKEN, CreateAccount, Job, ReadPage, VerifyPassword
+from netlab.chat.jobs import (
+    USERNAME_TAKEN,
+    ChangePassword,
+    CreateAccount,
+    DeleteMessage,
+    Job,
+    ReadPage,
+    SaveMembership,
+    SaveRoom,
+    VerifyPassword,
+)
 from netlab.crypto import dummy_hash, hash_password, verify_password
+from netlab.loop.group_commit import Journals
 from netlab.store.accounts import Accounts, UsernameTaken
-from netlab.store.history import History
 
 
 def on_disk(job: Job) -> bool:
-    return isinstance(job, ReadPage)
+    return isinstance(job, ReadPage | DeleteMessage)
 
 
-def run(job: Job, accounts: Accounts, history: History) -> Any:
+def run(job: Job, accounts: Accounts, journals: Journals) -> Any:
     """Do the job (worker thread); what it raises is the caller's to hand on."""
     if isinstance(job, VerifyPassword):
         # Unknown or malformed names verify against a dummy hash: same work, same timing.
         return verify_password(job.password_hash if job.password_hash is not None else dummy_hash(),
                                job.password)
+    if isinstance(job, ReadPage):
+        return journals.disk_page(job.key, limit=job.limit, before=job.before, after=job.after)
+    try:
+        return _write(job, accounts, journals)
+    except OSError as exc:
+        return exc
+
+
+def _write(job: Job, accounts: Accounts, journals: Journals) -> Any:
+    """The jobs that change a file: each is on disk (fsync) when it returns."""
     if isinstance(job, CreateAccount):
         try:
             return accounts.add(job.username, hash_password(job.password), job.ip)
         except UsernameTaken:
             return USERNAME_TAKEN
-        except OSError as exc:
-            return exc
-    return history.page(limit=job.limit, before=job.before, after=job.after)
+    if isinstance(job, SaveRoom):
+        journals.history_of(job.room.name, create=True)  # the room's file, made durably
+        return journals.store.rooms.save_room(job.room)
+    if isinstance(job, SaveMembership):
+        return journals.store.rooms.save_membership(job.room, job.account_id, job.member)
+    if isinstance(job, DeleteMessage):
+        # Messages name their author as shown (a username); the core may name it by id.
+        by_id = accounts.by_id(job.author) if job.author is not None else None
+        return journals.erase(job.key, job.seq, by_id.username if by_id is not None else job.author)
+    assert isinstance(job, ChangePassword)
+    if not verify_password(job.account.password_hash, job.password):
+        return "bad_credentials"
+    try:
+        accounts.set_password(job.account, hash_password(job.new_password))
+    except KeyError:  # removed meanwhile (`clear file`)
+        return "bad_credentials"
+    return "changed"

@@ -42,6 +42,7 @@ class Accounts:
         self._path = path
         self._vault = vault
         self._by_name = accounts  # username.casefold() -> Account
+        self._by_id = {account.id: account for account in accounts.values()}
         self._torn_at = torn_at  # where a torn last line starts; cut before the next add
         self._lock = threading.Lock()
         # What `load` left for `create_files`: a new key to write, or a key file whose
@@ -96,6 +97,11 @@ class Accounts:
         if self._torn_at is not None:
             log.warning("%s: skipped a torn last line (a crash while registering)", self._path)
 
+    @property
+    def vault(self) -> Vault:
+        """The key's subkeys (direct messages are encrypted under the same key as logins)."""
+        return self._vault
+
     def get(self, username: str) -> Account | None:
         """Case-insensitive lookup; cheap (loop thread)."""
         return self._by_name.get(username.casefold())
@@ -126,9 +132,32 @@ class Accounts:
                 except OSError:
                     f.truncate(end)  # e.g. disk full: leave no partial row behind
                     raise
-            account = Account(username, password_hash)
+            account = Account(username, password_hash, self._vault.account_id(row[0], row[4]))
+            self._by_id[account.id] = account
             self._by_name[name] = account
         return account
+
+    def by_id(self, account_id: str) -> Account | None:
+        """The account with this opaque id (as the rooms' files name it); cheap (loop thread)."""
+        return self._by_id.get(account_id)
+
+    def set_password(self, account: Account, password_hash: str) -> None:
+        """Store a new password hash (worker thread): clients.csv rewritten durably, then the
+        Account updated in place. KeyError if the account is no longer stored (`clear file`)."""
+        index = self._vault.blind_index(account.username)
+        with self._lock:
+            if self._by_id.get(account.id) is not account:
+                raise KeyError(account.username)
+            data = self._path.read_bytes()[: self._torn_at]  # a torn last line is cut here too
+            rows, _torn_at = parse_clients(data, self._path)
+            lines = [csv_line(CLIENTS_HEADER)]
+            for _line, row in rows:
+                if row[0] == index:
+                    row[2] = password_hash
+                lines.append(csv_line(row))
+            replace_durably(self._path, b"".join(lines))
+            self._torn_at = None
+            account.password_hash = password_hash
 
     def clear(self) -> int:
         """Move clients.csv to clients.csv.bak, start an empty one; return how many were removed.
@@ -143,6 +172,7 @@ class Accounts:
             os.replace(self._path, self._path.with_name(self._path.name + ".bak"))
             replace_durably(self._path, csv_line(CLIENTS_HEADER))  # also fsyncs the directory
             self._by_name = {}
+            self._by_id = {}
             self._torn_at = None
         return removed
 
@@ -196,7 +226,7 @@ def decode_accounts(
     accounts: dict[str, Account] = {}
     first_line: dict[str, int] = {}
     problems = []
-    for line_no, (index, login, password_hash, _ip, _created) in rows:
+    for line_no, (index, login, password_hash, _ip, created) in rows:
         try:
             username = vault.decrypt(login, "login")
         except (InvalidTag, ValueError):
@@ -213,6 +243,6 @@ def decode_accounts(
                 f"{path} line {line_no}: a second account {username!r} (line {first_line[name]} has it)"
             )
         else:
-            accounts[name] = Account(username, password_hash)
+            accounts[name] = Account(username, password_hash, vault.account_id(index, created))
             first_line[name] = line_no
     return accounts, problems

@@ -11,17 +11,18 @@ import bisect
 import itertools
 import logging
 import os
-import threading
 from collections import deque
 from pathlib import Path
 
 from netlab.files import StartupError, replace_durably
+from netlab.store.appending import Appending, write_all
 from netlab.store.records import (
     HISTORY_HEADER,
     MAX_RECORD,
     TIMESTAMP,
     Record,
     csv_line,
+    erased,
     parse_record,
     record_ends,
     records_behind_open_quote,
@@ -32,12 +33,6 @@ log = logging.getLogger("netlab.store")
 _PROBE = 3 * MAX_RECORD  # bytes read to find a record from an arbitrary offset
 _SCAN = 4 * MAX_RECORD  # below this a binary search reads the rest and scans it
 _CHUNK = 64 * 1024  # first read when walking records from a known boundary
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def history_header_end(fd: int, path: Path) -> int:
@@ -175,7 +170,7 @@ def _locate(fd: int, seq: int, lo: int, hi: int) -> int:
     return hi
 
 
-class History:
+class History(Appending):
     """history.csv plus an in-memory window of the newest records.
 
     The file is append-only RFC 4180. Its tail fills the window on open; older pages are found
@@ -183,6 +178,7 @@ class History:
     """
 
     def __init__(self, path: Path, fd: int, data_start: int, window: int) -> None:
+        super().__init__()
         self._path = path
         self._fd = fd
         self._data_start = data_start  # just after the header
@@ -190,12 +186,12 @@ class History:
         self._torn_at: int | None = None  # a torn tail starts here; cut before the next append
         self._window: deque[tuple[int, Record]] = deque(maxlen=window)  # (start offset, record)
         self._complete = True  # the window holds the file's first record
-        self._lock = threading.Lock()
         self.last_seq = 0
 
     @classmethod
-    def open(cls, path: Path, window: int = 10_000) -> History:
-        """Open (creating it with its header if missing) and load the newest `window` records."""
+    def open(cls, path: Path, window: int = 10_000, preload: int | None = None) -> History:
+        """Open (creating it with its header if missing) and load the newest `preload` records
+        (default: `window`; a room's file loads few, so opening it costs little)."""
         if window < 1:
             raise ValueError("window must be at least 1")
         if not path.exists() or path.stat().st_size == 0:
@@ -203,15 +199,14 @@ class History:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         try:
             history = cls(path, fd, history_header_end(fd, path), window)
-            history._load_tail()
+            history._load_tail(window if preload is None else min(window, max(1, preload)))
         except BaseException:
             os.close(fd)
             raise
         return history
 
-    def _load_tail(self) -> None:
+    def _load_tail(self, window: int) -> None:
         """Fill the window with the newest records, read backwards from the end of the file."""
-        window = self._window.maxlen or 0
         size = os.fstat(self._fd).st_size
         lo = self._data_start
         try:
@@ -276,7 +271,7 @@ class History:
                 os.ftruncate(self._fd, self._torn_at)
                 self._torn_at = None
             try:
-                _write_all(self._fd, b"".join(blobs))
+                write_all(self._fd, b"".join(blobs))
             except OSError:
                 os.ftruncate(self._fd, self._end)  # e.g. disk full: no partial record stays
                 raise
@@ -286,17 +281,6 @@ class History:
                 self._window.append((self._end, record))
                 self._end += len(blob)
             self.last_seq = seq
-
-    def sync(self) -> None:
-        """fsync the file (group-commit thread); holds the lock only to dup the descriptor."""
-        with self._lock:
-            if self._fd < 0:
-                return
-            fd = os.dup(self._fd)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def _window_slice(
         self, limit: int, before: int | None, after: int | None
@@ -340,7 +324,7 @@ class History:
             hit = self._window_slice(limit, before, after)
             if hit is not None:
                 i, j, more = hit
-                return [r for _s, r in itertools.islice(self._window, i, j)], more
+                return [r for _s, r in itertools.islice(self._window, i, j) if not r.deleted], more
             if self._fd < 0:
                 raise ValueError("history is closed")
             fd = os.dup(self._fd)  # close() may run meanwhile; the dup keeps the file open
@@ -358,22 +342,61 @@ class History:
                 pos = _locate(fd, target, lo, hi)
             if after is not None:
                 spans = _walk_forward(fd, pos, end, limit)
-                return [s[2] for s in spans], bool(spans) and spans[-1][1] < end
+                return [s[2] for s in spans if not s[2].deleted], bool(spans) and spans[-1][1] < end
             spans = _walk_back(fd, pos, lo, limit)
-            return [s[2] for s in spans], bool(spans) and spans[0][0] > lo
+            return [s[2] for s in spans if not s[2].deleted], bool(spans) and spans[0][0] > lo
         finally:
             os.close(fd)
 
-    def close(self) -> None:
-        """fsync and close; later appends raise ValueError."""
+    def forget(self, seq: int) -> None:
+        """Drop a (deleted) message from the window: pages from memory leave it out."""
         with self._lock:
-            fd, self._fd = self._fd, -1
-        if fd >= 0:
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            for i, (_start, record) in enumerate(self._window):
+                if record.seq == seq:
+                    del self._window[i]
+                    return
 
+    def trim(self, keep: int) -> None:
+        """Keep only the newest `keep` records in memory (an idle room's): older pages come from disk."""
+        with self._lock:
+            while len(self._window) > keep:
+                self._window.popleft()
+                self._complete = False
+
+    def erase(self, seq: int, author: str | None) -> str:
+        """Erase message `seq`'s name and text in place and fsync (disk worker, never beside a
+        page from disk). "deleted"; "forbidden" if `author` (None: anyone's) did not write it;
+        "missing" if there is no such message or it is deleted already.
+
+        The record keeps its length (records.erased), so offsets, the window's and appends
+        running meanwhile, hold; the write goes through a descriptor of its own, without
+        O_APPEND, at the record's offset.
+        """
+        with self._lock:
+            if self._fd < 0:
+                raise ValueError("history is closed")
+            fd, end, lo = os.dup(self._fd), self._end, self._data_start
+            known = next((start for start, r in self._window if r.seq == seq), None)
+        try:
+            pos = known if known is not None else _locate(fd, seq, lo, end)
+            spans = _walk_forward(fd, pos, end, 1)
+            if not spans or spans[0][2].seq != seq or spans[0][2].deleted:
+                return "missing"
+            start, stop, record = spans[0]
+            if author is not None and record.sender != author:
+                return "forbidden"
+            blank = erased(_pread(fd, start, stop), record)
+        finally:
+            os.close(fd)
+        writer = os.open(self._path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            if os.pwrite(writer, blank, start) != len(blank):
+                raise OSError(f"{self._path}: short write erasing seq {seq}")
+            os.fsync(writer)
+        finally:
+            os.close(writer)
+        self.forget(seq)
+        return "deleted"
 
 def _seq(entry: tuple[int, Record]) -> int:
     return entry[1].seq

@@ -2,29 +2,97 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from netlab.files import StartupError
 from netlab.store.accounts import Accounts
+from netlab.store.direct import DirectFile
 from netlab.store.history import History
 from netlab.store.records import HISTORY_FILE
+from netlab.store.room_files import ROOM_NAME, ROOMS_DIR, RoomFiles, read_room_rows, room_file, snapshot_of
+from netlab.store.room_records import Key, RoomsSnapshot
 
 
-def open_store(data_dir: Path, history_window: int,
-               environ: Mapping[str, str] = os.environ) -> tuple[Accounts, History]:
-    """The chat's accounts and history, or StartupError (or OSError).
+@dataclass
+class Store:
+    """Every data file open: what the loop's journals and jobs work on."""
 
-    Every check comes before the first file is made: accounts are loaded, history.csv is
-    opened and checked (created only if missing), and only then the key and clients.csv are
-    written, so a bad history.csv cannot leave a new key behind, nor a wrong key a new history.
-    (A disk that fails between those writes may still leave a header-only history.csv.)
+    data_dir: Path
+    accounts: Accounts
+    history: History  # general's, history.csv
+    room_seqs: dict[str, int]  # last_seq of each room whose file is not open (read at start-up)
+    rooms: RoomFiles
+    direct: DirectFile
+    snapshot: RoomsSnapshot
+    room_window: int  # ChatConfig.room_window: records of one room's file in memory
+    room_histories: dict[str, History] = field(default_factory=dict)  # the rooms' files in use
+
+    def room(self, name: str) -> History:
+        """A room's message file, opened (or created) on first use with one record loaded: a
+        tail read, bounded (history.py), whoever asks. Open from then on (one descriptor)."""
+        found = self.room_histories.get(name)
+        if found is None:
+            found = History.open(room_file(self.data_dir, name), window=self.room_window, preload=1)
+            self.room_histories[name] = found
+            self.room_seqs.pop(name, None)
+        return found
+
+    def last_seq(self, key: Key) -> int:
+        if isinstance(key, tuple):
+            return self.direct.last_seq(key)
+        if key == "general":
+            return self.history.last_seq
+        found = self.room_histories.get(key)
+        return found.last_seq if found is not None else self.room_seqs.get(key, 0)
+
+    def close(self) -> None:
+        for history in [self.history, *self.room_histories.values()]:
+            history.close()
+        self.rooms.close()
+        self.direct.close()
+
+
+def _room_seqs(data_dir: Path) -> dict[str, int]:
+    """The last seq of each rooms/NAME.csv, its tail read (and checked) and the file closed
+    again: a room's file is opened when the room is used."""
+    seqs = {}
+    for path in sorted((data_dir / ROOMS_DIR).glob("*.csv")):
+        if ROOM_NAME.fullmatch(path.stem) and path.stem != "general":
+            history = History.open(path, window=1)
+            seqs[path.stem] = history.last_seq
+            history.close()
+    return seqs
+
+
+def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] = os.environ, *,
+               room_window: int, direct_window: int) -> Store:
+    """Every data file, or StartupError (or OSError).
+
+    Every check comes before the first file is made: accounts are loaded, rooms.csv,
+    members.csv and markers.csv read, history.csv and each room's file's tail read and checked
+    (history.csv created only if missing), direct.dat decrypted; and only then the key,
+    clients.csv and the rooms' files written, so a damaged file cannot leave a new key behind,
+    nor a wrong key a new file. (A disk that fails between those writes may still leave a
+    header-only history.csv.)
     """
     accounts = Accounts.load(data_dir, environ)
-    history = History.open(data_dir / HISTORY_FILE, window=history_window)
-    try:
+    room_rows = read_room_rows(data_dir)
+    if room_rows.problems:
+        raise StartupError(room_rows.problems[0])
+    with contextlib.ExitStack() as undo:
+        history = History.open(data_dir / HISTORY_FILE, window=history_window)
+        undo.callback(history.close)
+        room_seqs = _room_seqs(data_dir)
+        direct = DirectFile.open(data_dir, accounts.vault, direct_window)
+        undo.callback(direct.close)
         accounts.create_files()
-    except BaseException:
-        history.close()
-        raise
-    return accounts, history
+        snapshot = snapshot_of(room_rows)
+        rooms = RoomFiles.open(data_dir, room_rows, snapshot)
+        snapshot.conversations = direct.conversations()
+        snapshot.markers.update(direct.markers)
+        undo.pop_all()
+    return Store(data_dir, accounts, history, room_seqs, rooms, direct, snapshot, room_window)

@@ -67,6 +67,27 @@ class Record:
     def encode(self) -> bytes:
         return csv_line((str(self.seq), self.ts, self.sender, self.text))
 
+    @property
+    def deleted(self) -> bool:
+        """A deleted message: no username is empty, so an empty `from` is the erased form."""
+        return not self.sender
+
+
+#: What fills a deleted message's `from,text` (a filler that csv writes unquoted).
+ERASED = b"-"
+
+
+def erased(raw: bytes, record: Record) -> bytes:
+    """The deleted form of `raw` (record's bytes with its line end): seq and ts kept, then an
+    empty `from` and a text of dashes, the same length in all, so that offsets in the file
+    and its quote parity at every record boundary hold. It reads back as a Record whose
+    `deleted` is true; the text and the name are gone.
+    """
+    head = len(f"{record.seq},{record.ts},")
+    tail = 2 if raw.endswith(b"\r\n") else 1
+    region = len(raw) - head - tail
+    return raw[:head] + b"," + ERASED * (region - 1) + raw[len(raw) - tail:]
+
 
 def parse_record(raw: bytes) -> Record | None:
     """The record in `raw` (one record with its line end), or None if it is not one we wrote.
