@@ -165,3 +165,16 @@ def test_one_message_costs_its_room_s_members_only_whatever_the_other_rooms(monk
     assert sum(len(s.views) for s in members + others) - sends == 10
     assert CountingReader.visits <= 2 * 10  # each member: the visit, and its send
     assert all(seen(s)[-1] == ("dev", 1) for s in members)
+
+
+def test_a_frame_cut_short_in_one_room_is_finished_before_another_room_s_bytes():
+    outbox, _port, _clock = new_box()
+    sink = join(outbox, 1, "a", "b")
+    sink.room = 5  # in the middle of b's frame
+    outbox.broadcast(in_room("b", 1), room="b")
+    outbox.flush(set())
+    outbox.broadcast(in_room("a", 1), room="a")
+    outbox.send(1, encode_payload(p.pong("x")))
+    sink.room = None
+    outbox.flush({outbox.outputs[1]})
+    assert seen(sink) == [("b", 1), ("a", 1), (None, "x")]

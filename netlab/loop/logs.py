@@ -53,8 +53,12 @@ class BroadcastLog:
         self.base = keep_from
 
     def take_back(self, end: int) -> None:
-        """Forget what was appended from `end` on (nothing of it has been sent)."""
+        """Forget what was appended from `end` on (nothing of it has been sent, but a
+        reader may have subscribed since: it reads from `end`)."""
         del self.data[end - self.base:]
+        for reader in self.subs:
+            if reader.cursor > end:
+                reader.cursor = reader.boundary = end
 
 
 class Reader:
