@@ -178,3 +178,18 @@ def test_a_frame_cut_short_in_one_room_is_finished_before_another_room_s_bytes()
     sink.room = None
     outbox.flush({outbox.outputs[1]})
     assert seen(sink) == [("b", 1), ("a", 1), (None, "x")]
+
+
+def test_what_a_failed_commit_takes_back_is_not_what_comes_next_to_those_who_moved_meanwhile():
+    outbox, _port, _clock = new_box()
+    closing, late = join(outbox, 1, "a"), join(outbox, 2)
+    mark = outbox.mark()
+    outbox.broadcast(in_room("a", 1), room="a")
+    outbox.send(1, encode_payload(p.pong("bye")))
+    outbox.close(1)  # it stops after a#1 and its bye
+    outbox.subscribe(2, "a")  # it reads from after a#1
+    outbox.take_back(mark)
+    outbox.broadcast(encode_payload({"type": "message", "room": "a", "seq": 2, "text": "longer"}), room="a")
+    outbox.flush(set())
+    assert seen(closing) == [(None, "bye")]
+    assert seen(late) == [("a", 2)]

@@ -53,12 +53,17 @@ class BroadcastLog:
         self.base = keep_from
 
     def take_back(self, end: int) -> None:
-        """Forget what was appended from `end` on (nothing of it has been sent, but a
-        reader may have subscribed since: it reads from `end`)."""
+        """Forget what was appended from `end` on. Nothing of it has been sent, but what
+        points past `end` must not point into what is appended next: a reader subscribed
+        since reads from `end`, one stopped since stops there, a private frame queued
+        since follows `end`."""
         del self.data[end - self.base:]
         for reader in self.subs:
             if reader.cursor > end:
                 reader.cursor = reader.boundary = end
+            if reader.stop is not None and reader.stop > end:
+                reader.stop = end
+            reader.out.take_back(reader, end)
 
 
 class Reader:

@@ -201,7 +201,7 @@ class Outbox:
             if out.sid in self.outputs and not out.closing:
                 self.cut(out)
         others = self._dirty | writable
-        self._dirty = set()
+        self._dirty, self._marked = set(), None  # the pass's commit is done: nothing to take back
         due = self.logs.due(self._clock)
         if due:
             self._pass += 1

@@ -65,6 +65,13 @@ class Output:
         """What a private frame queued now must follow: the readers not sent up to their end."""
         return tuple([(reader, reader.end) for reader in self.readers if reader.cursor < reader.end])
 
+    def take_back(self, reader: Reader, end: int) -> None:
+        """`reader`'s log was taken back to `end`: its private frames follow no more of it."""
+        for i, (after, frames) in enumerate(self.private):
+            if any(r is reader and position > end for r, position in after):
+                self.private[i] = (tuple([(r, min(position, end) if r is reader else position)
+                                          for r, position in after]), frames)
+
     def backlog(self) -> int:
         """Log bytes not sent, as far as the fan-out passes have counted them (`unread`)."""
         return sum(min(reader.log.passed, reader.end) - reader.cursor for reader in self.readers)
