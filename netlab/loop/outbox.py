@@ -42,7 +42,7 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from netlab.loop.logs import BroadcastLog, Logs, Reader
-from netlab.loop.output import Output, gather, rest_of_frame
+from netlab.loop.output import Output, SendFn, write_some
 from netlab.wire import Codec, Payload
 
 #: Trim consumed bytes off a log once this much (or max_output) has piled up.
@@ -52,8 +52,6 @@ TRIM_THRESHOLD = 1024 * 1024
 PRESENCE_DELAY = 0.02
 PRESENCE_PACING = 4.0
 
-#: Send bytes to a sink: the number taken (0 when its buffer is full), or why it is dead.
-SendFn = Callable[[Any, memoryview], "int | str"]
 #: Where the logs that grew since `Outbox.mark` ended then.
 Mark = dict[BroadcastLog, int]
 
@@ -105,13 +103,7 @@ class Outbox:
         out = self.outputs.get(sid)
         if out is None or out.closing:
             return
-        data = out.codec.frame(payload)
-        after = out.after()
-        if out.private and out.private[-1][0] == after:
-            out.private[-1][1].extend(data)  # no view of it lives between sends
-        else:
-            out.private.append((after, bytearray(data)))
-        out.private_bytes += len(data)
+        out.queue(out.codec.frame(payload))
         self._dirty.add(out)
         if out.behind() > self.max_output:
             self._over_limit.add(out)
@@ -202,36 +194,56 @@ class Outbox:
                 self.cut(out)
         others = self._dirty | writable
         self._dirty, self._marked = set(), None  # the pass's commit is done: nothing to take back
-        due = self.logs.due(self._clock)
-        if due:
-            self._pass += 1
-            # Readers of several rooms wait until every log of the pass has been seen, so
-            # that one with new bytes in several gets them in one send (`write`).
-            deferred: list[Reader] | None = [] if len(due) > 1 else None
-            for log in due:
-                started = self._clock()
-                # A reader over max_output is at least that far from the log's end, so
-                # looking once the log is that long finds every one.
-                if len(log.data) > min(TRIM_THRESHOLD, self.max_output):
-                    log.trim(min((reader.boundary for reader in log.subs), default=log.end))
-                others |= self._fan_out(log, log.readers.values(), deferred)
-                done = self._clock()
-                log.next_presence = done + max(PRESENCE_DELAY, (done - started) * PRESENCE_PACING)
-            alone = [r for r in deferred or () if r.out.first is r and r.stop is None]
-            for log, readers in groupby(alone, attrgetter("log")):
-                others |= self._fan_out(log, readers, None)
+        others |= self._carry(self.logs.due(self._clock))
         for out in others:
             if out.sid in self.outputs and out.ready and (not out.blocked or out in writable):
                 self.write(out)
 
+    def _carry(self, due: dict[BroadcastLog, None]) -> set[Output]:
+        """One pass over the logs that grew: their readers that need more than the hot path.
+
+        Readers of several rooms wait until every log of the pass has been seen, so
+        that one with new bytes in several gets them in one send (`write`). A log whose
+        every reader was sent all of it here is emptied (otherwise a room that goes quiet
+        keeps at most its last pass's bytes, until its next one or the trim threshold).
+        """
+        others: set[Output] = set()
+        self._pass += 1
+        deferred: list[Reader] | None = [] if len(due) > 1 else None
+        owed: dict[BroadcastLog, tuple[int, int]] = {}  # logs all caught up to [1] but [0] deferred
+        for log in due:
+            started, waiting = self._clock(), len(deferred or ())
+            # A reader over max_output is at least that far from the log's end, so
+            # looking once the log is that long finds every one.
+            if len(log.data) > min(TRIM_THRESHOLD, self.max_output):
+                log.trim(min((reader.boundary for reader in log.subs), default=log.end))
+            got, reached = self._fan_out(log, log.readers.values(), deferred)
+            others |= got
+            if reached is not None and len(log.subs) == len(log.readers):  # none closing or leaving
+                waiting = len(deferred or ()) - waiting
+                owed[log] = (waiting, reached)
+                if not waiting:
+                    log.trim(reached)
+            done = self._clock()
+            log.next_presence = done + max(PRESENCE_DELAY, (done - started) * PRESENCE_PACING)
+        alone = [r for r in deferred or () if r.out.first is r and r.stop is None]
+        for log, group in groupby(alone, attrgetter("log")):
+            readers = list(group)
+            got, reached = self._fan_out(log, readers, None)
+            others |= got
+            if reached is not None and owed.get(log, (-1, 0))[0] == len(readers):
+                log.trim(owed[log][1])
+        return others
+
     def _fan_out(self, log: BroadcastLog, readers: Iterable[Reader],
-                 deferred: list[Reader] | None) -> set[Output]:
+                 deferred: list[Reader] | None) -> tuple[set[Output], int | None]:
         """The fan-out hot path: one `send` a reader carries every broadcast it has not seen.
 
         Readers with private frames queued, a full buffer or a room left to finish take
         the general path (`write`, which keeps their order); so do readers of several
-        rooms met in more than one log of this pass. They are returned. With `deferred`,
-        readers of several rooms are put there instead (the pass's first meeting).
+        rooms met in more than one log of this pass. They are returned, with where every
+        other reader now is (None if some are not at the end). With `deferred`, readers of
+        several rooms are put there instead (the pass's first meeting).
         """
         others: set[Output] = set()
         failed, blocked, over = [], [], []
@@ -282,41 +294,26 @@ class Outbox:
                 self.cut(out)
         for out, reason in failed:  # after the view is released: a leave grows the log
             self._port.dead(out, reason)
-        return others
+        return others, None if others or blocked or failed else end
 
     def write(self, out: Output) -> None:
         """Send as much as the sink takes, in order; report it blocked if it fills."""
-        while chunks := gather(out):
-            data = chunks[0][1] if len(chunks) == 1 else memoryview(b"".join([view for _, view in chunks]))
-            sizes = [len(view) for _, view in chunks]
-            sent = self._send(out.sink, data)
-            data.release()
-            for _, view in chunks:
-                view.release()
-            if isinstance(sent, str):
-                return self._port.dead(out, sent)
-            self.bytes_out += sent
-            complete = out.advance(chunks, sizes, sent)
-            self.logs.detach_finished(out)
-            if not complete:
-                out.unread = out.backlog()
-                if not out.blocked:
-                    out.blocked = True
-                    self._port.blocked(out, True)
-                return None
-        if out.blocked:
-            out.blocked = False
-            self._port.blocked(out, False)
-        if out.closing:
+        sent, outcome = write_some(out, self._send)
+        self.bytes_out += sent
+        self.logs.detach_finished(out)
+        if isinstance(outcome, str):
+            self._port.dead(out, outcome)
+        elif out.blocked != (not outcome):  # full now, or no longer
+            out.blocked = not outcome
+            self._port.blocked(out, out.blocked)
+        if not outcome:
+            out.unread = out.backlog()
+        elif outcome is True and out.closing:
             self._port.drained(out)
-        return None
 
     def cut(self, out: Output) -> None:
         """Drop its backlog: it gets the rest of the frame it is in, then what the chat says."""
-        rest = rest_of_frame(out)
-        out.private.clear()
-        out.private_bytes = out.sent_head = 0
-        out.partial = None
+        rest = out.drop_backlog()
         self.logs.drop_readers(out)
         self._port.slow_consumer(out.sid)
         if rest:

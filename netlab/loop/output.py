@@ -17,6 +17,7 @@ sockets lack; bounded by GATHER_BYTES).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from netlab.loop.logs import BroadcastLog, Reader
@@ -25,6 +26,8 @@ from netlab.wire import Codec
 #: Gather at most about this much into one send: past it, the socket buffer is full anyway.
 GATHER_BYTES = 64 * 1024
 
+#: Send bytes to a sink: the number taken (0 when its buffer is full), or why it is dead.
+SendFn = Callable[[Any, memoryview], "int | str"]
 #: (reader, position) pairs a private frame must follow.
 After = tuple[tuple[Reader, int], ...]
 #: A slice to send and whose it is: a reader's, or the private queue's (None).
@@ -60,6 +63,23 @@ class Output:
         self.closing = False
         self.blocked = False  # the sink's buffer is full: wait until it is writable
         self.ready = ready  # False while nothing may be sent yet (a TLS handshake)
+
+    def queue(self, data: bytes) -> None:
+        """A private frame, after what it must follow (see the module's docstring)."""
+        after = self.after()
+        if self.private and self.private[-1][0] == after:
+            self.private[-1][1].extend(data)  # no view of it lives between sends
+        else:
+            self.private.append((after, bytearray(data)))
+        self.private_bytes += len(data)
+
+    def drop_backlog(self) -> bytearray:
+        """Forget its private frames; the rest of the frame it is in the middle of is returned."""
+        rest = rest_of_frame(self)
+        self.private.clear()
+        self.private_bytes = self.sent_head = 0
+        self.partial = None
+        return rest
 
     def after(self) -> After:
         """What a private frame queued now must follow: the readers not sent up to their end."""
@@ -133,6 +153,25 @@ def gather(out: Output) -> list[Chunk]:
             break
         take(reader, reader.end)
     return chunks
+
+
+def write_some(out: Output, send: SendFn) -> tuple[int, bool | str]:
+    """Send `out` what its sink takes, in order, one `send` a gather: the bytes sent, and
+    True (all of it went), False (the sink is full) or why the connection is dead."""
+    total = 0
+    while chunks := gather(out):
+        data = chunks[0][1] if len(chunks) == 1 else memoryview(b"".join([view for _, view in chunks]))
+        sizes = [len(view) for _, view in chunks]
+        sent = send(out.sink, data)
+        data.release()
+        for _, view in chunks:
+            view.release()
+        if isinstance(sent, str):
+            return total, sent
+        total += sent
+        if not out.advance(chunks, sizes, sent):
+            return total, False
+    return total, True
 
 
 def rest_of_frame(out: Output) -> bytearray:
