@@ -191,6 +191,7 @@ class BenchConnection:
 
     sock: socket.socket
     marker: bytes  # b'"from":"NAME"': how this client recognises its own messages
+    room: str | None = None  # with --rooms: the room it talks in (version 2); None: general
     buffer: bytearray = field(default_factory=bytearray)
     in_flight: int = 0
     sent: int = 0
@@ -209,40 +210,77 @@ class BenchConnection:
         del buf[:pos]
 
 
-def read_frame(sock: socket.socket, decoder: p.FrameDecoder) -> dict:
-    """The next frame, on a blocking socket with SETUP_TIMEOUT."""
-    while (frame := decoder.next_frame()) is None:
-        data = sock.recv(65536)
+def answer(conn: BenchConnection, types: set[str]) -> dict:
+    """The next frame of one of `types` or an `error`, on a blocking socket with SETUP_TIMEOUT;
+    the frames before it (and those that came with it) are skipped. Read through the
+    connection's own buffer, so that no frame of the run is cut in two."""
+    while True:
+        found = None
+        for payload in conn.frames():
+            frame = p.parse_payload(payload)
+            if found is None and (frame["type"] in types or frame["type"] == "error"):
+                found = frame
+        if found is not None:
+            return found
+        data = conn.sock.recv(65536)
         if not data:
             raise ConnectionError("the server closed the connection")
-        decoder.feed(data)
-    return frame
+        conn.buffer += data
 
 
-def register_all(target: Target, socks: list[socket.socket], prefix: str) -> float:
-    """Register every socket concurrently (the server hashes in parallel); returns seconds.
+def register_all(target: Target, conns: list[BenchConnection], prefix: str, protocol: int) -> float:
+    """Register every connection concurrently (the server hashes in parallel); returns seconds.
 
     Anything but a netlab chat server answering (a refusal, silence, a wrong
-    port) ends the run with one line naming it; no `register` goes out before
-    its connection's `welcome`.
+    port, no version 2 when it is asked for) ends the run with one line naming
+    it; no `register` goes out before its connection's `welcome`.
     """
-    decoders = [p.FrameDecoder() for _ in socks]
     begin = time.perf_counter()
     try:
-        for i, sock in enumerate(socks):
-            refused(first_frame(target, sock, decoders[i]))
+        for i, conn in enumerate(conns):
+            welcome = first_frame(target, conn.sock, p.FrameDecoder())  # the only frame until we ask
+            refused(welcome)
+            if protocol not in welcome.get("versions", [1]):
+                raise SystemExit(f"netlab: the chat server at {target.address} does not speak protocol "
+                                 f"version {protocol}, which --rooms needs")
             frame = {"type": "register", "username": f"{prefix}{i}", "password": "bench-password"}
-            sock.sendall(p.encode(frame))
-        for sock, decoder in zip(socks, decoders, strict=True):
-            while (frame := read_frame(sock, decoder))["type"] != "users":
-                if frame["type"] == "error":
-                    raise SystemExit(f"netlab: registration at {target.address} failed: "
-                                     f"{frame.get('code')}: {frame.get('message')}")
+            conn.sock.sendall(p.encode(frame if protocol == 1 else {**frame, "protocol": protocol}))
+        last = "users" if protocol == 1 else "rooms"  # the last frame of a login
+        for conn in conns:
+            if (frame := answer(conn, {last}))["type"] == "error":
+                raise SystemExit(f"netlab: registration at {target.address} failed: "
+                                 f"{frame.get('code')}: {frame.get('message')}")
     except WrongPeer as exc:
         raise SystemExit(f"netlab: {exc}") from None
     except (OSError, p.ProtocolError) as exc:
         why = reason(exc) if isinstance(exc, OSError) else exc.message
         raise SystemExit(f"netlab: {target.address} does not answer as a netlab chat server: {why}") from None
+    return time.perf_counter() - begin
+
+
+def join_rooms(target: Target, conns: list[BenchConnection], rooms: int) -> float:
+    """Client i talks in `bench-(i % rooms)`: the first of each room creates it (or joins it,
+    left by an earlier run), then the others join. Returns seconds."""
+    begin = time.perf_counter()
+    for i, conn in enumerate(conns):
+        conn.room = f"bench-{i % rooms}"
+
+    def ask(batch: list[BenchConnection], request: str) -> list[BenchConnection]:
+        """Send `request` for each one's room; those answered `room_exists` are returned."""
+        for conn in batch:
+            conn.sock.sendall(p.encode({"type": request, "room": conn.room}))
+        existing = []
+        for conn in batch:
+            frame = answer(conn, {"joined"})
+            if frame.get("code") == "room_exists":
+                existing.append(conn)
+            elif frame["type"] == "error":
+                raise SystemExit(f"netlab: {request} {conn.room} at {target.address} failed: "
+                                 f"{frame.get('code')}: {frame.get('message')}")
+        return existing
+
+    ask(ask(conns[:rooms], "create"), "join")
+    ask(conns[rooms:], "join")
     return time.perf_counter() - begin
 
 
@@ -262,14 +300,17 @@ def receive(sock: socket.socket) -> bytes:
 
 
 def run_chat(target: Target, clients: int, senders: int, window: int, rate: float,
-             duration: float, storm: int) -> None:
-    """N clients in one room, S of them sending; every delivery's latency is measured."""
+             duration: float, storm: int, rooms: int = 1) -> None:
+    """N clients, S of them sending, in general or (version 2 sessions) spread over R rooms
+    with senders in each; every delivery's latency is measured."""
     prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}u"
     socks = target.connect(clients)
-    registration = register_all(target, socks, prefix)
+    conns = [BenchConnection(sock, f'"from":"{prefix}{i}"'.encode()) for i, sock in enumerate(socks)]
+    registration = register_all(target, conns, prefix, 1 if rooms == 1 else 2)
     print(f"chat: {clients} clients registered in {registration:.2f} s "
           f"({clients / registration:,.0f}/s, password hashing bound)")
-    conns = [BenchConnection(sock, f'"from":"{prefix}{i}"'.encode()) for i, sock in enumerate(socks)]
+    if rooms > 1:
+        print(f"chat: {clients} clients in {rooms} rooms in {join_rooms(target, conns, rooms):.2f} s")
     selector = selectors.DefaultSelector()
     for conn in conns:
         conn.sock.setblocking(False)
@@ -287,7 +328,8 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
         """`due`: when an open-loop message was due. Its latency counts from then, not from
         when a busy loop got round to sending it, or the lag would hide (coordinated omission)."""
         stamp = time.perf_counter_ns() if due is None else round(due * 1e9)  # one clock, two units
-        conn.sock.send(p.encode({"type": "say", "text": "x" * 32, "id": str(stamp)}))
+        say = {"type": "say", "text": "x" * 32, "id": str(stamp)}
+        conn.sock.send(p.encode(say if conn.room is None else {**say, "room": conn.room}))
         conn.in_flight += 1
         conn.sent += 1
 
@@ -336,7 +378,8 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
     refused = sum(conn.refused for conn in senders_list)
     sent = sum(conn.sent for conn in senders_list) - refused
     mode = f"rate {rate:g} msgs/s" if rate else f"window {window}"
-    print(f"chat: {clients} clients, {senders} senders, {mode}, {elapsed:.1f} s"
+    print(f"chat: {clients} clients, {senders} senders" + (f" in {rooms} rooms" if rooms > 1 else "")
+          + f", {mode}, {elapsed:.1f} s"
           + (" over TLS" if isinstance(socks[0], ssl.SSLSocket) else "")
           + (f", beside {storm} registrations" if storm else ""))
     print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")

@@ -414,14 +414,19 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
                    "was due, as in the harness); 0: use the window.")
 @click.option("--login-storm", type=click.IntRange(min=0), default=0, show_default=True,
               help="Registrations started during the measurement (hashing beside the chat).")
+@click.option("--rooms", type=COUNT, default=1, show_default=True,
+              help="Rooms (R): 1 talks in general; more spreads the clients over rooms bench-0 "
+                   "to bench-R-1, senders in each (version 2 sessions: the server must speak it).")
 def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients: int, senders: int,
-               window: int, rate: float, login_storm: int) -> None:
+               window: int, rate: float, login_storm: int, rooms: int) -> None:
     """N clients, S senders: deliveries/s and end-to-end latency percentiles."""
     from netlab import bench as b
 
     if senders > clients:
         raise click.BadParameter("cannot exceed --clients", param_hint="--senders")
+    if rooms > senders:
+        raise click.BadParameter("cannot exceed --senders (a sender in each room)", param_hint="--rooms")
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
              "--max-clients-per-ip", str(clients + login_storm + 10)]  # all from this one host
     with bench_errors(), b.server_for("chat", host, port, extra, tls) as target:
-        b.run_chat(target, clients, senders, window, rate, duration, login_storm)
+        b.run_chat(target, clients, senders, window, rate, duration, login_storm, rooms)

@@ -83,13 +83,18 @@ class CountingCodec:
         return p.LENGTH_PREFIX.frame_end(read, boundary, position)
 
 
-@pytest.fixture
-def box():
+def new_box(max_output: int = MAX_OUTPUT) -> tuple[Outbox, Port, list[float]]:
+    """An outbox with the fake send, a recording port and a clock the test moves."""
     port = Port()
     clock = [0.0]
-    outbox = Outbox(MAX_OUTPUT, send, port, lambda: clock[0])
+    outbox = Outbox(max_output, send, port, lambda: clock[0])
     port.outbox = outbox
     return outbox, port, clock
+
+
+@pytest.fixture
+def box():
+    return new_box()
 
 
 def open_sinks(outbox: Outbox, n: int, codec=p.LENGTH_PREFIX, first: int = 1) -> list[Sink]:
@@ -244,5 +249,5 @@ def test_the_log_is_trimmed_to_its_slowest_reader(box):
     for n in range(1, 20):
         outbox.broadcast(say(n, "z" * 1000))
         outbox.flush(set())
-    log = outbox.logs[p.LENGTH_PREFIX.name]
+    log = outbox.logs.get("general", p.LENGTH_PREFIX.name)
     assert log.base > 0 and outbox.buffered <= MAX_OUTPUT + 1100

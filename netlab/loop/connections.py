@@ -1,6 +1,6 @@
 """Every open connection, and what the chat and the outbox ask of them (loop thread).
 
-The chat's `Effects` (send, broadcast, subscribe, close, submit, hold),
+The chat's `Effects` (send, broadcast, subscribe, unsubscribe, close, submit, hold),
 its journal (`commit`, the CSV files') and the outbox's `Port` (blocked,
 dead, drained, slow consumer) land here: one owner for a connection's life from `add` to `drop`, so that
 forgetting one is one method. The selectors loop (`chat_selectors.py`) reads,
@@ -22,7 +22,7 @@ from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop import jobs
 from netlab.loop.group_commit import Journals
-from netlab.loop.outbox import Outbox, Output
+from netlab.loop.outbox import Mark, Outbox, Output
 from netlab.loop.transport import Connection, send
 from netlab.store.opening import Store
 
@@ -46,7 +46,7 @@ class Connections:
         self.backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
         self.writable: set[Output] = set()  # blocked ones whose socket has room again
         self._closing: set[Connection] = set()
-        self._unsaved_at: dict[str, int] = {}  # where the logs ended before this pass's messages
+        self._unsaved_at: Mark = {}  # where the logs ended before this pass's messages
         # Both pools take turns between client addresses: one address's thousand
         # registrations do not queue everyone else's login behind them.
         self._hash = hash_pool
@@ -65,11 +65,14 @@ class Connections:
     def send(self, sid: int, payload: p.Payload) -> None:
         self.outbox.send(sid, payload)
 
-    def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
-        self.outbox.broadcast(payload, urgent=urgent)
+    def broadcast(self, payload: p.Payload, *, room: str = "general", urgent: bool = True) -> None:
+        self.outbox.broadcast(payload, room=room, urgent=urgent)
 
-    def subscribe(self, sid: int) -> None:
-        self.outbox.subscribe(sid)
+    def subscribe(self, sid: int, room: str = "general") -> None:
+        self.outbox.subscribe(sid, room)
+
+    def unsubscribe(self, sid: int, room: str) -> None:
+        self.outbox.unsubscribe(sid, room)
 
     def close(self, sid: int) -> None:
         out = self.outbox.close(sid)

@@ -5,19 +5,25 @@ hands the outbox a `send` function (socket in, bytes taken or the reason the
 connection is dead out) and a `Port` to report outcomes to; the outbox decides
 what goes out, in which order, and when a reader is too far behind.
 
-Fan-out. Every recipient of a broadcast gets the very same bytes, so they are
-framed once per codec in use and appended to that codec's shared
-`BroadcastLog`, which each subscribed connection reads through its own cursor;
-the per-message cost does not grow with the number of recipients. Private
-frames (answers, errors) wait in a small per-connection queue, each tagged
-with the log position at which it was queued, so a connection sees frames in
-exactly the order the chat produced them.
+Fan-out. Every recipient of a room's broadcast gets the very same bytes, so
+they are framed once per codec in use in that room and appended to that
+room's shared `BroadcastLog` (`loop/logs.py`: one per room and codec, made at
+its first subscriber, dropped after its last), which each subscribed
+connection reads through a cursor of its own. A broadcast touches its room's
+logs only; a pass visits the readers of the logs that grew only: the cost of a
+message grows neither with its recipients, nor with the number of rooms, nor
+with the members of other rooms. Private frames (answers, errors) wait in a
+small per-connection queue, tagged with what they must follow
+(`loop/output.py`), so a connection sees each room's frames in order and its
+private frames after the broadcasts queued before them.
 
 Output bounds (after Redis's client output buffer limits): a connection's
-pending output is what it has not read of its log plus its private queue.
+pending output is what it has not read of its logs plus its private queue.
 Past `max_output` it is cut as a slow consumer, at the next `flush` (never in
-the middle of a chat decision); the log is trimmed to its slowest remaining
-reader, so it never holds much more than max_output.
+the middle of a chat decision). Only a blocked connection can fall behind, and
+each pass over a log that grew adds the growth to its count (`Output.unread`):
+no loop over its rooms per message. Each log is trimmed to its slowest reader,
+so it never holds much more than max_output.
 
 Why one bytearray a log, not Redis's list of refcounted blocks: the fan-out
 hot path wants readers that kept up to share one contiguous slice, one `send`
@@ -30,21 +36,24 @@ reason, never an exception whose traceback would keep a view alive.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import groupby
+from operator import attrgetter
 from typing import Any, Protocol
 
+from netlab.loop.logs import BroadcastLog, Logs, Reader
+from netlab.loop.output import Output, SendFn, write_some
 from netlab.wire import Codec, Payload
 
 #: Trim consumed bytes off a log once this much (or max_output) has piled up.
 TRIM_THRESHOLD = 1024 * 1024
-#: A pass over every reader for presence alone (join, leave) waits at least
-#: PRESENCE_DELAY seconds and this many times as long as the last pass took.
+#: A pass over a log's readers for presence alone (join, leave) waits at least
+#: PRESENCE_DELAY seconds and this many times as long as its last pass took.
 PRESENCE_DELAY = 0.02
 PRESENCE_PACING = 4.0
 
-#: Send bytes to a sink: the number taken (0 when its buffer is full), or why it is dead.
-SendFn = Callable[[Any, memoryview], "int | str"]
+#: Where the logs that grew since `Outbox.mark` ended then.
+Mark = dict[BroadcastLog, int]
 
 
 class Port(Protocol):
@@ -63,87 +72,6 @@ class Port(Protocol):
         """The connection was cut: its backlog is dropped; the chat says why (and closes it)."""
 
 
-class BroadcastLog:
-    """One codec's framed broadcasts, shared by its subscribers, addressed by absolute position."""
-
-    __slots__ = ("codec", "data", "base", "outputs", "readers")
-
-    def __init__(self, codec: Codec) -> None:
-        self.codec = codec
-        self.data = bytearray()
-        self.base = 0  # absolute position of data[0]
-        self.outputs: dict[int, Output] = {}  # every subscriber, closing ones too: they still read
-        self.readers: dict[int, Output] = {}  # subscribers not closing: the fan-out hot path's list
-
-    @property
-    def end(self) -> int:
-        return self.base + len(self.data)
-
-    def view(self, start: int, stop: int) -> memoryview:
-        return memoryview(self.data)[start - self.base:stop - self.base]
-
-    def read(self, position: int, size: int) -> bytes:
-        return bytes(self.data[position - self.base:position - self.base + size])
-
-    def frame_end(self, boundary: int, position: int) -> int:
-        """The end of the frame holding `position`, walking frames from `boundary`, a frame start."""
-        return self.codec.frame_end(self.read, boundary, position)
-
-    def trim(self, keep_from: int) -> None:
-        del self.data[:keep_from - self.base]
-        self.base = keep_from
-
-    def take_back(self, end: int) -> None:
-        """Forget what was appended from `end` on (nothing of it has been sent)."""
-        del self.data[end - self.base:]
-
-
-class Output:
-    """One connection's output state."""
-
-    __slots__ = ("sid", "sink", "codec", "log", "cursor", "boundary", "private", "private_bytes",
-                 "sent_head", "log_stop", "closing", "blocked", "ready")
-
-    def __init__(self, sid: int, sink: Any, codec: Codec, ready: bool) -> None:
-        self.sid = sid
-        self.sink = sink  # what `send` is handed: the socket, for the loop
-        self.codec = codec
-        self.log: BroadcastLog | None = None  # subscribed: the log it reads
-        self.cursor = 0     # next log byte to send
-        self.boundary = 0   # a frame start <= cursor (where a cut frame can be finished from)
-        #: (log position when queued, frames): frames queued at one position share a
-        #: bytearray, so a flood of small answers costs its bytes, not an object each.
-        self.private: deque[tuple[int, bytearray]] = deque()
-        self.private_bytes = 0
-        self.sent_head = 0  # bytes of private[0] already sent
-        self.log_stop: int | None = None  # closing: send the log only up to here
-        self.closing = False
-        self.blocked = False  # the sink's buffer is full: wait until it is writable
-        self.ready = ready  # False while nothing may be sent yet (a TLS handshake)
-
-    @property
-    def log_end(self) -> int:
-        """Where this connection's log is to be read up to, now."""
-        if self.log is None:
-            return self.cursor
-        return self.log.end if self.log_stop is None else min(self.log.end, self.log_stop)
-
-
-def _rest_of_frame(out: Output) -> bytearray:
-    """What `out` has still to be sent of the frame it is in the middle of (none: empty)."""
-    if out.sent_head:
-        frames = out.private[0][1]
-
-        def read(position: int, size: int) -> bytes:
-            return bytes(frames[position:position + size])
-
-        return frames[out.sent_head:out.codec.frame_end(read, 0, out.sent_head)]
-    if out.log is not None and out.cursor > out.boundary:
-        end = out.log.frame_end(out.boundary, out.cursor)
-        return bytearray(out.log.read(out.cursor, end - out.cursor))
-    return bytearray()
-
-
 class Outbox:
     """Every connection's pending output: shared logs, private queues, cuts. Loop thread only."""
 
@@ -153,13 +81,12 @@ class Outbox:
         self._port = port
         self._clock = clock  # monotonic: paces presence-only passes
         self.outputs: dict[int, Output] = {}
-        self.logs: dict[str, BroadcastLog] = {}  # codec name -> its log, created at first subscriber
+        self.logs = Logs()
         self.bytes_out = 0
         self._dirty: set[Output] = set()  # private output queued this pass
         self._over_limit: set[Output] = set()  # past max_output; cut at the next flush
-        self._log_grew = False
-        self.presence_waiting = False  # presence in the logs that no pass has carried yet
-        self.next_presence = 0.0  # clock time before which presence alone starts no pass
+        self._marked: Mark | None = None  # the logs grown since the last `mark`
+        self._pass = 0  # fan-out passes so far
 
     # -- what the chat queues ------------------------------------------------------------
 
@@ -176,33 +103,34 @@ class Outbox:
         out = self.outputs.get(sid)
         if out is None or out.closing:
             return
-        data = out.codec.frame(payload)
-        position = out.log.end if out.log is not None else 0
-        if out.private and out.private[-1][0] == position:
-            out.private[-1][1].extend(data)  # no view of it lives between sends
-        else:
-            out.private.append((position, bytearray(data)))
-        out.private_bytes += len(data)
+        out.queue(out.codec.frame(payload))
         self._dirty.add(out)
-        if self.pending(out) > self.max_output:
+        if out.behind() > self.max_output:
             self._over_limit.add(out)
 
-    def broadcast(self, payload: Payload, *, urgent: bool = True) -> None:
-        for log in self.logs.values():
-            log.data += log.codec.frame(payload)  # once per codec, whatever the number of readers
-        if urgent:
-            self._log_grew = True
-        else:
-            self.presence_waiting = True
+    def broadcast(self, payload: Payload, *, room: str = "general", urgent: bool = True) -> None:
+        """Append to the room's logs, framed once per codec, whatever the number of readers."""
+        marked, waiting = self._marked, self.logs.grew if urgent else self.logs.presence
+        for log in self.logs.of(room):
+            if marked is not None and log not in marked:
+                marked[log] = log.end
+            log.data += log.codec.frame(payload)
+            waiting[log] = None
 
-    def subscribe(self, sid: int) -> None:
+    def subscribe(self, sid: int, room: str = "general") -> None:
+        """From now on `sid` reads `room`'s broadcasts (those queued later)."""
         out = self.outputs[sid]
-        log = self.logs.get(out.codec.name)
-        if log is None:
-            log = self.logs[out.codec.name] = BroadcastLog(out.codec)
-        out.log = log
-        out.cursor = out.boundary = log.end
-        log.outputs[sid] = log.readers[sid] = out
+        if not out.closing and room not in out.rooms:
+            self.logs.subscribe(out, room)
+
+    def unsubscribe(self, sid: int, room: str) -> None:
+        """No more of `room`; what was broadcast there before still goes out."""
+        out = self.outputs.get(sid)
+        reader = out.rooms.pop(room, None) if out is not None else None
+        if reader is None:
+            return
+        self.logs.stop(reader)
+        self._dirty.add(out)
 
     def close(self, sid: int) -> Output | None:
         """Send what is queued, then nothing more; None if it is gone or closing already."""
@@ -210,9 +138,8 @@ class Outbox:
         if out is None or out.closing:
             return None
         out.closing = True
-        if out.log is not None:
-            out.log_stop = out.log.end
-            out.log.readers.pop(sid, None)
+        for room in list(out.rooms):
+            self.logs.stop(out.rooms.pop(room))
         self._dirty.add(out)
         return out
 
@@ -222,22 +149,19 @@ class Outbox:
             return
         self._dirty.discard(out)
         self._over_limit.discard(out)
-        self._unsubscribe(out)
+        self.logs.drop_readers(out)
 
-    def mark(self) -> dict[str, int]:
-        """Where every log ends now: `take_back` returns them to it."""
-        return {name: log.end for name, log in self.logs.items()}
+    def mark(self) -> Mark:
+        """Start noting where each log that grows ends first: `take_back` returns them there."""
+        self._marked = {}
+        return self._marked
 
-    def take_back(self, mark: dict[str, int]) -> None:
+    def take_back(self, mark: Mark) -> None:
         """Forget the broadcasts queued since `mark` (those that could not be stored)."""
-        for name, log in self.logs.items():
-            log.take_back(mark.get(name, log.base))
+        for log, end in mark.items():
+            log.take_back(end)
 
     # -- what the loop asks ----------------------------------------------------------------
-
-    def pending(self, out: Output) -> int:
-        unread = out.log.end - out.cursor if out.log is not None else 0
-        return unread + out.private_bytes - out.sent_head
 
     def over_limit(self, out: Output) -> bool:
         """Past max_output: its requests wait for the cut."""
@@ -245,146 +169,153 @@ class Outbox:
 
     @property
     def buffered(self) -> int:
-        return sum(len(log.data) for log in self.logs.values())
+        return sum(len(log.data) for log in self.logs)
+
+    @property
+    def presence_waiting(self) -> bool:
+        return bool(self.logs.presence)
+
+    @property
+    def next_presence(self) -> float:
+        return self.logs.next_presence()
 
     def flush(self, writable: set[Output]) -> None:
-        """Send pending output: new broadcasts to every reader, then everything else.
+        """Send pending output: new broadcasts to their readers, then everything else.
 
-        `writable`: blocked outputs whose sink has room again. A pass over every
-        reader costs a `send` each. Messages go at once; a pass for presence alone
-        waits until PRESENCE_PACING times the last pass has gone by (or a message
-        takes it along): in a login storm, joins share passes instead of costing
-        N sends each to a room of N.
+        `writable`: blocked outputs whose sink has room again. A pass over a log's
+        readers costs a `send` each. Messages go at once; a pass for presence alone
+        waits until PRESENCE_PACING times that log's last pass has gone by (or a
+        message takes it along): in a login storm, joins share passes instead of
+        costing N sends each to a room of N.
         """
         over, self._over_limit = self._over_limit, set()
         for out in over:
             if out.sid in self.outputs and not out.closing:
                 self.cut(out)
         others = self._dirty | writable
-        self._dirty = set()
-        now = self._clock()
-        if self._log_grew or (self.presence_waiting and now >= self.next_presence):
-            self._log_grew = self.presence_waiting = False
-            for log in list(self.logs.values()):
-                # A reader over max_output is at least that far from the log's end, so
-                # looking once the log is that long finds every one.
-                if len(log.data) > min(TRIM_THRESHOLD, self.max_output):
-                    self._trim(log)
-                others |= self._send_broadcasts(log)
-            done = self._clock()
-            self.next_presence = done + max(PRESENCE_DELAY, (done - now) * PRESENCE_PACING)
+        self._dirty, self._marked = set(), None  # the pass's commit is done: nothing to take back
+        others |= self._carry(self.logs.due(self._clock))
         for out in others:
             if out.sid in self.outputs and out.ready and (not out.blocked or out in writable):
                 self.write(out)
 
-    def _send_broadcasts(self, log: BroadcastLog) -> set[Output]:
+    def _carry(self, due: dict[BroadcastLog, None]) -> set[Output]:
+        """One pass over the logs that grew: their readers that need more than the hot path.
+
+        Readers of several rooms wait until every log of the pass has been seen, so
+        that one with new bytes in several gets them in one send (`write`). A log whose
+        every reader was sent all of it here is emptied (otherwise a room that goes quiet
+        keeps at most its last pass's bytes, until its next one or the trim threshold).
+        """
+        others: set[Output] = set()
+        self._pass += 1
+        deferred: list[Reader] | None = [] if len(due) > 1 else None
+        owed: dict[BroadcastLog, tuple[int, int]] = {}  # logs all caught up to [1] but [0] deferred
+        for log in due:
+            started, waiting = self._clock(), len(deferred or ())
+            # A reader over max_output is at least that far from the log's end, so
+            # looking once the log is that long finds every one.
+            if len(log.data) > min(TRIM_THRESHOLD, self.max_output):
+                log.trim(min((reader.boundary for reader in log.subs), default=log.end))
+            got, reached = self._fan_out(log, log.readers.values(), deferred)
+            others |= got
+            if reached is not None and len(log.subs) == len(log.readers):  # none closing or leaving
+                waiting = len(deferred or ()) - waiting
+                owed[log] = (waiting, reached)
+                if not waiting:
+                    log.trim(reached)
+            done = self._clock()
+            log.next_presence = done + max(PRESENCE_DELAY, (done - started) * PRESENCE_PACING)
+        alone = [r for r in deferred or () if r.out.first is r and r.stop is None]
+        for log, group in groupby(alone, attrgetter("log")):
+            readers = list(group)
+            got, reached = self._fan_out(log, readers, None)
+            others |= got
+            if reached is not None and owed.get(log, (-1, 0))[0] == len(readers):
+                log.trim(owed[log][1])
+        return others
+
+    def _fan_out(self, log: BroadcastLog, readers: Iterable[Reader],
+                 deferred: list[Reader] | None) -> tuple[set[Output], int | None]:
         """The fan-out hot path: one `send` a reader carries every broadcast it has not seen.
 
-        Readers with private frames queued or a full buffer take the general path
-        (`write`, which keeps their order); they are returned.
+        Readers with private frames queued, a full buffer or a room left to finish take
+        the general path (`write`, which keeps their order); so do readers of several
+        rooms met in more than one log of this pass. They are returned, with where every
+        other reader now is (None if some are not at the end). With `deferred`, readers of
+        several rooms are put there instead (the pass's first meeting).
         """
-        others, failed, blocked = set(), [], []
-        send, base, end = self._send, log.base, log.end
+        others: set[Output] = set()
+        failed, blocked, over = [], [], []
+        send, base, end, limit, visit = self._send, log.base, log.end, self.max_output, self._pass
+        grown, log.passed = end - log.passed, end
         bytes_out = 0
         with memoryview(log.data) as data:
             # Readers that kept up share a cursor, and so one slice of the log.
             cursor, unseen = -1, data[:0]
-            for out in log.readers.values():
-                if out.private or out.blocked:
+            for reader in readers:
+                out = reader.out
+                if out.private or out.blocked or out.lingering:
+                    if out.blocked:  # all it is sent of this log's growth waits: count it
+                        out.unread += grown
+                        if out.behind() > limit:
+                            over.append(out)
                     others.add(out)
                     continue
-                if out.cursor != cursor:
-                    cursor, unseen = out.cursor, data[out.cursor - base:]
+                if deferred is not None and out.several:
+                    if out.visit != visit:
+                        out.visit, out.first = visit, reader
+                        deferred.append(reader)
+                    else:
+                        out.first = None
+                        others.add(out)
+                    continue
+                if reader.cursor != cursor:
+                    cursor, unseen = reader.cursor, data[reader.cursor - base:]
                 sent = send(out.sink, unseen)
                 if isinstance(sent, str):
                     failed.append((out, sent))
                     continue
                 bytes_out += sent
-                out.cursor += sent
-                if out.cursor == end:
-                    out.boundary = end
+                reader.cursor += sent
+                if reader.cursor == end:
+                    reader.boundary = end
                 else:
+                    out.partial = (reader, end)
                     out.blocked = True
                     blocked.append(out)
             del unseen  # a view: the log cannot grow while one lives
         self.bytes_out += bytes_out
         for out in blocked:
+            out.unread = out.backlog()
             self._port.blocked(out, True)
+        for out in over:
+            if out.sid in self.outputs and not out.closing:
+                self.cut(out)
         for out, reason in failed:  # after the view is released: a leave grows the log
             self._port.dead(out, reason)
-        return others
+        return others, None if others or blocked or failed else end
 
     def write(self, out: Output) -> None:
         """Send as much as the sink takes, in order; report it blocked if it fills."""
-        while True:
-            chunk, from_log = self._next_chunk(out)
-            if chunk is None:
-                break
-            sent = self._send(out.sink, chunk)
-            chunk.release()
-            if isinstance(sent, str):
-                return self._port.dead(out, sent)
-            self.bytes_out += sent
-            if not self._advance(out, sent, from_log):
-                out.blocked = True
-                return self._port.blocked(out, True)
-        if out.blocked:
-            out.blocked = False
-            self._port.blocked(out, False)
-        if out.closing:
+        sent, outcome = write_some(out, self._send)
+        self.bytes_out += sent
+        self.logs.detach_finished(out)
+        if isinstance(outcome, str):
+            self._port.dead(out, outcome)
+        elif out.blocked != (not outcome):  # full now, or no longer
+            out.blocked = not outcome
+            self._port.blocked(out, out.blocked)
+        if not outcome:
+            out.unread = out.backlog()
+        elif outcome is True and out.closing:
             self._port.drained(out)
-
-    def _next_chunk(self, out: Output) -> tuple[memoryview | None, bool]:
-        log_end = out.log_end
-        if out.private:
-            position, frames = out.private[0]
-            if position <= out.cursor or out.log is None:
-                return memoryview(frames)[out.sent_head:], False
-            log_end = min(log_end, position)
-        if out.cursor < log_end:
-            return out.log.view(out.cursor, log_end), True
-        return None, False
-
-    def _advance(self, out: Output, sent: int, from_log: bool) -> bool:
-        """Account for `sent` bytes; True when the whole chunk went."""
-        if from_log:
-            out.cursor += sent
-            limit = out.log_end
-            if out.private:
-                limit = min(limit, out.private[0][0])
-            if out.cursor >= limit:
-                out.boundary = out.cursor
-                return True
-            return False
-        frames = out.private[0][1]
-        out.sent_head += sent
-        if out.sent_head < len(frames):
-            return False
-        out.private.popleft()
-        out.private_bytes -= len(frames)
-        out.sent_head = 0
-        return True
-
-    def _trim(self, log: BroadcastLog) -> None:
-        """Cut readers too far behind, then drop what every reader has sent."""
-        for out in list(log.readers.values()):
-            if self.pending(out) > self.max_output:
-                self.cut(out)
-        log.trim(min((out.boundary for out in log.outputs.values()), default=log.end))
 
     def cut(self, out: Output) -> None:
         """Drop its backlog: it gets the rest of the frame it is in, then what the chat says."""
-        rest = _rest_of_frame(out)
-        out.private.clear()
-        out.private_bytes = out.sent_head = 0
-        self._unsubscribe(out)
+        rest = out.drop_backlog()
+        self.logs.drop_readers(out)
         self._port.slow_consumer(out.sid)
         if rest:
-            out.private.appendleft((0, rest))
+            out.private.appendleft(((), rest))
             out.private_bytes += len(rest)
-
-    def _unsubscribe(self, out: Output) -> None:
-        if out.log is not None:
-            out.log.outputs.pop(out.sid, None)
-            out.log.readers.pop(out.sid, None)
-            out.log = None
