@@ -66,6 +66,13 @@ class ChatServer(Server, Protocol):
     def say(self, text: str) -> int:
         """Send `notice` to every authenticated session; how many got it."""
 
+    def rooms(self) -> list[tuple[str, bool, str | None, int, int, int]]:
+        """(name, private, owner, members, online members, last seq) of every room, by name."""
+
+    def topic(self, room: str, text: str) -> str | None:
+        """Set a room's topic as the operator, on disk before it is told; None once done, else
+        the one line that says why not (no such room, a text the rules refuse)."""
+
     def clear_accounts(self) -> tuple[int, int]:
         """Empty clients.csv (kept as clients.csv.bak) and end the sessions of the accounts
         removed; how many accounts went, and how many sessions ended."""

@@ -165,6 +165,32 @@ def say(console: Console, text: str | None) -> None:
     click.echo(f"notice sent to {reached} session(s)")
 
 
+@commands.command(add_help_option=False)
+@click.pass_obj
+def rooms(console: Console) -> None:
+    """Chat: every room with its kind, owner, members, online members and last seq."""
+    table = console.chat("rooms").rooms()
+    for name, private, owner, members, online, last_seq in table:
+        kind = "private" if private else "public"
+        click.echo(f"#{name}  {kind}  owner={owner or '-'}  members={members}  online={online}  "
+                   f"last seq={last_seq}")
+    click.echo(f"{len(table)} room(s)")
+
+
+@commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)
+@click.argument("room_and_text", metavar="ROOM TEXT", required=False)
+@click.pass_obj
+def topic(console: Console, room_and_text: str | None) -> None:
+    """Chat: set a room's topic as the operator (TEXT is the rest of the line as typed)."""
+    chat = console.chat("topic")
+    room, _, text = (room_and_text or "").partition(" ")
+    text = text.lstrip(" ")
+    if not room or not text:
+        raise click.UsageError("topic needs a ROOM and a TEXT")
+    problem = chat.topic(room, text)
+    click.echo(problem or f"topic of #{room} set")
+
+
 def command_words(line: str) -> list[str]:
     """A command line as click's arguments (see _AsTyped)."""
     words = line.split()
