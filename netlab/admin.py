@@ -66,8 +66,8 @@ class ChatServer(Server, Protocol):
     def say(self, text: str) -> int:
         """Send `notice` to every authenticated session; how many got it."""
 
-    def rooms(self) -> list[tuple[str, bool, str | None, int, int, int]]:
-        """(name, private, owner, members, online members, last seq) of every room, by name."""
+    def rooms(self) -> list[tuple[str, str, str | None, int, int, int]]:
+        """(name, kind, owner, members, online members, last seq) of every room, by name."""
 
     def topic(self, room: str, text: str) -> str | None:
         """Set a room's topic as the operator, on disk before it is told; None once done, else

@@ -28,6 +28,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from netlab import wire as p
@@ -110,6 +111,18 @@ class ChatServer:
 
     def say(self, text: str) -> int:
         return self.call(lambda: self.chat.notice(text))
+
+    def rooms(self) -> list[tuple[str, str, str | None, int, int, int]]:
+        return self.call(self.chat.rooms_table)
+
+    def topic(self, room: str, text: str) -> str | None:
+        stored: Future[Exception | None] = Future()
+        try:
+            self.call(lambda: self.chat.set_topic(room, text, stored.set_result))
+        except ValueError as exc:
+            return str(exc)
+        failure = stored.result(timeout=10.0)
+        return None if failure is None else f"the topic could not be stored: {failure}"
 
     def clear_accounts(self) -> tuple[int, int]:
         # File work in the caller's thread; Accounts is thread-safe and the

@@ -170,8 +170,7 @@ def say(console: Console, text: str | None) -> None:
 def rooms(console: Console) -> None:
     """Chat: every room with its kind, owner, members, online members and last seq."""
     table = console.chat("rooms").rooms()
-    for name, private, owner, members, online, last_seq in table:
-        kind = "private" if private else "public"
+    for name, kind, owner, members, online, last_seq in table:
         click.echo(f"#{name}  {kind}  owner={owner or '-'}  members={members}  online={online}  "
                    f"last seq={last_seq}")
     click.echo(f"{len(table)} room(s)")

@@ -11,6 +11,7 @@ event is broadcast to the room's log before the account's own sessions subscribe
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from netlab import wire as p
@@ -235,12 +236,16 @@ class RoomRequests:
         changed = dataclasses.replace(record, topic=request.text)
         self.save_topic(session, changed, session.username, request.id)
 
-    def save_topic(self, session: Session | None, record: RoomRecord, by: str, rid: str | None) -> None:
+    def save_topic(self, session: Session | None, record: RoomRecord, by: str, rid: str | None,
+                   stored: Callable[[Exception | None], None] | None = None) -> None:
         """Store a topic, then every member's version 2 sessions get `topic` (general's: each
-        version 2 session privately; its log carries version 1 frames only)."""
+        version 2 session privately; its log carries version 1 frames only). `stored` (the
+        operator's console, which has no session to answer) hears how the write went."""
         chat = self.chat
 
         def done(result: object) -> None:
+            if stored is not None:
+                stored(result if isinstance(result, Exception) else None)
             if isinstance(result, Exception):
                 if session is not None:
                     chat.error(session, "unavailable", rid)
@@ -254,8 +259,10 @@ class RoomRequests:
 
         chat.fx.submit(session.sid if session is not None else None, SaveRoom(record), done)
 
-    def set_topic(self, name: str, text: str) -> None:
-        """The operator's `topic ROOM TEXT`: ValueError for a bad text or no such room."""
+    def set_topic(self, name: str, text: str,
+                  stored: Callable[[Exception | None], None] | None = None) -> None:
+        """The operator's `topic ROOM TEXT`: ValueError for a bad text or no such room;
+        `stored` hears whether it reached the disk (the members are told once it has)."""
         if not w.valid_topic(text):
             raise ValueError(f"a topic is {w.TOPIC_RULES}")
         rooms = self.chat.rooms
@@ -264,8 +271,8 @@ class RoomRequests:
         elif name in rooms.records:
             record = dataclasses.replace(rooms.records[name], topic=text)
         else:
-            raise ValueError(f"no room {name!r}")
-        self.save_topic(None, record, "operator", None)
+            raise ValueError(f"no such room: {name!r}")
+        self.save_topic(None, record, "operator", None, stored)
 
 
 def rooms_table(chat: Chat) -> list[tuple[str, str, str | None, int, int, int]]:
