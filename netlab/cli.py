@@ -267,7 +267,7 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
     from netlab.client.login import ask_password, log_in_asking, not_ready
     from netlab.client.network import ChatClient, Display
     from netlab.client.pipe import run_pipe
-    from netlab.client.session import Credentials
+    from netlab.client.effects import Credentials
     from netlab.client.terminal import run_terminal, show_on_terminal
     from netlab.connect import Peer
 

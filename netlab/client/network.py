@@ -38,7 +38,8 @@ from collections.abc import Callable
 from typing import Any
 
 from netlab import wire as p
-from netlab.client.session import ClientSession, Credentials, Drop, Effect, Reconnect, Send, Show, Timer
+from netlab.client.effects import Credentials, Drop, Effect, Reconnect, Send, Show, Timer
+from netlab.client.session import ClientSession
 from netlab.connect import WELCOME_TIMEOUT, NoWelcome, Peer, WrongPeer, first_frame
 from netlab.netutil import enable_keepalive, wake_pair
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from netlab import wire as p
 from netlab.client.display import for_terminal, local_time, text_of
+from netlab.client.effects import Show
 from netlab.client.lines import is_command, message_text, message_validator
 from netlab.client.network import ChatClient
-from netlab.client.session import Show
 from netlab.terminal import prompt_output
 
 if TYPE_CHECKING:
