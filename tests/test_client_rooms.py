@@ -136,7 +136,8 @@ def test_switching_reads_what_was_shown_and_a_read_elsewhere_lowers_the_count():
     assert sent(effects) == [{"type": "rooms"}]
     listed = client.receive(rooms(entry("dev", last=4, read=4), entry("ops", last=5, read=5)), 0.0)
     assert shown(listed, "rooms") == ["#dev (public, 2 members)", "#ops (public, 2 members)"]
-    assert shown(client.requests.go("nope")) == ["error: you are not in #nope: /join it first, /rooms lists yours"]
+    assert shown(client.requests.go("nope")) == [
+        "error: you are not in #nope: /join it first, /rooms lists yours"]
 
 
 def test_rooms_pages_are_gathered_and_shown_with_unread_counts():
@@ -165,7 +166,8 @@ def test_join_switches_once_joined_and_leave_goes_back_to_general():
     assert sent(client.requests.leave("")) == [{"type": "leave", "room": "dev"}]
     assert shown(client.receive({"type": "left", "room": "dev"}, 0.0)) == ["you left #dev"]
     assert client.place == "#general"
-    assert shown(client.requests.join("Bad Name")) == [f"error: 'Bad Name': {ERROR_SENTENCES['invalid_room']}"]
+    assert shown(client.requests.join("Bad Name")) == [
+        f"error: 'Bad Name': {ERROR_SENTENCES['invalid_room']}"]
 
 
 def test_create_invite_topic_and_member_events():
@@ -176,7 +178,8 @@ def test_create_invite_topic_and_member_events():
     client.receive(joined("dev"), 0.0)
     assert sent(client.requests.in_room({"type": "invite", "username": "bob"})) == [
         {"type": "invite", "room": "dev", "username": "bob"}]
-    assert shown(client.receive({"type": "ok", "op": "invite", "username": "ann", "protocol": 2}, 0.0)) == ["invited"]
+    invited = {"type": "ok", "op": "invite", "username": "ann", "protocol": 2}
+    assert shown(client.receive(invited, 0.0)) == ["invited"]
     member = {"type": "member", "room": "dev", "username": "bob", "change": "joined"}
     assert shown(client.receive(member, 0.0)) == ["[#dev] bob joined the room"]
     topic = {"type": "topic", "room": "dev", "text": "new plans", "by": "ann"}
@@ -192,7 +195,8 @@ def test_create_invite_topic_and_member_events():
 def test_msg_sends_a_direct_message_and_query_switches_to_the_conversation():
     client = session()
     logged_in(client)
-    assert sent(client.requests.message("Bob", "psst")) == [{"type": "say", "text": "psst", "id": "c1", "to": "Bob"}]
+    assert sent(client.requests.message("Bob", "psst")) == [
+        {"type": "say", "text": "psst", "id": "c1", "to": "Bob"}]
     effects = client.receive(message(1, "psst", "ann", to="Bob", rid="c1"), 0.0)
     assert shown(effects) == ["[@Bob] ann: psst"]
     assert client.places.by_key["@bob"].unread == 0  # one's own message is no news
@@ -211,7 +215,8 @@ def test_msg_sends_a_direct_message_and_query_switches_to_the_conversation():
 def test_delete_of_ones_last_message_or_a_seq_and_deleted_marks_the_line():
     client = session()
     logged_in(client)
-    assert shown(client.requests.delete(None)) == ["error: no message of yours is shown in #general: /delete SEQ"]
+    assert shown(client.requests.delete(None)) == [
+        "error: no message of yours is shown in #general: /delete SEQ"]
     client.say("oops")
     client.receive(message(5, "oops", "ann", rid="c1"), 0.0)
     assert sent(client.requests.delete(None)) == [{"type": "delete", "seq": 5, "room": "general"}]
@@ -231,7 +236,8 @@ def test_passwd_refused_keeps_the_session_and_a_changed_one_is_used_at_the_next_
     refused = {"type": "error", "code": "bad_credentials", "message": "no", "id": "passwd"}
     assert shown(client.receive(refused, 0.0)) == ["error: the current password is wrong; nothing changed"]
     assert client.status is None
-    assert shown(client.requests.password("correct horse", "short")) == [f"error: {ERROR_SENTENCES['invalid_password']}"]
+    assert shown(client.requests.password("correct horse", "short")) == [
+        f"error: {ERROR_SENTENCES['invalid_password']}"]
     client.requests.password("correct horse", "new password")
     client.receive({"type": "ok", "op": "password", "username": "ann", "protocol": 2}, 0.0)
     client.connection_lost("reset", 0.0)
@@ -263,15 +269,15 @@ def test_a_line_refused_as_unavailable_is_sent_again_with_its_id():
 
 def test_a_reconnect_pages_every_room_forward_from_its_last_message_and_holds_live_ones():
     client = session()
-    logged_in(client, entry("dev", last=2, read=2), conversations=({"with": "Bob", "last_seq": 1, "read_seq": 1},))
+    bob = {"with": "Bob", "last_seq": 1, "read_seq": 1}
+    logged_in(client, entry("dev", last=2, read=2), conversations=(bob,))
     client.say("again")  # in flight when the connection goes
     client.connection_lost("reset", 0.0)
     client.welcomed(WELCOME2, 1.0)
     client.receive(OK2, 1.0)
     client.receive({"type": "history", "room": "general", "messages": [], "more": False}, 1.0)
     assert shown(client.receive(message(5, room="dev"), 1.0)) == []  # held until dev's gap is filled
-    effects = client.receive(rooms(entry("general"), entry("dev", last=5),
-                                   conversations=({"with": "Bob", "last_seq": 1, "read_seq": 1},)), 1.0)
+    effects = client.receive(rooms(entry("general"), entry("dev", last=5), conversations=(bob,)), 1.0)
     assert sent(effects) == [{"type": "history", "after": 2, "limit": 1000, "room": "dev"}]
     page = {"type": "history", "room": "dev", "messages": [message(3, room=None), message(4, room=None)],
             "more": True}

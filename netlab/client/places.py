@@ -30,6 +30,13 @@ def dm_key(user: str) -> str:
     return f"@{user.lower()}"
 
 
+def start_place(room: str | None, user: str | None) -> tuple[str, str]:
+    """The key and name of the place --room or --to names (general when neither does)."""
+    if room:
+        return room_key(room), room
+    return (dm_key(user), user) if user else (GENERAL, "general")
+
+
 def key_of(frame: dict, me: str) -> str:
     """The place a `message`, `history`, `read` or `deleted` frame is about."""
     to = frame.get("to")
@@ -237,7 +244,8 @@ class Places:
         for key in [key for key in self.by_key if key not in listed and key != GENERAL]:
             place = self.by_key[key]
             if not place.is_room:  # no conversation yet, or one begun since the list was made
-                effects += self.resumed(place, max((m["seq"] for m in place.timeline.held), default=0), 0, now)
+                newest = max((message["seq"] for message in place.timeline.held), default=0)
+                effects += self.resumed(place, newest, 0, now)
             else:
                 del self.by_key[key]
         for key, entry in listed.items():
