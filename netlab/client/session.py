@@ -106,8 +106,7 @@ class ClientSession:
         self.pending.lines.clear()
         if not self.connected:
             return self._end(0)
-        self.leaving = True
-        return [Send({"type": "quit"})]
+        return self._leave()
 
     def fail(self, text: str, status: int = 1) -> list[Effect]:
         """End with `text` as the last words (a wrong peer, a bug in the driver)."""
@@ -266,9 +265,13 @@ class ClientSession:
 
     def _maybe_leave(self) -> list[Effect]:
         if self.input_done and not self.pending.lines and self.online and not self.leaving:
-            self.leaving = True
-            return [Send({"type": "quit"})]
+            return self._leave()
         return []
+
+    def _leave(self) -> list[Effect]:
+        """`quit`, after the read markers not sent yet: what was shown was read."""
+        self.leaving = True
+        return [*(self.places.reads() if self.online else []), Send({"type": "quit"})]
 
     def _lost(self, reason: str, now: float) -> list[Effect]:
         """The server ended this connection in a way worth reconnecting after."""

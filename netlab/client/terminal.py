@@ -92,9 +92,9 @@ def end_prompt_if_finished(client: ChatClient, session: PromptSession[str]) -> N
 
 def ask_hidden(question: str) -> str:
     """A line typed without echo (a password), asked above nothing else."""
-    from prompt_toolkit import prompt
+    from prompt_toolkit import PromptSession
 
     try:
-        return prompt(question, is_password=True, output=prompt_output())
+        return PromptSession[str](output=prompt_output()).prompt(question, is_password=True)
     except (KeyboardInterrupt, EOFError):
         return ""
