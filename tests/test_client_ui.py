@@ -111,7 +111,7 @@ def test_terminal_keeps_a_line_that_is_too_long_in_the_input(start_chat):
     assert pipe_client(port, "lena", [], "--register")[0] == 0
     lena = terminal_client(port, "--user", "lena", "--password-env", "PW")
     try:
-        lena.expect("lena>")
+        lena.expect(r"lena( #general)?>")
         lena.send("x" * 4001 + "\r")
         lena.expect("message is 4001 characters; the limit is 4000")
         lena.send("\x7f\r")  # one character less, and it goes
@@ -209,7 +209,7 @@ def test_terminal_history_pages_back_from_the_oldest_shown_set_apart(data_dir):
         sam = terminal_client(port, "--user", "sam", "--password-env", "PW")
         try:
             sam.expect("bob: third")
-            sam.expect("sam>")
+            sam.expect(r"sam( #general)?>")
             assert pipe_client(port, "bob", ["fourth"])[0] == 0
             sam.expect("bob: fourth")  # live, after what login showed
             sam.sendline("/history 5")
@@ -225,7 +225,7 @@ def test_terminal_history_pages_back_from_the_oldest_shown_set_apart(data_dir):
             sam.close(force=True)
         sam = terminal_client(port, "--user", "sam", "--password-env", "PW", "--history", "0")
         try:
-            sam.expect("sam>")
+            sam.expect(r"sam( #general)?>")
             sam.sendline("/history 1")  # nothing shown yet: the newest message
             sam.expect("── 1 earlier message ──")
             sam.expect("bob: fourth")
