@@ -9,6 +9,7 @@ from collections.abc import Callable
 from netlab import wire as p
 from netlab.client.lines import text_problem
 from netlab.client.network import ChatClient
+from netlab.client.requests import MAX_TOPIC
 
 Ask = Callable[[str], str]  # a question whose answer is not echoed (a password)
 
@@ -87,6 +88,8 @@ def run(client: ChatClient, word: str, rest: str, words: list[str], ask: Ask) ->
         client.ask("leave", rest)
     elif word == "/create":
         return create(client, rest)
+    elif word == "/topic" and len(rest) > MAX_TOPIC:
+        return f"not set: a topic is at most {MAX_TOPIC} characters"
     elif word == "/topic":
         client.ask("in_room", {"type": "topic", "text": rest})
     elif word == "/rooms" and words in ([], ["all"]):

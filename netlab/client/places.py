@@ -320,10 +320,10 @@ class Places:
         return [Timer(now + READ_DELAY, ("read", 0))]
 
     def reads(self) -> list[Effect]:
-        """The markers moved since the last were sent, one `read` a place."""
+        """The markers moved since the last were sent, one `read` a place (none on version 1)."""
         self.read_timer = False
         effects: list[Effect] = []
-        for place in self.by_key.values():
+        for place in self.by_key.values() if self.version == 2 else ():
             if place.seen_seq > place.read_seq:
                 place.read_seq = place.seen_seq
                 effects.append(Send({"type": "read", "seq": place.seen_seq, **place.named()}))
