@@ -91,7 +91,7 @@ def test_a_line_sent_again_after_a_reconnect_keeps_its_id_so_the_server_stores_i
     assert "reconnected as bot" in err
 
 
-def test_terminal_prompt_follows_the_room_and_passwd_is_never_echoed():
+def test_terminal_prompt_follows_the_room_passwd_is_never_echoed_and_help_lists_all():
     with socket.create_server(("127.0.0.1", 0)) as listener:
         bot = terminal_client(listener.getsockname()[1], "--user", "bot", "--password-env", "PW")
         bot.logfile_read = seen = io.StringIO()
@@ -115,6 +115,15 @@ def test_terminal_prompt_follows_the_room_and_passwd_is_never_echoed():
             server.conn.sendall(encode({"type": "ok", "op": "password", "username": "bot", "protocol": 2}))
             bot.expect("password changed")
             assert "secret" not in seen.getvalue()
+            bot.sendline("/help")
+            for command in ("/join", "/create", "/go", "/query", "/msg", "/leave", "/invite", "/topic",
+                            "/rooms", "/delete", "/passwd", "/users", "/history", "/quit"):
+                bot.expect(command)
+            for line, said in (("/invite", r"usage: /invite USER"), ("/topic " + "t" * 401, "at most 400"),
+                               ("/go nowhere", "you are not in #nowhere"),
+                               ("/msg bob", r"usage: /msg USER TEXT")):
+                bot.sendline(line)
+                bot.expect(said)
             bot.sendline("/quit")
             assert server.answer()["type"] == "quit"
             server.close({"type": "bye"})
