@@ -16,6 +16,7 @@ import pexpect
 import pytest
 from procs import assert_exits_with, assert_exits_zero, serve
 from test_client import PASSWORD, client, pipe_client, terminal_client
+from test_client_v2_wire import answer_passwd
 
 from netlab import wire as p
 
@@ -76,17 +77,10 @@ def test_terminal_passwd_asks_without_echo_and_the_new_password_logs_in(start_ch
     carol, seen = at_the_prompt(port, "carol")
     try:
         carol.sendline("/passwd")
-        carol.expect("current password")
-        carol.sendline("not the password")
-        carol.expect("new password")
-        carol.sendline("brand new password")
-        carol.expect("again")
-        carol.sendline("brand new password")
+        answer_passwd(carol, "not the password", "brand new password")
         carol.expect("the current password is wrong; nothing changed")
         carol.sendline("/passwd")
-        for answer in (PASSWORD, "brand new password", "brand new password"):
-            carol.expect("password")
-            carol.sendline(answer)
+        answer_passwd(carol, PASSWORD, "brand new password")
         carol.expect("password changed")
         assert "brand new password" not in seen.getvalue()
         carol.sendline("/quit")

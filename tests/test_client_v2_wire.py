@@ -9,12 +9,24 @@ import io
 import socket
 import threading
 
+import pexpect
 import pytest
 from procs import WAIT, assert_exits_zero
 from scripted import WELCOME2, ScriptedConnection
 from test_client import pipe_client, terminal_client
 
 from netlab.wire import encode
+
+QUESTIONS = ("current password:", "new password:", "new password again:")  # the space is a cursor move
+
+
+def answer_passwd(child: pexpect.spawn, current: str, new: str) -> None:
+    """Answer /passwd's three questions, each once it is asked: a line typed before the
+    hidden prompt is up would be echoed by the terminal (and each question is drawn
+    again as it is answered, so only the next one's own words will do)."""
+    for question, answer in zip(QUESTIONS, (current, new, new), strict=True):
+        child.expect_exact(question)
+        child.sendline(answer)
 
 TS = "2026-01-01T00:00:00.000Z"
 OK = {"type": "ok", "op": "login", "username": "bot", "protocol": 2}
@@ -107,9 +119,7 @@ def test_terminal_prompt_follows_the_room_passwd_is_never_echoed_and_help_lists_
             bot.expect(r"you are in #dev \(private, 2 members\): plans")
             bot.expect("bot #dev>")
             bot.sendline("/passwd")
-            for answer in ("old secret 1", "new secret 2", "new secret 2"):
-                bot.expect("password")
-                bot.sendline(answer)
+            answer_passwd(bot, "old secret 1", "new secret 2")
             assert server.answer() == {"type": "password", "password": "old secret 1",
                                        "new_password": "new secret 2", "id": "passwd"}
             server.conn.sendall(encode({"type": "ok", "op": "password", "username": "bot", "protocol": 2}))

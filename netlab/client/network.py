@@ -104,9 +104,6 @@ class ChatClient:
         """Send a message (`number`: the front end's name for it, should the server refuse it)."""
         self._call(self._session.say, text, number)
 
-    def request(self, frame: dict) -> None:
-        self._call(self._session.request, frame)
-
     def older_history(self, count: int) -> None:
         self._call(self._session.older_history, count)
 

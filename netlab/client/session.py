@@ -83,12 +83,10 @@ class ClientSession:
     def queue(self, line: Line) -> list[Effect]:
         return self._send_first() if self.pending.add(line) else []
 
-    def request(self, frame: dict) -> list[Effect]:
-        """A request of the user's: on this connection, if any."""
-        return [Send(frame)] if self.connected else []
-
     def older_history(self, count: int) -> list[Effect]:
-        return self.request(self.places.by_key[self.places.current].timeline.older(count))
+        """/history: on this connection, if any."""
+        timeline = self.places.by_key[self.places.current].timeline
+        return [Send(timeline.older(count))] if self.connected else []
 
     def not_sent(self) -> list[Effect]:
         """The front end refused a line itself (not UTF-8, against the rules)."""
