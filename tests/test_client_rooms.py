@@ -206,7 +206,7 @@ def test_msg_sends_a_direct_message_and_query_switches_to_the_conversation():
     assert shown(effects) == ["now in @Bob (1 unread)"] and client.place == "@Bob"
     assert sent(effects) == [{"type": "history", "after": 1, "limit": 1, "with": "Bob"}]
     assert shown(client.receive(message(3, "there?", "Bob", to="ann"), 0.0)) == ["Bob: there?"]
-    assert sent(client.older_history(5)) == [{"type": "history", "limit": 5, "before": 1, "with": "Bob"}]
+    assert sent(client.requests.history(5)) == [{"type": "history", "limit": 5, "before": 1, "with": "Bob"}]
 
 
 # -- deletions ---------------------------------------------------------------------------------------

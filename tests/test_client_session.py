@@ -210,7 +210,7 @@ def test_the_history_after_login_is_cut_to_what_was_asked_and_the_rest_counts_as
     assert [m["seq"] for m in frame["messages"]] == [6] and frame["more"] is True  # --json sees the cut
     assert shown(effects, "history") == ["bob: m6"]
     assert shown(client.receive(message(6), 0.0)) == []  # seen: not again
-    assert sent(client.older_history(2)) == [{"type": "history", "limit": 2, "before": 6}]
+    assert sent(client.requests.history(2)) == [{"type": "history", "limit": 2, "before": 6}]
 
 
 def test_a_history_page_is_set_apart_and_says_when_there_is_no_more():

@@ -71,7 +71,7 @@ def run(client: ChatClient, word: str, rest: str, words: list[str], ask: Ask) ->
         count = history_count(rest)
         if count is None:
             return f"usage: /history [N], N a count of messages (at most {p.MAX_HISTORY_LIMIT} are fetched)"
-        client.older_history(min(count, p.MAX_HISTORY_LIMIT))
+        client.ask("history", min(count, p.MAX_HISTORY_LIMIT))
     elif word in ("/users", "/passwd") and words:
         return USAGE[word]
     elif word == "/users":

@@ -104,12 +104,8 @@ class ChatClient:
         """Send a message (`number`: the front end's name for it, should the server refuse it)."""
         self._call(self._session.say, text, number)
 
-    def older_history(self, count: int) -> None:
-        self._call(self._session.older_history, count)
-
     def ask(self, request: str, *args: Any) -> None:
-        """A request of the user's beyond lines: `request` names a method of the session's
-        `requests` (netlab.client.requests: join, go, delete, password ...)."""
+        """A request beyond lines: a method of netlab.client.requests (join, history ...)."""
         self._call(getattr(self._session.requests, request), *args)
 
     def not_sent(self) -> None:

@@ -113,6 +113,11 @@ class Requests:
             return error(f"no message of yours is shown in {place.tag}: /delete SEQ")
         return self.send({"type": "delete", "seq": seq, **place.named()})
 
+    def history(self, count: int) -> list[Effect]:
+        """/history: `count` messages of the current place before the oldest shown."""
+        timeline = self.places.by_key[self.places.current].timeline
+        return [Send(timeline.older(count))] if self.session.connected else []
+
     def users(self) -> list[Effect]:
         place = self.places.by_key[self.places.current]
         scope = place.scope() if place.is_room and self.places.version == 2 else {}

@@ -83,11 +83,6 @@ class ClientSession:
     def queue(self, line: Line) -> list[Effect]:
         return self._send_first() if self.pending.add(line) else []
 
-    def older_history(self, count: int) -> list[Effect]:
-        """/history: on this connection, if any."""
-        timeline = self.places.by_key[self.places.current].timeline
-        return [Send(timeline.older(count))] if self.connected else []
-
     def not_sent(self) -> list[Effect]:
         """The front end refused a line itself (not UTF-8, against the rules)."""
         self.refused += 1
