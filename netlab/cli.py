@@ -265,6 +265,17 @@ def read_password(password_file: Path | None, password_env: str | None) -> str |
     return None
 
 
+def room_option(value: str | None) -> str | None:
+    """--room: a name by PROTOCOL.md's rules (a leading # allowed), else a bad option."""
+    from netlab.client.requests import valid_room
+    from netlab.client.words import ERROR_SENTENCES
+
+    name = None if value is None else value.removeprefix("#")
+    if name is not None and not valid_room(name):
+        raise click.BadParameter(ERROR_SENTENCES["invalid_room"])
+    return name
+
+
 @chat.command("connect")
 @client_options(7000)
 @click.option("--user", "username", default=None, help="Your username (asked on a terminal if missing).")
@@ -276,17 +287,26 @@ def read_password(password_file: Path | None, password_env: str | None) -> str |
 @click.option("--history", "history_at_login", type=click.IntRange(0, MAX_HISTORY_LIMIT), default=None,
               show_default="0 from a pipe or with --json, all the server sends at a prompt",
               metavar="N", help="Show the newest N of the messages the server sends after login.")
+@click.option("--room", default=None, metavar="ROOM", callback=lambda _c, _p, value: room_option(value),
+              help="Talk in ROOM, which must exist and be joined: from a pipe every line goes there.")
+@click.option("--to", "to_user", default=None, metavar="USER",
+              help="Send every line to USER as a direct message (at a prompt: start in that conversation).")
 def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: bool, username: str | None,
                  register: bool, password_file: Path | None, password_env: str | None,
-                 json_lines: bool, history_at_login: int | None) -> None:
+                 json_lines: bool, history_at_login: int | None, room: str | None,
+                 to_user: str | None) -> None:
     """Chat: a prompt on a terminal; from a pipe, each line is a message."""
+    from netlab.client.effects import Credentials
     from netlab.client.login import ask_password, log_in_asking, not_ready
     from netlab.client.network import ChatClient, Display
     from netlab.client.pipe import run_pipe
-    from netlab.client.session import Credentials
+    from netlab.client.places import start_place
     from netlab.client.terminal import run_terminal, show_on_terminal
     from netlab.connect import Peer
 
+    if room is not None and to_user is not None:
+        raise click.UsageError("give --room or --to, not both")
+    start = start_place(room, to_user)
     terminal = sys.stdin.isatty() and sys.stdout.isatty()
     at_prompt = terminal and not json_lines
     if username is None:
@@ -302,7 +322,7 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
         history_at_login = 0  # a bot's output is its own lines, not history first
 
     def session(password: str, display: Display = show_on_terminal) -> ChatClient:
-        return ChatClient(peer, Credentials(username, password, register), display, history_at_login)
+        return ChatClient(peer, Credentials(username, password, register), display, history_at_login, start)
 
     if password is None:  # to be asked: not before the server is known to be there
         problem = not_ready(peer)

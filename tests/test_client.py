@@ -219,7 +219,7 @@ def test_terminal_register_chat_history_users_and_errors(data_dir):
         alice.expect("logged in as alice")
         alice.expect(r"bob: third")  # --history-size 1
         alice.expect(r"\(older messages: /history\)")
-        alice.expect("alice>")
+        alice.expect(r"alice( #general)?>")
         alice.sendline("/history 1")  # pages further back each time
         alice.expect(r"bob: second")
         alice.sendline("/history 1")
@@ -271,7 +271,7 @@ def test_terminal_reconnects_after_restart_without_gaps_or_doubles(tmp_path):
     gina.logfile_read = seen = io.StringIO()
     try:
         gina.expect("writer: first")
-        gina.expect("gina>")
+        gina.expect(r"gina( #general)?>")
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
         gina.expect("reconnecting in")
@@ -295,7 +295,7 @@ def test_terminal_ctrl_c_leaves_cleanly(chat):
     assert pipe_client(port, "erin", [], "--register")[0] == 0
     erin = terminal_client(port, "--user", "erin", "--password-env", "PW")
     try:
-        erin.expect("erin>")
+        erin.expect(r"erin( #general)?>")
         erin.sendintr()
         assert_exits_zero(erin)
     finally:

@@ -9,6 +9,7 @@ import socket
 import threading
 
 from procs import WAIT, assert_exits_with, assert_exits_zero, serve
+from scripted import WELCOME1, ScriptedConnection
 from test_client import PASSWORD, pipe_client, terminal_client
 
 REFUSED = 4  # README: a line of the pipe was refused
@@ -41,38 +42,24 @@ def test_pipe_refused_line_is_named_by_its_number_and_the_status_says_so(start_c
 def test_pipe_line_the_server_refuses_is_named_by_its_number_and_the_rest_goes_on():
     """This client checks a text as the server does, so the server's refusal needs a peer
     that refuses what it should not: a real socket speaking the protocol, one frame a turn."""
-    from netlab.wire import FrameDecoder, encode
-
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
         result: list = []
         lines = ["refused", "taken"]
         runner = threading.Thread(target=lambda: result.append(pipe_client(port, "bot", lines)))
         runner.start()
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(WAIT)
-            decoder = FrameDecoder()
-
-            def answer(*frames: dict) -> dict:
-                """Send `frames`, then the next frame the client sends."""
-                conn.sendall(b"".join(encode(frame) for frame in frames))
-                while True:
-                    for frame in decoder:
-                        return frame
-                    decoder.feed(conn.recv(65536))
-
-            login = answer({"type": "welcome", "server": "netlab", "protocol": 1, "max_frame": 65536})
-            assert login["type"] == "login"
-            first = answer({"type": "ok", "op": "login", "username": "bot"},
-                           {"type": "history", "messages": [], "more": False},
-                           {"type": "users", "online": ["bot"], "count": 1, "more": False})
-            second = answer({"type": "error", "code": "bad_request", "message": "no", "id": first["id"]})
-            assert second["text"] == "taken"
-            leaving = answer({"type": "message", "seq": 1, "ts": "2026-01-01T00:00:00.000Z", "from": "bot",
-                           "text": "taken", "id": second["id"]})
-            assert leaving["type"] == "quit"
-            conn.sendall(encode({"type": "bye"}))
+        server = ScriptedConnection(listener)
+        login = server.answer(WELCOME1)
+        assert login["type"] == "login" and "protocol" not in login  # a version 1 server gets none
+        first = server.answer({"type": "ok", "op": "login", "username": "bot"},
+                              {"type": "history", "messages": [], "more": False},
+                              {"type": "users", "online": ["bot"], "count": 1, "more": False})
+        second = server.answer({"type": "error", "code": "bad_request", "message": "no", "id": first["id"]})
+        assert second["text"] == "taken"
+        leaving = server.answer({"type": "message", "seq": 1, "ts": "2026-01-01T00:00:00.000Z", "from": "bot",
+                                 "text": "taken", "id": second["id"]})
+        assert leaving["type"] == "quit"
+        server.close({"type": "bye"})
         runner.join(WAIT)
     [(status, out, err)] = result
     assert status == REFUSED
@@ -124,7 +111,7 @@ def test_terminal_keeps_a_line_that_is_too_long_in_the_input(start_chat):
     assert pipe_client(port, "lena", [], "--register")[0] == 0
     lena = terminal_client(port, "--user", "lena", "--password-env", "PW")
     try:
-        lena.expect("lena>")
+        lena.expect(r"lena( #general)?>")
         lena.send("x" * 4001 + "\r")
         lena.expect("message is 4001 characters; the limit is 4000")
         lena.send("\x7f\r")  # one character less, and it goes
@@ -222,7 +209,7 @@ def test_terminal_history_pages_back_from_the_oldest_shown_set_apart(data_dir):
         sam = terminal_client(port, "--user", "sam", "--password-env", "PW")
         try:
             sam.expect("bob: third")
-            sam.expect("sam>")
+            sam.expect(r"sam( #general)?>")
             assert pipe_client(port, "bob", ["fourth"])[0] == 0
             sam.expect("bob: fourth")  # live, after what login showed
             sam.sendline("/history 5")
@@ -238,7 +225,7 @@ def test_terminal_history_pages_back_from_the_oldest_shown_set_apart(data_dir):
             sam.close(force=True)
         sam = terminal_client(port, "--user", "sam", "--password-env", "PW", "--history", "0")
         try:
-            sam.expect("sam>")
+            sam.expect(r"sam( #general)?>")
             sam.sendline("/history 1")  # nothing shown yet: the newest message
             sam.expect("── 1 earlier message ──")
             sam.expect("bob: fourth")

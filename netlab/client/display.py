@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from netlab.client.session import Show
+from netlab.client.effects import Show
 
 #: Control characters but TAB and line breaks. PROTOCOL.md keeps C0 out of a text, but a
 #: server that is not netlab could send any. They are shown as \xNN.

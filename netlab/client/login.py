@@ -15,7 +15,7 @@ import click
 
 from netlab import wire as p
 from netlab.client.network import ChatClient
-from netlab.client.session import ERROR_SENTENCES
+from netlab.client.words import ERROR_SENTENCES
 from netlab.connect import Peer, WrongPeer, first_frame
 
 TRIES = 3  # passwords asked at login before giving up: the server throttles a name after 5 failures

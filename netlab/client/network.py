@@ -29,6 +29,7 @@ import contextlib
 import heapq
 import itertools
 import random
+import secrets
 import selectors
 import socket
 import ssl
@@ -38,7 +39,9 @@ from collections.abc import Callable
 from typing import Any
 
 from netlab import wire as p
-from netlab.client.session import ClientSession, Credentials, Drop, Effect, Reconnect, Send, Show, Timer
+from netlab.client.effects import Credentials, Drop, Effect, Reconnect, Send, Show, Timer
+from netlab.client.places import GENERAL
+from netlab.client.session import ClientSession
 from netlab.connect import WELCOME_TIMEOUT, NoWelcome, Peer, WrongPeer, first_frame
 from netlab.netutil import enable_keepalive, wake_pair
 
@@ -64,14 +67,16 @@ class ChatClient:
     the session shows (a line above the prompt, a line of standard output, JSON)."""
 
     def __init__(self, peer: Peer, credentials: Credentials, display: Display,
-                 history_at_login: int | None = None) -> None:
+                 history_at_login: int | None = None, start: tuple[str, str] = (GENERAL, "general")) -> None:
         self.peer = peer
         self.display = display
         self.finished = threading.Event()  # the session has ended (`status` is set) and said so
         self._login_settled = threading.Event()  # the first `ok`, or the end: was the password right?
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # a timer was added, or the session ended
-        self._session = ClientSession(credentials, peer.address, history_at_login, jitter=random.random)
+        # Line ids of this run's own: a version 2 server takes an id it has seen for a resend.
+        self._session = ClientSession(credentials, peer.address, history_at_login, jitter=random.random,
+                                      id_prefix=f"c{secrets.token_hex(6)}-", start=start)
         self._sock: socket.socket | None = None
         self._outbox = bytearray()  # encoded frames for the network thread to send on `_sock`
         # Wakes the network thread in select(): a frame to send, or the end.
@@ -99,11 +104,9 @@ class ChatClient:
         """Send a message (`number`: the front end's name for it, should the server refuse it)."""
         self._call(self._session.say, text, number)
 
-    def request(self, frame: dict) -> None:
-        self._call(self._session.request, frame)
-
-    def older_history(self, count: int) -> None:
-        self._call(self._session.older_history, count)
+    def ask(self, request: str, *args: Any) -> None:
+        """A request beyond lines: a method of netlab.client.requests (join, history ...)."""
+        self._call(getattr(self._session.requests, request), *args)
 
     def not_sent(self) -> None:
         self._call(self._session.not_sent)
@@ -116,6 +119,7 @@ class ChatClient:
 
     authenticated_once = _from_session("authenticated_once")
     username = _from_session("username")
+    place = _from_session("place")  # the current room or conversation, for the prompt
     status = _from_session("status")  # the exit status once the session has ended
     refused = _from_session("refused")  # lines the server refused
     refusal = _from_session("refusal")  # the auth failure that ended the session

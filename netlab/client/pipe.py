@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable
 
 from netlab.client.display import one_line, text_of
+from netlab.client.effects import Show
 from netlab.client.lines import message_text, numbered_lines, text_problem
 from netlab.client.network import ChatClient, Display
-from netlab.client.session import Show
 
 LINE_REFUSED = 4  # a pipe's exit status when a line was not sent (README's list)
 SHOWN = ("message", "history", "join", "leave", "notice")  # to standard output, without --json

@@ -1,159 +1,58 @@
 """The chat client's session, sans-IO: frames in, decisions out.
 
 It owns every rule of a session that survives connection loss: log in (again),
-fill the gap a reconnect left (netlab.client.timeline), send the user's lines
-one at a time and know each by its echo, try again after `rate_limited`, and
-decide when the client ends and with which status. It opens no socket, starts
-no thread, reads no clock and no file: the driver (netlab.client.network) tells
-it what arrived and what time it is, and carries out the effects each call
-returns, in order: things to show, frames to send, timers and reconnects wanted.
-So every rule is tested frame by frame (tests/test_client_session.py).
+asking for protocol version 2 when the server offers it, fill the gap a reconnect
+left in every room and conversation (netlab.client.places and .timeline), send the
+user's lines one at a time and know each by its echo, try again after
+`rate_limited`, and decide when the client ends and with which status. It opens no
+socket, starts no thread, reads no clock and no file: the driver
+(netlab.client.network) tells it what arrived and what time it is, and carries out
+the effects each call returns, in order: things to show, frames to send, timers and
+reconnects wanted. So every rule is tested frame by frame
+(tests/test_client_session.py, tests/test_client_rooms.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from netlab.client.timeline import Timeline
+from netlab.client.auth import Authenticator
+from netlab.client.effects import Credentials, Drop, Effect, Reconnect, Send, Show, Timer
+from netlab.client.pending import Line, Pending
+from netlab.client.places import GENERAL, Places
+from netlab.client.requests import PASSWORD_ID, Requests
+from netlab.client.words import error_sentence, news
 
-#: One human sentence for each error code of PROTOCOL.md.
-ERROR_SENTENCES = {
-    "bad_frame": "the server could not read what this client sent",
-    "frame_too_large": "a request was larger than the server accepts",
-    "unknown_type": "the server does not know that request",
-    "bad_request": "the server rejected that request as malformed",
-    "not_authenticated": "log in first",
-    "already_authenticated": "you are already logged in",
-    "invalid_username": "a username is 1 to 32 letters, digits, '_', '.' or '-'",
-    "invalid_password": "a password is 8 to 256 characters",
-    "username_taken": "that username is taken",
-    "bad_credentials": "unknown user or wrong password",
-    "rate_limited": "you are sending too fast (or failed to log in too often); wait a moment",
-    "auth_timeout": "the server closed the connection: no login in time",
-    "server_full": "the server is full; try again later",
-    "slow_consumer": "the server dropped you because you were not reading",
-}
 #: Auth failures no retry can fix.
 AUTH_FAILURES = {"invalid_username", "invalid_password", "username_taken", "bad_credentials"}
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 15.0
+#: Refusals of a line that a later try may get through.
+TRY_AGAIN = {"rate_limited", "unavailable"}
+ROOM_EVENTS = {"joined", "left", "member", "topic", "read", "deleted"}
 RESEND_DELAY = 0.5  # after rate_limited, try that message again this much later
-
-
-@dataclass(frozen=True)
-class Show:
-    """Something for the user. `kind` tells a front end where it goes: "message" and
-    "history" (a chat line, `frame` the message), "page" and "hint" (/history's
-    markers), "users", "join", "leave", "notice", "status", "error", "fatal" (the
-    last words), and "frame" (every frame received, for --json)."""
-
-    kind: str
-    text: str = ""
-    frame: dict = field(default_factory=dict)
-    line: int | None = None  # a refused line's number, as the front end passed it to `say`
-
-
-@dataclass(frozen=True)
-class Send:
-    frame: dict
-
-
-@dataclass(frozen=True)
-class Timer:
-    """Call `timer_fired(name, now)` once `now` reaches `at`."""
-
-    at: float
-    name: tuple
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    """The connection is over: open a new one at `at`."""
-
-    at: float
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Close this connection now; the session has already taken it as lost."""
-
-
-Effect = Show | Send | Timer | Reconnect | Drop
-
-
-@dataclass
-class Credentials:
-    username: str
-    password: str
-    register: bool
-
-
-@dataclass(frozen=True)
-class Line:
-    """A line of the user's waiting for its echo."""
-
-    text: str
-    number: int | None  # the front end's name for it (a pipe's line number)
-
-
-class Pending:
-    """The user's lines not yet seen broadcast, in order, by request id. Only the first
-    is in flight: a line that is rate limited and sent again cannot overtake the next."""
-
-    def __init__(self) -> None:
-        self.lines: dict[str, Line] = {}
-        self.ids = 0
-
-    def add(self, line: Line) -> bool:
-        """Queue `line`; True when it is the first, to be sent now."""
-        self.ids += 1
-        self.lines[f"c{self.ids}"] = line
-        return len(self.lines) == 1
-
-    def first(self) -> str | None:
-        return next(iter(self.lines), None)
-
-    def say(self) -> dict | None:
-        """The `say` for the line in flight."""
-        rid = self.first()
-        return None if rid is None else {"type": "say", "text": self.lines[rid].text, "id": rid}
-
-    def echoed(self, message: dict, username: str) -> bool:
-        """Whether `message` is the line in flight come back (then it is done with)."""
-        rid = self.first()
-        if rid is None or message.get("from") != username:
-            return False
-        # From history (no id) after a reconnect, the line in flight is known by its text.
-        if message.get("id") == rid or (message.get("id") is None
-                                        and message.get("text") == self.lines[rid].text):
-            del self.lines[rid]
-            return True
-        return False
-
-    def refused(self, rid: str | None) -> Line | None:
-        """The line the server refused for good by an error with `rid`, if that is the one
-        in flight: no longer pending, so the next one need not wait on it."""
-        return self.lines.pop(rid) if rid is not None and rid == self.first() else None
 
 
 class ClientSession:
     """One user's chat session over any number of connections, one at a time.
 
     Each method returns the effects to carry out. `status` is None while the
-    session runs and the exit status once it has ended (README's list).
+    session runs and the exit status once it has ended (README's list). The user's
+    requests beyond lines are `requests` (netlab.client.requests).
     """
 
     def __init__(self, credentials: Credentials, address: str, history_at_login: int | None = None,
-                 jitter: Callable[[], float] = lambda: 1.0) -> None:
-        self.credentials = credentials
+                 jitter: Callable[[], float] = lambda: 1.0, id_prefix: str = "c",
+                 start: tuple[str, str] = (GENERAL, "general")) -> None:
+        self.auth = Authenticator(credentials)
         self.address = address  # HOST:PORT, for "cannot connect to ..."
         self.username = credentials.username
         #: A fraction in [0, 1] that spreads reconnects (the driver's random.random): a
         #: restarted server is not hit by every client at once.
         self.jitter = jitter
-        self.timeline = Timeline(history_at_login)
-        self.pending = Pending()
+        self.pending = Pending(id_prefix)
+        self.places = Places(history_at_login, self._echoed)
+        self.start = self.places.place(*start).key  # --room or --to: current once known to be there
+        self.places.current = self.start
+        self.requests = Requests(self)
         self.refused = 0  # lines not sent, by this side or the server's refusal: a pipe then fails
         self.refusal: str | None = None  # the auth failure that ended the session (a wrong password)
         self.status: int | None = None
@@ -161,27 +60,28 @@ class ClientSession:
         self.input_done = False  # no more lines will come: leave once nothing is pending
         self.connection = 0  # connections welcomed so far; timers name theirs
         self.connected = False  # a welcomed connection is up
-        self.online = False  # authenticated on this connection, gap filled: lines go out at once
+        self.logged_in = False  # authenticated on this connection
+        self.online = False  # logged in, every gap filled: lines go out at once
         self.leaving = False  # `quit` sent
-        self.throttled = False  # a login was turned away with rate_limited; cleared by `ok`
-        self.delay = BACKOFF_FIRST  # the next reconnect's backoff; reset by each login
+
+    @property
+    def place(self) -> str:
+        """The current room or conversation for a prompt (`#dev`, `@bob`); none on version 1."""
+        return self.places.by_key[self.places.current].tag if self.places.version == 2 else ""
 
     # -- the user's side -------------------------------------------------------------
 
     def say(self, text: str, number: int | None = None) -> list[Effect]:
-        """Send a message now, or as soon as the session is (back) online.
+        """Send a message to the current place now, or as soon as the session is (back) online.
 
         The text is the front end's to check first (netlab.client.lines.text_problem):
         it knows how to tell its user, by line number or in the prompt.
         """
-        return self._send_first() if self.pending.add(Line(text, number)) else []
+        place = self.places.by_key[self.places.current]
+        return self.queue(Line(text, number, place.key, place.say_target()))
 
-    def request(self, frame: dict) -> list[Effect]:
-        """A request of the user's (/users, /history): on this connection, if any."""
-        return [Send(frame)] if self.connected else []
-
-    def older_history(self, count: int) -> list[Effect]:
-        return self.request(self.timeline.older(count))
+    def queue(self, line: Line) -> list[Effect]:
+        return self._send_first() if self.pending.add(line) else []
 
     def not_sent(self) -> list[Effect]:
         """The front end refused a line itself (not UTF-8, against the rules)."""
@@ -199,8 +99,7 @@ class ClientSession:
         self.pending.lines.clear()
         if not self.connected:
             return self._end(0)
-        self.leaving = True
-        return [Send({"type": "quit"})]
+        return self._leave()
 
     def fail(self, text: str, status: int = 1) -> list[Effect]:
         """End with `text` as the last words (a wrong peer, a bug in the driver)."""
@@ -211,28 +110,28 @@ class ClientSession:
     @property
     def reconnecting(self) -> bool:
         """A session is under way: a failure to connect is waited out, not the end."""
-        return self.authenticated_once or self.throttled
+        return self.authenticated_once or self.auth.throttled
 
     def welcomed(self, frame: dict, now: float) -> list[Effect]:
         """A new connection's first frame: a `welcome` (then log in), or a fatal `error`."""
         self.connection += 1
         self.connected = True
+        self.auth.welcomed(frame)
         effects = self.receive(frame, now)
-        return effects if self.status is not None else [*effects, self._authenticate()]
+        return effects if self.status is not None else [*effects, self.auth.request(self.authenticated_once)]
 
     def connection_lost(self, reason: str, now: float) -> list[Effect]:
         """The connection failed or ended (or none could be opened): reconnect after a
         backoff, or end, when no session was ever under way or the user is leaving."""
-        self.connected = self.online = False
-        self.timeline.lost()
+        self.connected = self.logged_in = self.online = False
+        self.places.lost()
         if self.status is not None:
             return []
         if self.leaving:
             return self._end(0)
         if not self.reconnecting:
             return self.fail(f"cannot connect to {self.address}: {reason}")
-        wait = self.delay * (1 + self.jitter()) / 2
-        self.delay = min(BACKOFF_MAX, self.delay * 2)
+        wait = self.auth.backoff() * (1 + self.jitter()) / 2
         return [Show("status", f"connection lost ({reason}); reconnecting in {wait:.1f} s"),
                 Reconnect(now + wait)]
 
@@ -243,27 +142,37 @@ class ClientSession:
 
     def timer_fired(self, name: tuple, now: float) -> list[Effect]:
         """A Timer fell due. It may be void by now: the line came back meanwhile, or the
-        throttled login's connection is gone (a new one logs in by itself)."""
+        throttled login's connection is gone (a new one logs in by itself). Read markers
+        not sent for want of a connection go with the next login's."""
         what, which = name
         if what == "resend" and self.pending.first() == which:
             return self._send_first()
-        if what == "login" and which == self.connection and self.connected and self.throttled:
-            return [self._authenticate()]
+        if what == "login" and which == self.connection and self.connected and self.auth.throttled:
+            return [self.auth.request(self.authenticated_once)]
+        if what == "read":
+            if self.online:
+                return self.places.reads()
+            self.places.read_timer = False
         return []
 
     def receive(self, frame: dict, now: float) -> list[Effect]:
         """React to one frame of the server's."""
         kind = frame.get("type")
-        after_login = kind == "history" and self.timeline.login_history_due
+        general = self.places.general
+        after_login = kind == "history" and general.login_history_due
         if after_login:
-            frame = self.timeline.cut_login_history(frame)
+            frame = general.cut_login_history(frame)
         effects: list[Effect] = [Show("frame", frame=frame)]
         if kind == "ok":
-            effects += self._on_ok(frame)
+            effects += self._on_ok(frame, now)
         elif kind == "history":
-            effects += self._on_history(frame, page=not after_login)
+            effects += [*self.places.history(frame, not after_login, now), *self._maybe_online(now)]
+        elif kind == "rooms":
+            effects += [*self.places.rooms(frame, now), *self._maybe_online(now)]
         elif kind == "message":
-            effects += self._show_messages(self.timeline.live(frame))
+            effects += [*self.places.live(frame, now), *self._maybe_leave()]
+        elif kind in ROOM_EVENTS:
+            effects += self.places.event(frame)
         elif kind in ("users", "join", "leave", "notice"):
             effects.append(news(frame))
         elif kind == "error":
@@ -279,92 +188,68 @@ class ClientSession:
 
     # -- rules -------------------------------------------------------------------------
 
-    def _authenticate(self) -> Send:
-        creds = self.credentials
-        op = "register" if creds.register and not self.authenticated_once else "login"
-        return Send({"type": op, "username": creds.username, "password": creds.password})
-
-    def _on_ok(self, frame: dict) -> list[Effect]:
-        self.username = frame.get("username", self.username)
-        self.delay = BACKOFF_FIRST
-        self.throttled = False
+    def _on_ok(self, frame: dict, now: float) -> list[Effect]:
+        if frame.get("op") == "invite":
+            return [Show("status", "invited", frame)]
+        if frame.get("op") == "password":
+            self.auth.password_changed()
+            return [Show("status", "password changed: use the new one from now on", frame)]
+        self.username = self.places.me = frame.get("username", self.username)
+        self.places.version = frame.get("protocol") if frame.get("protocol") in (1, 2) else 1
+        self.places.logged_in(self.places.version)
+        self.logged_in = True
+        self.auth.succeeded()
         if self.authenticated_once:
-            self.timeline.syncing = True  # the history after `ok` may already cover the gap
+            self.places.general.syncing = True  # the history after `ok` may already cover the gap
             return [Show("status", f"reconnected as {self.username}", frame)]
         self.authenticated_once = True
-        self.timeline.login_history_due = True
-        return [Show("status", f"logged in as {self.username}", frame), *self._go_online()]
+        self.places.general.login_history_due = True
+        return [Show("status", f"logged in as {self.username}", frame), *self._maybe_online(now)]
 
-    def _on_history(self, frame: dict, page: bool) -> list[Effect]:
-        """The history after login, a /history `page`, or what a reconnect missed."""
-        if self.timeline.syncing:
-            messages, request = self.timeline.fill_gap(frame)
-            effects = self._show_messages(messages)
-            return [*effects, Send(request)] if request else [*effects, *self._go_online()]
-        messages = frame.get("messages", [])
-        self.timeline.page(messages)
-        lines = [Show("history", message_line(message), message) for message in messages]
-        if page and messages:
-            # Set apart from the live conversation, whose times it would seem to run back.
-            count = len(messages)
-            lines = [Show("page", f"── {count} earlier message{'s' if count > 1 else ''} ──", frame),
-                     *lines, Show("page", "── end of earlier messages ──", frame)]
-        # Hints about /history: a prompt has it, a pipe does not (and drops them).
-        if not messages:
-            lines.append(Show("hint", "no older messages", frame))
-        elif frame.get("more"):
-            lines.append(Show("hint", "(older messages: /history)", frame))
-        return lines
-
-    def _show_messages(self, messages: list[dict]) -> list[Effect]:
-        """New messages, in order; an own one ends the wait for its line, and the next goes."""
-        effects: list[Effect] = []
-        for message in messages:
-            if self.pending.echoed(message, self.username):
-                effects += self._send_first()
-            effects.append(Show("message", message_line(message), message))
-        return [*effects, *self._maybe_leave()] if messages else effects
+    def _echoed(self, message: dict, key: str) -> list[Effect]:
+        """A message shown: an own one ends the wait for its line, and the next goes."""
+        return self._send_first() if self.pending.echoed(message, key, self.username) else []
 
     def _on_error(self, frame: dict, now: float) -> list[Effect]:
         code = frame.get("code", "")
-        sentence = ERROR_SENTENCES.get(code, frame.get("message", code))
+        sentence = error_sentence(frame)
+        rid = frame.get("id") if isinstance(frame.get("id"), str) else None
         if frame.get("fatal"):
-            if code == "auth_timeout" and self.throttled:
+            if code == "auth_timeout" and self.auth.throttled:
                 # A throttle lasts up to a minute, longer than a connection may wait
                 # unauthenticated: go on trying on a new connection.
                 return self._lost("no login in time while the login was throttled", now)
-            return self.fail(f"error: {sentence}")
+            return self.fail(sentence)
+        if rid == PASSWORD_ID:  # /passwd refused: the session goes on with the old one
+            wrong = "the current password is wrong; nothing changed"
+            return [Show("error", f"error: {wrong}" if code == "bad_credentials" else sentence, frame)]
         if code in AUTH_FAILURES:
             self.refusal = code  # a terminal may ask for the password again
-            return self.fail(f"error: {sentence}")
-        rid = frame.get("id") if isinstance(frame.get("id"), str) else None
-        if code == "rate_limited" and rid in self.pending.lines:
+            return self.fail(sentence)
+        if code in TRY_AGAIN and rid in self.pending.lines:
             return [Timer(now + RESEND_DELAY, ("resend", rid))]
-        if code == "rate_limited" and not self.online and not self.timeline.syncing:
-            return self._login_later(frame, now)
+        if code == "rate_limited" and not self.logged_in:
+            return self.auth.later(frame, now, self.connection)
         line = self.pending.refused(rid)
         if line is None:
-            return [Show("error", f"error: {sentence}", frame)]
+            return [Show("error", sentence, frame)]
         self.refused += 1
-        return [Show("error", f"error: {sentence}", frame, line.number), *self._send_first(),
-                *self._maybe_leave()]
+        return [Show("error", sentence, frame, line.number), *self._send_first(), *self._maybe_leave()]
 
-    def _login_later(self, frame: dict, now: float) -> list[Effect]:
-        """The login itself was turned away: failed logins for this name or address
-        (for up to a minute), or a server busy hashing. Try again later and later,
-        with the server's reason, rather than twice a second for that minute."""
-        wait = self.delay
-        self.delay = min(BACKOFF_MAX, self.delay * 2)
-        self.throttled = True
-        return [Show("error", f"error: the server refused the login for now ({frame.get('message')}); "
-                     f"trying again in {wait:.1f} s", frame),
-                Timer(now + wait, ("login", self.connection))]
-
-    def _go_online(self) -> list[Effect]:
-        """Send what waits: lines typed while offline, and after a reconnect what
-        the filled gap did not show (so it never got through)."""
+    def _maybe_online(self, now: float) -> list[Effect]:
+        """Once logged in and every gap is filled: send what waits (lines typed while
+        offline, and after a reconnect those the filled gaps did not show, so they never
+        got through) and the read markers due. After the first login, the place the
+        client was started in must be known by then."""
+        if not self.logged_in or self.online or not self.places.synced():
+            return []
+        if self.start is not None:
+            problem = self.requests.at_start(self.start)
+            self.start = None
+            if problem is not None:
+                return self.fail(problem)
         self.online = True
-        return [*self._send_first(), *self._maybe_leave()]
+        return [*self._send_first(), *self.places.reads_due(now), *self._maybe_leave()]
 
     def _send_first(self) -> list[Effect]:
         """Put the oldest pending line on the wire."""
@@ -373,9 +258,13 @@ class ClientSession:
 
     def _maybe_leave(self) -> list[Effect]:
         if self.input_done and not self.pending.lines and self.online and not self.leaving:
-            self.leaving = True
-            return [Send({"type": "quit"})]
+            return self._leave()
         return []
+
+    def _leave(self) -> list[Effect]:
+        """`quit`, after the read markers not sent yet: what was shown was read."""
+        self.leaving = True
+        return [*(self.places.reads() if self.online else []), Send({"type": "quit"})]
 
     def _lost(self, reason: str, now: float) -> list[Effect]:
         """The server ended this connection in a way worth reconnecting after."""
@@ -385,19 +274,3 @@ class ClientSession:
         if self.status is None:
             self.status = status
         return []
-
-
-def news(frame: dict) -> Show:
-    """A `users`, `join`, `leave` or `notice` frame, said in words."""
-    kind = frame["type"]
-    if kind == "users":
-        more = " …" if frame.get("more") else ""
-        return Show(kind, f"online ({frame.get('count')}): {', '.join(frame.get('online', []))}{more}", frame)
-    if kind == "notice":
-        return Show(kind, f"notice from the operator: {frame.get('text')}", frame)
-    return Show(kind, f"{frame.get('username')} {'joined' if kind == 'join' else 'left'}", frame)
-
-
-def message_line(message: dict) -> str:
-    """A chat line without its time, which the front end adds in its own zone."""
-    return f"{message.get('from')}: {message.get('text')}"

@@ -7,11 +7,11 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING
 
-from netlab import wire as p
+from netlab.client.commands import slash_command
 from netlab.client.display import for_terminal, local_time, text_of
+from netlab.client.effects import Show
 from netlab.client.lines import is_command, message_text, message_validator
 from netlab.client.network import ChatClient
-from netlab.client.session import Show
 from netlab.terminal import prompt_output
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def run_terminal(client: ChatClient) -> int:
         close_prompt_when_finished(client, session)
         while not client.finished.is_set():
             try:
-                line = session.prompt(f"{client.username}> ",
+                line = session.prompt(lambda: prompt_text(client),
                                       pre_run=lambda: end_prompt_if_finished(client, session))
             except (KeyboardInterrupt, EOFError):
                 client.quit()
@@ -50,12 +50,19 @@ def run_terminal(client: ChatClient) -> int:
             if client.finished.is_set():
                 break
             if is_command(line):
-                if slash_command(client, line):
+                if slash_command(client, line, ask_hidden):
                     break
             elif line.strip():
                 client.say(message_text(line))
         client.finished.wait(3)
     return client.status or 0
+
+
+def prompt_text(client: ChatClient) -> str:
+    """`alice>` on version 1; `alice #dev>` or `alice @bob>`, the current room or
+    conversation, on version 2 (asked again at each redraw: a /join lands later)."""
+    place = client.place
+    return f"{client.username}{f' {place}' if place else ''}> "
 
 
 def close_prompt_when_finished(client: ChatClient, session: PromptSession[str]) -> None:
@@ -83,32 +90,11 @@ def end_prompt_if_finished(client: ChatClient, session: PromptSession[str]) -> N
         session.app.exit(exception=EOFError)
 
 
-def history_count(argument: str) -> int | None:
-    """N of `/history [N]`: 20 when left out, None when it is no count (`isdigit` alone
-    would pass '²', which `int` refuses)."""
-    text = argument.strip()
-    if not text:
-        return 20
-    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
+def ask_hidden(question: str) -> str:
+    """A line typed without echo (a password), asked above nothing else."""
+    from prompt_toolkit import PromptSession
 
-
-def slash_command(client: ChatClient, line: str) -> bool:
-    """Run a /command; True when it was /quit."""
-    word, _, argument = line.partition(" ")
-    if word == "/quit":
-        client.quit()
-        return True
-    if word == "/users":
-        client.request({"type": "users"})
-    elif word == "/history":
-        count = history_count(argument)
-        if count is None:
-            print(f"usage: /history [N], N a count of messages (at most {p.MAX_HISTORY_LIMIT} are fetched)")
-        else:
-            client.older_history(min(count, p.MAX_HISTORY_LIMIT))
-    elif word == "/help":
-        print("/users: who is online   /history [N]: N older messages   /quit: leave   "
-              "//text: a message starting with /")
-    else:
-        print(f"unknown command {word}: try /help")
-    return False
+    try:
+        return PromptSession[str](output=prompt_output()).prompt(question, is_password=True)
+    except (KeyboardInterrupt, EOFError):
+        return ""

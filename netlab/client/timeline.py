@@ -5,6 +5,10 @@ A reconnect leaves a gap: what was said while the client was away. The server's
 by paging forward (`history` with `after`) from the last message shown, while live
 messages that arrive meanwhile are held back and shown after it. Plain data in,
 plain data out: the session (netlab.client.session) decides what to send and show.
+
+Each room and direct conversation of a version 2 session has a timeline of its own
+(netlab.client.places); theirs start paging forward when the login's `rooms` says
+how far each has gone (`resume`), as `general`'s does from the `history` after `ok`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ class Timeline:
     """The range of `seq` shown (for the gap after a reconnect and for /history paging)
     and the state of filling a gap."""
 
-    def __init__(self, history_at_login: int | None = None) -> None:
+    def __init__(self, history_at_login: int | None = None, scope: dict | None = None) -> None:
         #: How many of the messages after the first login to show (None: all the server sends).
         self.history_at_login = history_at_login
+        #: `room` or `with` of this timeline's `history` requests (none for version 1's room).
+        self.scope = scope or {}
+        self.known = False  # where to fill a gap from is known (something shown, or a start set)
         self.last_seq = 0        # newest message shown
         self.oldest_seq: int | None = None  # oldest message shown, for /history paging
         self.login_history_due = False  # the next `history` frame is the one that follows the first `ok`
@@ -40,6 +47,7 @@ class Timeline:
             seq = message.get("seq", 0)
             if seq > self.last_seq:  # history and live overlap after a reconnect
                 self.last_seq = seq
+                self.known = True
                 if self.oldest_seq is None:
                     self.oldest_seq = seq
                 new.append(message)
@@ -60,6 +68,7 @@ class Timeline:
         /history then pages back from the oldest message shown.
         """
         self.login_history_due = False
+        self.known = True
         messages = frame.get("messages", [])
         keep = len(messages) if self.history_at_login is None else min(self.history_at_login, len(messages))
         if messages:
@@ -76,6 +85,26 @@ class Timeline:
             first = messages[0]["seq"]
             self.oldest_seq = first if self.oldest_seq is None else min(first, self.oldest_seq)
             self.last_seq = max(self.last_seq, messages[-1]["seq"])
+            self.known = True
+
+    def start_at(self, last_seq: int) -> None:
+        """A place joined now: what it held before is history, not a gap."""
+        self.last_seq = max(self.last_seq, last_seq)
+        self.known = True
+
+    def resume(self, last_seq: int, start: int) -> tuple[list[dict], dict | None]:
+        """The login's `rooms` says the place's newest seq is `last_seq`: like `fill_gap`,
+        what to show now and the first page to ask for. A place nothing was shown of
+        starts after `start` (or just before the first live message held)."""
+        if not self.known:
+            first_held = min((message.get("seq", 0) for message in self.held), default=start + 1)
+            self.start_at(min(start, first_held - 1))
+        if last_seq > self.last_seq:
+            self.syncing = self.paging = True
+            return [], self.next_page()
+        held, self.held = self.held, []
+        self.syncing = False
+        return self.fresh(held), None
 
     def fill_gap(self, frame: dict) -> tuple[list[dict], dict | None]:
         """A `history` frame while syncing: the messages to show now, in order, and the
@@ -95,11 +124,11 @@ class Timeline:
         return new + self.fresh(held), None
 
     def next_page(self) -> dict:
-        return {"type": "history", "after": self.last_seq, "limit": HISTORY_PAGE}
+        return {"type": "history", "after": self.last_seq, "limit": HISTORY_PAGE, **self.scope}
 
     def older(self, count: int) -> dict:
         """The request for a /history page: `count` messages before the oldest shown."""
-        frame = {"type": "history", "limit": count}
+        frame = {"type": "history", "limit": count, **self.scope}
         if self.oldest_seq is not None:
             frame["before"] = self.oldest_seq
         return frame
