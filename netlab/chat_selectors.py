@@ -28,7 +28,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from netlab import wire as p
@@ -38,6 +37,7 @@ from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop.calls import Calls
 from netlab.loop.connections import Connections
+from netlab.loop.operator import OperatorCalls
 from netlab.loop.transport import Connection
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
 from netlab.store.opening import Store
@@ -53,7 +53,7 @@ SHUTDOWN_GRACE = 1.2
 
 
 
-class ChatServer:
+class ChatServer(OperatorCalls):
     """The chat server: listener thread, worker pool, group-commit thread."""
 
     kind = "chat"
@@ -102,38 +102,6 @@ class ChatServer:
 
     def status(self) -> dict[str, str]:
         return self.call(self._status)
-
-    def users(self) -> list[tuple[str, int, list[str]]]:
-        return self.call(self.chat.users_table)
-
-    def kick(self, name: str) -> int:
-        return self.call(lambda: self.chat.kick(name))
-
-    def say(self, text: str) -> int:
-        return self.call(lambda: self.chat.notice(text))
-
-    def rooms(self) -> list[tuple[str, str, str | None, int, int, int]]:
-        return self.call(self.chat.rooms_table)
-
-    def topic(self, room: str, text: str) -> str | None:
-        stored: Future[Exception | None] = Future()
-        try:
-            self.call(lambda: self.chat.set_topic(room, text, stored.set_result))
-        except ValueError as exc:
-            return str(exc)
-        failure = stored.result(timeout=10.0)
-        return None if failure is None else f"the topic could not be stored: {failure}"
-
-    def clear_accounts(self) -> tuple[int, int]:
-        # File work in the caller's thread; Accounts is thread-safe and the
-        # loop only reads it.
-        removed = self.accounts.clear()
-        if not removed:
-            return 0, 0
-        ended = self.call(self.chat.end_sessions_without_account)
-        log.info("clients.csv cleared by the operator: %d account(s) removed, %d session(s) ended",
-                 removed, ended)
-        return removed, ended
 
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the loop thread; safe from any thread."""

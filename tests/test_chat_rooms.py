@@ -310,7 +310,7 @@ def test_only_the_owner_sets_a_topic_and_general_is_the_operators(world):
     w.quiet(3)
     assert not [f for f in w.fx.broadcasts if f["type"] == "topic"]  # general's log: version 1 only
     assert w.send(1, "join", room="general")[0]["topic"] == "welcome all"
-    with pytest.raises(ValueError, match="no room"):
+    with pytest.raises(ValueError, match="no such room"):
         w.chat.set_topic("nowhere", "x")
 
 
