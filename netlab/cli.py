@@ -22,6 +22,7 @@ from netlab.cli_options import (
     PORT,
     FiniteRange,
     Group,
+    chat_limit_options,
     client_options,
     client_wrap,
     host_option,
@@ -33,7 +34,7 @@ from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_d
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import format_address, open_listener, raise_fd_limit
-from netlab.wire import MAX_HISTORY_LIMIT, MAX_MAX_FRAME, MIN_MAX_FRAME
+from netlab.wire import MAX_HISTORY_LIMIT
 
 UNREACHABLE = 1  # a client's exit status when its server cannot be reached (2 is a bad option)
 
@@ -165,38 +166,7 @@ def chat() -> None:
 
 @chat.command("serve")
 @with_options(server_options(7000, "clients.csv, history.csv, netlab.key and chat.log"))
-@click.option("--history-size", type=COUNT, default=ChatConfig.history_size, show_default=True,
-              help="Messages sent right after login.")
-@click.option("--max-frame", type=click.IntRange(MIN_MAX_FRAME, MAX_MAX_FRAME), default=ChatConfig.max_frame,
-              show_default=True, help="Largest frame in bytes, either way.")
-@click.option("--max-clients", type=COUNT, default=ChatConfig.max_clients, show_default=True,
-              help="Open connections; more get server_full.")
-@max_clients_per_ip_option("get server_full")
-@click.option("--max-output", type=COUNT, default=ChatConfig.max_output, show_default=True,
-              help="Bytes queued for one client before it is cut as a slow consumer.")
-@click.option("--auth-timeout", type=FiniteRange(min=0, min_open=True, max=DAY),
-              default=ChatConfig.auth_timeout, show_default=True,
-              help="Seconds a connection may stay unauthenticated (at most a day).")
-@click.option("--rate-limit", type=FiniteRange(min=0), default=ChatConfig.rate_limit,
-              show_default=True, help="Messages a second per session, bursts of twice that; 0: off.")
-@click.option("--history-window", type=COUNT, default=ChatConfig.history_window, show_default=True,
-              help="Messages kept in memory; older pages are read from disk.")
-@click.option("--room-window", type=COUNT, default=ChatConfig.room_window, show_default=True,
-              help="Messages of each other room kept in memory while in use; older pages are read from disk.")
-@click.option("--direct-window", type=COUNT, default=ChatConfig.direct_window, show_default=True,
-              help="Messages of each direct conversation kept in memory while in use.")
-@click.option("--max-pending-auth", type=COUNT, default=ChatConfig.max_pending_auth,
-              show_default=True, help="Password hashes queued at once; more logins get rate_limited.")
-@click.option("--max-rooms", type=COUNT, default=ChatConfig.max_rooms, show_default=True,
-              help="Rooms in all, general included; a create past it is forbidden.")
-@click.option("--max-rooms-per-account", type=COUNT, default=ChatConfig.max_rooms_per_account,
-              show_default=True, help="Rooms one account may create and be in (general not counted).")
-@click.option("--users-page", type=COUNT, default=ChatConfig.users_page, show_default=True,
-              help="Names listed per users page (and never more than fit in a frame).")
-@click.option("--room-rate", type=FiniteRange(min=0), default=ChatConfig.room_rate, show_default=True,
-              help="create and join requests a minute per account, bursts of as many; 0: off.")
-@click.option("--max-conversations", type=COUNT, default=ChatConfig.max_conversations, show_default=True,
-              help="Direct conversations one account may have; a new one past it is forbidden.")
+@with_options(chat_limit_options())
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,
                **limits: int | float) -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
+from netlab.chat_core import ChatConfig
 from netlab.netutil import unbracket
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP
+from netlab.wire import MAX_MAX_FRAME, MIN_MAX_FRAME
 
 PORT = click.IntRange(0, 65535)
 COUNT = click.IntRange(min=1)
@@ -148,3 +150,44 @@ def with_options(options: list):
         return function
 
     return decorate
+
+
+def chat_limit_options() -> list:
+    """`chat serve`'s bounds, each defaulting to ChatConfig's (which says why), in --help's order."""
+    return [
+        click.option("--history-size", type=COUNT, default=ChatConfig.history_size, show_default=True,
+                     help="Messages sent right after login."),
+        click.option("--max-frame", type=click.IntRange(MIN_MAX_FRAME, MAX_MAX_FRAME),
+                     default=ChatConfig.max_frame,
+                     show_default=True, help="Largest frame in bytes, either way."),
+        click.option("--max-clients", type=COUNT, default=ChatConfig.max_clients, show_default=True,
+                     help="Open connections; more get server_full."),
+        max_clients_per_ip_option("get server_full"),
+        click.option("--max-output", type=COUNT, default=ChatConfig.max_output, show_default=True,
+                     help="Bytes queued for one client before it is cut as a slow consumer."),
+        click.option("--auth-timeout", type=FiniteRange(min=0, min_open=True, max=DAY),
+                     default=ChatConfig.auth_timeout, show_default=True,
+                     help="Seconds a connection may stay unauthenticated (at most a day)."),
+        click.option("--rate-limit", type=FiniteRange(min=0), default=ChatConfig.rate_limit,
+                     show_default=True, help="Messages a second per session, bursts of twice that; 0: off."),
+        click.option("--history-window", type=COUNT, default=ChatConfig.history_window, show_default=True,
+                     help="Messages kept in memory; older pages are read from disk."),
+        click.option("--room-window", type=COUNT, default=ChatConfig.room_window, show_default=True,
+                     help="Messages of each other room kept in memory while in use; "
+                          "older pages are read from disk."),
+        click.option("--direct-window", type=COUNT, default=ChatConfig.direct_window, show_default=True,
+                     help="Messages of each direct conversation kept in memory while in use."),
+        click.option("--max-pending-auth", type=COUNT, default=ChatConfig.max_pending_auth,
+                     show_default=True, help="Password hashes queued at once; more logins get rate_limited."),
+        click.option("--max-rooms", type=COUNT, default=ChatConfig.max_rooms, show_default=True,
+                     help="Rooms in all, general included; a create past it is forbidden."),
+        click.option("--max-rooms-per-account", type=COUNT, default=ChatConfig.max_rooms_per_account,
+                     show_default=True, help="Rooms one account may create and be in (general not counted)."),
+        click.option("--users-page", type=COUNT, default=ChatConfig.users_page, show_default=True,
+                     help="Names listed per users page (and never more than fit in a frame)."),
+        click.option("--room-rate", type=FiniteRange(min=0), default=ChatConfig.room_rate, show_default=True,
+                     help="create and join requests a minute per account, bursts of as many; 0: off."),
+        click.option("--max-conversations", type=COUNT, default=ChatConfig.max_conversations,
+                     show_default=True,
+                     help="Direct conversations one account may have; a new one past it is forbidden."),
+    ]
