@@ -77,7 +77,7 @@ class Output:
         """Forget its private frames; the rest of the frame it is in the middle of is returned."""
         rest = rest_of_frame(self)
         self.private.clear()
-        self.private_bytes = self.sent_head = 0
+        self.private_bytes = self.sent_head = self.unread = 0
         self.partial = None
         return rest
 
