@@ -178,5 +178,5 @@ def check(expected: list[Token], received: list[Token]) -> None:
 
 def test_each_session_gets_its_rooms_in_order_and_private_frames_in_place():
     run_state_machine_as_test(OutboxRooms, settings=settings(
-        max_examples=800, stateful_step_count=60, deadline=None,
+        max_examples=500, stateful_step_count=60, deadline=None,
         suppress_health_check=[HealthCheck.too_slow]))
