@@ -147,13 +147,13 @@ class Logs:
 
     def drop_readers(self, out: Output) -> None:
         """`out` reads nothing more, not even what it was owed (it is gone, or cut)."""
+        for reader in out.rooms.values():
+            del reader.log.readers[out.sid]
+        out.rooms.clear()
+        out.several, out.lingering = False, len(out.readers)
         for reader in list(out.readers):
-            out.rooms.pop(reader.log.room, None)
-            reader.log.readers.pop(out.sid, None)
             reader.stop = reader.cursor  # whatever waits for it is satisfied
-            out.lingering += 1
             self.detach(reader)
-        out.several = False
 
     def detach_finished(self, out: Output) -> None:
         """Its readers of rooms left that have been sent all they were owed go."""

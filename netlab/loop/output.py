@@ -5,8 +5,10 @@ Order. Each room's log is read in its order. A private frame (an answer, an
 event for this session alone) is tagged, when queued, with the positions its
 readers had still to send up to (`after`): it goes once those are sent, and
 broadcasts queued after it go after it. Only readers that are behind are
-tagged, so a session that kept up pays for none, and one in many rooms pays
-for the few it has not been sent yet, not for all of them.
+tagged, so frames queued together share one tag (and one bytearray) and the
+order costs nothing at send time for a session that kept up; finding them
+looks at this session's own rooms only (bounded by the rooms an account may
+be in), never at other sessions or other rooms.
 
 The next bytes to send (`gather`) are a list of slices in that order,
 joined into one `send`: a session with new bytes in several rooms costs one
@@ -77,7 +79,7 @@ class Output:
         """Forget its private frames; the rest of the frame it is in the middle of is returned."""
         rest = rest_of_frame(self)
         self.private.clear()
-        self.private_bytes = self.sent_head = 0
+        self.private_bytes = self.sent_head = self.unread = 0
         self.partial = None
         return rest
 
