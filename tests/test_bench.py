@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 from chatclient import connect
 from procs import WAIT
 
@@ -68,8 +67,6 @@ def test_rooms_need_a_sender_each_and_a_server_that_speaks_version_2(start_chat)
 
 def test_clients_spread_over_rooms_each_get_their_room_s_messages(start_chat):
     _, port = start_chat("--rate-limit", "0")
-    if 2 not in connect_welcome(port).get("versions", [1]):
-        pytest.skip("awaits the version 2 server (issue 15's core)")
     run = bench("chat", "--port", str(port), "--clients", "6", "--senders", "3", "--rooms", "3",
                 "--duration", "0.5")
     assert run.returncode == 0, run.stderr
