@@ -11,6 +11,7 @@ import pexpect
 from procs import assert_exits_with, assert_exits_zero, serve
 from test_client import PASSWORD, client, pipe_client, terminal_client
 from test_client_v2_wire import answer_passwd
+from v2client import logged_in2
 
 
 def at_the_prompt(port: int, name: str, *others: str) -> tuple[pexpect.spawn, io.StringIO]:
@@ -108,19 +109,20 @@ def test_pipe_to_a_user_sends_direct_messages_both_see(start_chat):
 def test_a_message_read_on_one_terminal_is_read_on_the_other(start_chat):
     _, port = start_chat()
     assert pipe_client(port, "gina", [], "--register")[0] == 0
-    watcher = client(port, "--user", "gina", "--json")
+    # The other device is a bare session: a second client would read the message itself,
+    # and whichever marker came first would leave the other nothing to announce.
+    watcher = logged_in2(port, "gina", PASSWORD)
     reader = terminal_client(port, "--user", "gina", "--password-env", "PW")
     try:
-        watcher.out.wait_for(r'"type": "rooms"')
         reader.expect("gina #general>")
         assert pipe_client(port, "hank", ["read me"], "--register")[0] == 0
         reader.expect("hank: read me")  # shown in the current room: read
-        watcher.out.wait_for(r'"type": "read".*"room": "general"')
+        assert watcher.wait_for("read", room="general")["seq"] == 1
         reader.sendline("/quit")
         assert_exits_zero(reader)
     finally:
         reader.close(force=True)
-        watcher.kill()
+        watcher.close()
 
 
 def test_terminal_reconnect_fills_a_room_gap_after_a_restart(tmp_path):
