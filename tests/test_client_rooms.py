@@ -156,7 +156,7 @@ def test_rooms_pages_are_gathered_and_shown_with_unread_counts():
 def test_join_switches_once_joined_and_leave_goes_back_to_general():
     client = session()
     logged_in(client)
-    assert sent(client.requests.join("#dev")) == [{"type": "join", "room": "dev"}]
+    assert sent(client.requests.join("#dev")) == [{"type": "join", "room": "dev", "id": "join dev"}]
     effects = client.receive(joined("dev", last=7), 0.0)
     assert shown(effects) == ["you are in #dev (1 members)", "now in #dev (7 unread)"]
     assert sent(effects) == [{"type": "history", "after": 0, "limit": 7, "room": "dev"}]
@@ -170,11 +170,21 @@ def test_join_switches_once_joined_and_leave_goes_back_to_general():
         f"error: 'Bad Name': {ERROR_SENTENCES['invalid_room']}"]
 
 
+def test_a_refused_join_leaves_the_user_where_they_are_when_an_invitation_comes_later():
+    client = session()
+    logged_in(client)
+    [join] = sent(client.requests.join("lab"))
+    refusal = {"type": "error", "code": "no_such_room", "message": "No such room.", "id": join["id"]}
+    assert shown(client.receive(refusal, 0.0)) == [error_sentence(refusal)]
+    assert shown(client.receive(joined("lab"), 0.0)) == ["you are in #lab (1 members)"]  # an invitation
+    assert client.place == "#general"
+
+
 def test_create_invite_topic_and_member_events():
     client = session()
     logged_in(client)
     assert sent(client.requests.join("dev", {"private": True, "topic": "plans"})) == [
-        {"type": "create", "room": "dev", "private": True, "topic": "plans"}]
+        {"type": "create", "room": "dev", "id": "join dev", "private": True, "topic": "plans"}]
     client.receive(joined("dev"), 0.0)
     assert sent(client.requests.in_room({"type": "invite", "username": "bob"})) == [
         {"type": "invite", "room": "dev", "username": "bob"}]
