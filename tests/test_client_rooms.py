@@ -79,6 +79,13 @@ def test_version_2_is_asked_for_when_offered_and_version_1_servers_get_no_protoc
                                                   "it has no rooms or direct messages"]
 
 
+def test_a_command_typed_before_the_first_login_says_to_wait_for_it():
+    client = session()
+    client.welcomed(WELCOME2, 0.0)
+    assert shown(client.requests.join("dev")) == [
+        "error: not logged in yet: try again once the prompt shows where you are"]
+
+
 def test_lines_wait_for_the_login_lists_then_go_to_the_room_the_client_started_in():
     client = session(start=("#dev", "dev"))
     client.say("hello", 1)

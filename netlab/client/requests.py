@@ -47,6 +47,8 @@ class Requests:
         """A version 2 request on this connection; why not, when it cannot go."""
         if self.places.version < 2 and self.session.online:
             return error(VERSION_1)
+        if not self.session.online and not self.session.authenticated_once:
+            return error("not logged in yet: try again once the prompt shows where you are")
         if not self.session.online:
             return error("not connected: try again once the client is back online")
         return [Send(frame)]
