@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import subprocess
 import sys
+import threading
 
-import pytest
 from chatclient import connect
 from procs import WAIT
+from scripted import WELCOME1, ScriptedConnection
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
@@ -52,31 +55,37 @@ def test_messages_refused_by_flood_control_are_not_reported_as_throughput(start_
                         run.stderr)
 
 
-def test_rooms_need_a_sender_each_and_a_server_that_speaks_version_2(start_chat):
+def test_rooms_need_a_sender_each(start_chat):
     _, port = start_chat()
     run = bench("chat", "--port", str(port), "--clients", "4", "--senders", "2", "--rooms", "3",
                 "--duration", "0.3")
     assert run.returncode == 2 and "cannot exceed --senders (a sender in each room)" in run.stderr
-    if 2 in connect_welcome(port).get("versions", [1]):
-        return  # the server speaks version 2 now: the next test runs it
-    run = bench("chat", "--port", str(port), "--clients", "2", "--senders", "2", "--rooms", "2",
-                "--duration", "0.3")
+
+
+def test_rooms_need_a_server_that_speaks_version_2():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        threading.Thread(target=greet_with_version_1, args=(listener,), daemon=True).start()
+        run = bench("chat", "--port", str(port), "--clients", "2", "--senders", "2", "--rooms", "2",
+                    "--duration", "0.3")
     assert run.returncode == 1
     assert run.stderr.splitlines() == [
         f"netlab: the chat server at 127.0.0.1:{port} does not speak protocol version 2, which --rooms needs"]
 
 
+def greet_with_version_1(listener: socket.socket) -> None:
+    """A version 1 server's welcome to each connection, until none comes for WAIT."""
+    listener.settimeout(WAIT)
+    with contextlib.suppress(OSError):
+        while True:
+            ScriptedConnection(listener).close(WELCOME1)
+
+
 def test_clients_spread_over_rooms_each_get_their_room_s_messages(start_chat):
     _, port = start_chat("--rate-limit", "0")
-    if 2 not in connect_welcome(port).get("versions", [1]):
-        pytest.skip("awaits the version 2 server (issue 15's core)")
     run = bench("chat", "--port", str(port), "--clients", "6", "--senders", "3", "--rooms", "3",
                 "--duration", "0.5")
     assert run.returncode == 0, run.stderr
     assert "chat: 6 clients in 3 rooms in " in run.stdout
     assert re.search(r"chat: 6 clients, 3 senders in 3 rooms, window 1, ", run.stdout)
 
-
-def connect_welcome(port: int) -> dict:
-    with connect(port, welcome=False) as client:
-        return client.recv()

@@ -79,6 +79,13 @@ def test_version_2_is_asked_for_when_offered_and_version_1_servers_get_no_protoc
                                                   "it has no rooms or direct messages"]
 
 
+def test_a_command_typed_before_the_first_login_says_to_wait_for_it():
+    client = session()
+    client.welcomed(WELCOME2, 0.0)
+    assert shown(client.requests.join("dev")) == [
+        "error: not logged in yet: try again once the prompt shows where you are"]
+
+
 def test_lines_wait_for_the_login_lists_then_go_to_the_room_the_client_started_in():
     client = session(start=("#dev", "dev"))
     client.say("hello", 1)
@@ -156,7 +163,7 @@ def test_rooms_pages_are_gathered_and_shown_with_unread_counts():
 def test_join_switches_once_joined_and_leave_goes_back_to_general():
     client = session()
     logged_in(client)
-    assert sent(client.requests.join("#dev")) == [{"type": "join", "room": "dev"}]
+    assert sent(client.requests.join("#dev")) == [{"type": "join", "room": "dev", "id": "join dev"}]
     effects = client.receive(joined("dev", last=7), 0.0)
     assert shown(effects) == ["you are in #dev (1 members)", "now in #dev (7 unread)"]
     assert sent(effects) == [{"type": "history", "after": 0, "limit": 7, "room": "dev"}]
@@ -170,11 +177,21 @@ def test_join_switches_once_joined_and_leave_goes_back_to_general():
         f"error: 'Bad Name': {ERROR_SENTENCES['invalid_room']}"]
 
 
+def test_a_refused_join_leaves_the_user_where_they_are_when_an_invitation_comes_later():
+    client = session()
+    logged_in(client)
+    [join] = sent(client.requests.join("lab"))
+    refusal = {"type": "error", "code": "no_such_room", "message": "No such room.", "id": join["id"]}
+    assert shown(client.receive(refusal, 0.0)) == [error_sentence(refusal)]
+    assert shown(client.receive(joined("lab"), 0.0)) == ["you are in #lab (1 members)"]  # an invitation
+    assert client.place == "#general"
+
+
 def test_create_invite_topic_and_member_events():
     client = session()
     logged_in(client)
     assert sent(client.requests.join("dev", {"private": True, "topic": "plans"})) == [
-        {"type": "create", "room": "dev", "private": True, "topic": "plans"}]
+        {"type": "create", "room": "dev", "id": "join dev", "private": True, "topic": "plans"}]
     client.receive(joined("dev"), 0.0)
     assert sent(client.requests.in_room({"type": "invite", "username": "bob"})) == [
         {"type": "invite", "room": "dev", "username": "bob"}]

@@ -1,10 +1,5 @@
 """The terminal client's rooms, direct messages and read markers, end to end against a
-real version 2 server on a pty and on pipes.
-
-Written with the client, before the server's version 2 was merged: `needs_v2_server`
-skips them while the server in the tree does not offer version 2 in its `welcome`. The
-merge removes the marker; from then on they run with the rest.
-"""
+real version 2 server on a pty and on pipes."""
 
 from __future__ import annotations
 
@@ -13,16 +8,10 @@ import json
 import signal
 
 import pexpect
-import pytest
 from procs import assert_exits_with, assert_exits_zero, serve
 from test_client import PASSWORD, client, pipe_client, terminal_client
 from test_client_v2_wire import answer_passwd
-
-from netlab import wire as p
-
-needs_v2_server = pytest.mark.skipif("versions" not in p.welcome(p.DEFAULT_MAX_FRAME),
-                                     reason="the server in this tree does not speak version 2 yet")
-pytestmark = needs_v2_server
+from v2client import logged_in2
 
 
 def at_the_prompt(port: int, name: str, *others: str) -> tuple[pexpect.spawn, io.StringIO]:
@@ -37,7 +26,7 @@ def at_the_prompt(port: int, name: str, *others: str) -> tuple[pexpect.spawn, io
 
 def test_terminal_rooms_direct_messages_unread_counts_and_deletion(start_chat):
     _, port = start_chat()
-    alice, _ = at_the_prompt(port, "alice", "bob")
+    alice, seen = at_the_prompt(port, "alice", "bob")
     try:
         alice.sendline("/create --private dev our plans")
         alice.expect(r"you are in #dev \(private, 1 members\): our plans")
@@ -58,10 +47,13 @@ def test_terminal_rooms_direct_messages_unread_counts_and_deletion(start_chat):
         alice.expect("alice @bob>")
         alice.sendline("/delete")
         alice.expect(r"\(message 1 of alice deleted\)")
+        shown = len(seen.getvalue())
         alice.sendline("/help")
+        alice.expect("a message starting with /")  # /help's last line; its order is its own
+        listed = seen.getvalue()[shown:]
         for command in ("/join", "/leave", "/create", "/invite", "/topic", "/rooms", "/msg", "/query", "/go",
                         "/delete", "/passwd"):
-            alice.expect(command)
+            assert f"{command} " in listed, command
         alice.sendline("/go nowhere")
         alice.expect("you are not in #nowhere")
         alice.sendline("/join Bad!")
@@ -117,19 +109,20 @@ def test_pipe_to_a_user_sends_direct_messages_both_see(start_chat):
 def test_a_message_read_on_one_terminal_is_read_on_the_other(start_chat):
     _, port = start_chat()
     assert pipe_client(port, "gina", [], "--register")[0] == 0
-    watcher = client(port, "--user", "gina", "--json")
+    # The other device is a bare session: a second client would read the message itself,
+    # and whichever marker came first would leave the other nothing to announce.
+    watcher = logged_in2(port, "gina", PASSWORD)
     reader = terminal_client(port, "--user", "gina", "--password-env", "PW")
     try:
-        watcher.out.wait_for('"type":"rooms"')
         reader.expect("gina #general>")
         assert pipe_client(port, "hank", ["read me"], "--register")[0] == 0
         reader.expect("hank: read me")  # shown in the current room: read
-        watcher.out.wait_for(r'"type":"read".*"room":"general"')
+        assert watcher.wait_for("read", room="general")["seq"] == 1
         reader.sendline("/quit")
         assert_exits_zero(reader)
     finally:
         reader.close(force=True)
-        watcher.kill()
+        watcher.close()
 
 
 def test_terminal_reconnect_fills_a_room_gap_after_a_restart(tmp_path):
@@ -143,6 +136,7 @@ def test_terminal_reconnect_fills_a_room_gap_after_a_restart(tmp_path):
         ivy.sendline("/go general")
         ivy.expect("ivy #general>")
         jack = terminal_client(port, "--user", "jack", "--password-env", "PW")
+        jack.expect("jack #general>")  # logged in: a command typed before is refused, not queued
         jack.sendline("/join ops")
         jack.expect("jack #ops>")
         jack.sendline("/quit")

@@ -113,7 +113,7 @@ def test_terminal_prompt_follows_the_room_passwd_is_never_echoed_and_help_lists_
             server.conn.sendall(b"".join(encode(frame) for frame in (OK, HISTORY, USERS, rooms())))
             bot.expect("bot #general>")
             bot.sendline("/join dev")
-            assert server.answer() == {"type": "join", "room": "dev"}
+            assert server.answer() == {"type": "join", "room": "dev", "id": "join dev"}
             server.conn.sendall(encode({"type": "joined", "room": "dev", "topic": "plans", "private": True,
                                         "owner": "ann", "members": 2, "last_seq": 0, "read_seq": 0}))
             bot.expect(r"you are in #dev \(private, 2 members\): plans")

@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 ROOM_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 MAX_TOPIC = 400
 PASSWORD_ID = "passwd"  # the `id` of a `password` request: its errors end no session
+
 VERSION_1 = "this server speaks protocol version 1 only: it has no rooms or direct messages"
+
+
+def join_id(room: str) -> str:
+    """The `id` of a /join's or /create's request: its refusal ends the wait for `joined`."""
+    return f"join {room}"
 
 
 def valid_room(name: str) -> bool:
@@ -41,6 +47,8 @@ class Requests:
         """A version 2 request on this connection; why not, when it cannot go."""
         if self.places.version < 2 and self.session.online:
             return error(VERSION_1)
+        if not self.session.online and not self.session.authenticated_once:
+            return error("not logged in yet: try again once the prompt shows where you are")
         if not self.session.online:
             return error("not connected: try again once the client is back online")
         return [Send(frame)]
@@ -59,7 +67,7 @@ class Requests:
         if create is not None and len(create.get("topic", "")) > MAX_TOPIC:
             return error(f"a topic is at most {MAX_TOPIC} characters")
         kind = "join" if create is None else "create"
-        effects = self.send({"type": kind, "room": room, **(create or {})})
+        effects = self.send({"type": kind, "room": room, "id": join_id(room), **(create or {})})
         if any(isinstance(effect, Send) for effect in effects):
             self.places.joining = room
         return effects

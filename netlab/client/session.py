@@ -20,7 +20,7 @@ from netlab.client.auth import Authenticator
 from netlab.client.effects import Credentials, Drop, Effect, Reconnect, Send, Show, Timer
 from netlab.client.pending import Line, Pending
 from netlab.client.places import GENERAL, Places
-from netlab.client.requests import PASSWORD_ID, Requests
+from netlab.client.requests import PASSWORD_ID, Requests, join_id
 from netlab.client.words import error_sentence, news
 
 #: Auth failures no retry can fix.
@@ -223,6 +223,8 @@ class ClientSession:
         if rid == PASSWORD_ID:  # /passwd refused: the session goes on with the old one
             wrong = "the current password is wrong; nothing changed"
             return [Show("error", f"error: {wrong}" if code == "bad_credentials" else sentence, frame)]
+        if self.places.joining and rid == join_id(self.places.joining):
+            self.places.joining = None  # refused: a `joined` later (an invitation) switches nothing
         if code in AUTH_FAILURES:
             self.refusal = code  # a terminal may ask for the password again
             return self.fail(sentence)
