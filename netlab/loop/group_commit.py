@@ -38,19 +38,19 @@ class GroupCommit:
         self._staging = staging
         self._failed = failed
         self._unsaved: list[Record] = []
+        #: The seq of the newest record, staged or written: a plain attribute, read for every
+        #: message (the chat numbers the next one from it).
+        self.last_seq = history.last_seq
         self._wanted = threading.Event()
         self._pause = threading.Event()  # set at shutdown: no more pauses
         self._done = False
         self._thread = threading.Thread(target=self._sync, name="chat-fsync", daemon=True)
 
-    @property
-    def last_seq(self) -> int:
-        return self._unsaved[-1].seq if self._unsaved else self.history.last_seq
-
     def stage(self, record: Record) -> None:
         if not self._unsaved:
             self._staging()
         self._unsaved.append(record)
+        self.last_seq = record.seq
 
     def in_window(self, *, limit: int, before: int | None = None, after: int | None = None) -> bool:
         self.commit()
@@ -70,6 +70,7 @@ class GroupCommit:
             self.history.append(records)
         except (OSError, ValueError) as exc:
             log.critical("history.csv cannot be written (%s): stopping", exc)
+            self.last_seq = self.history.last_seq  # the dropped records' numbers are free again
             self._failed()
             return
         if not self._wanted.is_set():
