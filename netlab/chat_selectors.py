@@ -36,6 +36,7 @@ from netlab.crypto import dummy_hash
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop.calls import Calls
+from netlab.loop.connection_states import ANSWERING, HANDSHAKES, ConnState
 from netlab.loop.connections import Connections
 from netlab.loop.transport import Connection
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
@@ -150,7 +151,7 @@ class ChatServer:
                             self._accept()
                     elif key.data == "wake":
                         self._calls.run()
-                    elif key.data.handshaking:
+                    elif key.data.state in HANDSHAKES:
                         self._handshake(key.data)
                     else:
                         if events & selectors.EVENT_READ:
@@ -215,7 +216,7 @@ class ChatServer:
         if failure is not None:
             log.info("TLS handshake with %s failed: %s", conn.peer, failure)
             self.cx.drop(conn, "TLS handshake failed")
-        elif not conn.handshaking:
+        elif conn.state not in HANDSHAKES:
             self.outbox.start(conn.out)  # the welcome goes out now
 
     def _read(self, conn: Connection) -> None:
@@ -225,7 +226,7 @@ class ChatServer:
         if data is None:
             return
         self._bytes_in += len(data)
-        if conn.out.closing:
+        if conn.state is ConnState.CLOSING:
             return  # read and discarded, so closing does not reset what we sent
         conn.decoder.feed(data)
         self._handle_frames(conn)
@@ -235,23 +236,27 @@ class ChatServer:
         session is held (a hash, a disk read or a throttle of its own runs), none past the
         output limit.
 
-        While frames wait, reading pauses: the client's own TCP window holds it back,
-        and the decoder never holds more than one `recv` of them.
+        While frames wait (state WAITING or HELD), reading pauses: the client's own TCP
+        window holds it back, and the decoder never holds more than one `recv` of them.
+        The common case, one frame and then none, reads attributes and moves nothing.
         """
+        out, next_frame, receive = conn.out, conn.decoder.next_frame, self.chat.receive
         try:
             for _ in range(FRAMES_PER_PASS):
-                if conn.out.closing or conn.held or self.outbox.over_limit(conn.out):
+                if conn.state not in ANSWERING or out.over_limit:
                     break
-                frame = conn.decoder.next_frame()
+                frame = next_frame()
                 if frame is None:
-                    return conn.pause(False)
-                self.chat.receive(conn.sid, frame)
+                    if conn.state is ConnState.WAITING:
+                        conn.move("caught_up")
+                    return
+                receive(conn.sid, frame)
             else:
                 self.cx.backlog.add(conn)  # the cap: go on next pass
         except p.ProtocolError as exc:
             return self.chat.protocol_error(conn.sid, exc)
-        if not conn.out.closing:
-            conn.pause(True)
+        if conn.state is ConnState.OPEN:
+            conn.move("frames_wait")
 
     # -- stopping ----------------------------------------------------------------------
 

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from netlab import wire as p
 from netlab.chat.jobs import Job
 from netlab.chat_core import Chat
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop import jobs
+from netlab.loop.connection_states import ConnState
 from netlab.loop.group_commit import GroupCommit
 from netlab.loop.outbox import Outbox, Output
 from netlab.loop.transport import Connection, send
@@ -44,6 +44,11 @@ class Connections:
         self.chat: Chat  # set by the server once the chat exists: it is given these Effects
         self.conns: dict[int, Connection] = {}
         self.outbox = Outbox(max_output, send, self, time.monotonic)
+        # Effects the outbox carries out as they are: its own methods, so that a message's
+        # broadcast and an answer's send cost the chat one call, not two.
+        self.send = self.outbox.send
+        self.broadcast = self.outbox.broadcast
+        self.subscribe = self.outbox.subscribe
         self.commit = GroupCommit(history, self._staging, self._commit_failed)  # the chat's journal
         self.backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
         self.writable: set[Output] = set()  # blocked ones whose socket has room again
@@ -62,16 +67,7 @@ class Connections:
     def close_deadlines(self) -> list[float]:
         return [c.close_by for c in self._closing]
 
-    # -- Effects: what the chat asks of the loop ---------------------------------------
-
-    def send(self, sid: int, payload: p.Payload) -> None:
-        self.outbox.send(sid, payload)
-
-    def broadcast(self, payload: p.Payload, *, urgent: bool = True) -> None:
-        self.outbox.broadcast(payload, urgent=urgent)
-
-    def subscribe(self, sid: int) -> None:
-        self.outbox.subscribe(sid)
+    # -- Effects: what the chat asks of the loop (send, broadcast, subscribe: see __init__) ------
 
     def close(self, sid: int) -> None:
         out = self.outbox.close(sid)
@@ -79,12 +75,12 @@ class Connections:
             return
         conn = self.conns[sid]
         conn.close_by = time.monotonic() + CLOSE_GRACE
-        if conn.handshaking:
+        if conn.state is ConnState.HANDSHAKE:
             # The handshake is charged to the auth timeout: at its end no handshake has
             # come, so no goodbye can be sent, and there is nothing left for a grace to wait for.
             conn.close_by = min(conn.close_by, conn.handshake_by)
         self._closing.add(conn)
-        conn.pause(False)  # read again, to see the peer's close (and discard what it sends)
+        conn.move("close")  # read again, to see the peer's close (and discard what it sends)
 
     def submit(self, sid: int, job: Job, done: Callable[[Any], None]) -> None:
         self.hold(sid, True)
@@ -104,7 +100,7 @@ class Connections:
         conn = self.conns.get(sid)
         if conn is None:
             return
-        conn.held = held  # see _handle_frames
+        conn.move("hold" if held else "release")  # see _handle_frames
         if not held:
             self.backlog.add(conn)  # answer what it sent meanwhile
 
@@ -148,8 +144,13 @@ class Connections:
     def reap(self, everyone: bool) -> None:
         """Drop closing connections whose grace ran out; every one if `everyone` (a shutdown's
         grace ran out)."""
-        now = time.monotonic()
-        doomed = list(self.conns.values()) if everyone else [c for c in self._closing if now >= c.close_by]
+        if everyone:
+            doomed = list(self.conns.values())
+        elif self._closing:
+            now = time.monotonic()
+            doomed = [c for c in self._closing if now >= c.close_by]
+        else:
+            return  # the common pass: nobody closing, no clock read
         for conn in doomed:
             self.drop(conn, None)
 

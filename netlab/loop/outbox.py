@@ -102,7 +102,7 @@ class Output:
     """One connection's output state."""
 
     __slots__ = ("sid", "sink", "codec", "log", "cursor", "boundary", "private", "private_bytes",
-                 "sent_head", "log_stop", "closing", "blocked", "ready")
+                 "sent_head", "log_stop", "closing", "blocked", "ready", "over_limit")
 
     def __init__(self, sid: int, sink: Any, codec: Codec, ready: bool) -> None:
         self.sid = sid
@@ -120,6 +120,9 @@ class Output:
         self.closing = False
         self.blocked = False  # the sink's buffer is full: wait until it is writable
         self.ready = ready  # False while nothing may be sent yet (a TLS handshake)
+        #: Past max_output: its requests wait for the cut at the next flush. A flag, read
+        #: before every frame the connection sends: no call.
+        self.over_limit = False
 
     @property
     def log_end(self) -> int:
@@ -185,6 +188,7 @@ class Outbox:
         out.private_bytes += len(data)
         self._dirty.add(out)
         if self.pending(out) > self.max_output:
+            out.over_limit = True
             self._over_limit.add(out)
 
     def broadcast(self, payload: Payload, *, urgent: bool = True) -> None:
@@ -239,10 +243,6 @@ class Outbox:
         unread = out.log.end - out.cursor if out.log is not None else 0
         return unread + out.private_bytes - out.sent_head
 
-    def over_limit(self, out: Output) -> bool:
-        """Past max_output: its requests wait for the cut."""
-        return out in self._over_limit
-
     @property
     def buffered(self) -> int:
         return sum(len(log.data) for log in self.logs.values())
@@ -258,6 +258,7 @@ class Outbox:
         """
         over, self._over_limit = self._over_limit, set()
         for out in over:
+            out.over_limit = False
             if out.sid in self.outputs and not out.closing:
                 self.cut(out)
         others = self._dirty | writable
