@@ -65,7 +65,7 @@ class Connections:
         self.conns[conn.sid] = conn
 
     def close_deadlines(self) -> list[float]:
-        return [c.close_by for c in self._closing]
+        return [c.close_by for c in self._closing] if self._closing else []
 
     # -- Effects: what the chat asks of the loop (send, broadcast, subscribe: see __init__) ------
 
