@@ -226,19 +226,16 @@ class ChatServer:
         if data is None:
             return
         self._bytes_in += len(data)
-        if conn.state is ConnState.CLOSING:
-            return  # read and discarded, so closing does not reset what we sent
-        conn.decoder.feed(data)
-        self._handle_frames(conn)
+        if conn.state is not ConnState.CLOSING:  # else read and discarded: no reset of what we sent
+            conn.decoder.feed(data)
+            self._handle_frames(conn)
 
     def _handle_frames(self, conn: Connection) -> None:
-        """Answer received frames in order: FRAMES_PER_PASS at most, none while the
-        session is held (a hash, a disk read or a throttle of its own runs), none past the
-        output limit.
+        """Answer received frames in order: FRAMES_PER_PASS at most, none while the session is
+        held (a hash, a disk read or a throttle of its own runs), none past the output limit.
 
-        While frames wait (state WAITING or HELD), reading pauses: the client's own TCP
-        window holds it back, and the decoder never holds more than one `recv` of them.
-        The common case, one frame and then none, reads attributes and moves nothing.
+        While frames wait (WAITING, HELD), reading pauses: the client's TCP window holds it back,
+        and the decoder holds one `recv` of them at most. The common case moves no state.
         """
         out, next_frame, receive = conn.out, conn.decoder.next_frame, self.chat.receive
         try:
