@@ -36,6 +36,7 @@ from netlab.crypto import dummy_hash
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop.calls import Calls
+from netlab.loop.connection_states import ANSWERING, HANDSHAKES, ConnState
 from netlab.loop.connections import Connections
 from netlab.loop.operator import OperatorCalls
 from netlab.loop.transport import Connection
@@ -131,7 +132,7 @@ class ChatServer(OperatorCalls):
                             self._accept()
                     elif key.data == "wake":
                         self._calls.run()
-                    elif key.data.handshaking:
+                    elif key.data.state in HANDSHAKES:
                         self._handshake(key.data)
                     else:
                         if events & selectors.EVENT_READ:
@@ -196,7 +197,7 @@ class ChatServer(OperatorCalls):
         if failure is not None:
             log.info("TLS handshake with %s failed: %s", conn.peer, failure)
             self.cx.drop(conn, "TLS handshake failed")
-        elif not conn.handshaking:
+        elif conn.state not in HANDSHAKES:
             self.outbox.start(conn.out)  # the welcome goes out now
 
     def _read(self, conn: Connection) -> None:
@@ -206,33 +207,34 @@ class ChatServer(OperatorCalls):
         if data is None:
             return
         self._bytes_in += len(data)
-        if conn.out.closing:
-            return  # read and discarded, so closing does not reset what we sent
-        conn.decoder.feed(data)
-        self._handle_frames(conn)
+        if conn.state is not ConnState.CLOSING:  # else read and discarded: no reset of what we sent
+            conn.decoder.feed(data)
+            self._handle_frames(conn)
 
     def _handle_frames(self, conn: Connection) -> None:
-        """Answer received frames in order: FRAMES_PER_PASS at most, none while the
-        session is held (a hash, a disk read or a throttle of its own runs), none past the
-        output limit.
+        """Answer received frames in order: FRAMES_PER_PASS at most, none while the session is
+        held (a hash, a disk read or a throttle of its own runs), none past the output limit.
 
-        While frames wait, reading pauses: the client's own TCP window holds it back,
-        and the decoder never holds more than one `recv` of them.
+        While frames wait (WAITING, HELD), reading pauses: the client's TCP window holds it back,
+        and the decoder holds one `recv` of them at most. The common case moves no state.
         """
+        out, next_frame, receive = conn.out, conn.decoder.next_frame, self.chat.receive
         try:
             for _ in range(FRAMES_PER_PASS):
-                if conn.out.closing or conn.held or self.outbox.over_limit(conn.out):
+                if conn.state not in ANSWERING or out.over_limit:
                     break
-                frame = conn.decoder.next_frame()
+                frame = next_frame()
                 if frame is None:
-                    return conn.pause(False)
-                self.chat.receive(conn.sid, frame)
+                    if conn.state is ConnState.WAITING:
+                        conn.move("caught_up")
+                    return
+                receive(conn.sid, frame)
             else:
                 self.cx.backlog.add(conn)  # the cap: go on next pass
         except p.ProtocolError as exc:
             return self.chat.protocol_error(conn.sid, exc)
-        if not conn.out.closing:
-            conn.pause(True)
+        if conn.state is ConnState.OPEN:
+            conn.move("frames_wait")
 
     # -- stopping ----------------------------------------------------------------------
 

@@ -182,9 +182,10 @@ def test_a_cut_in_the_middle_of_a_private_frame_finishes_that_frame(box):
     outbox.flush(set())  # 7 bytes of it went
     for _ in range(3):
         outbox.send(1, big)
-    assert outbox.over_limit(outbox.outputs[1])  # its requests wait from now
+    assert outbox.outputs[1].over_limit  # its requests wait from now
     outbox.flush(set())  # the cut
     assert port.events.count(("slow_consumer", 1)) == 1
+    assert not outbox.outputs[1].over_limit  # cut: what it is sent now is the chat's goodbye
     sink.room = None
     outbox.flush({outbox.outputs[1]})
     frames = sink.frames()

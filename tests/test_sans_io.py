@@ -15,9 +15,10 @@ import pytest
 import netlab
 
 ROOT = Path(netlab.__file__).parent
-#: The sans-IO modules: the wire protocol, the chat rules and the formats of the data files.
+#: The sans-IO modules: the wire protocol, the chat rules, the formats of the data files and
+#: the table of a connection's states in the loop.
 SANS_IO = sorted([*ROOT.glob("wire/*.py"), *ROOT.glob("chat/*.py"), ROOT / "chat_core.py",
-                  ROOT / "store" / "records.py"])
+                  ROOT / "store" / "records.py", ROOT / "loop" / "connection_states.py"])
 #: What none of them may import: sockets, threads, clocks, files and processes.
 FORBIDDEN = {"socket", "ssl", "selectors", "select", "asyncio", "threading", "_thread",
              "concurrent", "multiprocessing", "queue", "time", "os", "io", "shutil", "tempfile",

@@ -32,6 +32,10 @@ class State(Enum):
     #: A user: subscribed to broadcasts, and may say, page history and users.
     AUTHENTICATED = "authenticated"
 
+    #: Members are singletons: identity hashes them in C, where Enum's own `__hash__`
+    #: (of the name) is a Python call on every frame's `refusal` lookup.
+    __hash__ = object.__hash__
+
 
 #: Which client requests each state takes; any other is refused with the code given.
 _TAKES: dict[State, tuple[frozenset[str], str]] = {

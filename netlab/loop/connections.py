@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from netlab import wire as p
 from netlab.chat.jobs import Job
 from netlab.chat_core import Chat
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop import jobs
+from netlab.loop.connection_states import ConnState
 from netlab.loop.group_commit import Journals
 from netlab.loop.outbox import Mark, Outbox, Output
 from netlab.loop.transport import Connection, send
@@ -42,6 +42,12 @@ class Connections:
         self.chat: Chat  # set by the server once the chat exists: it is given these Effects
         self.conns: dict[int, Connection] = {}
         self.outbox = Outbox(max_output, send, self, time.monotonic)
+        # Effects the outbox carries out as they are: its own methods, so that a message's
+        # broadcast and an answer's send cost the chat one call, not two.
+        self.send = self.outbox.send
+        self.broadcast = self.outbox.broadcast
+        self.subscribe = self.outbox.subscribe
+        self.unsubscribe = self.outbox.unsubscribe
         self.commit = Journals(store, self._staging, self._commit_failed)  # the chat's journals
         self.backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
         self.writable: set[Output] = set()  # blocked ones whose socket has room again
@@ -58,21 +64,9 @@ class Connections:
         self.conns[conn.sid] = conn
 
     def close_deadlines(self) -> list[float]:
-        return [c.close_by for c in self._closing]
+        return [c.close_by for c in self._closing] if self._closing else []
 
-    # -- Effects: what the chat asks of the loop ---------------------------------------
-
-    def send(self, sid: int, payload: p.Payload) -> None:
-        self.outbox.send(sid, payload)
-
-    def broadcast(self, payload: p.Payload, *, room: str = "general", urgent: bool = True) -> None:
-        self.outbox.broadcast(payload, room=room, urgent=urgent)
-
-    def subscribe(self, sid: int, room: str = "general") -> None:
-        self.outbox.subscribe(sid, room)
-
-    def unsubscribe(self, sid: int, room: str) -> None:
-        self.outbox.unsubscribe(sid, room)
+    # -- Effects: what the chat asks of the loop (send, broadcast, subscribe...: see __init__) --
 
     def close(self, sid: int) -> None:
         out = self.outbox.close(sid)
@@ -80,12 +74,12 @@ class Connections:
             return
         conn = self.conns[sid]
         conn.close_by = time.monotonic() + CLOSE_GRACE
-        if conn.handshaking:
+        if conn.state is ConnState.HANDSHAKE:
             # The handshake is charged to the auth timeout: at its end no handshake has
             # come, so no goodbye can be sent, and there is nothing left for a grace to wait for.
             conn.close_by = min(conn.close_by, conn.handshake_by)
         self._closing.add(conn)
-        conn.pause(False)  # read again, to see the peer's close (and discard what it sends)
+        conn.move("close")  # read again, to see the peer's close (and discard what it sends)
 
     def submit(self, sid: int, job: Job, done: Callable[[Any], None]) -> None:
         self.hold(sid, True)
@@ -105,7 +99,7 @@ class Connections:
         conn = self.conns.get(sid)
         if conn is None:
             return
-        conn.held = held  # see _handle_frames
+        conn.move("hold" if held else "release")  # see _handle_frames
         if not held:
             self.backlog.add(conn)  # answer what it sent meanwhile
 
@@ -149,8 +143,13 @@ class Connections:
     def reap(self, everyone: bool) -> None:
         """Drop closing connections whose grace ran out; every one if `everyone` (a shutdown's
         grace ran out)."""
-        now = time.monotonic()
-        doomed = list(self.conns.values()) if everyone else [c for c in self._closing if now >= c.close_by]
+        if everyone:
+            doomed = list(self.conns.values())
+        elif self._closing:
+            now = time.monotonic()
+            doomed = [c for c in self._closing if now >= c.close_by]
+        else:
+            return  # the common pass: nobody closing, no clock read
         for conn in doomed:
             self.drop(conn, None)
 

@@ -106,6 +106,7 @@ class Outbox:
         out.queue(out.codec.frame(payload))
         self._dirty.add(out)
         if out.behind() > self.max_output:
+            out.over_limit = True
             self._over_limit.add(out)
 
     def broadcast(self, payload: Payload, *, room: str = "general", urgent: bool = True) -> None:
@@ -163,10 +164,6 @@ class Outbox:
 
     # -- what the loop asks ----------------------------------------------------------------
 
-    def over_limit(self, out: Output) -> bool:
-        """Past max_output: its requests wait for the cut."""
-        return out in self._over_limit
-
     @property
     def buffered(self) -> int:
         return sum(len(log.data) for log in self.logs)
@@ -190,6 +187,7 @@ class Outbox:
         """
         over, self._over_limit = self._over_limit, set()
         for out in over:
+            out.over_limit = False
             if out.sid in self.outputs and not out.closing:
                 self.cut(out)
         others = self._dirty | writable
@@ -290,6 +288,7 @@ class Outbox:
             out.unread = out.backlog()
             self._port.blocked(out, True)
         for out in over:
+            out.over_limit = False
             if out.sid in self.outputs and not out.closing:
                 self.cut(out)
         for out, reason in failed:  # after the view is released: a leave grows the log

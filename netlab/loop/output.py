@@ -41,7 +41,7 @@ class Output:
 
     __slots__ = ("sid", "sink", "codec", "rooms", "readers", "several", "lingering", "private",
                  "private_bytes", "sent_head", "partial", "unread", "visit", "first", "closing",
-                 "blocked", "ready")
+                 "blocked", "ready", "over_limit")
 
     def __init__(self, sid: int, sink: Any, codec: Codec, ready: bool) -> None:
         self.sid = sid
@@ -65,6 +65,9 @@ class Output:
         self.closing = False
         self.blocked = False  # the sink's buffer is full: wait until it is writable
         self.ready = ready  # False while nothing may be sent yet (a TLS handshake)
+        #: Past max_output: its requests wait for the cut at the next flush. A flag, read
+        #: before every frame the connection sends: no call.
+        self.over_limit = False
 
     def queue(self, data: bytes) -> None:
         """A private frame, after what it must follow (see the module's docstring)."""

@@ -7,6 +7,7 @@ import selectors
 import socket
 import ssl
 
+from netlab.loop.connection_states import HANDSHAKES, READING, ConnState, move
 from netlab.loop.outbox import Output
 from netlab.netutil import client_ip, format_address
 
@@ -31,10 +32,10 @@ RECV_SIZE = 256 * 1024
 
 
 class Connection:
-    """One client socket with its decoder, its output and its reading state."""
+    """One client socket with its decoder, its output and its state in the loop."""
 
-    __slots__ = ("selector", "sid", "sock", "peer", "ip", "decoder", "out", "close_by", "paused",
-                 "held", "events", "handshaking", "handshake_by")
+    __slots__ = ("selector", "sid", "sock", "peer", "ip", "decoder", "out", "close_by", "state",
+                 "events", "handshake_by")
 
     def __init__(self, selector: selectors.BaseSelector, sid: int, sock: socket.socket, address: tuple,
                  max_frame: int, out: Output) -> None:
@@ -46,12 +47,18 @@ class Connection:
         self.decoder = out.codec.decoder(max_frame)
         self.out = out
         self.close_by = 0.0
-        self.paused = False  # not reading: received frames wait to be answered
-        self.held = False  # its next requests wait (Effects.hold): a hash, a disk read, a throttle
+        #: Whether it is read, its frames answered, its handshake run: connection_states.py.
+        self.state = ConnState.HANDSHAKE if isinstance(sock, ssl.SSLSocket) else ConnState.OPEN
         self.events = 0  # the selector interest registered now (0: none)
-        self.handshaking = isinstance(sock, ssl.SSLSocket)  # nothing is sent or read until it is done
         self.handshake_by = 0.0  # TLS: monotonic time its auth timeout ends an unfinished handshake
         self.interest(selectors.EVENT_READ)
+
+    def move(self, event: str) -> None:
+        """Take the state `event` leads to (ValueError if none); the selector's interest
+        follows, except in a handshake, which asks for what it needs itself."""
+        self.state = move(self.state, event)
+        if self.state not in HANDSHAKES:
+            self.update_interest()
 
     def interest(self, events: int) -> None:
         """Register the events wanted; none at all means out of the selector."""
@@ -66,15 +73,9 @@ class Connection:
         self.events = events
 
     def update_interest(self) -> None:
-        """Read unless paused; wait for room only while the socket's buffer is full."""
-        self.interest((0 if self.paused else selectors.EVENT_READ)
+        """Read in the states that read; wait for room only while the socket's buffer is full."""
+        self.interest((selectors.EVENT_READ if self.state in READING else 0)
                       | (selectors.EVENT_WRITE if self.out.blocked else 0))
-
-    def pause(self, paused: bool) -> None:
-        """Stop (or resume) reading."""
-        if self.paused != paused:
-            self.paused = paused
-            self.update_interest()
 
     def receive(self) -> bytes | str | None:
         """What one readable event brought: bytes, None for nothing yet, or why it is dead."""
@@ -91,7 +92,7 @@ class Connection:
 
     def handshake(self) -> str | None:
         """One non-blocking step of a TLS handshake: why it failed, or None (done, or
-        waiting for the event it registered). `handshaking` is False once it is done."""
+        waiting for the event it registered). Once it is done, so is the HANDSHAKE state."""
         try:
             self.sock.do_handshake()
         except ssl.SSLWantReadError:
@@ -100,10 +101,10 @@ class Connection:
             return self.interest(selectors.EVENT_WRITE)
         except (ssl.SSLError, OSError) as exc:
             return str(getattr(exc, "reason", None) or exc.strerror or exc)
-        self.handshaking = False
-        self.interest(selectors.EVENT_READ)
+        self.move("handshake_done")
         return None
 
     def close(self) -> None:
+        self.state = move(self.state, "drop")
         self.interest(0)
         self.sock.close()

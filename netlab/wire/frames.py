@@ -102,9 +102,8 @@ class LengthPrefixCodec:
     """The `Codec` of PROTOCOL.md's TCP and TLS connections."""
 
     name = "length-prefix"
-
-    def frame(self, payload: Payload) -> bytes:
-        return frame_payload(payload)
+    #: One call a frame, not two: the outbox frames every broadcast and answer through it.
+    frame = staticmethod(frame_payload)
 
     def decoder(self, max_frame: int) -> FrameDecoder:
         return FrameDecoder(max_frame)

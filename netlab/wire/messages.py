@@ -341,8 +341,13 @@ def bye() -> dict:
     return {"type": "bye"}
 
 
+@functools.lru_cache(maxsize=1)
 def timestamp(epoch_seconds: float) -> str:
-    """RFC 3339 UTC with milliseconds (truncated, so timestamps never run ahead of the clock)."""
+    """RFC 3339 UTC with milliseconds (truncated, so timestamps never run ahead of the clock).
+
+    The last one is kept (a cache hit runs no Python): the chat stamps every message of a
+    loop pass with the pass's one reading of the clock.
+    """
     epoch_ms = int(epoch_seconds * 1000)
     return f"{_utc_second(epoch_ms // 1000)}.{epoch_ms % 1000:03d}Z"
 
