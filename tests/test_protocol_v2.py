@@ -391,3 +391,11 @@ def test_password_changes_with_the_current_one_and_keeps_the_other_sessions(port
             old.send("login", username="pw_a", password=PASSWORD)
             old.expect_error("bad_credentials")
         logged_in2(port, "pw_a", "new horse battery").close()
+
+
+def test_requests_sent_right_after_a_create_are_answered_after_it(port):
+    with registered2(port, "seq_owner") as owner:
+        owner.send("create", room="seq-room")
+        owner.send("ping", id="after-create")
+        assert owner.recv()["type"] == "joined"  # the room, then its owner's membership, stored
+        owner.expect("pong", id="after-create")

@@ -87,8 +87,10 @@ class Connections:
         def finished(result: Any) -> None:
             if isinstance(result, Exception):
                 log.error("background work failed: %r", result)
-            done(result)
+            # Released first: `done` may submit the next job of the same request (a create
+            # stores the room, then the owner's membership), which holds the session again.
             self.hold(sid, False)
+            done(result)
 
         conn = self.conns.get(sid)  # gone, its job still runs (a registration is kept)
         pool = self._disk if jobs.on_disk(job) else self._hash
