@@ -1,0 +1,194 @@
+"""PROTOCOL.md's "Version 2", the sentences test_protocol_v2.py left open, over real sockets.
+
+An outside reviewer's pass over the contract: every `ok` carries `protocol`, names come back
+as registered whatever case a request used, conversations have read markers, paging, delete
+and idempotent ids as rooms do, `rooms` pages, the bounds answer with the codes the README
+names, and a version 1 session hears nothing of version 2.
+"""
+
+from __future__ import annotations
+
+import pytest
+from chatclient import PASSWORD, connect, registered
+from v2client import logged_in2, registered2
+
+
+@pytest.fixture(scope="module")
+def port(module_chat):
+    return module_chat[1]
+
+
+def code_of(frame: dict) -> str:
+    assert frame["type"] == "error", frame
+    return frame["code"]
+
+
+# -- negotiation and Details ---------------------------------------------------------------
+
+
+def test_every_ok_carries_protocol(port):
+    with connect(port) as one:
+        one.send("register", username="okp_one", password=PASSWORD)
+        assert one.expect("ok", op="register")["protocol"] == 1
+    with registered2(port, "okp_a") as a, registered2(port, "okp_b"):
+        a.create("okp-room")
+        a.send("invite", room="okp-room", username="okp_b")
+        assert a.wait_for("ok", op="invite")["protocol"] == 2
+        a.send("password", password=PASSWORD, new_password="another horse battery")
+        assert a.wait_for("ok", op="password")["protocol"] == 2
+
+
+@pytest.mark.parametrize("version", [3, 2.0, "2", True, None])
+def test_a_login_with_a_bad_protocol_is_bad_request(port, version):
+    with connect(port) as client:
+        client.send("login", username="nobody_here", password=PASSWORD, protocol=version)
+        client.expect_error("bad_request")
+
+
+def test_room_is_repeated_when_left_to_its_default(port):
+    with registered2(port, "dflt") as c:
+        assert c.history()["room"] == "general"
+        c.send("users")
+        assert c.expect("users")["room"] == "general"
+
+
+def test_the_login_answers_repeat_general(port):
+    with connect(port) as c:
+        c.send("register", username="dflt_login", password=PASSWORD, protocol=2)
+        c.expect("ok", op="register", protocol=2)
+        assert c.expect("history")["room"] == "general"
+        assert c.expect("users")["room"] == "general"
+        assert c.expect("rooms")["more"] is False
+
+
+def test_names_come_back_as_registered_whatever_case_the_request_used(port):
+    with registered2(port, "CaseAnn") as ann, registered2(port, "CaseBob") as bob, \
+            logged_in2(port, "caseann") as ann2:
+        assert ann2.username == "CaseAnn"
+        assert ann2.create("case-room")["owner"] == "CaseAnn"
+        ann2.send("topic", room="case-room", text="t")
+        assert ann2.wait_for("topic")["by"] == "CaseAnn"
+        ann2.send("invite", room="case-room", username="casebob")
+        ann2.wait_for("ok", op="invite")
+        assert ann.wait_for("member", room="case-room")["username"] == "CaseBob"
+        bob.wait_for("joined", room="case-room")
+        ann2.send("say", text="hi bob", to="CASEBOB")
+        sent = ann2.wait_for("message", text="hi bob")
+        assert (sent["from"], sent["to"]) == ("CaseAnn", "CaseBob")
+        page = ann2.history(**{"with": "casebob"})
+        assert page["with"] == "CaseBob" and page["messages"][0]["from"] == "CaseAnn"
+        ann2.send("read", seq=1, **{"with": "cAsEbOb"})
+        assert ann.wait_for("read") == {"type": "read", "with": "CaseBob", "seq": 1}
+        bob.send("rooms")
+        assert bob.wait_for("rooms")["conversations"][0]["with"] == "CaseAnn"
+        ann2.send("users", room="case-room")
+        assert sorted(ann2.wait_for("users")["online"]) == ["CaseAnn", "CaseBob"]
+
+
+def test_general_is_public_without_owner_and_counts_every_account(start_chat):
+    _, port = start_chat("--rate-limit", "0")
+    for name in ("gen_a", "gen_c"):
+        registered2(port, name).close()
+    registered(port, "gen_b").close()
+    with logged_in2(port, "gen_a") as a:
+        joined = a.join("general")
+        assert joined["owner"] is None and joined["private"] is False and joined["members"] == 3
+        assert joined["topic"] == ""
+
+
+def test_both_room_and_to_or_with_is_bad_request(port):
+    with registered2(port, "both_ask") as c, registered2(port, "both_other"):
+        assert code_of(c.request("say", text="x", room="general", to="both_other")) == "bad_request"
+        assert code_of(c.request("history", room="general", **{"with": "both_other"})) == "bad_request"
+        assert code_of(c.request("read", seq=0)) == "bad_request"
+        assert code_of(c.request("read", seq=0, room="general", **{"with": "both_other"})) == "bad_request"
+
+
+def test_a_create_topic_follows_the_topic_rule(port):
+    with registered2(port, "ct_owner") as c:
+        assert code_of(c.request("create", room="ct-long", topic="x" * 401)) == "bad_request"
+        assert c.create("ct-empty", topic="")["topic"] == ""
+        assert c.create("ct-full", topic="y" * 400)["topic"] == "y" * 400
+        c.send("topic", room="ct-full", text="")
+        assert c.wait_for("topic")["text"] == ""
+
+
+# -- direct conversations --------------------------------------------------------------------
+
+
+def test_a_direct_message_reaches_an_account_that_is_offline(port):
+    with registered2(port, "off_b"):
+        pass
+    with registered2(port, "off_a") as a:
+        a.send("say", text="while you were out", to="off_b")
+        a.wait_for("message", text="while you were out")
+    with logged_in2(port, "off_b") as b:
+        b.send("rooms")
+        assert b.wait_for("rooms")["conversations"] == [{"with": "off_a", "last_seq": 1, "read_seq": 0}]
+        assert [m["text"] for m in b.history(**{"with": "off_a"})["messages"]] == ["while you were out"]
+
+
+def test_a_conversation_has_a_read_marker_shared_by_the_accounts_sessions(port):
+    with registered2(port, "crd_a") as a, registered2(port, "crd_b") as b, \
+            logged_in2(port, "crd_b") as b2:
+        for text in ("one", "two"):
+            a.send("say", text=text, to="crd_b")
+            a.wait_for("message", text=text)
+            b2.wait_for("message", text=text)
+        b.wait_for("message", text="two")
+        b.send("read", seq=2, **{"with": "crd_a"})
+        b.expect_nothing_pending()
+        assert b2.wait_for("read") == {"type": "read", "with": "crd_a", "seq": 2}
+        b.send("read", seq=1, **{"with": "crd_a"})
+        b2.expect_nothing_pending()
+        assert code_of(b.request("read", seq=3, **{"with": "crd_a"})) == "bad_request"
+        a.expect_nothing_pending()  # the other account's marker is its own
+        b.send("rooms")
+        assert b.wait_for("rooms")["conversations"] == [{"with": "crd_a", "last_seq": 2, "read_seq": 2}]
+
+
+def test_a_conversation_nobody_wrote_in_reads_only_0(port):
+    with registered2(port, "cz_a") as a, registered2(port, "cz_b"):
+        a.send("read", seq=0, **{"with": "cz_b"})
+        a.expect_nothing_pending()
+        assert code_of(a.request("read", seq=1, **{"with": "cz_b"})) == "bad_request"
+        assert code_of(a.request("read", seq=0, **{"with": "cz_nobody"})) == "no_such_user"
+
+
+def test_delete_in_a_conversation_by_its_author_not_by_the_other(port):
+    with registered2(port, "cd_a") as a, registered2(port, "cd_b") as b:
+        a.send("say", text="regret", to="cd_b")
+        b.wait_for("message", text="regret")
+        a.send("say", text="fine", to="cd_b")
+        b.wait_for("message", text="fine")
+        assert code_of(b.request("delete", seq=1, **{"with": "cd_a"})) == "forbidden"
+        a.send("delete", seq=1, **{"with": "CD_B"})
+        assert a.wait_for("deleted") == {"type": "deleted", "with": "cd_b", "seq": 1}
+        assert b.wait_for("deleted") == {"type": "deleted", "with": "cd_a", "seq": 1}
+        assert [m["text"] for m in b.history(**{"with": "cd_a"})["messages"]] == ["fine"]
+        assert code_of(a.request("delete", seq=1, **{"with": "cd_b"})) == "bad_request"
+
+
+def test_a_say_id_used_again_in_a_conversation_is_not_stored_twice(port):
+    with registered2(port, "ci_a") as a, registered2(port, "ci_b") as b:
+        a.send("say", text="once", to="ci_b", id="dm-1")
+        first = a.wait_for("message", text="once")
+        b.wait_for("message", text="once")
+        a.send("say", text="once", to="ci_b", id="dm-1")
+        assert a.wait_for("message", text="once") == first
+        b.expect_nothing_pending()
+        a.send("say", text="once", room="general", id="dm-1")  # another place: a new message
+        assert a.wait_for("message", text="once")["room"] == "general"
+        b.wait_for("message", text="once", room="general")
+        assert [m["seq"] for m in b.history(**{"with": "ci_a"})["messages"]] == [1]
+
+
+def test_no_request_shows_a_conversation_to_a_third_account(port):
+    with registered2(port, "tp3_a") as a, registered2(port, "tp3_b") as b, registered2(port, "tp3_c") as c:
+        a.send("say", text="between us", to="tp3_b")
+        b.wait_for("message", text="between us")
+        c.send("rooms")
+        assert c.wait_for("rooms")["conversations"] == []
+        assert c.history(**{"with": "tp3_a"})["messages"] == []
+        assert code_of(c.request("delete", seq=1, **{"with": "tp3_a"})) == "bad_request"
+        assert code_of(c.request("read", seq=1, **{"with": "tp3_a"})) == "bad_request"
