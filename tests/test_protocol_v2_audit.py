@@ -192,3 +192,76 @@ def test_no_request_shows_a_conversation_to_a_third_account(port):
         assert c.history(**{"with": "tp3_a"})["messages"] == []
         assert code_of(c.request("delete", seq=1, **{"with": "tp3_a"})) == "bad_request"
         assert code_of(c.request("read", seq=1, **{"with": "tp3_a"})) == "bad_request"
+
+
+# -- paging ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_windows(tmp_path_factory):
+    """A server keeping 2 messages of each room and conversation in memory: pages come from disk."""
+    from procs import serve
+
+    server, port = serve("chat", tmp_path_factory.mktemp("windows") / "data", "--no-repl",
+                         "--rate-limit", "0", "--history-size", "2", "--room-window", "2",
+                         "--direct-window", "2")
+    yield port
+    server.kill()
+
+
+def seqs(page: dict) -> tuple[list[int], bool]:
+    return [m["seq"] for m in page["messages"]], page["more"]
+
+
+@pytest.mark.parametrize("where", [{"room": "pg-room"}, {"with": "pg_b"}])
+def test_history_pages_a_room_and_a_conversation_beyond_the_window(small_windows, where):
+    port = small_windows
+    name = "pg_a" if "room" in where else "pg_a2"
+    with registered2(port, name) as a, (registered2 if name == "pg_a" else logged_in2)(port, "pg_b"):
+        if "room" in where:
+            a.create("pg-room")
+        for n in range(1, 8):
+            a.send("say", text=f"m{n}", **({"to": "pg_b"} if "with" in where else where))
+            a.wait_for("message", text=f"m{n}")
+        assert seqs(a.history(limit=3, before=7, **where)) == ([4, 5, 6], True)
+        assert seqs(a.history(limit=2, after=1, **where)) == ([2, 3], True)
+        assert seqs(a.history(limit=5, before=3, **where)) == ([1, 2], False)
+        assert seqs(a.history(limit=5, after=4, **where)) == ([5, 6, 7], False)
+        assert seqs(a.history(limit=2, **where)) == ([6, 7], True)
+        page = a.history(before=2, **where)
+        assert page["messages"][0]["text"] == "m1" and page[next(iter(where))] == where[next(iter(where))]
+
+
+def test_rooms_pages_after_a_name_with_conversations_on_the_first_page_only(start_chat):
+    _, port = start_chat("--rate-limit", "0", "--max-frame", "16384", "--room-rate", "0")
+    topic = "t" * 400
+    with registered2(port, "rp_a") as a, registered2(port, "rp_b"):
+        a.send("say", text="hello", to="rp_b")
+        a.wait_for("message", text="hello")
+        names = [f"rp-{n:02}" for n in range(60)]  # 60 topics of 400: more than 16 KiB
+        for name in names:
+            a.create(name, topic=topic)
+        listed: list[str] = []
+        after = None
+        while True:
+            a.send("rooms", **({} if after is None else {"after": after}))
+            raw_before = len(a.raw)
+            page = a.wait_for("rooms")
+            assert len(a.raw[raw_before]) <= 16384
+            assert page["conversations"] == ([{"with": "rp_b", "last_seq": 1, "read_seq": 0}]
+                                             if after is None else [])
+            listed += [r["room"] for r in page["rooms"]]
+            if not page["more"]:
+                break
+            assert page["rooms"], page
+            after = page["rooms"][-1]["room"]
+        assert listed == ["general", *names] and after is not None
+
+
+def test_users_of_a_room_counts_its_online_members_on_every_page(port):
+    with registered2(port, "uc_a") as a, registered2(port, "uc_b") as b, registered2(port, "uc_c"):
+        a.create("uc-room")
+        b.join("uc-room")
+        a.send("users", room="uc-room", after="uc_a")
+        page = a.wait_for("users")
+        assert page == {"type": "users", "room": "uc-room", "online": ["uc_b"], "count": 2, "more": False}
