@@ -265,3 +265,43 @@ def test_users_of_a_room_counts_its_online_members_on_every_page(port):
         a.send("users", room="uc-room", after="uc_a")
         page = a.wait_for("users")
         assert page == {"type": "users", "room": "uc-room", "online": ["uc_b"], "count": 2, "more": False}
+
+
+# -- a version 1 session hears nothing of version 2 ---------------------------------------------
+
+
+def test_a_version_1_session_never_gets_a_version_2_frame(start_chat):
+    from test_chat_console import marked
+
+    server, port = start_chat("--rate-limit", "0", repl=True)
+    with registered2(port, "iso_a") as a, registered2(port, "iso_c") as c, \
+            connect(port) as a_v1, registered(port, "iso_v") as v1:
+        a_v1.login("iso_a")
+        v2_of_v = logged_in2(port, "iso_v")
+        a.create("iso-room", topic="t")
+        a.join("general")
+        c.join("iso-room")
+        a.send("invite", room="iso-room", username="iso_v")
+        a.wait_for("ok", op="invite")
+        v2_of_v.wait_for("joined", room="iso-room")
+        v2_of_v.close()  # iso_v stays a member, with its version 1 session alone
+        a.send("topic", room="iso-room", text="new")
+        a.wait_for("topic", room="iso-room")
+        a.say_in("iso-room", "room only")
+        said = a.say_in("general", "for all")
+        a.send("read", room="general", seq=said["seq"])
+        a.send("read", room="iso-room", seq=1)
+        a.send("delete", room="general", seq=said["seq"])
+        a.wait_for("deleted", room="general")
+        a.send("say", text="direct", to="iso_v")
+        a.wait_for("message", text="direct")
+        a.send("say", text="direct too", to="iso_a")  # to oneself: the same account's sessions
+        c.send("leave", room="iso-room")
+        c.wait_for("left", room="iso-room")
+        a.send("password", password=PASSWORD, new_password="iso horse battery")
+        a.wait_for("ok", op="password")
+        marked(server, "topic general Welcome", r"^topic of #general set$")
+        a.wait_for("topic", room="general")
+        for session in (a_v1, v1):
+            frames = session.sync()
+            assert [f for f in frames if f["type"] not in ("join", "leave")] == [said], frames
