@@ -305,3 +305,41 @@ def test_a_version_1_session_never_gets_a_version_2_frame(start_chat):
         for session in (a_v1, v1):
             frames = session.sync()
             assert [f for f in frames if f["type"] not in ("join", "leave")] == [said], frames
+
+
+# -- bounds --------------------------------------------------------------------------------------
+
+
+def refused(client, kind: str, **members) -> tuple[str, str]:
+    client.send(kind, **members)
+    frame = client.wait_for("error")  # past other rooms' traffic
+    return frame["code"], frame["message"]
+
+
+def test_full_bounds_are_forbidden_and_the_room_rate_rate_limited(start_chat):
+    _, port = start_chat("--rate-limit", "0", "--max-rooms", "4", "--max-rooms-per-account", "2",
+                         "--room-rate", "3", "--max-conversations", "1")
+    with registered2(port, "bd_a") as a, registered2(port, "bd_b") as b, registered2(port, "bd_c") as c, \
+            registered2(port, "bd_d") as d:
+        a.create("bd-1")
+        a.create("bd-2")
+        code, message = refused(a, "create", room="bd-x")
+        assert code == "forbidden" and "2" in message
+        b.create("bd-3")  # general and three: the server is full
+        code, message = refused(c, "create", room="bd-4")
+        assert code == "forbidden" and "4" in message
+        b.join("bd-1")
+        assert refused(b, "join", room="bd-2")[0] == "forbidden"
+        assert refused(a, "invite", room="bd-2", username="bd_b")[0] == "forbidden"
+        for _ in range(3):  # three joins a minute, then rate_limited
+            c.join("bd-1")
+            c.send("leave", room="bd-1")
+            c.wait_for("left", room="bd-1")
+        assert refused(c, "join", room="bd-1")[0] == "rate_limited"
+        c.send("say", text="first talk", to="bd_d")
+        c.wait_for("message", text="first talk")
+        assert refused(c, "say", text="second talk", to="bd_a")[0] == "forbidden"
+        assert refused(a, "say", text="to a full one", to="bd_c")[0] == "forbidden"
+        d.wait_for("message", text="first talk")
+        d.send("say", text="an answer", to="bd_c")  # the conversation exists: no new one
+        d.wait_for("message", text="an answer")
