@@ -343,3 +343,48 @@ def test_full_bounds_are_forbidden_and_the_room_rate_rate_limited(start_chat):
         d.wait_for("message", text="first talk")
         d.send("say", text="an answer", to="bd_c")  # the conversation exists: no new one
         d.wait_for("message", text="an answer")
+
+
+# -- the rest of the tables -----------------------------------------------------------------------
+
+
+def test_a_version_1_say_naming_general_is_a_message_of_general(port):
+    with registered(port, "v1_gen") as one:
+        one.ignore = {"join", "leave"}
+        one.send("say", text="to general by name", room="general")
+        assert one.expect("message", text="to general by name")["room"] == "general"
+
+
+def test_join_of_a_private_room_one_is_in_answers_joined_with_the_marker(port):
+    with registered2(port, "jpv_a") as a:
+        a.create("jpv-room", private=True)
+        a.say_in("jpv-room", "one")
+        a.say_in("jpv-room", "two")
+        a.send("read", room="jpv-room", seq=1)
+        joined = a.join("jpv-room")
+        assert (joined["private"], joined["last_seq"], joined["read_seq"]) == (True, 2, 1)
+        a.expect_nothing_pending()
+
+
+def test_a_say_id_is_the_accounts_across_its_sessions_and_not_another_accounts(port):
+    with registered2(port, "ida_a") as a, logged_in2(port, "ida_a") as a2, registered2(port, "ida_b") as b:
+        a.create("ida-room")
+        b.join("ida-room")
+        first = a.say_in("ida-room", "same", id="k")
+        a2.wait_for("message", text="same")
+        a2.send("say", room="ida-room", text="same", id="k")  # the other device's resend
+        assert a2.wait_for("message", text="same") == first
+        a.expect_nothing_pending()
+        b.wait_for("message", text="same")
+        b.expect_nothing_pending()
+        assert b.say_in("ida-room", "same", id="k")["seq"] == first["seq"] + 1  # b's own id
+
+
+def test_a_wrong_current_password_counts_as_a_failed_login(port):
+    with registered2(port, "pwf_a") as a:
+        for n in range(5):
+            a.send("password", password=f"wrong password {n}", new_password="new horse battery")
+            a.expect_error("bad_credentials")
+        with connect(port) as other:
+            other.send("login", username="pwf_a", password=PASSWORD)
+            other.expect_error("rate_limited")
