@@ -173,7 +173,7 @@ def test_a_say_id_used_again_in_a_conversation_is_not_stored_twice(port):
     with registered2(port, "ci_a") as a, registered2(port, "ci_b") as b:
         a.send("say", text="once", to="ci_b", id="dm-1")
         first = a.wait_for("message", text="once")
-        b.wait_for("message", text="once")
+        assert b.wait_for("message", text="once") == first  # one frame: `to` is as the sender sees it
         a.send("say", text="once", to="ci_b", id="dm-1")
         assert a.wait_for("message", text="once") == first
         b.expect_nothing_pending()
