@@ -66,9 +66,38 @@ def print_steal(stolen_before: float | None) -> None:
         print(f"  cpu stolen by the hypervisor during the run: {stolen_after - stolen_before:.2f} s")
 
 
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User plus system CPU time of process `pid`, all its threads (/proc/PID/stat's utime and
+    stime); None for a server not started here or without /proc."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()  # the name may hold spaces and parentheses
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def print_server_cpu(pid: int | None, cpu_before: float | None, elapsed: float,
+                     counts: dict[str, int]) -> None:
+    """The server's CPU over the measurement and what each CPU-second of it carried: a figure
+    that the load generator's own speed does not set, unlike throughput."""
+    cpu_after = process_cpu_seconds(pid)
+    if cpu_before is None or cpu_after is None:
+        return
+    cpu = cpu_after - cpu_before
+    per_cpu = ", ".join(f"{count / cpu:,.0f} {unit} per CPU-second" if cpu else f"no CPU for {unit}"
+                        for unit, count in counts.items())
+    print(f"  server CPU: {cpu:.2f} s ({100 * cpu / elapsed:.0f} % of a core), {per_cpu}")
+
+
 @dataclass(frozen=True)
 class Target(Peer):
-    """The server under load: where, how each socket is wrapped, many connections at once."""
+    """The server under load: where, how each socket is wrapped, many connections at once;
+    `pid` when it was started for this run (its CPU time and memory can then be read)."""
+
+    pid: int | None = None
 
     def connect(self, count: int) -> list[socket.socket]:
         """`count` connections (blocking, with SETUP_TIMEOUT), or one clear line and exit 1."""
@@ -126,7 +155,7 @@ def server_for(kind: str, host: str, port: int | None, extra: list[str], tls: bo
                     break
             else:
                 raise SystemExit(f"the {kind} server did not start")
-            yield Target(host, int(match.group(1)), wrap)
+            yield Target(host, int(match.group(1)), wrap, proc.pid)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -150,7 +179,7 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
         sock.sendall(payload)
         pending[sock] = size
         started_at[sock] = time.perf_counter_ns()
-    stolen = stolen_seconds()
+    stolen, cpu = stolen_seconds(), process_cpu_seconds(target.pid)
     begin = time.perf_counter()
     deadline = begin + duration
     while time.perf_counter() < deadline:
@@ -179,6 +208,7 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
     print(f"echo: {conns} connections, {size} bytes, {elapsed:.1f} s")
     print(f"  {len(latencies) / elapsed:,.0f} requests/s  {latency_line(latencies)}")
     print(f"  connections served at least once: {len(served)} of {conns}")
+    print_server_cpu(target.pid, cpu, elapsed, {"requests": len(latencies)})
     print_steal(stolen)
 
 
@@ -228,8 +258,10 @@ def answer(conn: BenchConnection, types: set[str]) -> dict:
         conn.buffer += data
 
 
-def register_all(target: Target, conns: list[BenchConnection], prefix: str, protocol: int) -> float:
-    """Register every connection concurrently (the server hashes in parallel); returns seconds.
+def register_all(target: Target, conns: list[BenchConnection], prefix: str, protocol: int,
+                 op: str = "register", accounts: int | None = None) -> float:
+    """Register (or with `op` "login", log in) every connection concurrently as `PREFIXi`, or
+    with `accounts` as `PREFIX(i % accounts)`; the server hashes in parallel. Returns seconds.
 
     Anything but a netlab chat server answering (a refusal, silence, a wrong
     port, no version 2 when it is asked for) ends the run with one line naming
@@ -243,12 +275,13 @@ def register_all(target: Target, conns: list[BenchConnection], prefix: str, prot
             if protocol not in welcome.get("versions", [1]):
                 raise SystemExit(f"netlab: the chat server at {target.address} does not speak protocol "
                                  f"version {protocol}, which --rooms needs")
-            frame = {"type": "register", "username": f"{prefix}{i}", "password": "bench-password"}
+            frame = {"type": op, "username": f"{prefix}{i if accounts is None else i % accounts}",
+                     "password": "bench-password"}
             conn.sock.sendall(p.encode(frame if protocol == 1 else {**frame, "protocol": protocol}))
         last = "users" if protocol == 1 else "rooms"  # the last frame of a login
         for conn in conns:
             if (frame := answer(conn, {last}))["type"] == "error":
-                raise SystemExit(f"netlab: registration at {target.address} failed: "
+                raise SystemExit(f"netlab: {op} at {target.address} failed: "
                                  f"{frame.get('code')}: {frame.get('message')}")
     except WrongPeer as exc:
         raise SystemExit(f"netlab: {exc}") from None
@@ -300,17 +333,18 @@ def receive(sock: socket.socket) -> bytes:
 
 
 def run_chat(target: Target, clients: int, senders: int, window: int, rate: float,
-             duration: float, storm: int, rooms: int = 1) -> None:
-    """N clients, S of them sending, in general or (version 2 sessions) spread over R rooms
-    with senders in each; every delivery's latency is measured."""
+             duration: float, storm: int, rooms: int = 1, protocol: int = 1) -> None:
+    """N clients, S of them sending, in general (version 1 sessions) or (version 2) spread over
+    R rooms with senders in each; every delivery's latency is measured."""
     prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}u"
     socks = target.connect(clients)
     conns = [BenchConnection(sock, f'"from":"{prefix}{i}"'.encode()) for i, sock in enumerate(socks)]
-    registration = register_all(target, conns, prefix, 1 if rooms == 1 else 2)
+    registration = register_all(target, conns, prefix, protocol)
     print(f"chat: {clients} clients registered in {registration:.2f} s "
           f"({clients / registration:,.0f}/s, password hashing bound)")
-    if rooms > 1:
-        print(f"chat: {clients} clients in {rooms} rooms in {join_rooms(target, conns, rooms):.2f} s")
+    in_rooms = f" in {rooms} room{'s' if rooms > 1 else ''}" if protocol == 2 else ""
+    if protocol == 2:
+        print(f"chat: {clients} clients{in_rooms} in {join_rooms(target, conns, rooms):.2f} s")
     selector = selectors.DefaultSelector()
     for conn in conns:
         conn.sock.setblocking(False)
@@ -333,7 +367,7 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
         conn.in_flight += 1
         conn.sent += 1
 
-    stolen = stolen_seconds()
+    stolen, cpu = stolen_seconds(), process_cpu_seconds(target.pid)
     begin = time.perf_counter()
     deadline = begin + duration
     interval = senders / rate if rate else 0.0
@@ -378,12 +412,12 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
     refused = sum(conn.refused for conn in senders_list)
     sent = sum(conn.sent for conn in senders_list) - refused
     mode = f"rate {rate:g} msgs/s" if rate else f"window {window}"
-    print(f"chat: {clients} clients, {senders} senders" + (f" in {rooms} rooms" if rooms > 1 else "")
-          + f", {mode}, {elapsed:.1f} s"
+    print(f"chat: {clients} clients, {senders} senders{in_rooms}, {mode}, {elapsed:.1f} s"
           + (" over TLS" if isinstance(socks[0], ssl.SSLSocket) else "")
           + (f", beside {storm} registrations" if storm else ""))
     print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")
     print(f"  {latency_line(latencies)}")
+    print_server_cpu(target.pid, cpu, elapsed, {"deliveries": len(latencies), "messages": sent})
     print_steal(stolen)
     for sock in socks + storm_socks:
         sock.close()

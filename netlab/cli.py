@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import socket
 import ssl
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
 from netlab import admin
+from netlab.bench_cli import bench
 from netlab.chat_core import ChatConfig
 from netlab.cli_options import (
     COUNT,
-    DAY,
-    PORT,
-    FiniteRange,
     Group,
     chat_limit_options,
     client_options,
     client_wrap,
-    host_option,
     max_clients_per_ip_option,
     server_options,
     with_options,
@@ -352,71 +347,4 @@ def make_cert(out: Path, hosts: tuple[str, ...]) -> None:
     click.echo(f"serve:   netlab chat serve --tls-cert {cert} --tls-key {key}")
     click.echo(f"clients: copy {cert} to them and run netlab chat connect --tls --ca {cert.name} ...")
 
-
-@main.group()
-def bench() -> None:
-    """Load generators; without --port they start their own server."""
-
-
-def bench_target(default_kind: str):
-    return with_options([
-        host_option(),
-        click.option("--port", type=PORT, default=None,
-                     help=f"A running {default_kind} server; default: start one for the run."),
-        click.option("--duration", type=FiniteRange(min=0.1, max=DAY), default=5.0, show_default=True,
-                     help="Seconds of measurement."),
-        click.option("--tls", is_flag=True,
-                     help="Over TLS (a server started here gets its own certificate)."),
-    ])
-
-
-@contextlib.contextmanager
-def bench_errors() -> Iterator[None]:
-    """A connection that fails mid-run (reset, broken pipe, TLS): one line and exit 1, no traceback."""
-    try:
-        yield
-    except OSError as exc:
-        fail(f"the connection to the server failed: {exc.strerror or exc}", UNREACHABLE)
-
-
-@bench.command("echo")
-@bench_target("echo")
-@click.option("--conns", type=COUNT, default=100, show_default=True, help="Connections.")
-@click.option("--size", type=COUNT, default=64, show_default=True, help="Bytes per request.")
-def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: int, size: int) -> None:
-    """Ping-pong clients: requests/s and latency percentiles."""
-    from netlab import bench as b
-
-    places = str(conns + 10)  # every connection of the run comes from this one host
-    with bench_errors(), b.server_for("echo", host, port, ["--max-clients", places,
-                                                           "--max-clients-per-ip", places], tls) as target:
-        b.run_echo(target, conns, size, duration)
-
-
-@bench.command("chat")
-@bench_target("chat")
-@click.option("--clients", type=COUNT, default=100, show_default=True, help="Clients in the room (N).")
-@click.option("--senders", type=COUNT, default=10, show_default=True, help="Of them sending (S).")
-@click.option("--window", type=COUNT, default=1, show_default=True,
-              help="Messages in flight per sender (ignored with --rate).")
-@click.option("--rate", type=FiniteRange(min=0), default=0, show_default=True,
-              help="Fixed total messages/s instead of a window (latency counts from when each "
-                   "was due, as in the harness); 0: use the window.")
-@click.option("--login-storm", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Registrations started during the measurement (hashing beside the chat).")
-@click.option("--rooms", type=COUNT, default=1, show_default=True,
-              help="Rooms (R): 1 talks in general; more spreads the clients over rooms bench-0 "
-                   "to bench-R-1, senders in each (version 2 sessions: the server must speak it).")
-def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients: int, senders: int,
-               window: int, rate: float, login_storm: int, rooms: int) -> None:
-    """N clients, S senders: deliveries/s and end-to-end latency percentiles."""
-    from netlab import bench as b
-
-    if senders > clients:
-        raise click.BadParameter("cannot exceed --clients", param_hint="--senders")
-    if rooms > senders:
-        raise click.BadParameter("cannot exceed --senders (a sender in each room)", param_hint="--rooms")
-    extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
-             "--max-clients-per-ip", str(clients + login_storm + 10)]  # all from this one host
-    with bench_errors(), b.server_for("chat", host, port, extra, tls) as target:
-        b.run_chat(target, clients, senders, window, rate, duration, login_storm, rooms)
+main.add_command(bench)
