@@ -109,7 +109,7 @@ class Outbox:
             self._over_limit.add(out)
 
     def send_raw(self, out: Output, data: bytes) -> None:
-        """Bytes the codec does not frame (HTTP answers, WebSocket control frames), in order."""
+        """Bytes the codec did not frame, in order: WebSocket control frames, `Unframed` HTTP."""
         out.queue(data)
         self._dirty.add(out)
 

@@ -36,6 +36,12 @@ After = tuple[tuple[Reader, int], ...]
 Chunk = tuple["Reader | None", memoryview]
 
 
+class Unframed(bytearray):
+    """Bytes of another protocol before the codec's frames (a web connection's HTTP answers,
+    its 101): queued on their own, never joined to frames, and sent whole at a cut, so a
+    walk over frames (`Codec.frame_end`) never starts inside them."""
+
+
 class Output:
     """One connection's output state."""
 
@@ -70,12 +76,14 @@ class Output:
         self.over_limit = False
 
     def queue(self, data: bytes) -> None:
-        """A private frame, after what it must follow (see the module's docstring)."""
+        """A private frame (or `Unframed` bytes), after what it must follow (see the module's
+        docstring)."""
         after = self.after()
-        if self.private and self.private[-1][0] == after:
+        if (self.private and self.private[-1][0] == after and type(self.private[-1][1]) is bytearray
+                and type(data) is not Unframed):
             self.private[-1][1].extend(data)  # no view of it lives between sends
         else:
-            self.private.append((after, bytearray(data)))
+            self.private.append((after, data if type(data) is Unframed else bytearray(data)))
         self.private_bytes += len(data)
 
     def take_private(self) -> bytes:
@@ -190,6 +198,8 @@ def rest_of_frame(out: Output) -> bytearray:
     """What `out` has still to be sent of the frame it is in the middle of (none: empty)."""
     if out.sent_head:
         frames = out.private[0][1]
+        if type(frames) is Unframed:
+            return frames[out.sent_head:]
 
         def read(position: int, size: int) -> bytes:
             return bytes(frames[position:position + size])

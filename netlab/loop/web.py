@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netlab.loop.outbox import Outbox
+from netlab.loop.output import Unframed
 from netlab.netutil import format_address
 from netlab.wire.web import Site, StaticFile, WebConnection
 from netlab.wire.websocket import close_code, close_frame, last_frame_payload
@@ -63,12 +64,13 @@ class WebPort:
 def after_feed(conn: Connection, outbox: Outbox) -> str | None:
     """Send what the bytes just fed called for; why the connection ends, if it does."""
     web: WebConnection = conn.decoder
-    data = web.outgoing()
+    if http := web.take_http():
+        outbox.send_raw(conn.out, Unframed(http))
     if web.take_upgrade():
-        data += web.held  # the chat's welcome, the first frame after the 101
+        outbox.send_raw(conn.out, web.held)  # the chat's welcome, the first frame after the 101
         web.held = b""
-    if data:
-        outbox.send_raw(conn.out, data)
+    if web.ws is not None and (control := web.ws.outgoing()):
+        outbox.send_raw(conn.out, control)
     if web.peer_closed:
         web.ending = True
         return "closed by peer"

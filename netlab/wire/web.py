@@ -9,8 +9,8 @@ of the same. Any other method is 405, any other path 404, a header block over
 carries the security headers (`SECURITY_HEADERS`).
 
 `WebConnection` is what the loop feeds a web connection's bytes: it is the connection's
-`Decoder` (frames come once it is upgraded), and it says what to send (`outgoing`),
-whether it just upgraded (`take_upgrade`) and whether to close (`done`).
+`Decoder` (frames come once it is upgraded), and it says what to send (`take_http`, then
+its `ws.outgoing()`), whether it just upgraded (`take_upgrade`) and whether to close (`done`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ SECURITY_HEADERS = (
 #: Static files are checked again each time (they change with a release); answers never kept.
 CACHE_STATIC, CACHE_NONE = "no-cache", "no-store"
 ALLOWED_METHODS = "GET, HEAD"
+#: Answers to requests that came in one read (pipelined) are written until this much is
+#: waiting; then the connection closes after them, so a read of tiny requests cannot
+#: queue megabytes of answers.
+PIPELINED_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,12 @@ class WebConnection:
     def __init__(self, site: Site, max_frame: int) -> None:
         self.site = site
         self.max_frame = max_frame
-        self._http = h11.Connection(h11.SERVER, max_incomplete_event_size=site.max_header_bytes)
+        self._http: h11.Connection | None = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=site.max_header_bytes)
         self.ws: MessageReader | None = None
         self._out = bytearray()
         self._upgraded = False
-        #: No more requests: close once `outgoing` is sent (an error, `Connection: close`, EOF).
+        #: No more requests: close once `take_http` is sent (an error, `Connection: close`, EOF).
         self.done = False
         #: The loop's: the chat's welcome, held until the 101 is written.
         self.held = b""
@@ -103,9 +108,10 @@ class WebConnection:
 
     # -- what the loop does with it ---------------------------------------------------------
 
-    def outgoing(self) -> bytes:
-        """Bytes to send as they are: HTTP answers, the 101, WebSocket pongs and close replies."""
-        data = bytes(self._out) + (self.ws.outgoing() if self.ws is not None else b"")
+    def take_http(self) -> bytes:
+        """HTTP bytes to send as they are: answers, the 101 (after it, `ws.outgoing()` has the
+        WebSocket control frames: pongs, close replies)."""
+        data = bytes(self._out)
         self._out.clear()
         return data
 
@@ -118,6 +124,9 @@ class WebConnection:
 
     def _serve(self) -> None:
         while not self.done and self.ws is None:
+            if len(self._out) > PIPELINED_BYTES:  # answers pile up unread: serve no more
+                self.done = True
+                return
             try:
                 event = self._http.next_event()
             except h11.RemoteProtocolError as exc:
@@ -173,6 +182,7 @@ class WebConnection:
                                                                      reason="Switching Protocols"))
         trailing, _closed = self._http.trailing_data
         self.ws = MessageReader(self.max_frame, bytes(trailing))
+        self._http = None  # no more HTTP on it: not kept for the session's life
         self._upgraded = True
 
     def _refuse(self, status: int, reason: str, extra: tuple = (), head: bool = False) -> None:

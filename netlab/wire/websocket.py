@@ -88,7 +88,10 @@ def last_frame_payload(data: bytes | bytearray) -> bytes | None:
 
     position, last = 0, None
     while position + 2 <= len(data):
-        header, size = frame_size(read, position)
+        try:
+            header, size = frame_size(read, position)
+        except struct.error:  # a header cut short: no whole frame there
+            break
         last = bytes(data[position + header:position + header + size])
         position += header + size
     return last
