@@ -202,9 +202,10 @@ class ChatServer(OperatorCalls):
             self.cx.add(conn)
             self._accepted += 1
             # The auth timeout runs from here, so a handshake that never ends is charged to it.
-            self.chat.connect(sid, conn.peer, conn.ip, self.chat.now)
-            if web is not None:
-                web.adopt(conn, self.outbox, self.config.max_frame)
+            if web is None:
+                self.chat.connect(sid, conn.peer, conn.ip, self.chat.now)
+            else:
+                web.connect(conn, self.chat, self.config.max_frame)
 
     def _handshake(self, conn: Connection) -> None:
         """One step of a TLS handshake; the welcome waits for its end."""

@@ -306,3 +306,31 @@ def test_a_slow_reader_cut_in_its_http_answer_gets_the_rest_of_it_not_a_walk_ove
     assert len(out.private) == 2  # the HTTP bytes stand apart
     outbox.flush(set())
     assert rest_of_frame(out) == b"01 Switching Protocols\r\n\r\n"
+
+
+@pytest.mark.parametrize(("last", "code"), [
+    ({"type": "error", "code": "server_full", "message": "full", "fatal": True}, 503),
+    ({"type": "error", "code": "auth_timeout", "message": "late", "fatal": True}, 408),
+    ({"type": "shutdown", "reason": "stopping"}, 503),
+])
+def test_the_chat_ending_an_http_connection_is_said_in_http(last, code):
+    web, _ = served(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # unfinished
+    assert answers(web.farewell(encode_payload(last))) == [code]
+    finished, _ = served(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert finished.farewell(encode_payload(last)) == b""  # answered and closing already
+
+
+def test_an_http_connection_keeps_its_answers_and_loses_the_chat_s_frames():
+    outbox, _port, _clock = new_box()
+    sink = Sink()
+    sink.room = 5
+    out = outbox.open(1, sink, WEBSOCKET)
+    outbox.send_raw(out, Unframed(b"HTTP/1.1 200 OK\r\n\r\n"))
+    outbox.flush(set())  # 5 bytes of it sent
+    outbox.send_raw(out, Unframed(b"HTTP/1.1 404 Not Found\r\n\r\n"))
+    outbox.send(1, encode_payload({"type": "error", "code": "auth_timeout"}))
+    last = out.drop_frames()
+    assert last is not None and last_frame_payload(last) == b'{"type":"error","code":"auth_timeout"}'
+    sink.room = None
+    outbox.flush({out})  # writable again
+    assert bytes(sink.received) == b"HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 404 Not Found\r\n\r\n"

@@ -197,7 +197,21 @@ def test_an_unfinished_http_request_is_dropped_at_the_auth_timeout(start_chat):
     port = web_port(server)
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
-        assert sock.recv(65536) == b""  # closed, with no chat frame sent to an HTTP client
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert status(answer) == 408 and b"auth_timeout" not in answer  # HTTP, no chat frame
+    server.err.wait_for(r"auth timeout")
+
+
+def test_a_web_connection_counts_against_the_per_address_limit(start_chat):
+    server, tcp_port = start_chat("--web-port", "0", "--max-clients-per-ip", "1")
+    port = web_port(server)
+    with registered(tcp_port, "tom"):
+        answer = http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status(answer) == 503 and b"connections from your address" in answer
+    server.err.wait_for(r"disconnected .*tom")
+    assert status(http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
 
 
 def test_the_web_port_serves_https_and_wss_under_tls(start_chat, tmp_path):

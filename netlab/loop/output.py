@@ -86,6 +86,20 @@ class Output:
             self.private.append((after, data if type(data) is Unframed else bytearray(data)))
         self.private_bytes += len(data)
 
+    def drop_frames(self) -> bytearray | None:
+        """Its queued frames go, but not `Unframed` bytes nor what is partly sent; the last
+        bytes dropped are returned (an HTTP connection the chat closes: see loop/web.py)."""
+        kept: deque[tuple[After, bytearray]] = deque()
+        last = None
+        for i, (after, data) in enumerate(self.private):
+            if type(data) is Unframed or (i == 0 and self.sent_head):
+                kept.append((after, data))
+            else:
+                last = data
+        self.private = kept
+        self.private_bytes = sum(len(data) for _, data in kept)
+        return last
+
     def take_private(self) -> bytes:
         """Its private frames, taken out unsent (a web connection's welcome waits for its upgrade)."""
         data = b"".join(frames for _, frames in self.private)

@@ -23,6 +23,7 @@ from netlab.wire.web import Site, StaticFile, WebConnection
 from netlab.wire.websocket import close_code, close_frame, last_frame_payload
 
 if TYPE_CHECKING:
+    from netlab.chat_core import Chat
     from netlab.loop.transport import Connection
 
 #: The browser client's files, shipped in the package (no build step, no CDN).
@@ -54,10 +55,11 @@ class WebPort:
         host, port = listener.getsockname()[:2]
         self.url = f"{site.scheme}://{format_address((host, port))}/"
 
-    def adopt(self, conn: Connection, outbox: Outbox, max_frame: int) -> None:
-        """A web connection just accepted (its session connected): HTTP first, the welcome held."""
+    def connect(self, conn: Connection, chat: Chat, max_frame: int) -> None:
+        """A web connection just accepted: HTTP first, its session's welcome held for the 101."""
         web = conn.decoder = WebConnection(self.site, max_frame)
-        if not conn.out.closing:  # refused (server_full): goodbye already dropped the frames
+        chat.connect(conn.sid, conn.peer, conn.ip, chat.now)
+        if not conn.out.closing:  # refused (server_full): goodbye said so in HTTP
             web.held = conn.out.take_private()
 
 
@@ -87,8 +89,10 @@ def goodbye(conn: Connection, outbox: Outbox) -> None:
     if not isinstance(web, WebConnection) or web.ending:
         return
     web.ending = True
-    if web.ws is None:
-        conn.out.take_private()  # welcome, auth_timeout or shutdown: not HTTP
+    if web.ws is None:  # server_full, auth_timeout, shutdown: said in HTTP, if it still can be
+        last = conn.out.drop_frames()
+        if answer := web.farewell(last_frame_payload(last) if last else None):
+            outbox.send_raw(conn.out, Unframed(answer))
         return
     private = conn.out.private
     last = last_frame_payload(private[-1][1]) if private else None

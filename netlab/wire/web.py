@@ -24,12 +24,14 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from netlab.wire.errors import ProtocolError
+from netlab.wire.payload import parse_payload
 from netlab.wire.websocket import MessageReader
 
 #: What a header block may hold at most by default: a browser's requests take about 1 KiB.
 DEFAULT_MAX_HEADER_BYTES = 8192
-#: connect-src 'self' covers ws: and wss: to the page's own host and port in browsers that
-#: follow CSP Level 3 (Chromium since 2021, Firefox, Safari 15.4 and later).
+#: connect-src 'self' covers ws: and wss: to the page's own host and port by CSP Level 3,
+#: which Chromium and Firefox follow (older Safari did not: the page's tests run in Chromium).
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 SECURITY_HEADERS = (
@@ -119,6 +121,22 @@ class WebConnection:
         """True once, right after the 101 was written: chat frames may follow it."""
         upgraded, self._upgraded = self._upgraded, False
         return upgraded
+
+    def farewell(self, last_payload: bytes | None) -> bytes:
+        """The HTTP answer when the chat ends this connection before an upgrade, after its last
+        frame: 503 when the server is full or stopping, 408 at the auth timeout (none when an
+        answer is under way or the request was answered already)."""
+        try:
+            frame = parse_payload(last_payload) if last_payload else {}
+        except ProtocolError:
+            frame = {}
+        status = {"server_full": 503, "auth_timeout": 408}.get(frame.get("code"))
+        if frame.get("type") == "shutdown":
+            status = 503
+        if status is None or self.done or self._http is None or self._http.our_state is not h11.IDLE:
+            return b""
+        self._refuse(status, frame.get("message") or frame.get("reason") or "closing")
+        return self.take_http()
 
     # -- HTTP ------------------------------------------------------------------------------
 
