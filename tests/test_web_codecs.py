@@ -296,12 +296,18 @@ def test_a_broadcast_is_framed_once_for_every_websocket_reader_of_its_room():
     assert received == {text_frame(payload)}  # the same bytes for every one
 
 
-def test_a_slow_reader_cut_in_its_http_answer_gets_the_rest_of_it_not_a_walk_over_frames():
+def web_output(http: bytes, room: int):
+    """An outbox with one web connection whose socket takes `room` bytes, `http` queued."""
     outbox, _port, _clock = new_box()
     sink = Sink()
-    sink.room = 10
+    sink.room = room
     out = outbox.open(1, sink, WEBSOCKET)
-    outbox.send_raw(out, Unframed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+    outbox.send_raw(out, Unframed(http))
+    return outbox, sink, out
+
+
+def test_a_slow_reader_cut_in_its_http_answer_gets_the_rest_of_it_not_a_walk_over_frames():
+    outbox, _sink, out = web_output(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", 10)
     outbox.send(1, encode_payload({"type": "welcome"}))
     assert len(out.private) == 2  # the HTTP bytes stand apart
     outbox.flush(set())
@@ -321,11 +327,7 @@ def test_the_chat_ending_an_http_connection_is_said_in_http(last, code):
 
 
 def test_an_http_connection_keeps_its_answers_and_loses_the_chat_s_frames():
-    outbox, _port, _clock = new_box()
-    sink = Sink()
-    sink.room = 5
-    out = outbox.open(1, sink, WEBSOCKET)
-    outbox.send_raw(out, Unframed(b"HTTP/1.1 200 OK\r\n\r\n"))
+    outbox, sink, out = web_output(b"HTTP/1.1 200 OK\r\n\r\n", 5)
     outbox.flush(set())  # 5 bytes of it sent
     outbox.send_raw(out, Unframed(b"HTTP/1.1 404 Not Found\r\n\r\n"))
     outbox.send(1, encode_payload({"type": "error", "code": "auth_timeout"}))

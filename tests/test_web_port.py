@@ -228,3 +228,18 @@ def test_the_web_port_serves_https_and_wss_under_tls(start_chat, tmp_path):
             context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_the_web_client_line_follows_the_listening_line_and_is_logged(start_chat, tmp_path):
+    server, _ = start_chat("--web-port", "0")
+    _, listening = server.out.wait_for(r"listening on ")
+    _, web_line = server.out.wait_for(r"web client at http://127\.0\.0\.1:\d+/")
+    assert web_line == listening + 1
+    assert "web client at http://127.0.0.1:" in (tmp_path / "data" / "chat.log").read_text()
+
+
+def test_without_web_port_there_is_no_web_line(start_chat):
+    server, port = start_chat()
+    with registered(port, "tom"):  # the server is up and past its start-up lines
+        pass
+    assert "web client" not in server.out.text()
