@@ -28,6 +28,7 @@ from netlab.cli_options import (
     host_option,
     max_clients_per_ip_option,
     server_options,
+    web_options,
     with_options,
 )
 from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_data_dir
@@ -172,12 +173,7 @@ def chat() -> None:
 
 @chat.command("serve")
 @with_options(server_options(7000, "clients.csv, history.csv, netlab.key and chat.log"))
-@click.option("--web-port", type=click.IntRange(0, 65535), default=None,
-              help="Serve the browser client, WebSocket sessions (/ws) and /healthz on this port "
-                   "(0: a free one; off by default).")
-@click.option("--web-origin", multiple=True, metavar="ORIGIN",
-              help="Allow WebSocket handshakes from this origin (scheme://host[:port]) besides "
-                   "the page's own; repeatable.")
+@with_options(web_options())
 @with_options(chat_limit_options())
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,

@@ -243,3 +243,14 @@ def test_without_web_port_there_is_no_web_line(start_chat):
     with registered(port, "tom"):  # the server is up and past its start-up lines
         pass
     assert "web client" not in server.out.text()
+
+
+@pytest.mark.parametrize("origin", ["chat.example.org", "https://chat.example.org/path", "ftp://x", ""])
+def test_a_web_origin_that_is_not_an_origin_is_a_bad_option(tmp_path, origin):
+    from procs import Netlab
+
+    server = Netlab("chat", "serve", "--no-repl", "--port", "0", "--data-dir", str(tmp_path / "d"),
+                    "--web-port", "0", "--web-origin", origin)
+    assert server.wait() == 2
+    assert "is not an origin" in server.err.wait_closed()[-1]
+    assert not (tmp_path / "d").exists()

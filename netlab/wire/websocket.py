@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import deque
 
 from websockets.exceptions import PayloadTooBig
 from websockets.frames import Frame, Opcode
@@ -108,7 +109,7 @@ class MessageReader:
         self.max_frame = max_frame
         self._protocol = Protocol(Side.SERVER, max_size=max_frame, logger=_QUIET)
         self._parts: list[bytes] = []  # a fragmented message so far (bounded by max_frame)
-        self._frames: list[Frame] = []
+        self._frames: deque[Frame] = deque()  # read, not yet taken
         self._error: ProtocolError | None = None
         self.peer_closed = False
         self._buffered = 0
@@ -138,7 +139,7 @@ class MessageReader:
         if self._error is not None:
             raise self._error.with_traceback(None)
         while self._frames:
-            frame = self._frames.pop(0)
+            frame = self._frames.popleft()
             self._buffered -= len(frame.data)
             if frame.opcode is Opcode.CLOSE:
                 self.peer_closed = True
