@@ -16,7 +16,7 @@ import ssl
 
 import pytest
 from chatclient import PASSWORD, registered
-from procs import WAIT
+from procs import WAIT, wait_file_contains
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
@@ -235,7 +235,7 @@ def test_the_web_client_line_follows_the_listening_line_and_is_logged(start_chat
     _, listening = server.out.wait_for(r"listening on ")
     _, web_line = server.out.wait_for(r"web client at http://127\.0\.0\.1:\d+/")
     assert web_line == listening + 1
-    assert "web client at http://127.0.0.1:" in (tmp_path / "data" / "chat.log").read_text()
+    wait_file_contains(tmp_path / "data" / "chat.log", "web client at http://127.0.0.1:")
 
 
 def test_without_web_port_there_is_no_web_line(start_chat):
