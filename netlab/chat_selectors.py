@@ -40,8 +40,10 @@ from netlab.loop.connection_states import ANSWERING, HANDSHAKES, ConnState
 from netlab.loop.connections import Connections
 from netlab.loop.operator import OperatorCalls
 from netlab.loop.transport import Connection
+from netlab.loop.web import WebPort, after_feed
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
 from netlab.store.opening import Store
+from netlab.wire.websocket import WEBSOCKET
 
 log = get_logger("chat")
 
@@ -60,7 +62,7 @@ class ChatServer(OperatorCalls):
     kind = "chat"
 
     def __init__(self, listener: socket.socket, config: ChatConfig, store: Store,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, web: WebPort | None = None) -> None:
         """`listener` comes bound already: a port in use must stop start-up before
         any data file is opened."""
         self.tls = tls
@@ -85,6 +87,10 @@ class ChatServer(OperatorCalls):
         self.exit_status = 0
         self._accepted = 0
         self._incoming = Acceptor(listener, log)
+        self.web = web  # the web port: HTTP and WebSocket sessions on this same loop
+        self._listeners = {listener: self._incoming}
+        if web is not None:
+            self._listeners[web.listener] = Acceptor(web.listener, log)
         self._accept_again = 0.0  # monotonic time to resume accepting; 0: accepting
         self._bytes_in = 0
         self._thread = threading.Thread(target=self._run, name="chat-loop")
@@ -117,7 +123,7 @@ class ChatServer(OperatorCalls):
     # -- the loop ------------------------------------------------------------------
 
     def _run(self) -> None:
-        self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+        self._listen()
         self.selector.register(self._calls.wake_r, selectors.EVENT_READ, "wake")
         try:
             auth_deadline = None
@@ -129,7 +135,7 @@ class ChatServer(OperatorCalls):
                 for key, events in events_ready:
                     if key.data == "accept":
                         if not self._stopping:  # a stop in this same batch closed the listener
-                            self._accept()
+                            self._accept(self._listeners[key.fileobj])
                     elif key.data == "wake":
                         self._calls.run()
                     elif key.data.state in HANDSHAKES:
@@ -145,7 +151,7 @@ class ChatServer(OperatorCalls):
                 auth_deadline = self.chat.expire(self.chat.now)
                 if self._accept_again and time.monotonic() >= self._accept_again:
                     self._accept_again = 0.0
-                    self.selector.register(self.listener, selectors.EVENT_READ, "accept")
+                    self._listen()
                 self.commit.commit()  # this pass's messages are on disk before any byte is sent
                 self.cx.flush()
                 self.cx.reap(self._stopping and time.monotonic() >= self._stop_by)
@@ -168,12 +174,18 @@ class ChatServer(OperatorCalls):
             deadlines.append(self._stop_by)
         return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
-    def _accept(self) -> None:
+    def _listen(self) -> None:
+        for listener in self._listeners:
+            self.selector.register(listener, selectors.EVENT_READ, "accept")
+
+    def _accept(self, incoming: Acceptor) -> None:
+        web = self.web if incoming.listener is not self.listener else None
         for _ in range(256):  # a burst of connects, bounded so readers are not starved
-            accepted = self._incoming.next()
+            accepted = incoming.next()
             if accepted is None:
-                if self._incoming.starved:  # serve the others; accept again a little later
-                    self.selector.unregister(self.listener)
+                if incoming.starved:  # serve the others; accept again a little later
+                    for listener in self._listeners:
+                        self.selector.unregister(listener)
                     self._accept_again = time.monotonic() + ACCEPT_BACKOFF
                 return
             sock, addr = accepted
@@ -183,13 +195,17 @@ class ChatServer(OperatorCalls):
             if self.tls is not None:
                 sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             sid, self._next_sid = self._next_sid, self._next_sid + 1
-            out = self.outbox.open(sid, sock, p.LENGTH_PREFIX, ready=self.tls is None)
+            codec = p.LENGTH_PREFIX if web is None else WEBSOCKET
+            out = self.outbox.open(sid, sock, codec, ready=self.tls is None)
             conn = Connection(self.selector, sid, sock, addr, self.config.max_frame, out)
             conn.handshake_by = time.monotonic() + self.config.auth_timeout
             self.cx.add(conn)
             self._accepted += 1
             # The auth timeout runs from here, so a handshake that never ends is charged to it.
-            self.chat.connect(sid, conn.peer, conn.ip, self.chat.now)
+            if web is None:
+                self.chat.connect(sid, conn.peer, conn.ip, self.chat.now)
+            else:
+                web.connect(conn, self.chat, self.config.max_frame)
 
     def _handshake(self, conn: Connection) -> None:
         """One step of a TLS handshake; the welcome waits for its end."""
@@ -209,6 +225,9 @@ class ChatServer(OperatorCalls):
         self._bytes_in += len(data)
         if conn.state is not ConnState.CLOSING:  # else read and discarded: no reset of what we sent
             conn.decoder.feed(data)
+            if conn.out.codec is WEBSOCKET and (ended := after_feed(conn, self.outbox)):
+                self.cx.close(conn.sid)
+                return self.chat.disconnect(conn.sid, ended)
             self._handle_frames(conn)
 
     def _handle_frames(self, conn: Connection) -> None:
@@ -250,9 +269,10 @@ class ChatServer(OperatorCalls):
         self._stopping = True
         self._stop_by = time.monotonic() + SHUTDOWN_GRACE
         self._accept_again = 0.0
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(self.listener)
-        self.listener.close()
+        for listener in self._listeners:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(listener)
+            listener.close()
         self.chat.shutdown(reason)
 
     def _close_everything(self) -> None:
@@ -268,8 +288,9 @@ class ChatServer(OperatorCalls):
             log.exception("history could not be flushed")
             self.exit_status = 1
         self.selector.close()
-        with contextlib.suppress(OSError):
-            self.listener.close()
+        for listener in self._listeners:
+            with contextlib.suppress(OSError):
+                listener.close()
         self._calls.close()
         log.info("stopped")
         self._stopped.set()

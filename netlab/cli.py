@@ -23,6 +23,7 @@ from netlab.cli_options import (
     client_wrap,
     max_clients_per_ip_option,
     server_options,
+    web_options,
     with_options,
 )
 from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_data_dir
@@ -94,7 +95,11 @@ def open_log(path: Path) -> LogControl:
 
 def announce(kind: str, address: str, tls: bool) -> None:
     """The listening line of CLI.md, on stdout and in the log."""
-    line = f"netlab {kind} listening on {address}" + (" (tls)" if tls else "")
+    say_and_log(kind, f"netlab {kind} listening on {address}" + (" (tls)" if tls else ""))
+
+
+def say_and_log(kind: str, line: str) -> None:
+    """One line on stdout (flushed: a script waits for it) and in the log."""
     click.echo(line)
     sys.stdout.flush()
     get_logger(kind).info(line)
@@ -148,6 +153,8 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
 
 def serve(server: admin.Server, logs: LogControl, repl: bool) -> NoReturn:
     announce(server.kind, server.address, server.tls is not None)
+    if (web := getattr(server, "web", None)) is not None:
+        say_and_log(server.kind, f"web client at {web.url}")
     server.start()
     status = admin.run(server, logs, repl=repl)
     logs.close()
@@ -161,10 +168,11 @@ def chat() -> None:
 
 @chat.command("serve")
 @with_options(server_options(7000, "clients.csv, history.csv, netlab.key and chat.log"))
+@with_options(web_options())
 @with_options(chat_limit_options())
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,
-               **limits: int | float) -> None:
+               web_port: int | None, web_origin: tuple[str, ...], **limits: int | float) -> None:
     """Run the chat server with the operator console."""
     from netlab.chat_selectors import ChatServer
     from netlab.files import StartupError
@@ -175,6 +183,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     window = max(history_window, int(limits["history_size"]))
     tls = server_tls(tls_cert, tls_key)
     listener = listen(host, port)  # first: a port in use leaves no new directory behind
+    web_listener = listen(host, web_port) if web_port is not None else None
     data_dir = prepare_data_dir(data_dir)
     hold_data_dir(data_dir, CHAT_LOCK, "chat server")
     logs = open_log(log_file or data_dir / "chat.log")
@@ -188,7 +197,13 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
         fail(f"cannot use {exc.filename or f'data directory {data_dir}'}: {exc.strerror or exc}")
     config = ChatConfig(history_window=window, **limits)
     raise_fd_limit(config.max_clients, get_logger("chat"))
-    serve(ChatServer(listener, config, store, tls), logs, repl=not no_repl)
+    web = None
+    if web_listener is not None:
+        from netlab.loop.web import WebPort, read_site
+
+        site = read_site("https" if tls else "http", web_origin, config.max_header_bytes)
+        web = WebPort(web_listener, site)
+    serve(ChatServer(listener, config, store, tls, web), logs, repl=not no_repl)
 
 
 @chat.command("check")

@@ -4,6 +4,7 @@ and click's usage error made whole. Kept apart from cli.py, which composes the c
 from __future__ import annotations
 
 import math
+import re
 import ssl
 from pathlib import Path
 
@@ -36,6 +37,30 @@ def listening_host(ctx: click.Context, param: click.Parameter, value: str) -> st
     if not value.strip():
         raise click.BadParameter("empty; give 0.0.0.0 or :: to listen on every interface")
     return unbracket(value)
+
+
+_ORIGIN = re.compile(r"https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?/?")
+
+
+def web_origins(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """--web-origin: an origin as a browser sends it, scheme://host[:port], nothing after it
+    (a typo would otherwise allow nothing, silently)."""
+    for value in values:
+        if not _ORIGIN.fullmatch(value):
+            raise click.BadParameter(f"{value!r} is not an origin: http(s)://HOST[:PORT]")
+    return values
+
+
+def web_options() -> list:
+    """`chat serve`'s web port (CLI.md, version 2)."""
+    return [
+        click.option("--web-port", type=PORT, default=None,
+                     help="Serve the browser client, WebSocket sessions (/ws) and /healthz on this "
+                          "port (0: a free one; off by default)."),
+        click.option("--web-origin", multiple=True, metavar="ORIGIN", callback=web_origins,
+                     help="Allow WebSocket handshakes from this origin (http(s)://HOST[:PORT]) "
+                          "besides the page's own; repeatable."),
+    ]
 
 
 def server_options(default_port: int, keeps: str) -> list:
@@ -190,4 +215,7 @@ def chat_limit_options() -> list:
         click.option("--max-conversations", type=COUNT, default=ChatConfig.max_conversations,
                      show_default=True,
                      help="Direct conversations one account may have; a new one past it is forbidden."),
+        click.option("--max-header-bytes", type=click.IntRange(1024, 65536),
+                     default=ChatConfig.max_header_bytes, show_default=True,
+                     help="Bytes of an HTTP request's headers on the web port; more get 431."),
     ]

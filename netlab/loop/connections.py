@@ -19,12 +19,13 @@ from netlab.chat.jobs import Job
 from netlab.chat_core import Chat
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
-from netlab.loop import jobs
+from netlab.loop import jobs, web
 from netlab.loop.connection_states import ConnState
 from netlab.loop.group_commit import Journals
 from netlab.loop.outbox import Mark, Outbox, Output
 from netlab.loop.transport import Connection, send
 from netlab.store.opening import Store
+from netlab.wire.websocket import WEBSOCKET
 
 log = get_logger("chat")
 
@@ -69,6 +70,8 @@ class Connections:
     # -- Effects: what the chat asks of the loop (send, broadcast, subscribe...: see __init__) --
 
     def close(self, sid: int) -> None:
+        if (conn := self.conns.get(sid)) is not None and conn.out.codec is WEBSOCKET:
+            web.goodbye(conn, self.outbox)  # its close frame follows what is queued
         out = self.outbox.close(sid)
         if out is None:
             return

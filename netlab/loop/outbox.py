@@ -103,11 +103,15 @@ class Outbox:
         out = self.outputs.get(sid)
         if out is None or out.closing:
             return
-        out.queue(out.codec.frame(payload))
-        self._dirty.add(out)
+        self.send_raw(out, out.codec.frame(payload))
         if out.behind() > self.max_output:
             out.over_limit = True
             self._over_limit.add(out)
+
+    def send_raw(self, out: Output, data: bytes) -> None:
+        """Bytes the codec did not frame, in order: WebSocket control frames, `Unframed` HTTP."""
+        out.queue(data)
+        self._dirty.add(out)
 
     def broadcast(self, payload: Payload, *, room: str = "general", urgent: bool = True) -> None:
         """Append to the room's logs, framed once per codec, whatever the number of readers."""

@@ -36,6 +36,12 @@ After = tuple[tuple[Reader, int], ...]
 Chunk = tuple["Reader | None", memoryview]
 
 
+class Unframed(bytearray):
+    """Bytes of another protocol before the codec's frames (a web connection's HTTP answers,
+    its 101): queued on their own, never joined to frames, and sent whole at a cut, so a
+    walk over frames (`Codec.frame_end`) never starts inside them."""
+
+
 class Output:
     """One connection's output state."""
 
@@ -70,13 +76,36 @@ class Output:
         self.over_limit = False
 
     def queue(self, data: bytes) -> None:
-        """A private frame, after what it must follow (see the module's docstring)."""
+        """A private frame (or `Unframed` bytes), after what it must follow (see the module's
+        docstring)."""
         after = self.after()
-        if self.private and self.private[-1][0] == after:
+        if (self.private and self.private[-1][0] == after and type(self.private[-1][1]) is bytearray
+                and type(data) is not Unframed):
             self.private[-1][1].extend(data)  # no view of it lives between sends
         else:
-            self.private.append((after, bytearray(data)))
+            self.private.append((after, data if type(data) is Unframed else bytearray(data)))
         self.private_bytes += len(data)
+
+    def drop_frames(self) -> bytearray | None:
+        """Its queued frames go, but not `Unframed` bytes nor what is partly sent; the last
+        bytes dropped are returned (an HTTP connection the chat closes: see loop/web.py)."""
+        kept: deque[tuple[After, bytearray]] = deque()
+        last = None
+        for i, (after, data) in enumerate(self.private):
+            if type(data) is Unframed or (i == 0 and self.sent_head):
+                kept.append((after, data))
+            else:
+                last = data
+        self.private = kept
+        self.private_bytes = sum(len(data) for _, data in kept)
+        return last
+
+    def take_private(self) -> bytes:
+        """Its private frames, taken out unsent (a web connection's welcome waits for its upgrade)."""
+        data = b"".join(frames for _, frames in self.private)
+        self.private.clear()
+        self.private_bytes = self.sent_head = 0
+        return data
 
     def drop_backlog(self) -> bytearray:
         """Forget its private frames; the rest of the frame it is in the middle of is returned."""
@@ -183,6 +212,8 @@ def rest_of_frame(out: Output) -> bytearray:
     """What `out` has still to be sent of the frame it is in the middle of (none: empty)."""
     if out.sent_head:
         frames = out.private[0][1]
+        if type(frames) is Unframed:
+            return frames[out.sent_head:]
 
         def read(position: int, size: int) -> bytes:
             return bytes(frames[position:position + size])
