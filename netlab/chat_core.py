@@ -162,7 +162,7 @@ class Chat:
         self._per_address = AddressLimit(config.max_clients_per_ip, log)
         self.auth = Auth(config, accounts, effects, self.sessions, lambda: self.now, self.error,
                          self._authenticate)
-        self.talk = Talk(self)
+        self.talk = Talk(self, rooms.say_ids if rooms is not None else None)
         self.room_requests = RoomRequests(self)
         #: The operator's `rooms` (room, kind, owner, members, online, last seq) and `topic ROOM
         #: TEXT` (by "operator", once on disk; ValueError for a bad text or room): chat/room_requests.py

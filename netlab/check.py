@@ -33,6 +33,7 @@ from netlab.store.records import (
     records_behind_open_quote,
 )
 from netlab.store.room_files import MARKERS_FILE, MEMBERS_FILE, ROOMS_DIR, ROOMS_FILE, read_room_rows
+from netlab.store.say_id_file import SAY_IDS_FILE, read_say_id_rows
 
 _CHUNK = 1 << 20  # bytes of history.csv read at a time
 
@@ -71,13 +72,15 @@ def check_data_dir(data_dir: Path, environ: Mapping[str, str] = os.environ) -> l
 
 
 def room_files_damage(data_dir: Path) -> list[Damage]:
-    """rooms.csv, members.csv, markers.csv: each bad row, and a torn last row (repair cuts it)."""
+    """rooms.csv, members.csv, markers.csv, say_ids.csv: each bad row, and a torn last row
+    (repair cuts it)."""
     try:
-        read = read_room_rows(data_dir)
+        read, say_ids = read_room_rows(data_dir), read_say_id_rows(data_dir)
     except OSError as exc:
         return [Damage(data_dir, f"cannot read the rooms' files in {data_dir}: {exc.strerror or exc}")]
     damage = []
-    for name, rows in ((ROOMS_FILE, read.rooms), (MEMBERS_FILE, read.members), (MARKERS_FILE, read.markers)):
+    for name, rows in ((ROOMS_FILE, read.rooms), (MEMBERS_FILE, read.members), (MARKERS_FILE, read.markers),
+                       (SAY_IDS_FILE, say_ids)):
         path = data_dir / name
         damage += [Damage(path, problem) for problem in rows.problems]
         if rows.torn_at is not None:

@@ -82,7 +82,7 @@ class MemoryJournal:
     def last_seq(self) -> int:
         return self.records[-1].seq if self.records else 0
 
-    def stage(self, record: Record) -> None:
+    def stage(self, record: Record, say_id: tuple[str, str] | None = None) -> None:
         self.records.append(record)
 
     def commit(self) -> None:
@@ -177,7 +177,7 @@ class Recorder:
     def last_seq(self) -> int:
         return self._unsaved[-1].seq if self._unsaved else self._history.last_seq
 
-    def stage(self, record) -> None:
+    def stage(self, record, say_id=None) -> None:
         self.persisted.append(record)
         self._unsaved.append(record)
         self.events.append(("persist", record.seq))

@@ -34,7 +34,7 @@ def roomed(data_dir: Path) -> Path:
         assert jobs.run(job, store.accounts, j) is None
     for key in ("general", "dev", conv):
         for seq in (1, 2, 3):
-            j.journal(key).stage(Record(seq, TS, "Ann", f"line {seq},\nof {key}"))
+            j.journal(key).stage(Record(seq, TS, "Ann", f"line {seq},\nof {key}"), (ann.id, f"id,{seq}"))
         j.mark(key, bob.id, 2)
         j.commit()
         assert jobs.run(DeleteMessage(key, 2, "Ann"), store.accounts, j) == "deleted"
@@ -58,6 +58,10 @@ def test_every_version_2_file_clean_and_deleted_records_accepted(roomed):
     ("members.csv", b"dev,ann,1\r\n", "account is not an account id"),
     ("markers.csv", b"dev," + b"a" * 32 + b",-3\r\n", "seq '-3' is not a whole number"),
     ("markers.csv", b"dev,1\r\n", "a row that cannot be read (not 3 CSV fields)"),
+    ("say_ids.csv", b"dev,ann,x,4\r\n", "account is not an account id"),
+    ("say_ids.csv", b"dev," + b"a" * 32 + b",x,0\r\n", "seq '0' is not a whole number above 0"),
+    ("say_ids.csv", b"dev," + b"a" * 32 + b"," + b"x" * 65 + b",4\r\n", "an id longer than 64 characters"),
+    ("say_ids.csv", b"dev,x,4\r\n", "a row that cannot be read (not 4 CSV fields)"),
 ])
 def test_a_bad_row_is_named_by_its_line_and_stops_the_start_touching_nothing(roomed, name, row, problem):
     path = roomed / name
@@ -70,11 +74,13 @@ def test_a_bad_row_is_named_by_its_line_and_stops_the_start_touching_nothing(roo
     assert snapshot(roomed) == before
 
 
-def test_a_torn_last_row_is_found_and_repaired(roomed):
-    members = roomed / "members.csv"
+@pytest.mark.parametrize("name", ["members.csv", "say_ids.csv"])
+def test_a_torn_last_row_is_found_and_repaired(roomed, name):
+    members = roomed / name
     good = members.read_bytes()
     members.write_bytes(good + b"dev,abc")
-    torn = f"{members} line 3: a torn last record (no newline, 7 bytes)"
+    line = good.count(b"\n") + 1
+    torn = f"{members} line {line}: a torn last record (no newline, 7 bytes)"
     assert check(roomed) == (1, [torn], [])
     assert check(roomed, "--repair") == (0, [f"{torn}: cut off, the original is kept as {members}.bak"], [])
     assert members.read_bytes() == good

@@ -13,6 +13,7 @@ from netlab import wire as p
 from netlab.chat.jobs import ReadPage, SaveMembership, SaveRoom
 from netlab.chat_core import Chat, ChatConfig
 from netlab.store.history import History
+from netlab.store.records import Record
 from netlab.store.room_records import RoomRecord, RoomsSnapshot, conversation
 
 TS = "2026-12-04T10:00:00.000Z"
@@ -579,6 +580,22 @@ def test_rooms_memberships_and_markers_come_back_from_the_snapshot(tmp_path):
     w.send(1, "say", text="after restart", room="dev")
     assert w.new(2)[-1]["text"] == "after restart"
     assert w.chat.rooms_table() == [("dev", "private", "Ann", 2, 2, 1), ("general", "public", None, 2, 2, 0)]
+
+
+def test_say_ids_come_back_from_the_snapshot(tmp_path):
+    """A resend after a restart finds the id the store kept (RoomsSnapshot.say_ids)."""
+    accounts = MemoryAccounts()
+    ann = accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")
+    before = History.open(tmp_path / "history.csv")
+    before.append([Record(1, TS, "Ann", "sent before the stop")])
+    before.close()
+    w = World(tmp_path, RoomsSnapshot(say_ids={"general": [(ann.id, "g1", 1)]}), accounts)
+    w.login(1, "Ann")
+    w.login(2, "Bob")
+    again = w.send(1, "say", text="sent before the stop", id="g1")
+    assert [(m["seq"], m["id"]) for m in again] == [(1, "g1")]
+    w.quiet(2)
+    assert w.chat.journals.journal("general").last_seq == 1
 
 
 def test_a_name_being_created_is_taken_until_its_job_ends(world):

@@ -26,9 +26,10 @@ class Journal(Protocol):
     def last_seq(self) -> int:
         """The seq of the newest message kept (staged or committed); 0 before the first."""
 
-    def stage(self, record: Record) -> None:
+    def stage(self, record: Record, say_id: tuple[str, str] | None = None) -> None:
         """Keep a message (its seq is last_seq + 1): committed before the loop sends anything
-        queued after it, visible to `page` at once."""
+        queued after it, visible to `page` at once. `say_id` (account id, the say's id) is
+        committed with it, in the same pass: a restart finds it (chat/say_ids.py)."""
 
     def in_window(self, *, limit: int, before: int | None = None, after: int | None = None) -> bool:
         """Whether `page` answers from memory (cheap, on the loop); else a `ReadPage` job."""

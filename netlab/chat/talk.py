@@ -16,7 +16,7 @@ from netlab.chat.jobs import DELETED, FORBIDDEN, MISSING, DeleteMessage, ReadPag
 from netlab.chat.presence import names_page
 from netlab.chat.say_ids import SayIds
 from netlab.store.records import Record
-from netlab.store.room_records import GENERAL, Key, conversation
+from netlab.store.room_records import GENERAL, Key, SayId, conversation
 from netlab.wire import rooms as w
 
 if TYPE_CHECKING:
@@ -49,9 +49,9 @@ def history_page(records: list[Record], more_before: bool, max_frame: int,
 class Talk:
     """The chat's message requests; state of its own: the idempotency keys of `say`."""
 
-    def __init__(self, chat: Chat) -> None:
+    def __init__(self, chat: Chat, say_ids: dict[Key, list[SayId]] | None = None) -> None:
         self.chat = chat
-        self.ids = SayIds()
+        self.ids = SayIds(say_ids)
 
     def handlers(self) -> dict[type, Any]:
         return {p.Say: self.say, p.History: self.history, p.Users: self.users, w.Read: self.read,
@@ -111,9 +111,10 @@ class Talk:
                               f"an account has at most {chat.config.max_conversations} conversations")
         if chat.config.rate_limit and not session.take_token(chat.now):
             return chat.error(session, "rate_limited", request.id, "you are sending too fast")
-        journal.stage(Record(seq, ts, session.username, request.text))
-        if session.version >= 2 and request.id is not None:
-            self.ids.add(key, me.id, request.id, seq)
+        say_id = (me.id, request.id) if session.version >= 2 and request.id is not None else None
+        journal.stage(Record(seq, ts, session.username, request.text), say_id)
+        if say_id is not None:
+            self.ids.add(key, *say_id, seq)
         chat.messages_in += 1
         if other is None:
             chat.broadcast(payload, request.room)

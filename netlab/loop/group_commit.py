@@ -11,7 +11,8 @@ same commit: many a second cost one write a pass and no fsync of their own.
 
 Files: general in history.csv, each other room in rooms/NAME.csv (opened on first
 use), every direct conversation in direct.dat, room markers in markers.csv
-(conversation markers in direct.dat, encrypted).
+(conversation markers in direct.dat, encrypted), rooms' say ids in say_ids.csv, written
+before their messages (a direct message's id is inside its encrypted record).
 """
 
 from __future__ import annotations
@@ -48,14 +49,17 @@ class FileJournal:
         self.key = key
         self._journals = journals
         self.unsaved: list[Record] = []
+        self.say_ids: dict[int, tuple[str, str]] = {}  # staged seq -> (account id, say id)
         self.used = time.monotonic()  # the last stage or page: idle ones are trimmed
 
     @property
     def last_seq(self) -> int:
         return self.unsaved[-1].seq if self.unsaved else self._journals.store.last_seq(self.key)
 
-    def stage(self, record: Record) -> None:
+    def stage(self, record: Record, say_id: tuple[str, str] | None = None) -> None:
         self._journals.staged(self, record)
+        if say_id is not None:
+            self.say_ids[record.seq] = say_id
 
     def in_window(self, *, limit: int, before: int | None = None, after: int | None = None) -> bool:
         self.commit()
@@ -137,10 +141,17 @@ class Journals:
         messages: list[Message] = []
         target = "history.csv"
         try:
+            id_rows = [[journal.key, *say_id, str(seq)] for journal in dirty if isinstance(journal.key, str)
+                       for seq, say_id in journal.say_ids.items()]
+            if id_rows:  # before their messages: a message on disk always has its id there
+                target = "say_ids.csv"
+                self.store.say_ids.append(id_rows, sync=False)
+                written.append(self.store.say_ids)
             for journal in dirty:
                 records, journal.unsaved = journal.unsaved, []
+                say_ids, journal.say_ids = journal.say_ids, {}
                 if isinstance(journal.key, tuple):
-                    messages += [Message(journal.key, r) for r in records]
+                    messages += [Message(journal.key, r, say_ids.get(r.seq)) for r in records]
                 else:
                     target = "history.csv" if journal.key == "general" else f"rooms/{journal.key}.csv"
                     history = self.history_of(journal.key, create=True)

@@ -31,7 +31,7 @@ from netlab.store.direct_records import (
     seal,
 )
 from netlab.store.records import Record
-from netlab.store.room_records import Conversation
+from netlab.store.room_records import SAY_ID_WINDOW, Conversation, SayId
 
 #: The longest line a record can make (the largest bucket, sealed and in base64), and a bit.
 MAX_LINE = (BUCKETS[-1] + 28) * 4 // 3 + 8
@@ -124,6 +124,8 @@ class DirectFile(Appending):
         self._window = window
         self._conversations: dict[Conversation, _Conversation] = {}
         self.markers: dict[tuple[Conversation, str], int] = {}
+        #: At start-up: each conversation's say ids of its last SAY_ID_WINDOW messages.
+        self.say_ids: dict[Conversation, list[SayId]] = {}
         self._end = 0
         self._torn_at: int | None = None
 
@@ -142,6 +144,10 @@ class DirectFile(Appending):
         if should_compact(found.markers, len(direct.markers)):
             direct._compact(found)
             return cls.open(data_dir, vault, window)
+        for _offset, _length, entry in found.entries:
+            if isinstance(entry, Message) and entry.say_id is not None \
+                    and entry.record.seq > direct.last_seq(entry.conversation) - SAY_ID_WINDOW:
+                direct.say_ids.setdefault(entry.conversation, []).append((*entry.say_id, entry.record.seq))
         if not path.exists():
             replace_durably(path, DIRECT_HEADER)
         direct._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)

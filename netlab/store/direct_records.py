@@ -5,6 +5,8 @@ and the plaintext is JSON padded with spaces to the smallest of a few sizes. The
 (both account ids), the seq, the sender's name and the text are all inside: a line shows
 nothing but its size bucket, and a read marker is a line of the smallest bucket, like a short
 message. A deleted message is re-encrypted in its own bucket as a record without name or text.
+A message sent with a version 2 `say` id carries it (with the sender's account id) inside the
+record too, never in a clear file: a resend after a restart finds it (chat/say_ids.py).
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ class Marker:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A direct message (or the deleted form of one: sender "" and text "")."""
+    """A direct message (or the deleted form of one: sender "" and text ""), and the sender's
+    (account id, say id) when it was sent with an id."""
 
     conversation: Conversation
     record: Record
+    say_id: tuple[str, str] | None = None
 
 
 def bucket(size: int) -> int:
@@ -55,7 +59,10 @@ def _plain(entry: Message | Marker) -> dict:
     if isinstance(entry, Marker):
         return {"c": list(entry.conversation), "a": entry.account, "r": entry.seq}
     r = entry.record
-    return {"c": list(entry.conversation), "s": r.seq, "t": r.ts, "f": r.sender, "x": r.text}
+    plain = {"c": list(entry.conversation), "s": r.seq, "t": r.ts, "f": r.sender, "x": r.text}
+    if entry.say_id is not None:
+        plain["i"] = list(entry.say_id)
+    return plain
 
 
 def seal(vault: Vault, entry: Message | Marker, size: int | None = None) -> bytes:
@@ -84,13 +91,15 @@ def open_line(vault: Vault, line: bytes) -> Message | Marker | str:
         conv = (str(data["c"][0]), str(data["c"][1]))
         if "a" in data:
             return Marker(conv, str(data["a"]), int(data["r"]))
-        return Message(conv, Record(int(data["s"]), str(data["t"]), str(data["f"]), str(data["x"])))
+        say_id = (str(data["i"][0]), str(data["i"][1])) if "i" in data else None
+        return Message(conv, Record(int(data["s"]), str(data["t"]), str(data["f"]), str(data["x"])), say_id)
     except (KeyError, IndexError, TypeError, ValueError):
         return "a record that decrypts but is not one netlab writes"
 
 
 def deleted(message: Message) -> Message:
-    """The deleted form: seq and time kept (seq is never reused), name and text gone."""
+    """The deleted form: seq and time kept (seq is never reused), name and text gone; the say
+    id kept, so a resend gets `deleted` (as a room's does)."""
     r = message.record
-    return Message(message.conversation, Record(r.seq, r.ts, "", ""))
+    return Message(message.conversation, Record(r.seq, r.ts, "", ""), message.say_id)
 

@@ -10,11 +10,13 @@ from pathlib import Path
 
 from netlab.files import StartupError
 from netlab.store.accounts import Accounts
+from netlab.store.csv_journal import CsvJournal
 from netlab.store.direct import DirectFile
 from netlab.store.history import History
 from netlab.store.records import HISTORY_FILE
 from netlab.store.room_files import ROOM_NAME, ROOMS_DIR, RoomFiles, read_room_rows, room_file, snapshot_of
 from netlab.store.room_records import Key, RoomsSnapshot
+from netlab.store.say_id_file import live_say_ids, open_say_ids, read_say_id_rows
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Store:
     rooms: RoomFiles
     direct: DirectFile
     snapshot: RoomsSnapshot
+    say_ids: CsvJournal  # say_ids.csv: rooms' say ids, appended with their messages
     room_window: int  # ChatConfig.room_window: records of one room's file in memory
     room_histories: dict[str, History] = field(default_factory=dict)  # the rooms' files in use
 
@@ -54,6 +57,7 @@ class Store:
             history.close()
         self.rooms.close()
         self.direct.close()
+        self.say_ids.close()
 
 
 def _room_seqs(data_dir: Path) -> dict[str, int]:
@@ -73,7 +77,7 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
     """Every data file, or StartupError (or OSError).
 
     Every check comes before the first file is made: accounts are loaded, rooms.csv,
-    members.csv and markers.csv read, history.csv and each room's file's tail read and checked
+    members.csv, markers.csv and say_ids.csv read, history.csv and each room's file's tail read and checked
     (history.csv created only if missing), direct.dat decrypted; and only then the key,
     clients.csv and the rooms' files written, so a damaged file cannot leave a new key behind,
     nor a wrong key a new file. (A disk that fails between those writes may still leave a
@@ -81,8 +85,9 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
     """
     accounts = Accounts.load(data_dir, environ)
     room_rows = read_room_rows(data_dir)
-    if room_rows.problems:
-        raise StartupError(room_rows.problems[0])
+    say_id_rows = read_say_id_rows(data_dir)
+    if room_rows.problems or say_id_rows.problems:
+        raise StartupError((room_rows.problems + say_id_rows.problems)[0])
     with contextlib.ExitStack() as undo:
         history = History.open(data_dir / HISTORY_FILE, window=history_window)
         undo.callback(history.close)
@@ -94,5 +99,9 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
         rooms = RoomFiles.open(data_dir, room_rows, snapshot)
         snapshot.conversations = direct.conversations()
         snapshot.markers.update(direct.markers)
+        room_ids = live_say_ids(say_id_rows, lambda room: history.last_seq if room == "general"
+                                else room_seqs.get(room, 0))
+        say_ids = open_say_ids(data_dir, say_id_rows, room_ids)
+        snapshot.say_ids = {**room_ids, **direct.say_ids}
         undo.pop_all()
-    return Store(data_dir, accounts, history, room_seqs, rooms, direct, snapshot, room_window)
+    return Store(data_dir, accounts, history, room_seqs, rooms, direct, snapshot, say_ids, room_window)

@@ -15,6 +15,11 @@ Conversation = tuple[str, str]
 Key = str | Conversation
 
 GENERAL = "general"
+#: How many of a room's (or conversation's) latest messages a `say`'s id is remembered for
+#: (PROTOCOL.md, Negotiation), in memory and on disk.
+SAY_ID_WINDOW = 1_000
+#: A `say`'s idempotency key as kept: (account id, the say's id, the seq of its message).
+SayId = tuple[str, str, int]
 
 
 def conversation(a: str, b: str) -> Conversation:
@@ -39,4 +44,7 @@ class RoomsSnapshot:
     members: dict[str, set[str]] = field(default_factory=dict)  # room -> account ids (general: everyone)
     markers: dict[tuple[Key, str], int] = field(default_factory=dict)  # (key, account id) -> read seq
     conversations: set[Conversation] = field(default_factory=set)  # those with at least one message
+    #: Each room's and conversation's say ids of its last SAY_ID_WINDOW messages, in seq order
+    #: (handed over to chat/say_ids.py, which empties it).
+    say_ids: dict[Key, list[SayId]] = field(default_factory=dict)
     general_topic: str = ""
