@@ -155,7 +155,7 @@ def server_for(kind: str, host: str, port: int | None, extra: list[str], tls: bo
                     break
             else:
                 raise SystemExit(f"the {kind} server did not start")
-            yield Target(host, int(match.group(1)), wrap, proc.pid)
+            yield Target(host, int(match.group(1)), wrap, pid=proc.pid)
         finally:
             proc.terminate()
             proc.wait(10)

@@ -17,6 +17,8 @@ from netlab.bench_cli import bench
 from netlab.chat_core import ChatConfig
 from netlab.cli_options import (
     COUNT,
+    DAY,
+    FiniteRange,
     Group,
     chat_limit_options,
     client_options,
@@ -26,6 +28,7 @@ from netlab.cli_options import (
     web_options,
     with_options,
 )
+from netlab.connect import WELCOME_TIMEOUT
 from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_data_dir
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
@@ -269,12 +272,15 @@ def room_option(value: str | None) -> str | None:
               metavar="N", help="Show the newest N of the messages the server sends after login.")
 @click.option("--room", default=None, metavar="ROOM", callback=lambda _c, _p, value: room_option(value),
               help="Talk in ROOM, which must exist and be joined: from a pipe every line goes there.")
+@click.option("--welcome-timeout", type=FiniteRange(min=0, min_open=True, max=DAY),
+              default=WELCOME_TIMEOUT, show_default=True, metavar="SECONDS",
+              help="How long a server may stay silent before it is taken for no netlab chat server.")
 @click.option("--to", "to_user", default=None, metavar="USER",
               help="Send every line to USER as a direct message (at a prompt: start in that conversation).")
 def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: bool, username: str | None,
                  register: bool, password_file: Path | None, password_env: str | None,
                  json_lines: bool, history_at_login: int | None, room: str | None,
-                 to_user: str | None) -> None:
+                 welcome_timeout: float, to_user: str | None) -> None:
     """Chat: a prompt on a terminal; from a pipe, each line is a message."""
     from netlab.client.effects import Credentials
     from netlab.client.login import ask_password, log_in_asking, not_ready
@@ -297,7 +303,7 @@ def chat_connect(host: str, port: int, tls: bool, ca: Path | None, insecure: boo
                                     default="login") == "register"
         username = click.prompt("username")
     password = read_password(password_file, password_env)
-    peer = Peer(host, port, client_wrap(host, tls, ca, insecure))
+    peer = Peer(host, port, client_wrap(host, tls, ca, insecure), welcome_timeout)
     if history_at_login is None and not at_prompt:
         history_at_login = 0  # a bot's output is its own lines, not history first
 

@@ -62,6 +62,8 @@ class Peer:
     host: str
     port: int
     wrap: Callable[[socket.socket], socket.socket] = field(default=plain)
+    #: How long a connection may stay silent before it is taken for no chat server.
+    welcome_timeout: float = WELCOME_TIMEOUT
 
     @property
     def address(self) -> str:
@@ -144,18 +146,17 @@ class Peer:
                 *(str(ip) for ip in names.get_values_for_type(x509.IPAddress))]
 
 
-def first_frame(peer: Peer, sock: socket.socket, decoder: p.FrameDecoder,
-                timeout: float = WELCOME_TIMEOUT) -> dict:
+def first_frame(peer: Peer, sock: socket.socket, decoder: p.FrameDecoder) -> dict:
     """The server's first frame: a valid `welcome`, or a fatal `error` (server_full refuses so).
 
-    Anything else within `timeout` raises WrongPeer: bytes that are no frame or a
+    Anything else within the peer's `welcome_timeout` raises WrongPeer: bytes that are no frame or a
     frame of the wrong shape at once; silence (NoWelcome) when the time is up,
     unless the server turns out to speak TLS to a plain `sock`. `sock`'s own
     timeout is left as it was.
     """
     not_chat = f"{peer.address} is not a netlab chat server"
     previous = sock.gettimeout()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + peer.welcome_timeout
     heard = False  # any byte at all: silence and nonsense are told apart
     try:
         while (frame := decoder.next_frame()) is None:

@@ -177,7 +177,7 @@ def test_terminal_wrong_password_may_be_retried_three_times_in_all(start_chat):
 
 def said_before_the_password(port: int, complaint: str) -> None:
     """A terminal client at `port` says `complaint` and exits 1 without asking a password."""
-    ray = terminal_client(port, "--user", "ray")
+    ray = terminal_client(port, "--user", "ray", "--welcome-timeout", "1")
     try:
         ray.expect(complaint)
         assert "password" not in ray.before

@@ -92,7 +92,8 @@ def netlab_run(*args: str, input: str = "", timeout: float = SILENT_PEER_CAP) ->
 
 def chat_pipe(port: int, *args: str, host: str = "127.0.0.1") -> subprocess.CompletedProcess:
     return netlab_run("chat", "connect", "--host", host, "--port", str(port), "--user", "ann",
-                      "--register", "--password-env", "PW", *args, input="hello\n")
+                      "--register", "--password-env", "PW", "--welcome-timeout", "1", *args,
+                      input="hello\n")
 
 
 def assert_one_line(run: subprocess.CompletedProcess, line: str, status: int = 1) -> None:
@@ -143,7 +144,7 @@ def server_replaced(start_chat, recording_peer, answer: bytes | None):
     that answers `answer` (None: nothing); the client, the peer and the port."""
     server, port = start_chat()
     client = Netlab("chat", "connect", "--port", str(port), "--user", "ann", "--register",
-                    "--password-env", "PW", env={"PW": PASSWORD})
+                    "--password-env", "PW", "--welcome-timeout", "1", env={"PW": PASSWORD})
     try:
         client.err.wait_for("logged in as ann")
         server.kill()
@@ -172,7 +173,7 @@ def test_silence_at_a_reconnect_is_waited_out_without_sending_the_password(start
     """A restarting server listens before it has loaded its data: silence then is no proof."""
     client, peer, _ = server_replaced(start_chat, recording_peer, None)
     try:
-        client.err.wait_for(r"connection lost \(no welcome within 5 s\); reconnecting",
+        client.err.wait_for(r"connection lost \(no welcome within 1 s\); reconnecting",
                             timeout=SILENT_PEER_CAP)
         assert client.proc.poll() is None
     finally:

@@ -42,7 +42,7 @@ from netlab import wire as p
 from netlab.client.effects import Credentials, Drop, Effect, Reconnect, Send, Show, Timer
 from netlab.client.places import GENERAL
 from netlab.client.session import ClientSession
-from netlab.connect import WELCOME_TIMEOUT, NoWelcome, Peer, WrongPeer, first_frame
+from netlab.connect import NoWelcome, Peer, WrongPeer, first_frame
 from netlab.netutil import enable_keepalive, wake_pair
 
 Display = Callable[[Show], None]
@@ -238,8 +238,8 @@ class ChatClient:
             return sock, decoder, first_frame(self.peer, sock, decoder)
         except NoWelcome as exc:
             sock.close()
-            self._call(self._session.no_welcome, str(exc), f"no welcome within {WELCOME_TIMEOUT:g} s",
-                       time.monotonic())
+            waited = f"no welcome within {self.peer.welcome_timeout:g} s"
+            self._call(self._session.no_welcome, str(exc), waited, time.monotonic())
         except WrongPeer as exc:
             sock.close()
             self._call(self._session.fail, str(exc))
