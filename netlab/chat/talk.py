@@ -96,13 +96,18 @@ class Talk:
         key, place, other = target
         journal = chat.journals.journal(key)
         me = session.account
-        if session.version >= 2 and request.id is not None:
+        # Idempotency keys are version 2's only: a version 1 session pays nothing for them.
+        keyed = request.id is not None and session.version >= 2
+        if keyed:
             first = self.ids.seen(key, me.id, request.id, journal.last_seq)
             if first is not None:
                 return self._repeat(session, key, first, request.id, place)
         seq, ts = journal.last_seq + 1, p.timestamp(chat.wall)
-        where = {"to": other.username} if other is not None else {"room": request.room}
-        payload = p.encode_payload(p.message(seq, ts, session.username, request.text, request.id, **where))
+        if other is None:
+            frame = p.message(seq, ts, session.username, request.text, request.id, room=request.room)
+        else:
+            frame = p.message(seq, ts, session.username, request.text, request.id, to=other.username)
+        payload = p.encode_payload(frame)
         if len(payload) > chat.config.max_frame:  # max_frame bounds the payload, whatever the codec
             # Before the flood control: its bucket counts accepted requests (PROTOCOL.md).
             return chat.error(session, "bad_request", request.id, "the message would not fit in one frame")
@@ -111,15 +116,15 @@ class Talk:
                               f"an account has at most {chat.config.max_conversations} conversations")
         if chat.config.rate_limit and not session.take_token(chat.now):
             return chat.error(session, "rate_limited", request.id, "you are sending too fast")
-        say_id = (me.id, request.id) if session.version >= 2 and request.id is not None else None
+        say_id = (me.id, request.id) if keyed else None
         journal.stage(Record(seq, ts, session.username, request.text), say_id)
-        if say_id is not None:
-            self.ids.add(key, *say_id, seq)
+        if keyed:
+            self.ids.add(key, me.id, request.id, seq)
         chat.messages_in += 1
         if other is None:
             chat.broadcast(payload, request.room)
-            online = chat.rooms.online.get(request.room, ())
-            chat.deliveries += chat.subscribers if request.room == GENERAL else len(online)
+            room = request.room
+            chat.deliveries += chat.subscribers if room == GENERAL else len(chat.rooms.online.get(room, ()))
             return
         chat.rooms.add_conversation(key)  # type: ignore[arg-type]
         recipients = set(chat.v2_sessions(session.username)) | set(chat.v2_sessions(other.username))

@@ -50,11 +50,10 @@ class FileJournal:
         self._journals = journals
         self.unsaved: list[Record] = []
         self.say_ids: dict[int, tuple[str, str]] = {}  # staged seq -> (account id, say id)
-        self.used = time.monotonic()  # the last stage or page: idle ones are trimmed
-
-    @property
-    def last_seq(self) -> int:
-        return self.unsaved[-1].seq if self.unsaved else self._journals.store.last_seq(self.key)
+        self.used = time.monotonic()  # the last commit or page: idle ones are trimmed
+        # A plain attribute, read once a message: the store's seq is only moved by this
+        # journal's commits, so it is set at each stage (and taken back if a commit fails).
+        self.last_seq = journals.store.last_seq(key)
 
     def stage(self, record: Record, say_id: tuple[str, str] | None = None) -> None:
         self._journals.staged(self, record)
@@ -128,11 +127,14 @@ class Journals:
         if not journal.unsaved:
             self._dirty.append(journal)
         journal.unsaved.append(record)
-        journal.used = time.monotonic()
+        journal.last_seq = record.seq
 
     def commit(self) -> None:
         """Write everything staged (one `write` a file) and have it fsynced soon."""
-        self._trim_idle()
+        now = time.monotonic()
+        for journal in self._dirty:
+            journal.used = now
+        self._trim_idle(now)
         if not self._dirty and not self._marks:
             return
         dirty, self._dirty = self._dirty, []
@@ -170,6 +172,8 @@ class Journals:
                 written.append(self.store.rooms.markers)
         except (OSError, ValueError) as exc:
             log.critical("%s cannot be written (%s): stopping", target, exc)
+            for journal in dirty:  # their records are dropped: their seqs are free again
+                journal.last_seq = self.store.last_seq(journal.key)
             self._failed()
             return
         finally:
@@ -212,10 +216,9 @@ class Journals:
         history = self.history_of(key, create=False)
         return "missing" if history is None else history.erase(seq, author)
 
-    def _trim_idle(self) -> None:
+    def _trim_idle(self, now: float) -> None:
         """Rooms and conversations idle for IDLE_TRIM keep no messages in memory (checked
         at most every IDLE_TRIM / 4)."""
-        now = time.monotonic()
         if now - self._trimmed_at < IDLE_TRIM / 4:
             return
         self._trimmed_at = now

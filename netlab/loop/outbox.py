@@ -253,8 +253,8 @@ class Outbox:
         grown, log.passed = end - log.passed, end
         bytes_out = 0
         with memoryview(log.data) as data:
-            # Readers that kept up share a cursor, and so one slice of the log.
-            cursor, unseen = -1, data[:0]
+            # Readers that kept up share a cursor, and so one slice of the log (`whole` long).
+            cursor, unseen, whole = -1, data[:0], 0
             for reader in readers:
                 out = reader.out
                 if out.private or out.blocked or out.lingering:
@@ -273,19 +273,19 @@ class Outbox:
                         others.add(out)
                     continue
                 if reader.cursor != cursor:
-                    cursor, unseen = reader.cursor, data[reader.cursor - base:]
+                    cursor, unseen, whole = reader.cursor, data[reader.cursor - base:], end - reader.cursor
                 sent = send(out.sink, unseen)
+                if sent == whole:  # the common case: it took all, so it is at the end
+                    bytes_out += sent
+                    reader.cursor = reader.boundary = end
+                    continue
                 if isinstance(sent, str):
                     failed.append((out, sent))
                     continue
-                bytes_out += sent
+                bytes_out += sent  # cut short: the socket is full
                 reader.cursor += sent
-                if reader.cursor == end:
-                    reader.boundary = end
-                else:
-                    out.partial = (reader, end)
-                    out.blocked = True
-                    blocked.append(out)
+                out.partial, out.blocked = (reader, end), True
+                blocked.append(out)
             del unseen  # a view: the log cannot grow while one lives
         self.bytes_out += bytes_out
         for out in blocked:
