@@ -777,3 +777,11 @@ def test_header_edges(max_frame, delta):
     assert decoder.next_frame() is None
     decoder.feed(b"}")
     assert decoder.next_frame()["pad"] == "a" * (length - len(head) - 2)
+
+
+def test_a_message_without_an_id_ends_with_its_text_in_every_version():
+    """Readers that take the text from the frame's end (the shared bench's generator) keep
+    working on version 2's frames: `room` and `to` come before `text`."""
+    for where in ({}, {"room": "general"}, {"room": "dev"}, {"to": "bob"}):
+        payload = p.encode_payload(p.message(7, "2026-12-04T10:00:00.000Z", "ann", "hi there", **where))
+        assert payload.endswith(b'"text":"hi there"}'), payload
