@@ -5,9 +5,13 @@ types and the security headers, and a page whose scripts and styles all come fro
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from test_web_port import http, status, web  # noqa: F401  (web is a fixture)
+
+import netlab
+from netlab.client.words import ERROR_SENTENCES
 
 PAGES = {
     b"/": b"text/html; charset=utf-8",
@@ -36,3 +40,13 @@ def test_the_page_has_no_inline_script_or_style(web):  # noqa: F811
     assert scripts and all('src="/app.js"' in attrs and not body.strip() for attrs, body in scripts)
     assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=|javascript:", page, re.I)
     assert '<link rel="stylesheet" href="/app.css">' in page
+
+
+def test_the_page_says_errors_in_the_terminal_clients_sentences():
+    """app.js holds a copy of words.py's sentences (a page cannot import Python): kept equal here."""
+    script = (Path(netlab.__file__).parent / "static" / "app.js").read_text()
+    block = script.split("const ERROR_SENTENCES = {", 1)[1].split("\n};", 1)[0]
+    entries = re.findall(r'(\w+): ((?:"[^"]*"\s*\+?\s*)+),', block)
+    in_page = {code: "".join(re.findall(r'"([^"]*)"', strings)) for code, strings in entries}
+    # The one the page words its own way: a page has no /join command to name.
+    assert in_page == ERROR_SENTENCES | {"not_member": "you are not in that room: join it first"}

@@ -134,7 +134,7 @@ function onOk(frame) {
   $("login-view").hidden = true;
   $("chat-view").hidden = false;
   $("me").textContent = `signed in as ${state.me}`;
-  show("#general"); // the server sends general's history right after `ok`
+  show("#general", false); // the server sends general's history right after `ok` unasked
   $("draft").focus();
 }
 
@@ -251,7 +251,7 @@ function sidebarItem(found) {
 
 // ---- the conversation -------------------------------------------------------------
 
-function show(key) {
+function show(key, fetch = true) {
   state.current = key;
   const found = place(key);
   $("place-name").textContent = key.startsWith("#") ? key : `${key.slice(1)} (direct)`;
@@ -260,7 +260,7 @@ function show(key) {
   renderMessages();
   renderSidebar();
   // Each visit asks for the newest page: what came while the place was not shown is in it.
-  send({ type: "history", limit: HISTORY_PAGE, ...target(key) });
+  if (fetch) send({ type: "history", limit: HISTORY_PAGE, ...target(key) });
 }
 
 function onHistory(frame) {
