@@ -87,7 +87,6 @@ def test_many_requests_in_one_write_are_answered_in_order(web):
 
 @pytest.mark.parametrize(("request_", "code"), [
     (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404),
-    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 404),  # no index.html in the package yet
     (b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
     (b"DELETE /ws HTTP/1.1\r\nHost: x\r\n\r\n", 405),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
