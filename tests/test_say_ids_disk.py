@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from test_v2_disk import files_holding
+from disk_search import files_holding
 from v2client import logged_in2, registered2
 
 DM_ID = "dm-id-7731-zq"

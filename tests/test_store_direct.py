@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from chat_fakes import CHEAP, PASSWORD
+from disk_search import forms
 
 from netlab.chat.jobs import DeleteMessage, ReadPage
 from netlab.chat_core import ChatConfig
@@ -31,17 +32,6 @@ def opened(data_dir: Path, room_window: int = ChatConfig.room_window):
 
 def journals_on(store) -> Journals:
     return Journals(store, staging=lambda: None, failed=lambda: pytest.fail("a commit failed"))
-
-
-def forms(text: str) -> list[bytes]:
-    """The ways a text could show in a file: raw, base64 (both alphabets, three alignments), hex."""
-    raw = text.encode()
-    out = [raw, raw.hex().encode(), raw.hex().upper().encode()]
-    for shift in range(3):  # the characters that depend on the text alone, wherever it starts
-        shifted = b"\0" * shift + raw
-        core = base64.b64encode(shifted[: len(shifted) // 3 * 3])[4 if shift else 0:]
-        out += [core, core.replace(b"+", b"-").replace(b"/", b"_")]
-    return out
 
 
 def every_file(data_dir: Path) -> dict[Path, bytes]:

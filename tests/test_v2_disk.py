@@ -8,30 +8,10 @@ of the data directory is searched as raw bytes, and for the text's hex and base6
 
 from __future__ import annotations
 
-import base64
 import signal
-from pathlib import Path
 
+from disk_search import files_holding
 from v2client import registered2
-
-
-def forms(text: str) -> list[bytes]:
-    """`text` as it could sit in a file: raw, hex (either case), and base64 at each alignment
-    (the characters that do not depend on the bytes around it)."""
-    raw = text.encode()
-    found = [raw, raw.hex().encode(), raw.hex().upper().encode()]
-    for shift in range(3):
-        encoded = base64.b64encode(b"\0" * shift + raw)
-        first_whole = (shift * 4 + 2) // 3 + 1
-        found.append(encoded[first_whole:len(encoded) - 4])
-    return found
-
-
-def files_holding(data_dir: Path, text: str) -> list[str]:
-    """Every file under data_dir holding `text` in any of its forms."""
-    needles = forms(text)
-    return sorted(str(path.relative_to(data_dir)) for path in data_dir.rglob("*") if path.is_file()
-                  and any(needle in path.read_bytes() for needle in needles))
 
 
 def stopped(server) -> None:
