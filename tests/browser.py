@@ -1,0 +1,202 @@
+"""A real browser for the page's tests: Debian's headless Chromium driven by Selenium.
+
+The driver's path is given explicitly (`/usr/bin/chromedriver`, the same source package as
+`/usr/bin/chromium`, so their versions match) and Selenium Manager is never asked, so nothing
+is downloaded. Outside CI a machine without them skips the browser tests with the command that
+installs them; in CI (`NETLAB_CI=1`, set by `.ci/run`, which installs them) a missing browser is
+a failure, never a skip.
+
+`ChatPage` is the page as a user sees it: it finds things by the ids and roles of
+netlab/static/index.html, types and clicks as a person would, and waits on what the page shows
+(never on time), so a test reads as the story of a user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from procs import WAIT
+
+CHROMIUM = Path(os.environ.get("NETLAB_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("NETLAB_CHROMEDRIVER", "/usr/bin/chromedriver"))
+INSTALL_HINT = "apt-get install chromium chromium-driver"
+
+# Chromium's own traffic (updates, sync, safe browsing) is refused on an offline machine and
+# slows every start; the page needs none of it.
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--disable-default-apps", "--disable-extensions", "--mute-audio",
+)
+
+DESKTOP = (1280, 800)
+PHONE = (390, 844)
+
+
+def require_browser() -> None:
+    """Skip (outside CI) or fail (in CI) when the browser or its driver is missing."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} missing: {INSTALL_HINT}"
+    if os.environ.get("NETLAB_CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def start_browser(user_data: Path, size: tuple[int, int] = DESKTOP):
+    """A new headless Chromium with an empty profile in `user_data`."""
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={user_data}")
+    options.add_argument(f"--window-size={size[0]},{size[1]}")
+    # The browser's console, read by tests that look for a CSP violation.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=str(CHROMEDRIVER))
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(WAIT)
+    driver.set_script_timeout(WAIT)
+    return driver
+
+
+def screenshots_dir() -> Path:
+    """Where the tests leave screenshots for a person to look at (ignored by git)."""
+    folder = Path(__file__).resolve().parent.parent / "test-screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    """Start browsers (`browser()` or `browser(size=PHONE)`); all are quit at teardown."""
+    started = []
+
+    def start(size: tuple[int, int] = DESKTOP):
+        driver = start_browser(tmp_path / f"profile-{len(started)}", size)
+        started.append(driver)
+        return driver
+
+    yield start
+    for driver in started:
+        driver.quit()
+    for index in range(len(started)):
+        shutil.rmtree(tmp_path / f"profile-{index}", ignore_errors=True)
+
+
+class ChatPage:
+    """One browser tab on the chat page, driven the way a person would use it."""
+
+    def __init__(self, driver, url: str) -> None:
+        self.driver = driver
+        self.url = url
+
+    # ---- finding and waiting ----------------------------------------------------------
+
+    def find(self, css: str):
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def find_all(self, css: str) -> list:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def wait(self, condition: Callable[[Any], Any], what: str, timeout: float = WAIT):
+        """Wait until `condition(driver)` is truthy; on timeout say what was awaited."""
+        from selenium.common.exceptions import StaleElementReferenceException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.05,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(
+            condition, f"the page never showed {what}")
+
+    def wait_text(self, css: str, text: str, timeout: float = WAIT):
+        """Wait until the element `css` contains `text`; returns its text."""
+        return self.wait(lambda _: text in self.find(css).text and self.find(css).text,
+                         f"{text!r} in {css}", timeout)
+
+    # ---- logging in -------------------------------------------------------------------
+
+    def open(self) -> ChatPage:
+        self.driver.get(self.url)
+        self.wait(lambda _: self.find("#login-button").is_enabled(), "an enabled login button")
+        return self
+
+    def register(self, username: str, password: str) -> ChatPage:
+        self.find("#mode-button").click()
+        self.fill_login(username, password, again=password)
+        return self.wait_signed_in()
+
+    def login(self, username: str, password: str) -> ChatPage:
+        self.fill_login(username, password)
+        return self.wait_signed_in()
+
+    def fill_login(self, username: str, password: str, again: str | None = None) -> None:
+        self.find("#username").clear()
+        self.find("#username").send_keys(username)
+        self.find("#password").send_keys(password)
+        if again is not None:
+            self.find("#password-again").send_keys(again)
+        self.find("#login-button").click()
+
+    def wait_signed_in(self) -> ChatPage:
+        self.wait(lambda _: self.find("#chat-view").is_displayed(), "the chat after logging in")
+        return self
+
+    # ---- the conversation -------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        """Type `text` (newlines as Shift+Enter) and press Enter."""
+        from selenium.webdriver.common.keys import Keys
+
+        draft = self.find("#draft")
+        for index, line in enumerate(text.split("\n")):
+            if index:
+                draft.send_keys(Keys.SHIFT, Keys.ENTER)
+            draft.send_keys(line)
+        draft.send_keys(Keys.ENTER)
+
+    def message_texts(self) -> list[str]:
+        """The conversation shown, one string per message line (events excluded)."""
+        return [item.text for item in self.find_all("#messages li[data-seq]")]
+
+    def wait_message(self, text: str, timeout: float = WAIT) -> None:
+        self.wait(lambda _: any(text in line for line in self.message_texts()),
+                  f"a message with {text!r}", timeout)
+
+    def show(self, name: str) -> None:
+        """Click a room (`#name`) or a conversation (`name`) in the sidebar."""
+        self.sidebar_button(name).click()
+        self.wait(lambda _: self.find("#place-name").text.startswith(name), f"{name} opened")
+
+    def sidebar_button(self, name: str):
+        for button in self.find_all("#sidebar li button"):
+            label = button.find_elements("css selector", "span")[0].text
+            if label == name:
+                return button
+        raise AssertionError(f"{name} is not in the sidebar")
+
+    def unread(self, name: str) -> int:
+        """The unread count the sidebar shows for `name` (0 when it shows none)."""
+        badges = self.sidebar_button(name).find_elements("css selector", ".unread")
+        return int(badges[0].text) if badges else 0
+
+    def screenshot(self, name: str) -> Path:
+        path = screenshots_dir() / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        return path
+
+    def console_errors(self) -> list[str]:
+        return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
