@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from chat_fakes import open_accounts
 from cryptography.exceptions import InvalidTag
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from netlab.crypto import (
@@ -455,8 +455,12 @@ def test_page_from_disk_while_appending(tmp_path: Path) -> None:
     window=st.integers(1, 8),
     limit=st.integers(1, 12),
     point=st.integers(0, 70),
+    keep=st.none() | st.integers(0, 8),
 )
-def test_pages_match_a_plain_list(texts: list[str], window: int, limit: int, point: int) -> None:
+@example(texts=["a", "b", "c"], window=2, limit=1, point=2, keep=0)  # a room idle long enough
+def test_pages_match_a_plain_list(texts: list[str], window: int, limit: int, point: int,
+                                  keep: int | None) -> None:
+    """Whatever the window holds: full, trimmed to a few records, or none (an idle room's)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.csv"
         written = [Record(i, TS, "u", t) for i, t in enumerate(texts, start=1)]
@@ -465,6 +469,8 @@ def test_pages_match_a_plain_list(texts: list[str], window: int, limit: int, poi
         history.close()
         history = History.open(path, window=window)
         assert history.last_seq == len(written)
+        if keep is not None:
+            history.trim(keep)
         assert history.page(limit=limit) == expected(written, limit)
         assert history.page(limit=limit, before=point) == expected(written, limit, before=point)
         assert history.page(limit=limit, after=point) == expected(written, limit, after=point)

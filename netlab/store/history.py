@@ -294,8 +294,9 @@ class History(Appending):
         w = self._window
         if after is not None:
             # Records before the window have seqs below w[0]; with w[0] <= after + 1 none of
-            # them is above `after` (seqs are integers).
-            if not (self._complete or w[0][1].seq <= after + 1):
+            # them is above `after` (seqs are integers). An empty window of a file with
+            # records (an idle room's, trimmed) answers nothing from memory.
+            if not (self._complete or (w and w[0][1].seq <= after + 1)):
                 return None
             i = bisect.bisect_right(w, after, key=_seq)
             j = min(len(w), i + limit)
@@ -331,12 +332,12 @@ class History(Appending):
             end, lo = self._end, self._data_start
             target = after + 1 if after is not None else before
             w = self._window
-            if target is None or target > w[0][1].seq:
+            if target is None or (w and target > w[0][1].seq):
                 # The answer's upper end lies within the window (or is the end of the file).
                 k = len(w) if target is None else bisect.bisect_left(w, target, key=_seq)
                 pos, hi = (w[k][0] if k < len(w) else end), None
-            else:
-                pos, hi = None, w[0][0]
+            else:  # before the window, or a trimmed window: searched for in the file
+                pos, hi = None, (w[0][0] if w else end)
         try:
             if pos is None:
                 pos = _locate(fd, target, lo, hi)
