@@ -456,18 +456,25 @@ def test_page_from_disk_while_appending(tmp_path: Path) -> None:
     limit=st.integers(1, 12),
     point=st.integers(0, 70),
     keep=st.none() | st.integers(0, 8),
+    reopened=st.booleans(),
 )
-@example(texts=["a", "b", "c"], window=2, limit=1, point=2, keep=0)  # a room idle long enough
+@example(texts=["a", "b", "c"], window=2, limit=1, point=2, keep=0, reopened=False)  # an idle room
 def test_pages_match_a_plain_list(texts: list[str], window: int, limit: int, point: int,
-                                  keep: int | None) -> None:
-    """Whatever the window holds: full, trimmed to a few records, or none (an idle room's)."""
+                                  keep: int | None, reopened: bool) -> None:
+    """Whatever the window holds: full, trimmed to a few records, or none (an idle room's,
+    or a room's file opened again from what its start-up tail read found)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "history.csv"
         written = [Record(i, TS, "u", t) for i, t in enumerate(texts, start=1)]
         history = History.open(path, window=window)
-        history.append(written)
+        history.append(written[:-1])
         history.close()
         history = History.open(path, window=window)
+        if reopened:
+            known = history.ends()
+            history.close()
+            history = History.reopen(path, known, window=window)
+        history.append(written[-1:])
         assert history.last_seq == len(written)
         if keep is not None:
             history.trim(keep)
@@ -475,6 +482,31 @@ def test_pages_match_a_plain_list(texts: list[str], window: int, limit: int, poi
         assert history.page(limit=limit, before=point) == expected(written, limit, before=point)
         assert history.page(limit=limit, after=point) == expected(written, limit, after=point)
         history.close()
+
+
+def test_a_file_read_at_start_up_is_opened_again_and_appended_to_without_a_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A room's first message after a start opens its file on the loop thread: no disk read."""
+    path = tmp_path / "room.csv"
+    history = History.open(path, window=4)
+    history.append(records([1, 2, 3]))
+    history.close()
+    with open(path, "ab") as f:
+        f.write(b'4,2026-01-01T00:00:00.000Z,u,"torn')  # a crash mid-write, found at start-up
+    known = History.open(path, window=1).ends()
+
+    def no_read(*_args: object) -> bytes:
+        raise AssertionError("the file was read")
+
+    monkeypatch.setattr(os, "pread", no_read)
+    monkeypatch.setattr(os, "read", no_read)
+    history = History.reopen(path, known, window=4)
+    history.append([Record(4, TS, "u", "whole")])
+    assert history.in_window(limit=1) and history.page(limit=1) == ([Record(4, TS, "u", "whole")], True)
+    monkeypatch.undo()
+    assert history.page(limit=10)[0] == [*records([1, 2, 3]), Record(4, TS, "u", "whole")]
+    history.close()
+    assert History.open(path).last_seq == 4
 
 
 def test_large_file_opens_from_the_tail_and_pages_to_the_start(tmp_path: Path) -> None:

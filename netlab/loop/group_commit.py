@@ -188,7 +188,7 @@ class Journals:
         if room == "general":
             return self.store.history
         with self._open_lock:
-            if create or room in self.store.room_histories or self.store.room_seqs.get(room):
+            if create or room in self.store.room_histories or self.store.last_seq(room):
                 return self.store.room(room)
         return None
 

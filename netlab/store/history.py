@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from netlab.files import StartupError, replace_durably
@@ -170,6 +171,17 @@ def _locate(fd: int, seq: int, lo: int, hi: int) -> int:
     return hi
 
 
+@dataclass(frozen=True)
+class FileEnd:
+    """What a file's tail read found: enough to open it again for appending without reading
+    it (a room's file, read at start-up, is opened on the loop thread at its first message)."""
+
+    data_start: int  # just after the header
+    end: int  # just after the last good record
+    torn_at: int | None  # a torn last record starts here
+    last_seq: int
+
+
 class History(Appending):
     """history.csv plus an in-memory window of the newest records.
 
@@ -204,6 +216,21 @@ class History(Appending):
             os.close(fd)
             raise
         return history
+
+    @classmethod
+    def reopen(cls, path: Path, known: FileEnd, window: int) -> History:
+        """Open a file whose tail was read before (`ends()`), reading nothing: the window
+        starts empty and pages come from the file until messages are appended. The data
+        directory's lock keeps anyone else from writing it meanwhile."""
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        history = cls(path, fd, known.data_start, window)
+        history._end, history._torn_at, history.last_seq = known.end, known.torn_at, known.last_seq
+        history._complete = known.end == known.data_start
+        return history
+
+    def ends(self) -> FileEnd:
+        with self._lock:
+            return FileEnd(self._data_start, self._end, self._torn_at, self.last_seq)
 
     def _load_tail(self, window: int) -> None:
         """Fill the window with the newest records, read backwards from the end of the file."""

@@ -12,7 +12,7 @@ from netlab.files import StartupError
 from netlab.store.accounts import Accounts
 from netlab.store.csv_journal import CsvJournal
 from netlab.store.direct import DirectFile
-from netlab.store.history import History
+from netlab.store.history import FileEnd, History
 from netlab.store.records import HISTORY_FILE
 from netlab.store.room_files import ROOM_NAME, ROOMS_DIR, RoomFiles, read_room_rows, room_file, snapshot_of
 from netlab.store.room_records import Key, RoomsSnapshot
@@ -26,7 +26,7 @@ class Store:
     data_dir: Path
     accounts: Accounts
     history: History  # general's, history.csv
-    room_seqs: dict[str, int]  # last_seq of each room whose file is not open (read at start-up)
+    closed_rooms: dict[str, FileEnd]  # each room's file not open yet, as read at start-up
     rooms: RoomFiles
     direct: DirectFile
     snapshot: RoomsSnapshot
@@ -35,13 +35,18 @@ class Store:
     room_histories: dict[str, History] = field(default_factory=dict)  # the rooms' files in use
 
     def room(self, name: str) -> History:
-        """A room's message file, opened (or created) on first use with one record loaded: a
-        tail read, bounded (history.py), whoever asks. Open from then on (one descriptor)."""
+        """A room's message file, opened on first use and open from then on (one descriptor).
+        A file read at start-up is opened without reading (the loop's first message to the
+        room may be the one opening it); a room made since is created by a worker (SaveRoom)."""
         found = self.room_histories.get(name)
         if found is None:
-            found = History.open(room_file(self.data_dir, name), window=self.room_window, preload=1)
+            path = room_file(self.data_dir, name)
+            known = self.closed_rooms.pop(name, None)
+            if known is not None:
+                found = History.reopen(path, known, window=self.room_window)
+            else:
+                found = History.open(path, window=self.room_window, preload=1)
             self.room_histories[name] = found
-            self.room_seqs.pop(name, None)
         return found
 
     def last_seq(self, key: Key) -> int:
@@ -50,7 +55,10 @@ class Store:
         if key == "general":
             return self.history.last_seq
         found = self.room_histories.get(key)
-        return found.last_seq if found is not None else self.room_seqs.get(key, 0)
+        if found is not None:
+            return found.last_seq
+        known = self.closed_rooms.get(key)
+        return known.last_seq if known is not None else 0
 
     def close(self) -> None:
         for history in [self.history, *self.room_histories.values()]:
@@ -60,16 +68,16 @@ class Store:
         self.say_ids.close()
 
 
-def _room_seqs(data_dir: Path) -> dict[str, int]:
-    """The last seq of each rooms/NAME.csv, its tail read (and checked) and the file closed
-    again: a room's file is opened when the room is used."""
-    seqs = {}
+def _room_ends(data_dir: Path) -> dict[str, FileEnd]:
+    """Each rooms/NAME.csv's tail read (and checked) and the file closed again: a room's file
+    is opened when the room is used, from what was read here."""
+    ends = {}
     for path in sorted((data_dir / ROOMS_DIR).glob("*.csv")):
         if ROOM_NAME.fullmatch(path.stem) and path.stem != "general":
             history = History.open(path, window=1)
-            seqs[path.stem] = history.last_seq
+            ends[path.stem] = history.ends()
             history.close()
-    return seqs
+    return ends
 
 
 def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] = os.environ, *,
@@ -91,7 +99,7 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
     with contextlib.ExitStack() as undo:
         history = History.open(data_dir / HISTORY_FILE, window=history_window)
         undo.callback(history.close)
-        room_seqs = _room_seqs(data_dir)
+        closed_rooms = _room_ends(data_dir)
         direct = DirectFile.open(data_dir, accounts.vault, direct_window)
         undo.callback(direct.close)
         accounts.create_files()
@@ -100,8 +108,8 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
         snapshot.conversations = direct.conversations()
         snapshot.markers.update(direct.markers)
         room_ids = live_say_ids(say_id_rows, lambda room: history.last_seq if room == "general"
-                                else room_seqs.get(room, 0))
+                                else closed_rooms[room].last_seq if room in closed_rooms else 0)
         say_ids = open_say_ids(data_dir, say_id_rows, room_ids)
         snapshot.say_ids = {**room_ids, **direct.say_ids}
         undo.pop_all()
-    return Store(data_dir, accounts, history, room_seqs, rooms, direct, snapshot, say_ids, room_window)
+    return Store(data_dir, accounts, history, closed_rooms, rooms, direct, snapshot, say_ids, room_window)
