@@ -6,7 +6,8 @@ with click. Input comes from a prompt_toolkit prompt on a terminal, from
 lines of a pipe otherwise, or from nowhere with `--no-repl`.
 
 Threads. The main thread only waits for the server to stop. The console
-reads in a thread of its own, and a third thread takes SIGINT and SIGTERM:
+reads in a thread of its own, and a third thread takes SIGINT and SIGTERM
+(stop) and SIGHUP (reopen the log file, for logrotate):
 Python's C-level handler, which runs in whichever thread the signal lands
 on, writes the signal's number to a pipe (`signal.set_wakeup_fd`) that this
 thread reads. That holds whatever thread the kernel or the sender (tgkill)
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from prompt_toolkit.application import Application
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+REOPEN_LOG_SIGNAL = signal.SIGHUP
 
 
 @runtime_checkable
@@ -213,28 +215,32 @@ def _read_lines(fd: int) -> Iterator[str]:
 # -- running a server under the console ---------------------------------------
 
 
-#: The pipe SIGINT and SIGTERM are written to; raw descriptors, which nothing closes
+#: The pipe SIGINT, SIGTERM and SIGHUP are written to; raw descriptors, which nothing closes
 #: behind the handler's back (a closed one could be reused by another file).
 _signal_pipe: tuple[int, int] | None = None
 
 
 def catch_stop_signals() -> None:
-    """Call first, in the main thread: from here on SIGINT and SIGTERM only note
+    """Call first, in the main thread: from here on SIGINT, SIGTERM and SIGHUP only note
     themselves in a pipe (the server may not be up yet); `run` reads it."""
     global _signal_pipe
     if _signal_pipe is None:
         _signal_pipe = os.pipe()
         os.set_blocking(_signal_pipe[1], False)  # set_wakeup_fd's rule: a handler never blocks
     signal.set_wakeup_fd(_signal_pipe[1], warn_on_full_buffer=False)
-    for signum in STOP_SIGNALS:
+    for signum in (*STOP_SIGNALS, REOPEN_LOG_SIGNAL):
         signal.signal(signum, lambda *_: None)  # the main thread's part; the pipe does the work
 
 
-def _watch_signals(server: Server, fd: int) -> None:
+def _watch_signals(server: Server, logs: LogControl, fd: int) -> None:
+    """Act on each signal noted in the pipe, here, on a thread of its own: the log file's
+    reopening is I/O under the handler's lock, which no signal handler may take."""
     while True:
         for received in os.read(fd, 64):
             if received in STOP_SIGNALS:
                 server.stop(f"signal {signal.Signals(received).name}")
+            elif received == REOPEN_LOG_SIGNAL:
+                logs.reopen_file("SIGHUP")
 
 
 def run(server: Server, logs: LogControl, *, repl: bool) -> int:
@@ -244,7 +250,7 @@ def run(server: Server, logs: LogControl, *, repl: bool) -> int:
     before it was.
     """
     assert _signal_pipe is not None, "catch_stop_signals() first"
-    threading.Thread(target=_watch_signals, args=(server, _signal_pipe[0]), name="signals",
+    threading.Thread(target=_watch_signals, args=(server, logs, _signal_pipe[0]), name="signals",
                      daemon=True).start()
     console = Console(server, logs)
     stopping = threading.Event()

@@ -5,7 +5,8 @@ everything, and a console handler the operator can silence (`stop log`)
 without the file missing a line. The console is written by a thread of its
 own, so a stuck terminal or pipe never blocks a server. `clear log`
 truncates the file in place so the open handle stays valid, and writes a
-first line saying so at offset 0.
+first line saying so at offset 0. SIGHUP reopens the file by its name, so
+logrotate may rename it and `create` a new one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,26 @@ CONSOLE_FLUSH_TIMEOUT = 0.3
 
 
 class TruncatableFileHandler(logging.handlers.RotatingFileHandler):
-    """A rotating file handler whose file can be emptied while in use."""
+    """A rotating file handler whose file can be emptied, or reopened, while in use."""
+
+    def reopen(self, first_line: str) -> None:
+        """Open the file's path again (a new file if it was renamed) and write on there,
+        `first_line` first. Every line before it went to the old file: the swap is under the
+        handler's lock, between two records. If the path cannot be opened, the old file
+        keeps getting the lines, and a warning says why."""
+        with self.lock:  # type: ignore[union-attr]  # reentrant, as in truncate
+            try:
+                stream = self._open()
+            except OSError as exc:
+                failure = exc
+            else:
+                if self.stream is not None:
+                    self.stream.close()
+                self.stream = stream
+                self.handle(_record(first_line))
+                return
+        logging.getLogger(LOGGER_NAME).warning("cannot reopen the log file %s: %s; still writing to "
+                                               "the old one", self.baseFilename, failure.strerror or failure)
 
     def truncate(self, first_line: str) -> None:
         """Empty the file and write `first_line` as its first record: whoever reads a short
@@ -46,8 +66,13 @@ class TruncatableFileHandler(logging.handlers.RotatingFileHandler):
             self.stream.flush()
             os.ftruncate(self.stream.fileno(), 0)
             # Under the lock: no other thread's line can come before it.
-            self.handle(logging.makeLogRecord({"name": LOGGER_NAME, "msg": first_line,
-                                               "levelno": logging.INFO, "levelname": "INFO"}))
+            self.handle(_record(first_line))
+
+
+def _record(line: str) -> logging.LogRecord:
+    """A line of the logging set-up's own, for the file alone (the console needs no word of it)."""
+    return logging.makeLogRecord({"name": LOGGER_NAME, "msg": line, "levelno": logging.INFO,
+                                  "levelname": "INFO"})
 
 
 class ConsoleHandler(logging.Handler):
@@ -176,6 +201,10 @@ class LogControl:
 
     def clear_file(self) -> None:
         self.file_handler.truncate("log cleared by the operator")
+
+    def reopen_file(self, why: str) -> None:
+        """Write on in a file at the log's path again (after logrotate renamed the old one)."""
+        self.file_handler.reopen(f"log file reopened ({why})")
 
     def close(self) -> None:
         logger = logging.getLogger(LOGGER_NAME)
