@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from netlab.chat_core import ChatConfig
+from netlab.config_file import config_option, name_file_value
 from netlab.netutil import unbracket
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP
 from netlab.wire import MAX_MAX_FRAME, MIN_MAX_FRAME
@@ -79,6 +80,7 @@ def server_options(default_port: int, keeps: str) -> list:
                      help="Serve TLS with this certificate (PEM); needs --tls-key."),
         click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
                      help="The certificate's private key (PEM)."),
+        config_option(),
     ]
 
 
@@ -158,6 +160,8 @@ class Command(click.Command):
         except click.UsageError as exc:
             if exc.ctx is None:
                 exc.ctx = ctx
+            if isinstance(exc, click.BadParameter):
+                name_file_value(ctx, exc)
             raise
 
 
