@@ -162,13 +162,16 @@ class Console:
     def run_terminal(self, stopping: threading.Event) -> None:
         """A prompt with line editing, history and completion, logs above it."""
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.completion import NestedCompleter
         from prompt_toolkit.patch_stdout import patch_stdout
 
+        from netlab.console_prompt import HISTORY_FILE, ConsoleCompleter, ConsoleHistory
+
         self.on_terminal = True
+        data_dir = getattr(self.server, "data_dir", None)  # the chat's; the echo server keeps none
         session: PromptSession[str] = PromptSession(
-            completer=NestedCompleter.from_nested_dict(command_tree()),
+            completer=ConsoleCompleter(command_tree(), self._online_names),
             complete_while_typing=False,  # Tab completes, as in a shell
+            history=ConsoleHistory(data_dir / HISTORY_FILE) if data_dir is not None else None,
             output=prompt_output(),
         )
         self._session = session
@@ -191,6 +194,15 @@ class Console:
                     break
                 interrupted = False
                 self.execute(line)
+
+    def _online_names(self) -> list[str]:
+        """Who is online, for completion: none on the echo server, or if the chat is stopping."""
+        if not isinstance(self.server, ChatServer):
+            return []
+        try:
+            return [name for name, _sessions, _addresses in self.server.users()]
+        except (RuntimeError, TimeoutError):
+            return []
 
     def interrupt(self) -> None:
         """Make a running prompt return, from any thread."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netlab.logs import get_logger
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from netlab.chat.moderation import Stored
     from netlab.chat_core import Chat
     from netlab.store.accounts import Accounts
+    from netlab.store.opening import Store
 
 log = get_logger("chat")
 
@@ -26,11 +28,18 @@ STORE_TIMEOUT = 10.0
 
 
 class OperatorCalls:
-    """The chat-only console commands; the class that mixes it in provides `call`, `chat`, `accounts`."""
+    """The chat-only console commands; the class that mixes it in provides `call`, `chat`,
+    `accounts` and `store`."""
 
     chat: Chat
     accounts: Accounts
+    store: Store
     call: Callable[..., Any]
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the console keeps its history (console_history) beside the chat's files."""
+        return self.store.data_dir
 
     def users(self) -> list[tuple[str, int, list[str]]]:
         return self.call(self.chat.users_table)
