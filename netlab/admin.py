@@ -62,8 +62,8 @@ class ChatServer(Server, Protocol):
     def users(self) -> list[tuple[str, int, list[str]]]:
         """(name, sessions, addresses) of every online user, sorted by name."""
 
-    def kick(self, name: str) -> int:
-        """End the user's sessions with `kicked`; how many were ended."""
+    def kick(self, name: str, reason: str | None = None) -> int:
+        """End the user's sessions with `kicked` (the reason in it); how many were ended."""
 
     def say(self, text: str) -> int:
         """Send `notice` to every authenticated session; how many got it."""
@@ -74,6 +74,23 @@ class ChatServer(Server, Protocol):
     def topic(self, room: str, text: str) -> str | None:
         """Set a room's topic as the operator, on disk before it is told; None once done, else
         the one line that says why not (no such room, a text the rules refuse)."""
+
+    def restrict(self, kind: str, name: str, seconds: int | None, reason: str = "") -> int:
+        """Ban or mute an account (`kind`), for `seconds` or until lifted, once on disk; how many
+        sessions a ban ended. ValueError, nothing changed: no such account."""
+
+    def lift(self, kind: str, name: str) -> None:
+        """Lift a ban or mute, once on disk. ValueError, nothing changed: none in force."""
+
+    def restrictions(self, kind: str) -> list[tuple[str, str, str]]:
+        """(name, until, reason) of each ban or mute in force, by name."""
+
+    def delete(self, room: str, seq: int) -> None:
+        """Erase one message of a room, once on disk. ValueError: no such room or message."""
+
+    def remove(self, name: str) -> int:
+        """Take one account out of clients.csv and end its sessions; how many ended.
+        ValueError, nothing changed: no such account."""
 
     def clear_accounts(self) -> tuple[int, int]:
         """Empty clients.csv (kept as clients.csv.bak) and end the sessions of the accounts
@@ -147,13 +164,16 @@ class Console:
     def run_terminal(self, stopping: threading.Event) -> None:
         """A prompt with line editing, history and completion, logs above it."""
         from prompt_toolkit import PromptSession
-        from prompt_toolkit.completion import NestedCompleter
         from prompt_toolkit.patch_stdout import patch_stdout
 
+        from netlab.console_prompt import HISTORY_FILE, ConsoleCompleter, ConsoleHistory
+
         self.on_terminal = True
+        data_dir = getattr(self.server, "data_dir", None)  # the chat's; the echo server keeps none
         session: PromptSession[str] = PromptSession(
-            completer=NestedCompleter.from_nested_dict(command_tree()),
+            completer=ConsoleCompleter(command_tree(), self._online_names),
             complete_while_typing=False,  # Tab completes, as in a shell
+            history=ConsoleHistory(data_dir / HISTORY_FILE) if data_dir is not None else None,
             output=prompt_output(),
         )
         self._session = session
@@ -176,6 +196,15 @@ class Console:
                     break
                 interrupted = False
                 self.execute(line)
+
+    def _online_names(self) -> list[str]:
+        """Who is online, for completion: none on the echo server, or if the chat is stopping."""
+        if not isinstance(self.server, ChatServer):
+            return []
+        try:
+            return [name for name, _sessions, _addresses in self.server.users()]
+        except (RuntimeError, TimeoutError):
+            return []
 
     def interrupt(self) -> None:
         """Make a running prompt return, from any thread."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from netlab import wire as p
 from netlab.chat.auth import Auth, log_refused_registration
 from netlab.chat.jobs import Job
+from netlab.chat.moderation import BAN, Moderation
 from netlab.chat.presence import Presence
 from netlab.chat.room_requests import RoomRequests, rooms_table
 from netlab.chat.rooms import Rooms
@@ -168,6 +169,8 @@ class Chat:
         #: TEXT` (by "operator", once on disk; ValueError for a bad text or room): chat/room_requests.py
         self.set_topic = self.room_requests.set_topic
         self.rooms_table = functools.partial(rooms_table, self)
+        #: Bans and mutes, and the operator's commands that set them (chat/moderation.py).
+        self.moderation = Moderation(self, rooms.restrictions if rooms is not None else [])
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
             p.Register: self.auth.register, p.Login: self.auth.login, p.Ping: self._ping, p.Quit: self._quit,
             w.Password: self.auth.change_password, **self.talk.handlers(), **self.room_requests.handlers(),
@@ -278,6 +281,10 @@ class Chat:
             log.info("%s of %s from %s: the account was removed meanwhile",
                      op, safe(account.username), session.peer)
             return self.error(session, "bad_credentials", rid)
+        if (banned := self.moderation.refusal(BAN, account.id)) is not None:
+            # Only now, the password verified: to a guesser a ban looks like any wrong password.
+            log.info("%s of %s from %s refused: %s", op, safe(account.username), session.peer, banned)
+            return self._fatal(session, "banned", banned)
         session.state = move(session.state, "authenticated")
         username = session.username = account.username
         session.account, session.version = account, protocol
@@ -323,9 +330,17 @@ class Chat:
 
     # -- operator commands ----------------------------------------------------------
 
-    def kick(self, name: str) -> int:
-        """End every session of `name` with `kicked`; how many ended."""
-        return self._kick_sessions(self.presence.sessions_of(name), "removed by the operator", "kicked")
+    def kick(self, name: str, reason: str | None = None) -> int:
+        """End every session of `name` with `kicked` (the operator's reason in it); how many ended."""
+        return self._kick_sessions(self.presence.sessions_of(name), reason or "removed by the operator",
+                                   "kicked")
+
+    def end_sessions(self, name: str, code: str, message: str) -> int:
+        """End every session of `name` with a fatal error (a ban's `banned`); how many ended."""
+        sids = self.presence.sessions_of(name)
+        for sid in sids:
+            self._fatal(self.sessions[sid], code, message)
+        return len(sids)
 
     def end_sessions_without_account(self) -> int:
         """After `clear file`: the sessions of accounts that are gone end (`kicked`), or their
@@ -389,4 +404,5 @@ class Chat:
             "messages": f"{self.messages_in} received, {self.deliveries} delivered, "
                         f"last seq {self.journal.last_seq}",
             "logins": f"{self.auth.pending_auth} in progress, {len(self.accounts)} accounts",
+            **self.moderation.status(),
         }

@@ -24,6 +24,7 @@ from netlab.store.accounts import decode_accounts, parse_clients, require_key
 from netlab.store.direct import scan
 from netlab.store.direct_records import DIRECT_FILE, DIRECT_HEADER
 from netlab.store.history import history_header_end
+from netlab.store.moderation_file import MODERATION_FILE, read_moderation_rows
 from netlab.store.records import (
     CLIENTS_FILE,
     HISTORY_FILE,
@@ -72,15 +73,16 @@ def check_data_dir(data_dir: Path, environ: Mapping[str, str] = os.environ) -> l
 
 
 def room_files_damage(data_dir: Path) -> list[Damage]:
-    """rooms.csv, members.csv, markers.csv, say_ids.csv: each bad row, and a torn last row
-    (repair cuts it)."""
+    """rooms.csv, members.csv, markers.csv, say_ids.csv, moderation.csv: each bad row, and a torn
+    last row (repair cuts it)."""
     try:
         read, say_ids = read_room_rows(data_dir), read_say_id_rows(data_dir)
+        moderation = read_moderation_rows(data_dir)
     except OSError as exc:
         return [Damage(data_dir, f"cannot read the rooms' files in {data_dir}: {exc.strerror or exc}")]
     damage = []
     for name, rows in ((ROOMS_FILE, read.rooms), (MEMBERS_FILE, read.members), (MARKERS_FILE, read.markers),
-                       (SAY_IDS_FILE, say_ids)):
+                       (SAY_IDS_FILE, say_ids), (MODERATION_FILE, moderation)):
         path = data_dir / name
         damage += [Damage(path, problem) for problem in rows.problems]
         if rows.torn_at is not None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from netlab.chat.moderation import BAN, MUTE, parse_duration
+
 if TYPE_CHECKING:
     from netlab.admin import Console
 
@@ -141,16 +143,147 @@ def users(console: Console) -> None:
 # kick and say check their argument themselves, after console.chat(): on the echo
 # server they say they are chat-only, argument or not.
 
-@commands.command(cls=_AsTyped, add_help_option=False)
-@click.argument("name", required=False)
+def _name_and_rest(command: str, line: str | None) -> tuple[str, str]:
+    """A NAME and the rest of the line as typed (a REASON, a DURATION ...)."""
+    name, _, rest = (line or "").partition(" ")
+    if not name:
+        raise click.UsageError(f"{command} needs a NAME")
+    return name, rest.strip(" ")
+
+
+def _duration_and_rest(command: str, rest: str) -> tuple[int | None, str]:
+    """An optional DURATION, then the rest: a word that starts with a digit is a DURATION."""
+    first, _, after = rest.partition(" ")
+    if not first[:1].isdigit():
+        return None, rest
+    try:
+        return parse_duration(first), after.strip(" ")
+    except ValueError as exc:
+        raise click.UsageError(f"{command}: {exc}") from None
+
+
+def _refused(command: str, exc: ValueError) -> click.UsageError:
+    """A name, room or message the server does not know: one line, nothing changed."""
+    return click.UsageError(f"{command}: {exc}; nothing changed")
+
+
+@commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)
+@click.argument("line", metavar="NAME [REASON]", required=False)
 @click.pass_obj
-def kick(console: Console, name: str | None) -> None:
-    """Chat: end that user's sessions with `kicked`."""
+def kick(console: Console, line: str | None) -> None:
+    """Chat: end that user's sessions with `kicked` (the REASON, if given, in it)."""
     chat = console.chat("kick")
-    if name is None:
-        raise click.UsageError("kick needs a NAME")
-    ended = chat.kick(name)
+    name, reason = _name_and_rest("kick", line)
+    ended = chat.kick(name, reason or None)
     click.echo(f"kicked {name}: {ended} session(s) ended" if ended else f"{name} is not online")
+
+
+@commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)
+@click.argument("line", metavar="NAME [DURATION] [REASON]", required=False)
+@click.pass_obj
+def ban(console: Console, line: str | None) -> None:
+    """Chat: end the account's sessions and refuse its logins (`banned`), for DURATION or for good."""
+    _restrict(console, "ban", BAN, line)
+
+
+@commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)
+@click.argument("line", metavar="NAME", required=False)
+@click.pass_obj
+def unban(console: Console, line: str | None) -> None:
+    """Chat: lift a ban."""
+    _lift(console, "unban", BAN, line)
+
+
+@commands.command(add_help_option=False)
+@click.pass_obj
+def bans(console: Console) -> None:
+    """Chat: the bans in force, with their end and reason."""
+    listed = console.chat("bans").restrictions(BAN)
+    for name, until, reason in listed:
+        click.echo(f"{name}  {until}  by the console" + (f"  reason: {reason}" if reason else ""))
+    click.echo(f"{len(listed)} ban(s) in force")
+
+
+@commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)
+@click.argument("line", metavar="NAME [DURATION]", required=False)
+@click.pass_obj
+def mute(console: Console, line: str | None) -> None:
+    """Chat: every `say` of the account gets `muted`, for DURATION or until unmuted."""
+    _restrict(console, "mute", MUTE, line)
+
+
+def _restrict(console: Console, command: str, kind: str, line: str | None) -> None:
+    """`ban` or `mute` (only a ban has a REASON), and what was done (a ban: sessions ended)."""
+    chat = console.chat(command)
+    name, rest = _name_and_rest(command, line)
+    seconds, reason = _duration_and_rest(command, rest)
+    if reason and kind == MUTE:
+        raise click.UsageError(f"mute takes a NAME and a DURATION only, not {reason!r}")
+    try:
+        ended = chat.restrict(kind, name, seconds, reason)
+    except ValueError as exc:
+        raise _refused(command, exc) from None
+    how_long = f"for {seconds} s" if seconds else "until lifted"
+    done = f"{'banned' if kind == BAN else 'muted'} {name} {how_long}"
+    click.echo(f"{done}: {ended} session(s) ended" if kind == BAN else done)
+
+
+@commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)
+@click.argument("line", metavar="NAME", required=False)
+@click.pass_obj
+def unmute(console: Console, line: str | None) -> None:
+    """Chat: lift a mute."""
+    _lift(console, "unmute", MUTE, line)
+
+
+def _lift(console: Console, command: str, kind: str, line: str | None) -> None:
+    chat = console.chat(command)
+    name, extra = _name_and_rest(command, line)
+    if extra:
+        raise click.UsageError(f"{command} takes a NAME only")
+    try:
+        chat.lift(kind, name)
+    except ValueError as exc:
+        raise _refused(command, exc) from None
+    click.echo(f"{command}ned {name}" if kind == BAN else f"{command}d {name}")
+
+
+@commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)
+@click.argument("line", metavar="NAME [--yes]", required=False)
+@click.pass_obj
+def remove(console: Console, line: str | None) -> None:
+    """Chat: delete one account after you confirm: its sessions end, its name is free, messages stay."""
+    chat = console.chat("remove")
+    words = (line or "").split()
+    names = [word for word in words if word != "--yes"]
+    if len(names) != 1:
+        raise click.UsageError("remove needs one NAME (and --yes to skip the question)")
+    name = names[0]
+    if "--yes" not in words and not console.confirm(f"Remove the account {name}?"):
+        click.echo("remove cancelled: nothing changed")
+        return
+    try:
+        ended = chat.remove(name)
+    except ValueError as exc:
+        raise _refused("remove", exc) from None
+    click.echo(f"removed {name}: {ended} session(s) ended; the name is free, its messages stay")
+
+
+@commands.command(add_help_option=False)
+@click.argument("room", required=False)
+@click.argument("seq", required=False)
+@click.pass_obj
+def delete(console: Console, room: str | None, seq: str | None) -> None:
+    """Chat: erase one message of a room from disk and history (version 2 sessions get `deleted`)."""
+    chat = console.chat("delete")
+    if room is None or seq is None or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
+        raise click.UsageError("delete needs a ROOM and a SEQ (a whole number)")
+    room = room.removeprefix("#")
+    try:
+        chat.delete(room, int(seq))
+    except ValueError as exc:
+        raise _refused("delete", exc) from None
+    click.echo(f"deleted message {seq} of #{room}")
 
 
 @commands.command(cls=_AsTyped, whole_line=True, add_help_option=False)

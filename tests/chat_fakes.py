@@ -18,6 +18,7 @@ from netlab.chat.jobs import (
     DeleteMessage,
     Job,
     SaveMembership,
+    SaveRestriction,
     SaveRoom,
 )
 from netlab.loop import jobs
@@ -202,9 +203,10 @@ class Recorder:
 
     def run(self, job: Job):
         """Do a job as the loop's workers (and the store of issue 15) do it."""
-        if isinstance(job, SaveRoom | SaveMembership | DeleteMessage | ChangePassword) and self.failing:
+        durable = SaveRoom | SaveMembership | DeleteMessage | ChangePassword | SaveRestriction
+        if isinstance(job, durable) and self.failing:
             raise OSError(28, "No space left on device")
-        if isinstance(job, SaveRoom | SaveMembership):
+        if isinstance(job, SaveRoom | SaveMembership | SaveRestriction):
             self.saved.append(job)
             return None
         if isinstance(job, DeleteMessage):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from netlab.store.room_records import GENERAL, Key, RoomRecord
+from netlab.store.room_records import GENERAL, Key, Restriction, RoomRecord
 
 if TYPE_CHECKING:
     from netlab.store.records import Account
@@ -85,7 +85,16 @@ class ChangePassword:
     new_password: str
 
 
-Job = VerifyPassword | CreateAccount | ReadPage | SaveRoom | SaveMembership | DeleteMessage | ChangePassword
+@dataclass(frozen=True, slots=True)
+class SaveRestriction:
+    """A ban or mute set (or, `lifted`, lifted), fsynced in moderation.csv. Result: None or OSError."""
+
+    restriction: Restriction
+    lifted: bool
+
+
+Job = (VerifyPassword | CreateAccount | ReadPage | SaveRoom | SaveMembership | DeleteMessage | ChangePassword
+       | SaveRestriction)
 
 #: CreateAccount's result when another registration of the name was stored first.
 USERNAME_TAKEN = "username_taken"

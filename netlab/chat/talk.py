@@ -9,10 +9,12 @@ message's way loops over a room's members or over rooms.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from netlab import wire as p
 from netlab.chat.jobs import DELETED, FORBIDDEN, MISSING, DeleteMessage, ReadPage
+from netlab.chat.moderation import MUTE
 from netlab.chat.presence import names_page
 from netlab.chat.say_ids import SayIds
 from netlab.store.records import Record
@@ -90,6 +92,8 @@ class Talk:
 
     def say(self, session: Session, request: p.Say) -> None:
         chat = self.chat
+        if (muted := chat.moderation.refusal(MUTE, session.account.id)) is not None:
+            return chat.error(session, "muted", request.id, muted)  # nothing stored or sent
         target = self.target(session, request.room, request.to, request.id)
         if target is None:
             return
@@ -231,22 +235,34 @@ class Talk:
         key, place, other = target
         if not 1 <= request.seq <= self.last_seq(key):
             return chat.error(session, "bad_request", request.id, "no message has this seq")
-        journal = chat.journals.journal(key)
-        journal.commit()  # the job must find the message on disk
 
-        def done(result: object) -> None:
+        def answer(result: object) -> None:
             if isinstance(result, Exception):
                 return chat.error(session, "unavailable", request.id)
             if result == FORBIDDEN:
                 return chat.error(session, "forbidden", request.id, "only its author deletes a message")
             if result == MISSING or result != DELETED:
                 return chat.error(session, "bad_request", request.id, "no message has this seq")
-            journal.forget(request.seq)
-            self.tell_deleted(key, request.seq, session.username, other)
 
-        chat.fx.submit(session.sid, DeleteMessage(key, request.seq, session.username), done)
+        self.erase(session.sid, key, request.seq, session.username, other, answer)
 
-    def tell_deleted(self, key: Key, seq: int, author: str, other: Account | None) -> None:
+    def erase(self, sid: int | None, key: Key, seq: int, author: str | None, other: Account | None,
+              answer: Callable[[object], None]) -> None:
+        """A message erased from its file (`DeleteMessage`, `author`'s only; None: the operator's),
+        then from the journal's window and from every version 2 session that could see it;
+        `answer` hears the job's result. One path for a `delete` request and the console's."""
+        journal = self.chat.journals.journal(key)
+        journal.commit()  # the job must find the message on disk
+
+        def done(result: object) -> None:
+            if result == DELETED:
+                journal.forget(seq)
+                self.tell_deleted(key, seq, author, other)
+            answer(result)
+
+        self.chat.fx.submit(sid, DeleteMessage(key, seq, author), done)
+
+    def tell_deleted(self, key: Key, seq: int, author: str | None, other: Account | None) -> None:
         """Every version 2 session that could see the message gets `deleted`. General's log
         carries version 1 frames only, so there it goes to each version 2 session."""
         chat = self.chat

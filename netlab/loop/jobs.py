@@ -19,6 +19,7 @@ from netlab.chat.jobs import (
     Job,
     ReadPage,
     SaveMembership,
+    SaveRestriction,
     SaveRoom,
     VerifyPassword,
 )
@@ -55,6 +56,8 @@ def _write(job: Job, accounts: Accounts, journals: Journals) -> Any:
     if isinstance(job, SaveRoom):
         journals.history_of(job.room.name, create=True)  # the room's file, made durably
         return journals.store.rooms.save_room(job.room)
+    if isinstance(job, SaveRestriction):
+        return journals.store.moderation.save(job.restriction, lifted=job.lifted)
     if isinstance(job, SaveMembership):
         return journals.store.rooms.save_membership(job.room, job.account_id, job.member)
     if isinstance(job, DeleteMessage):

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from netlab.logs import get_logger
+from netlab.wire import valid_username
 
 if TYPE_CHECKING:
+    from netlab.chat.moderation import Stored
     from netlab.chat_core import Chat
     from netlab.store.accounts import Accounts
+    from netlab.store.opening import Store
 
 log = get_logger("chat")
 
@@ -24,17 +28,24 @@ STORE_TIMEOUT = 10.0
 
 
 class OperatorCalls:
-    """The chat-only console commands; the class that mixes it in provides `call`, `chat`, `accounts`."""
+    """The chat-only console commands; the class that mixes it in provides `call`, `chat`,
+    `accounts` and `store`."""
 
     chat: Chat
     accounts: Accounts
+    store: Store
     call: Callable[..., Any]
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the console keeps its history (console_history) beside the chat's files."""
+        return self.store.data_dir
 
     def users(self) -> list[tuple[str, int, list[str]]]:
         return self.call(self.chat.users_table)
 
-    def kick(self, name: str) -> int:
-        return self.call(lambda: self.chat.kick(name))
+    def kick(self, name: str, reason: str | None = None) -> int:
+        return self.call(lambda: self.chat.kick(name, reason))
 
     def say(self, text: str) -> int:
         return self.call(lambda: self.chat.notice(text))
@@ -43,13 +54,45 @@ class OperatorCalls:
         return self.call(self.chat.rooms_table)
 
     def topic(self, room: str, text: str) -> str | None:
-        stored: Future[Exception | None] = Future()
         try:
-            self.call(lambda: self.chat.set_topic(room, text, stored.set_result))
+            self._stored(lambda stored: self.chat.set_topic(room, text, lambda failure: stored(failure, 0)))
         except ValueError as exc:
             return str(exc)
-        failure = stored.result(timeout=STORE_TIMEOUT)
-        return None if failure is None else f"the topic could not be stored: {failure}"
+        except OSError as exc:
+            return f"the topic could not be stored: {exc}"
+        return None
+
+    def restrict(self, kind: str, name: str, seconds: int | None, reason: str = "") -> int:
+        moderation = self.chat.moderation
+        return self._stored(lambda stored: moderation.restrict(kind, name, seconds, reason, stored))
+
+    def lift(self, kind: str, name: str) -> None:
+        self._stored(lambda stored: self.chat.moderation.lift(kind, name, stored))
+
+    def restrictions(self, kind: str) -> list[tuple[str, str, str]]:
+        return self.call(lambda: self.chat.moderation.listing(kind))
+
+    def delete(self, room: str, seq: int) -> None:
+        self._stored(lambda stored: self.chat.moderation.delete(room, seq, stored))
+
+    def remove(self, name: str) -> int:
+        # clients.csv is rewritten in the caller's thread, as `clear file` does; the loop only
+        # reads Accounts, and hears of it afterwards.
+        account = self.accounts.get(name) if valid_username(name) else None
+        if account is None:
+            raise ValueError(f"no account is named {name!r}")
+        self.accounts.remove(account)
+        return self.call(lambda: self.chat.moderation.removed(account))
+
+    def _stored(self, start: Callable[[Stored], None]) -> int:
+        """Start a change on the loop and wait until it is on disk; how many sessions it ended.
+        ValueError (from the loop, at once): refused, nothing changed; OSError: not stored."""
+        done: Future[tuple[Exception | None, int]] = Future()
+        self.call(lambda: start(lambda failure, ended: done.set_result((failure, ended))))
+        failure, ended = done.result(timeout=STORE_TIMEOUT)
+        if failure is not None:
+            raise failure
+        return ended
 
     def clear_accounts(self) -> tuple[int, int]:
         # File work in the caller's thread; Accounts is thread-safe and the

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -144,20 +144,39 @@ class Accounts:
     def set_password(self, account: Account, password_hash: str) -> None:
         """Store a new password hash (worker thread): clients.csv rewritten durably, then the
         Account updated in place. KeyError if the account is no longer stored (`clear file`)."""
-        index = self._vault.blind_index(account.username)
+        def new_hash(row: list[str]) -> list[str]:
+            row[2] = password_hash
+            return row
+
         with self._lock:
-            if self._by_id.get(account.id) is not account:
-                raise KeyError(account.username)
-            data = self._path.read_bytes()[: self._torn_at]  # a torn last line is cut here too
-            rows, _torn_at = parse_clients(data, self._path)
-            lines = [csv_line(CLIENTS_HEADER)]
-            for _line, row in rows:
-                if row[0] == index:
-                    row[2] = password_hash
-                lines.append(csv_line(row))
-            replace_durably(self._path, b"".join(lines))
-            self._torn_at = None
+            self._rewrite(account, new_hash)
             account.password_hash = password_hash
+
+    def remove(self, account: Account) -> None:
+        """Take one account out (the console's `remove`, any thread but the loop's): clients.csv
+        rewritten durably without its row, then the name free. KeyError if it is gone already."""
+        with self._lock:
+            self._rewrite(account, lambda row: None)
+            by_name = dict(self._by_name)  # replaced, not changed: the loop reads it unlocked
+            del by_name[account.username.casefold()]
+            self._by_name = by_name
+            self._by_id = {key: value for key, value in self._by_id.items() if key != account.id}
+
+    def _rewrite(self, account: Account, change: Callable[[list[str]], list[str] | None]) -> None:
+        """clients.csv replaced atomically and durably with `change` made to the account's row
+        (None: the row goes). Under the lock; KeyError if the account is no longer stored."""
+        if self._by_id.get(account.id) is not account:
+            raise KeyError(account.username)
+        index = self._vault.blind_index(account.username)
+        data = self._path.read_bytes()[: self._torn_at]  # a torn last line is cut here too
+        rows, _torn_at = parse_clients(data, self._path)
+        lines = [csv_line(CLIENTS_HEADER)]
+        for _line, row in rows:
+            kept = change(row) if row[0] == index else row
+            if kept is not None:
+                lines.append(csv_line(kept))
+        replace_durably(self._path, b"".join(lines))
+        self._torn_at = None
 
     def clear(self) -> int:
         """Move clients.csv to clients.csv.bak, start an empty one; return how many were removed.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,17 @@ def read_rows(path: Path, header: tuple[str, ...]) -> Rows:
     elif tail:
         out.torn_at = start
     return out
+
+
+def read_checked_rows(path: Path, header: tuple[str, ...],
+                      problem: Callable[[list[str]], str | None]) -> Rows:
+    """read_rows, and each row checked by `problem` (what is wrong with it, or None); each
+    problem is one line naming the file and the line."""
+    rows = read_rows(path, header)
+    for line, fields in rows.rows:
+        if (what := problem(fields)) is not None:
+            rows.problems.append(f"{path} line {line}: {what}")
+    return rows
 
 
 def _fields(raw: bytes) -> list[str] | None:

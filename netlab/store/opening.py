@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from netlab.store.accounts import Accounts
 from netlab.store.csv_journal import CsvJournal
 from netlab.store.direct import DirectFile
 from netlab.store.history import FileEnd, History
+from netlab.store.moderation_file import ModerationFile, in_force, read_moderation_rows
 from netlab.store.records import HISTORY_FILE
 from netlab.store.room_files import ROOM_NAME, ROOMS_DIR, RoomFiles, read_room_rows, room_file, snapshot_of
 from netlab.store.room_records import Key, RoomsSnapshot
@@ -31,6 +33,7 @@ class Store:
     direct: DirectFile
     snapshot: RoomsSnapshot
     say_ids: CsvJournal  # say_ids.csv: rooms' say ids, appended with their messages
+    moderation: ModerationFile  # moderation.csv: the operator's bans and mutes
     room_window: int  # ChatConfig.room_window: records of one room's file in memory
     room_histories: dict[str, History] = field(default_factory=dict)  # the rooms' files in use
 
@@ -66,6 +69,7 @@ class Store:
         self.rooms.close()
         self.direct.close()
         self.say_ids.close()
+        self.moderation.close()
 
 
 def _room_ends(data_dir: Path) -> dict[str, FileEnd]:
@@ -85,17 +89,19 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
     """Every data file, or StartupError (or OSError).
 
     Every check comes before the first file is made: accounts are loaded, rooms.csv,
-    members.csv, markers.csv and say_ids.csv read, history.csv and each room's file's tail read and checked
-    (history.csv created only if missing), direct.dat decrypted; and only then the key,
-    clients.csv and the rooms' files written, so a damaged file cannot leave a new key behind,
-    nor a wrong key a new file. (A disk that fails between those writes may still leave a
-    header-only history.csv.)
+    members.csv, markers.csv, say_ids.csv and moderation.csv read, history.csv and each room's
+    file's tail read and checked (history.csv created only if missing), direct.dat decrypted;
+    and only then the key, clients.csv and the rooms' files written, so a damaged file cannot
+    leave a new key behind, nor a wrong key a new file. (A disk that fails between those
+    writes may still leave a header-only history.csv.)
     """
     accounts = Accounts.load(data_dir, environ)
     room_rows = read_room_rows(data_dir)
     say_id_rows = read_say_id_rows(data_dir)
-    if room_rows.problems or say_id_rows.problems:
-        raise StartupError((room_rows.problems + say_id_rows.problems)[0])
+    moderation_rows = read_moderation_rows(data_dir)
+    problems = room_rows.problems + say_id_rows.problems + moderation_rows.problems
+    if problems:
+        raise StartupError(problems[0])
     with contextlib.ExitStack() as undo:
         history = History.open(data_dir / HISTORY_FILE, window=history_window)
         undo.callback(history.close)
@@ -111,5 +117,9 @@ def open_store(data_dir: Path, history_window: int, environ: Mapping[str, str] =
                                 else closed_rooms[room].last_seq if room in closed_rooms else 0)
         say_ids = open_say_ids(data_dir, say_id_rows, room_ids)
         snapshot.say_ids = {**room_ids, **direct.say_ids}
+        snapshot.restrictions = in_force(moderation_rows, time.time(),
+                                         lambda account_id: accounts.by_id(account_id) is not None)
+        moderation = ModerationFile.open(data_dir, moderation_rows, snapshot.restrictions)
         undo.pop_all()
-    return Store(data_dir, accounts, history, closed_rooms, rooms, direct, snapshot, say_ids, room_window)
+    return Store(data_dir, accounts, history, closed_rooms, rooms, direct, snapshot, say_ids, moderation,
+                 room_window)

@@ -8,6 +8,7 @@ opaque id (`Account.id`), never by login: these records are what the files hold.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 #: A direct conversation: the two account ids, sorted. The store maps it to an opaque form on disk.
 Conversation = tuple[str, str]
@@ -36,6 +37,22 @@ class RoomRecord:
     created: str  # RFC 3339 UTC, like a message's ts
 
 
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """The operator's ban or mute of an account (moderation.csv's row, the core's entry)."""
+
+    kind: str  # "ban" or "mute"
+    account: str  # account id
+    until: str  # RFC 3339 UTC as netlab writes it; "" until the operator lifts it
+    reason: str = ""  # as the operator typed it (a mute has none)
+
+    def ends(self) -> float | None:
+        """`until` as seconds since the epoch; None for one that lasts until lifted."""
+        if not self.until:
+            return None
+        return datetime.strptime(self.until, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
 @dataclass(slots=True)
 class RoomsSnapshot:
     """Everything the chat core needs of rooms at start-up; empty for a new data directory."""
@@ -48,3 +65,5 @@ class RoomsSnapshot:
     #: (handed over to chat/say_ids.py, which empties it).
     say_ids: dict[Key, list[SayId]] = field(default_factory=dict)
     general_topic: str = ""
+    #: The bans and mutes in force at start-up (moderation.csv).
+    restrictions: list[Restriction] = field(default_factory=list)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from netlab.store.csv_journal import CsvJournal, Rows, read_rows
+from netlab.store.csv_journal import CsvJournal, Rows, read_checked_rows
 from netlab.store.room_files import ACCOUNT_ID, ROOM_NAME
 from netlab.store.room_records import SAY_ID_WINDOW, SayId
 
@@ -28,12 +28,7 @@ MAX_SAY_ID = 64
 
 def read_say_id_rows(data_dir: Path) -> Rows:
     """The file's rows, each checked (a problem names the file and the line)."""
-    path = data_dir / SAY_IDS_FILE
-    rows = read_rows(path, SAY_IDS_HEADER)
-    for line, fields in rows.rows:
-        if (what := _row_problem(fields)) is not None:
-            rows.problems.append(f"{path} line {line}: {what}")
-    return rows
+    return read_checked_rows(data_dir / SAY_IDS_FILE, SAY_IDS_HEADER, _row_problem)
 
 
 def _row_problem(fields: list[str]) -> str | None:

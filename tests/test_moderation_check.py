@@ -1,0 +1,46 @@
+"""moderation.csv checked as the other files are: by `netlab chat check` and at start-up."""
+
+from __future__ import annotations
+
+import pytest
+from test_chat_check import check, refused_start
+from test_chat_check_rooms import TS, roomed, snapshot  # noqa: F401 - roomed is a fixture
+
+from netlab.store.moderation_file import MODERATION_FILE
+
+ACCOUNT = b"a" * 32
+
+
+def test_a_written_ban_and_unban_check_clean(roomed):  # noqa: F811
+    path = roomed / MODERATION_FILE
+    path.write_bytes(path.read_bytes() + b"ban," + ACCOUNT + b"," + TS.encode() + b",\"spam, twice\"\r\n"
+                     + b"unban," + ACCOUNT + b",,\r\nmute," + ACCOUNT + b",,\r\n")
+    assert check(roomed) == (0, ["no damage found"], [])
+
+
+@pytest.mark.parametrize(("row", "problem"), [
+    (b"kick," + ACCOUNT + b",,\r\n", "action 'kick' is not one of ban, unban, mute, unmute"),
+    (b"ban,ann,,\r\n", "account is not an account id"),
+    (b"ban," + ACCOUNT + b",tomorrow,\r\n", "until 'tomorrow' is not a UTC time as netlab writes it"),
+    (b"ban," + ACCOUNT + b",," + b"x" * 4001 + b"\r\n", "a reason longer than 4000 characters"),
+    (b"ban," + ACCOUNT + b"\r\n", "a row that cannot be read (not 4 CSV fields)"),
+])
+def test_a_bad_row_is_named_and_stops_the_start_touching_nothing(roomed, row, problem):  # noqa: F811
+    path = roomed / MODERATION_FILE
+    path.write_bytes(path.read_bytes() + row)
+    line = path.read_bytes().count(b"\n")
+    expected = f"{path} line {line}: {problem}"
+    before = snapshot(roomed)
+    assert refused_start(roomed) == f"netlab: {expected}"
+    assert check(roomed, "--repair") == (1, [expected], [])
+    assert snapshot(roomed) == before
+
+
+def test_a_torn_last_row_is_repaired(roomed):  # noqa: F811
+    path = roomed / MODERATION_FILE
+    good = path.read_bytes()
+    path.write_bytes(good + b"ban,abc")
+    torn = f"{path} line 2: a torn last record (no newline, 7 bytes)"
+    assert check(roomed) == (1, [torn], [])
+    assert check(roomed, "--repair")[0] == 0
+    assert path.read_bytes() == good
