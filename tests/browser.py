@@ -200,3 +200,45 @@ class ChatPage:
 
     def console_errors(self) -> list[str]:
         return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+    # ---- the contract tests' additions (tests/test_browser_contract.py) -----------------
+
+    def shown_messages(self) -> list[tuple[int, str]]:
+        """(seq, text as shown) of every message line, top to bottom."""
+        items = self.find_all("#messages li[data-seq]")
+        return [(int(item.get_attribute("data-seq")), item.text) for item in items]
+
+    def wait_unread(self, name: str, count: int) -> None:
+        """Wait until the sidebar shows `count` unread for `name` (0: no badge)."""
+        self.wait(lambda _: self.unread(name) == count, f"{count} unread on {name}")
+
+    def socket_outcome(self, url: str, text: str | None = None) -> dict:
+        """Open a WebSocket to `url` from this page's origin (and send `text` once open); the
+        first of its `open` (without text) or `close` events, as {"opened": bool, "code": int}."""
+        return self.driver.execute_async_script(
+            """
+            const [url, text, done] = arguments;
+            let opened = false;
+            const ws = new WebSocket(url);
+            ws.addEventListener("open", () => {
+              opened = true;
+              if (text === null) { done({opened, code: 0}); ws.close(); } else ws.send(text);
+            });
+            ws.addEventListener("close", (event) => done({opened, code: event.code}));
+            """, url, text)
+
+    def console(self, seen: list[str]) -> list[str]:
+        """The browser's console so far, appended to `seen` (reading the log empties it)."""
+        seen.extend(entry["message"] for entry in self.driver.get_log("browser"))
+        return seen
+
+    def resize(self, size: tuple[int, int]) -> None:
+        """The window at `size` (width, height), the viewport the page lays itself out in."""
+        self.driver.set_window_size(*size)
+        self.wait(lambda _: self.driver.execute_script("return innerWidth") == size[0],
+                  f"a viewport {size[0]} px wide")
+
+    def horizontal_overflow(self) -> int:
+        """How many pixels the page is wider than the window (0: nothing to scroll sideways)."""
+        return self.driver.execute_script(
+            "const root = document.documentElement; return Math.max(0, root.scrollWidth - root.clientWidth);")
