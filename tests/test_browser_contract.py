@@ -83,6 +83,13 @@ def test_unread_counts_follow_the_account_from_one_browser_to_the_other(browser,
         bob.close()
 
 
+def refused_in_console(page: ChatPage, refusal: str) -> None:
+    """Wait until the browser's console reports `refusal` as a Content-Security-Policy violation."""
+    console: list[str] = []
+    page.wait(lambda _: any(refusal in line and "Content Security Policy" in line
+                            for line in page.console(console)), f"{refusal!r} in the console")
+
+
 @contextlib.contextmanager
 def foreign_site():
     """Another origin on this machine: a tiny web server on another port, its page empty."""
@@ -124,15 +131,13 @@ def test_a_hostile_page_or_script_finds_every_door_shut(browser, start_chat):  #
     bob.login("bob", PASSWORD)
 
     # A script injected into the live page does not run, and the console says why.
-    console: list[str] = []
     injected = bob.driver.execute_script("""
         const script = document.createElement("script");
         script.textContent = "window.injectedRan = true;";
         document.head.append(script);
         return window.injectedRan === undefined;""")
     assert injected, "an inline script ran despite the CSP"
-    bob.wait(lambda _: any("Content Security Policy" in line for line in bob.console(console)),
-             "the CSP violation in the console")
+    refused_in_console(bob, "Executing inline script violates")
     handler_blocked = bob.driver.execute_async_script("""
         const done = arguments[0];
         const image = document.createElement("img");
@@ -141,6 +146,7 @@ def test_a_hostile_page_or_script_finds_every_door_shut(browser, start_chat):  #
         image.src = "/no-such-image.png";
         document.body.append(image);""")
     assert handler_blocked, "an inline onerror handler ran despite the CSP"
+    refused_in_console(bob, "Executing inline event handler violates")
 
     # A message over --max-frame from the page's origin: closed with 1009 ...
     assert bob.socket_outcome(socket_url, "x" * (MAX_FRAME + 1)) == {"opened": True, "code": 1009}
