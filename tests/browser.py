@@ -177,8 +177,9 @@ class ChatPage:
                   f"a message with {text!r}", timeout)
 
     def show(self, name: str) -> None:
-        """Click a room (`#name`) or a conversation (`name`) in the sidebar."""
-        self.sidebar_button(name).click()
+        """Click a room (`#name`) or a conversation (`name`) in the sidebar (again if the page
+        redrew the sidebar between finding the button and clicking it)."""
+        self.wait(lambda _: self.sidebar_button(name).click() or True, f"{name} clicked")
         self.wait(lambda _: self.find("#place-name").text.startswith(name), f"{name} opened")
 
     def sidebar_button(self, name: str):
@@ -204,9 +205,11 @@ class ChatPage:
     # ---- the contract tests' additions (tests/test_browser_contract.py) -----------------
 
     def shown_messages(self) -> list[tuple[int, str]]:
-        """(seq, text as shown) of every message line, top to bottom."""
-        items = self.find_all("#messages li[data-seq]")
-        return [(int(item.get_attribute("data-seq")), item.text) for item in items]
+        """(seq, text as shown) of every message line, top to bottom, read in one go (the page
+        may redraw the list at any moment, so no element is held between two calls)."""
+        return [(int(seq), text) for seq, text in self.driver.execute_script(
+            'return [...document.querySelectorAll("#messages li[data-seq]")]'
+            '.map((item) => [item.dataset.seq, item.innerText]);')]
 
     def wait_unread(self, name: str, count: int) -> None:
         """Wait until the sidebar shows `count` unread for `name` (0: no badge)."""

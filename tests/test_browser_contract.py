@@ -47,7 +47,7 @@ def test_a_browser_and_a_terminal_talk_in_a_room_of_their_own(browser, start_cha
         ann.say("hello from the browser")
         tom.expect(r"\] ann: hello from the browser")
         ann.show("#general")
-        assert not any("terminal" in line for line in ann.message_texts())  # it was said in #lab only
+        assert not any("terminal" in text for _, text in ann.shown_messages())  # said in #lab only
         assert seen.getvalue().count("ann: hello from the browser") == 1
         tom.sendline("/quit")
     finally:
