@@ -244,6 +244,10 @@ class ChatPage:
                   f"a viewport of {size[0]}x{size[1]} px")
 
     def horizontal_overflow(self) -> int:
-        """How many pixels the page is wider than the window (0: nothing to scroll sideways)."""
-        return self.driver.execute_script(
-            "const root = document.documentElement; return Math.max(0, root.scrollWidth - root.clientWidth);")
+        """How many pixels the page, or a part of it that scrolls (the message list), is wider
+        than its box: 0 when nothing scrolls sideways."""
+        return self.driver.execute_script("""
+            const scrolling = [...document.querySelectorAll("body *")].filter(
+              (element) => ["auto", "scroll"].includes(getComputedStyle(element).overflowX));
+            const boxes = [document.documentElement, ...scrolling];
+            return Math.max(0, ...boxes.map((box) => box.scrollWidth - box.clientWidth));""")
