@@ -211,6 +211,10 @@ class ChatPage:
             'return [...document.querySelectorAll("#messages li[data-seq]")]'
             '.map((item) => [item.dataset.seq, item.innerText]);')]
 
+    def wait_in_sidebar(self, name: str) -> None:
+        """Wait until the sidebar lists `name` (a room joined, or joined for us by an invite)."""
+        self.wait(lambda _: name in self.find("#sidebar").text.split(), f"{name} in the sidebar")
+
     def wait_unread(self, name: str, count: int) -> None:
         """Wait until the sidebar shows `count` unread for `name` (0: no badge)."""
         self.wait(lambda _: self.unread(name) == count, f"{count} unread on {name}")

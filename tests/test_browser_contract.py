@@ -16,6 +16,7 @@ import threading
 
 from browser import ChatPage, browser  # noqa: F401  (browser is a fixture)
 from chatclient import PASSWORD
+from procs import assert_exits_zero
 from test_client import terminal_client
 from test_web_port import web_port
 from v2client import registered2
@@ -40,8 +41,9 @@ def test_a_browser_and_a_terminal_talk_in_a_room_of_their_own(browser, start_cha
         tom.expect("tom #lab>")
         tom.sendline("/invite ann")
         tom.expect("invited")
-        ann.wait(lambda _: "#lab" in ann.find("#room-list").text, "#lab in the sidebar")
+        ann.wait_in_sidebar("#lab")
         ann.show("#lab")
+        ann.wait_text("#place-topic", "the lab's own room")
         tom.sendline("hello from the terminal")
         ann.wait_message("hello from the terminal")
         ann.say("hello from the browser")
@@ -50,6 +52,7 @@ def test_a_browser_and_a_terminal_talk_in_a_room_of_their_own(browser, start_cha
         assert not any("terminal" in text for _, text in ann.shown_messages())  # said in #lab only
         assert seen.getvalue().count("ann: hello from the browser") == 1
         tom.sendline("/quit")
+        assert_exits_zero(tom)
     finally:
         tom.close(force=True)
 
@@ -64,7 +67,7 @@ def test_unread_counts_follow_the_account_from_one_browser_to_the_other(browser,
         bob.send("invite", room="lab", username="ann")
         bob.wait_for("ok", op="invite")
         for device in (laptop, phone):
-            device.wait(lambda _, d=device: "#lab" in d.find("#room-list").text, "#lab in the sidebar")
+            device.wait_in_sidebar("#lab")
         for n in range(1, 4):
             bob.say_in("lab", f"news {n}")
         laptop.wait_unread("#lab", 3)
