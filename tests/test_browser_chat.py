@@ -4,7 +4,8 @@ on a phone. The run leaves screenshots of both widths in test-screenshots/ for a
 from __future__ import annotations
 
 import pytest
-from browser import DESKTOP, PHONE, ChatPage, browser  # noqa: F401  (browser is a fixture)
+from browser import DESKTOP, PHONE, browser  # noqa: F401  (browser is a fixture)
+from browser_probes import ProbedPage
 from chatclient import PASSWORD
 from test_web_port import web_port
 
@@ -18,13 +19,13 @@ def page_url(start_chat):
     return server, port, f"http://127.0.0.1:{web_port(server)}/"
 
 
-def opened_at(driver, url: str, size: tuple[int, int], phone: bool = False) -> ChatPage:
-    page = ChatPage(driver, url).open()
+def opened_at(driver, url: str, size: tuple[int, int], phone: bool = False) -> ProbedPage:
+    page = ProbedPage(driver, url).open()
     page.emulate(size, phone)
     return page
 
 
-def assert_fits_a_phone(page: ChatPage, view: str) -> None:
+def assert_fits_a_phone(page: ProbedPage, view: str) -> None:
     """Nothing to scroll sideways at phone width (a phone user would have to, to read)."""
     assert page.horizontal_overflow() == 0, f"the {view} is wider than a phone"
 

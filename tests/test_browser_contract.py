@@ -14,7 +14,8 @@ import http.server
 import io
 import threading
 
-from browser import ChatPage, browser  # noqa: F401  (browser is a fixture)
+from browser import browser  # noqa: F401  (browser is a fixture)
+from browser_probes import ProbedPage
 from chatclient import PASSWORD
 from procs import assert_exits_zero
 from test_client import terminal_client
@@ -32,7 +33,7 @@ def chat_page(start_chat, *extra: str) -> tuple[int, str]:
 
 def test_a_browser_and_a_terminal_talk_in_a_room_of_their_own(browser, start_chat):  # noqa: F811
     port, url = chat_page(start_chat)
-    ann = ChatPage(browser(), url).open().register("ann", PASSWORD)
+    ann = ProbedPage(browser(), url).open().register("ann", PASSWORD)
     tom = terminal_client(port, "--user", "tom", "--password-env", "PW", "--register")
     tom.logfile_read = seen = io.StringIO()
     try:
@@ -59,8 +60,8 @@ def test_a_browser_and_a_terminal_talk_in_a_room_of_their_own(browser, start_cha
 
 def test_unread_counts_follow_the_account_from_one_browser_to_the_other(browser, start_chat):  # noqa: F811
     port, url = chat_page(start_chat)
-    laptop = ChatPage(browser(), url).open().register("ann", PASSWORD)
-    phone = ChatPage(browser(), url).open().login("ann", PASSWORD)
+    laptop = ProbedPage(browser(), url).open().register("ann", PASSWORD)
+    phone = ProbedPage(browser(), url).open().login("ann", PASSWORD)
     bob = registered2(port, "bob")
     try:
         bob.create("lab")
@@ -86,7 +87,7 @@ def test_unread_counts_follow_the_account_from_one_browser_to_the_other(browser,
         bob.close()
 
 
-def in_console(page: ChatPage, *words: str) -> None:
+def in_console(page: ProbedPage, *words: str) -> None:
     """Wait until one line of the browser's console holds all of `words`."""
     console: list[str] = []
     page.wait(lambda _: any(all(word in line for word in words) for line in page.console(console)),
@@ -122,8 +123,8 @@ def foreign_site():
 def test_a_hostile_page_or_script_finds_every_door_shut(browser, start_chat):  # noqa: F811
     _, url = chat_page(start_chat, "--max-frame", str(MAX_FRAME))
     socket_url = url.replace("http://", "ws://") + "ws"
-    ann = ChatPage(browser(), url).open().register("ann", PASSWORD)
-    bob = ChatPage(browser(), url).open().register("bob", PASSWORD)
+    ann = ProbedPage(browser(), url).open().register("ann", PASSWORD)
+    bob = ProbedPage(browser(), url).open().register("bob", PASSWORD)
 
     # A page from another origin may not talk to the chat: the handshake is refused (403).
     with foreign_site() as elsewhere:

@@ -10,7 +10,8 @@ import re
 import signal
 from collections.abc import Iterator
 
-from browser import ChatPage, browser  # noqa: F401  (browser is a fixture)
+from browser import browser  # noqa: F401  (browser is a fixture)
+from browser_probes import ProbedPage
 from chatclient import PASSWORD, Closed
 from procs import WAIT
 from test_web_port import web_port
@@ -50,7 +51,7 @@ def said_while_stopping(server, stop: signal.Signals, bob: V2Client, numbers: It
     return acknowledged
 
 
-def counts_shown(page: ChatPage) -> list[tuple[int, int]]:
+def counts_shown(page: ProbedPage) -> list[tuple[int, int]]:
     """(seq, number) of every counted message the page shows, top to bottom."""
     return [(seq, int(match.group(1))) for seq, text in page.shown_messages()
             if (match := COUNTED.search(text))]
@@ -60,7 +61,7 @@ def test_the_page_loses_and_doubles_nothing_when_the_server_restarts_mid_convers
         browser, start_chat):  # noqa: F811
     server, port = start_chat("--web-port", "0", "--rate-limit", "0")
     web = web_port(server)
-    ann = ChatPage(browser(), f"http://127.0.0.1:{web}/").open().register("ann", PASSWORD)
+    ann = ProbedPage(browser(), f"http://127.0.0.1:{web}/").open().register("ann", PASSWORD)
     ann.driver.execute_script("window.sameDocument = true;")  # gone if the page were reloaded
     bob = registered2(port, "bob")
     bob.create(ROOM)
