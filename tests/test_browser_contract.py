@@ -76,7 +76,6 @@ def test_unread_counts_follow_the_account_from_one_browser_to_the_other(browser,
 
         laptop.show("#lab")  # read there: the marker moves, on the phone too
         laptop.wait_message("news 3")
-        laptop.wait_unread("#lab", 0)
         phone.wait_unread("#lab", 0)
 
         laptop.show("#general")
@@ -158,8 +157,8 @@ def test_a_hostile_page_or_script_finds_every_door_shut(browser, start_chat):  #
     # ... while the server keeps serving everyone else.
     ann.say("still here?")
     bob.wait_message("still here?")
-    bob.say("still here")
-    ann.wait_message("still here")
+    bob.say("yes, still here")
+    ann.wait_message("yes, still here")
 
     bob.driver.get(url + "healthz")
     assert bob.find("body").text == "ok"
