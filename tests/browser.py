@@ -177,8 +177,9 @@ class ChatPage:
                   f"a message with {text!r}", timeout)
 
     def show(self, name: str) -> None:
-        """Click a room (`#name`) or a conversation (`name`) in the sidebar."""
-        self.sidebar_button(name).click()
+        """Click a room (`#name`) or a conversation (`name`) in the sidebar (again if the page
+        redrew the sidebar between finding the button and clicking it)."""
+        self.wait(lambda _: self.sidebar_button(name).click() or True, f"{name} clicked")
         self.wait(lambda _: self.find("#place-name").text.startswith(name), f"{name} opened")
 
     def sidebar_button(self, name: str):
