@@ -27,6 +27,7 @@ from netlab.store.room_records import GENERAL, Restriction
 from netlab.wire import rooms as w
 
 if TYPE_CHECKING:
+    from netlab.chat.sessions import Session
     from netlab.chat_core import Chat
     from netlab.store.records import Account
 
@@ -105,6 +106,19 @@ class Moderation:
         said = "banned" if kind == BAN else "muted"
         return f"{said} {until_text(found.until)}" + (f": {found.reason}" if found.reason else "")
 
+    def turned_away(self, session: Session, account: Account, op: str) -> bool:
+        """A banned account's login, its password verified (so that to a guesser a ban looks
+        like any wrong password): a fatal `banned`, and True."""
+        message = self.refusal(BAN, account.id)
+        if message is not None:
+            log.info("%s of %s from %s refused: %s", op, safe(account.username), session.peer, message)
+            self._chat.end_sessions([session.sid], self._banned(message), "banned")
+        return message is not None
+
+    @staticmethod
+    def _banned(message: str) -> dict:
+        return p.error("banned", message, fatal=True)
+
     def listing(self, kind: str) -> list[tuple[str, str, str]]:
         """(name, until, reason) of each one in force, by name: the console's `bans`."""
         rows = []
@@ -122,6 +136,11 @@ class Moderation:
 
     # -- the operator's commands ------------------------------------------------------------
 
+    def kick(self, name: str, reason: str | None = None) -> int:
+        """End every session of `name` with `kicked` (the operator's reason in it); how many ended."""
+        frame = p.kicked(reason or "removed by the operator")
+        return self._chat.end_sessions(self._chat.presence.sessions_of(name), frame, "kicked")
+
     def restrict(self, kind: str, name: str, seconds: int | None, reason: str, stored: Stored) -> None:
         """`ban` or `mute`: ValueError (nothing changed) for a name no account has; stored,
         then in force, then (a ban) the account's sessions end with `banned`."""
@@ -138,8 +157,8 @@ class Moderation:
             self.note(kind, account.username, until_text(until), reason)
             ended = 0
             if kind == BAN:
-                message = self.refusal(BAN, account.id) or "banned"
-                ended = chat.end_sessions(account.username, "banned", message)
+                ended = chat.end_sessions(chat.presence.sessions_of(account.username),
+                                          self._banned(self.refusal(BAN, account.id) or "banned"), "banned")
             stored(None, ended)
 
         chat.fx.submit(None, SaveRestriction(restriction, lifted=False), done)
