@@ -137,3 +137,6 @@ def test_an_unknown_name_or_a_bad_duration_is_one_line_and_changes_nothing(conso
         assert len(server.out.lines[start:]) == 2, server.out.lines[start:]
     assert (data_dir / MODERATION_FILE).read_bytes() == before
     assert login_answer(port, "jo")["type"] == "ok"
+    for usage in (r"kick NAME \[REASON\]", r"ban NAME \[DURATION\] \[REASON\]", "unban NAME", "bans",
+                  r"mute NAME \[DURATION\]", "unmute NAME", r"remove NAME \[--yes\]", "delete ROOM SEQ"):
+        marked(server, "help", rf"^  {usage}\s+Chat: ")
