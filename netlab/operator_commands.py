@@ -176,7 +176,10 @@ def kick(console: Console, line: str | None) -> None:
     """Chat: end that user's sessions with `kicked` (the REASON, if given, in it)."""
     chat = console.chat("kick")
     name, reason = _name_and_rest("kick", line)
-    ended = chat.kick(name, reason or None)
+    try:
+        ended = chat.kick(name, reason or None)
+    except ValueError as exc:
+        raise _refused("kick", exc) from None
     click.echo(f"kicked {name}: {ended} session(s) ended" if ended else f"{name} is not online")
 
 

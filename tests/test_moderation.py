@@ -135,6 +135,8 @@ def test_an_unknown_name_or_a_bad_duration_is_one_line_and_changes_nothing(conso
                             ("mute jo 5m loud", r"^error: mute takes a NAME and a DURATION only"),
                             ("unban jo", r"^error: unban: jo is not banned; nothing changed"),
                             ("unmute jo", r"^error: unmute: jo is not muted; nothing changed"),
+                            ("ban jo 1h " + "x" * 4001, r"^error: ban: a REASON is at most 4000 characters"),
+                            ("kick jo " + "x" * 4001, r"^error: kick: a REASON is at most 4000 characters"),
                             ("ban", r"^error: ban needs a NAME \(type 'help' for the commands\)$")]:
         start = len(server.out)
         marked(server, command, answer)
