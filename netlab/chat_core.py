@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from netlab import wire as p
 from netlab.chat.auth import Auth, log_refused_registration
 from netlab.chat.jobs import Job
-from netlab.chat.moderation import BAN, Moderation
+from netlab.chat.moderation import Moderation
 from netlab.chat.presence import Presence
 from netlab.chat.room_requests import RoomRequests, rooms_table
 from netlab.chat.rooms import Rooms
@@ -169,8 +169,8 @@ class Chat:
         #: TEXT` (by "operator", once on disk; ValueError for a bad text or room): chat/room_requests.py
         self.set_topic = self.room_requests.set_topic
         self.rooms_table = functools.partial(rooms_table, self)
-        #: Bans and mutes, and the operator's commands that set them (chat/moderation.py).
         self.moderation = Moderation(self, rooms.restrictions if rooms is not None else [])
+        self.kick = self.moderation.kick
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
             p.Register: self.auth.register, p.Login: self.auth.login, p.Ping: self._ping, p.Quit: self._quit,
             w.Password: self.auth.change_password, **self.talk.handlers(), **self.room_requests.handlers(),
@@ -281,10 +281,8 @@ class Chat:
             log.info("%s of %s from %s: the account was removed meanwhile",
                      op, safe(account.username), session.peer)
             return self.error(session, "bad_credentials", rid)
-        if (banned := self.moderation.refusal(BAN, account.id)) is not None:
-            # Only now, the password verified: to a guesser a ban looks like any wrong password.
-            log.info("%s of %s from %s refused: %s", op, safe(account.username), session.peer, banned)
-            return self._fatal(session, "banned", banned)
+        if self.moderation.turned_away(session, account, op):  # only now, the password verified
+            return
         session.state = move(session.state, "authenticated")
         username = session.username = account.username
         session.account, session.version = account, protocol
@@ -330,29 +328,18 @@ class Chat:
 
     # -- operator commands ----------------------------------------------------------
 
-    def kick(self, name: str, reason: str | None = None) -> int:
-        """End every session of `name` with `kicked` (the operator's reason in it); how many ended."""
-        return self._kick_sessions(self.presence.sessions_of(name), reason or "removed by the operator",
-                                   "kicked")
-
-    def end_sessions(self, name: str, code: str, message: str) -> int:
-        """End every session of `name` with a fatal error (a ban's `banned`); how many ended."""
-        sids = self.presence.sessions_of(name)
-        for sid in sids:
-            self._fatal(self.sessions[sid], code, message)
-        return len(sids)
-
     def end_sessions_without_account(self) -> int:
         """After `clear file`: the sessions of accounts that are gone end (`kicked`), or their
         owners would stay online under names anyone may now register. How many ended."""
         stale = [sid for name, sids in self.presence.users() for sid in sids
                  if self.sessions[sid].account is not self.accounts.get(name)]
-        return self._kick_sessions(stale, "account removed", "account removed")
+        return self.end_sessions(stale, p.kicked("account removed"), "account removed")
 
-    def _kick_sessions(self, sids: list[int], reason: str, logged_as: str) -> int:
-        frame = p.encode_payload(p.kicked(reason))
+    def end_sessions(self, sids: list[int], frame: dict, logged_as: str) -> int:
+        """End these sessions with a last frame (`kicked`, a fatal error); how many ended."""
+        payload = p.encode_payload(frame)
         for sid in sids:
-            self.fx.send(sid, frame)
+            self.fx.send(sid, payload)
             self._end(self.sessions[sid], logged_as)
         return len(sids)
 

@@ -52,8 +52,10 @@ def commands() -> None:
 @commands.command("help", add_help_option=False)
 def help_command() -> None:
     """List the commands."""
-    for name, text in command_help():
-        click.echo(f"  {name:<12} {text}")
+    rows = command_help()
+    width = max(len(name) for name, _ in rows)
+    for name, text in rows:
+        click.echo(f"  {name:<{width}}  {text}")
 
 
 @commands.command(add_help_option=False)
@@ -174,7 +176,10 @@ def kick(console: Console, line: str | None) -> None:
     """Chat: end that user's sessions with `kicked` (the REASON, if given, in it)."""
     chat = console.chat("kick")
     name, reason = _name_and_rest("kick", line)
-    ended = chat.kick(name, reason or None)
+    try:
+        ended = chat.kick(name, reason or None)
+    except ValueError as exc:
+        raise _refused("kick", exc) from None
     click.echo(f"kicked {name}: {ended} session(s) ended" if ended else f"{name} is not online")
 
 
@@ -182,7 +187,7 @@ def kick(console: Console, line: str | None) -> None:
 @click.argument("line", metavar="NAME [DURATION] [REASON]", required=False)
 @click.pass_obj
 def ban(console: Console, line: str | None) -> None:
-    """Chat: end the account's sessions and refuse its logins (`banned`), for DURATION or for good."""
+    """Chat: end the account's sessions, refuse its logins (`banned`) for DURATION or for good."""
     _restrict(console, "ban", BAN, line)
 
 
@@ -252,7 +257,7 @@ def _lift(console: Console, command: str, kind: str, line: str | None) -> None:
 @click.argument("line", metavar="NAME [--yes]", required=False)
 @click.pass_obj
 def remove(console: Console, line: str | None) -> None:
-    """Chat: delete one account after you confirm: its sessions end, its name is free, messages stay."""
+    """Chat: delete one account (asks first): sessions end, the name is free, messages stay."""
     chat = console.chat("remove")
     words = (line or "").split()
     names = [word for word in words if word != "--yes"]
@@ -274,7 +279,7 @@ def remove(console: Console, line: str | None) -> None:
 @click.argument("seq", required=False)
 @click.pass_obj
 def delete(console: Console, room: str | None, seq: str | None) -> None:
-    """Chat: erase one message of a room from disk and history (version 2 sessions get `deleted`)."""
+    """Chat: erase a room's message from disk and history; version 2 sessions get `deleted`."""
     chat = console.chat("delete")
     if room is None or seq is None or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
         raise click.UsageError("delete needs a ROOM and a SEQ (a whole number)")

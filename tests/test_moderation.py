@@ -55,7 +55,10 @@ def test_a_ban_and_a_mute_outlive_a_restart_and_unban_too(start_chat, data_dir):
     registered(port, "cy").close()
     registered(port, "dee").close()
     registered(port, "eve").close()
+    registered(port, "gil").close()
     marked(server, "ban cy", r"^banned cy until lifted: 0 session\(s\) ended$")
+    marked(server, "ban gil 7d  spam", r"^banned gil for 604800 s")
+    gil_line = marked(server, "bans", r"^gil  until 20.*$")[0]
     marked(server, "ban eve 7d", r"^banned eve for 604800 s")
     marked(server, "mute dee", r"^muted dee until lifted$")
     marked(server, "unban eve", r"^unbanned eve$")
@@ -65,6 +68,8 @@ def test_a_ban_and_a_mute_outlive_a_restart_and_unban_too(start_chat, data_dir):
     server, port = start_chat("--rate-limit", "0", repl=True)
     assert login_answer(port, "cy")["code"] == "banned"
     assert login_answer(port, "eve")["type"] == "ok"
+    assert login_answer(port, "gil")["code"] == "banned"
+    assert marked(server, "bans", r"^gil  until 20.*$")[0] == gil_line  # the same end, to the second
     with logged_in(port, "dee") as dee:
         dee.send("say", text="still here?", id="m1")
         assert dee.expect_error("muted", id="m1")["message"].startswith("muted until the operator lifts it")
@@ -130,6 +135,8 @@ def test_an_unknown_name_or_a_bad_duration_is_one_line_and_changes_nothing(conso
                             ("mute jo 5m loud", r"^error: mute takes a NAME and a DURATION only"),
                             ("unban jo", r"^error: unban: jo is not banned; nothing changed"),
                             ("unmute jo", r"^error: unmute: jo is not muted; nothing changed"),
+                            ("ban jo 1h " + "x" * 4001, r"^error: ban: a REASON is at most 4000 characters"),
+                            ("kick jo " + "x" * 4001, r"^error: kick: a REASON is at most 4000 characters"),
                             ("ban", r"^error: ban needs a NAME \(type 'help' for the commands\)$")]:
         start = len(server.out)
         marked(server, command, answer)
@@ -137,3 +144,6 @@ def test_an_unknown_name_or_a_bad_duration_is_one_line_and_changes_nothing(conso
         assert len(server.out.lines[start:]) == 2, server.out.lines[start:]
     assert (data_dir / MODERATION_FILE).read_bytes() == before
     assert login_answer(port, "jo")["type"] == "ok"
+    for usage in (r"kick NAME \[REASON\]", r"ban NAME \[DURATION\] \[REASON\]", "unban NAME", "bans",
+                  r"mute NAME \[DURATION\]", "unmute NAME", r"remove NAME \[--yes\]", "delete ROOM SEQ"):
+        marked(server, "help", rf"^  {usage}\s+Chat: ")

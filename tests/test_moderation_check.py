@@ -7,6 +7,8 @@ from test_chat_check import check, refused_start
 from test_chat_check_rooms import TS, roomed, snapshot  # noqa: F401 - roomed is a fixture
 
 from netlab.store.moderation_file import MODERATION_FILE
+from netlab.store.opening import open_store
+from netlab.store.room_records import Restriction
 
 ACCOUNT = b"a" * 32
 
@@ -44,3 +46,20 @@ def test_a_torn_last_row_is_repaired(roomed):  # noqa: F811
     assert check(roomed) == (1, [torn], [])
     assert check(roomed, "--repair")[0] == 0
     assert path.read_bytes() == good
+
+
+def test_start_up_keeps_those_in_force_and_compacts_a_grown_file(roomed):  # noqa: F811
+    store = open_store(roomed, 100, environ={}, room_window=5, direct_window=5)
+    ann, bob = (store.accounts.get(name).id for name in ("Ann", "Bob"))
+    store.close()
+    rows = [f"ban,{ann},,\r\nunban,{ann},,\r\n" for _ in range(600)]
+    rows += [f"ban,{bob},{TS},ended long ago\r\n", f"mute,{ann},,\r\n",
+             f"ban,{'b' * 32},,no such account\r\n"]
+    path = roomed / MODERATION_FILE
+    path.write_bytes(path.read_bytes() + "".join(rows).encode())
+    store = open_store(roomed, 100, environ={}, room_window=5, direct_window=5)
+    try:
+        assert store.snapshot.restrictions == [Restriction("mute", ann, "", "")]
+        assert path.read_bytes() == f"action,account,until,reason\r\nmute,{ann},,\r\n".encode()
+    finally:
+        store.close()

@@ -42,6 +42,10 @@ def test_remove_asks_then_frees_the_name_and_keeps_the_messages(start_chat, data
                                                          "username": "kim", "change": "left"}
     assert accounts_on_disk(data_dir) == 1
     marked(server, "remove --yes kim", r"^error: remove: no account is named 'kim'; nothing changed")
+    registered(port, "zed").close()
+    start = len(server.out)
+    marked(server, "remove zed --yes", r"^removed zed: 0 session\(s\) ended")  # no question asked
+    assert not any("[y/N]" in line for line in server.out.lines[start:])
     with connect(port) as again:
         again.send("login", username="kim", password="correct horse battery")
         assert again.expect_error("bad_credentials")

@@ -25,8 +25,10 @@ from netlab.chat.jobs import DELETED, SaveMembership, SaveRestriction
 from netlab.chat.sessions import safe
 from netlab.store.room_records import GENERAL, Restriction
 from netlab.wire import rooms as w
+from netlab.wire.messages import no_forbidden_controls
 
 if TYPE_CHECKING:
+    from netlab.chat.sessions import Session
     from netlab.chat_core import Chat
     from netlab.store.records import Account
 
@@ -55,6 +57,14 @@ def parse_duration(text: str) -> int:
         raise ValueError(f"{text!r} is not a DURATION: a whole number above 0 with s, m, h or d "
                          f"(30m, 2h, 7d; at most {MAX_DURATION // 86400}d)")
     return seconds
+
+
+def check_reason(reason: str) -> None:
+    """ValueError unless a REASON follows a message text's rules but for its length being 0
+    or more: so that the frame it goes in (`kicked`, `banned`) always fits max_frame."""
+    if len(reason) > p.MAX_TEXT or not no_forbidden_controls(reason):
+        raise ValueError(f"a REASON is at most {p.MAX_TEXT} characters, without control characters "
+                         "other than TAB")
 
 
 def until_text(until: str) -> str:
@@ -105,6 +115,19 @@ class Moderation:
         said = "banned" if kind == BAN else "muted"
         return f"{said} {until_text(found.until)}" + (f": {found.reason}" if found.reason else "")
 
+    def turned_away(self, session: Session, account: Account, op: str) -> bool:
+        """A banned account's login, its password verified (so that to a guesser a ban looks
+        like any wrong password): a fatal `banned`, and True."""
+        message = self.refusal(BAN, account.id)
+        if message is not None:
+            log.info("%s of %s from %s refused: %s", op, safe(account.username), session.peer, safe(message))
+            self._chat.end_sessions([session.sid], self._banned(message), "banned")
+        return message is not None
+
+    @staticmethod
+    def _banned(message: str) -> dict:
+        return p.error("banned", message, fatal=True)
+
     def listing(self, kind: str) -> list[tuple[str, str, str]]:
         """(name, until, reason) of each one in force, by name: the console's `bans`."""
         rows = []
@@ -122,11 +145,19 @@ class Moderation:
 
     # -- the operator's commands ------------------------------------------------------------
 
+    def kick(self, name: str, reason: str | None = None) -> int:
+        """End every session of `name` with `kicked` (the operator's reason in it); how many ended.
+        ValueError, nothing done: a reason `check_reason` refuses."""
+        check_reason(reason or "")
+        frame = p.kicked(reason or "removed by the operator")
+        return self._chat.end_sessions(self._chat.presence.sessions_of(name), frame, "kicked")
+
     def restrict(self, kind: str, name: str, seconds: int | None, reason: str, stored: Stored) -> None:
         """`ban` or `mute`: ValueError (nothing changed) for a name no account has; stored,
         then in force, then (a ban) the account's sessions end with `banned`."""
         chat = self._chat
         account = self._account(name)
+        check_reason(reason)
         until = p.timestamp(chat.wall + seconds) if seconds else ""
         restriction = Restriction(kind, account.id, until, reason)
 
@@ -138,8 +169,8 @@ class Moderation:
             self.note(kind, account.username, until_text(until), reason)
             ended = 0
             if kind == BAN:
-                message = self.refusal(BAN, account.id) or "banned"
-                ended = chat.end_sessions(account.username, "banned", message)
+                ended = chat.end_sessions(chat.presence.sessions_of(account.username),
+                                          self._banned(self.refusal(BAN, account.id) or "banned"), "banned")
             stored(None, ended)
 
         chat.fx.submit(None, SaveRestriction(restriction, lifted=False), done)

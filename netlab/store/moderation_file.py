@@ -17,13 +17,14 @@ from netlab.store.csv_journal import CsvJournal, Rows, read_checked_rows, should
 from netlab.store.records import TIMESTAMP
 from netlab.store.room_files import ACCOUNT_ID
 from netlab.store.room_records import Restriction
+from netlab.wire import MAX_TEXT
 
 MODERATION_FILE = "moderation.csv"
 MODERATION_HEADER = ("action", "account", "until", "reason")
 #: Each action: the kind it is about, and whether it sets one (False: lifts it).
 ACTIONS = {"ban": ("ban", True), "unban": ("ban", False), "mute": ("mute", True), "unmute": ("mute", False)}
-#: A reason is the rest of a console line: bounded as a message's text is.
-MAX_REASON = 4000
+#: A reason is bounded as a message's text is (chat/moderation.check_reason).
+MAX_REASON = MAX_TEXT
 
 
 def read_moderation_rows(data_dir: Path) -> Rows:
