@@ -12,6 +12,9 @@ import click
 from netlab.cli_options import COUNT, DAY, PORT, FiniteRange, host_option, with_options
 from netlab.netutil import raise_fd_limit
 
+#: The sessions' transports (PROTOCOL.md, "Transports"): the chat port, the web port's WebSocket.
+TRANSPORTS = ("tcp", "ws")
+
 
 @click.group()
 def bench() -> None:
@@ -72,22 +75,40 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
 @click.option("--protocol", type=click.IntRange(1, 2), default=None,
               help="Sessions' version: 1 talks in general, 2 in rooms bench-0 onwards "
                    "(with --rooms 1, one room like the others) [default: 2 with --rooms above 1, else 1]")
+@click.option("--transport", type=click.Choice(TRANSPORTS), multiple=True, default=("tcp",),
+              show_default=True,
+              help="tcp: the chat port; ws: WebSocket sessions on the web port (with --port, that "
+                   "port). Given twice, the same scenario runs over each in turn against one server "
+                   "and the ratio of their deliveries/s is printed.")
 def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients: int, senders: int,
-               window: int, rate: float, login_storm: int, rooms: int, protocol: int | None) -> None:
-    """N clients, S senders: deliveries/s, end-to-end latency percentiles, the server's CPU."""
+               window: int, rate: float, login_storm: int, rooms: int, protocol: int | None,
+               transport: tuple[str, ...]) -> None:
+    """N clients, S senders: deliveries/s, end-to-end latency percentiles, the server's and the
+    generator's CPU."""
     from netlab import bench as b
 
+    transports = tuple(dict.fromkeys(transport))  # in the order given, each once
+    if port is not None and len(transports) > 1:
+        raise click.BadParameter("one transport with --port (it names that transport's port)",
+                                 param_hint="--transport")
     if senders > clients:
         raise click.BadParameter("cannot exceed --clients", param_hint="--senders")
     if rooms > senders:
         raise click.BadParameter("cannot exceed --senders (a sender in each room)", param_hint="--rooms")
     if protocol == 1 and rooms > 1:
         raise click.BadParameter("--rooms needs --protocol 2", param_hint="--protocol")
+    places = str(len(transports) * (clients + login_storm) + 10)  # all from this one host
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
-             "--max-clients-per-ip", str(clients + login_storm + 10)]  # all from this one host
-    with bench_errors(), b.server_for("chat", host, port, extra, tls) as target:
-        b.run_chat(target, clients, senders, window, rate, duration, login_storm, rooms,
-                   protocol or (2 if rooms > 1 else 1))
+             "--max-clients", places, "--max-clients-per-ip", places]
+    with bench_errors(), b.servers_for("chat", host, port, extra, tls, transports) as targets:
+        rates = {name: b.run_chat(target, clients, senders, window, rate, duration, login_storm, rooms,
+                                  protocol or (2 if rooms > 1 else 1))
+                 for name, target in targets.items()}
+    if len(rates) > 1:
+        first, *others = transports
+        print(", ".join(f"{name} ÷ {first}: {rates[name] / rates[first]:.2f}× the deliveries/s"
+                        if rates[first] else f"{name}: no {first} deliveries to compare with"
+                        for name in others))
 
 
 @bench.command("login")
@@ -110,7 +131,9 @@ def bench_login(host: str, rooms: int, logins: int) -> None:
 @click.option("--sessions", type=COUNT, default=10_000, show_default=True, help="Idle sessions (N).")
 @click.option("--rooms", type=COUNT, default=1_000, show_default=True,
               help="Rooms (R), one account each; each account holds N/R of the sessions.")
-def bench_idle(host: str, sessions: int, rooms: int) -> None:
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="tcp", show_default=True,
+              help="tcp: sessions on the chat port; ws: WebSocket sessions on the web port.")
+def bench_idle(host: str, sessions: int, rooms: int, transport: str) -> None:
     """Server RSS per idle version 2 session, N of them in R rooms (own server)."""
     from netlab import bench as b
     from netlab import bench_sessions as s
@@ -121,5 +144,5 @@ def bench_idle(host: str, sessions: int, rooms: int) -> None:
     places = str(sessions + 10)  # all from this one host, and every hash queued at once
     extra = ["--room-rate", "0", "--max-rooms", str(rooms + 10), "--max-clients", places,
              "--max-clients-per-ip", places, "--max-pending-auth", places, "--auth-timeout", str(DAY)]
-    with bench_errors(), b.server_for("chat", host, None, extra, False) as target:
-        s.run_idle(target, sessions, rooms)
+    with bench_errors(), b.servers_for("chat", host, None, extra, False, (transport,)) as targets:
+        s.run_idle(targets[transport], sessions, rooms)
