@@ -319,9 +319,10 @@ def receive(sock: socket.socket) -> bytes:
 
 
 def run_chat(target: Target, clients: int, senders: int, window: int, rate: float,
-             duration: float, storm: int, rooms: int = 1, protocol: int = 1) -> float:
+             duration: float, storm: int, rooms: int = 1, protocol: int = 1) -> dict[str, float]:
     """N clients, S of them sending, in general (version 1 sessions) or (version 2) spread over
-    R rooms with senders in each; every delivery's latency is measured. Returns deliveries/s."""
+    R rooms with senders in each; every delivery's latency is measured. Returns its deliveries/s
+    and, for a server started here, deliveries per server CPU-second."""
     prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}{target.transport[0].lower()}u"
     conns = target.sessions(clients, lambda i: f'"from":"{prefix}{i}"'.encode())
     registration = register_all(target, conns, prefix, protocol)
@@ -402,10 +403,13 @@ def run_chat(target: Target, clients: int, senders: int, window: int, rate: floa
           f"{target.transport}{tls}" + (f", beside {storm} registrations" if storm else ""))
     print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")
     print(f"  {latency_line(latencies)}")
-    meter.report(elapsed, {"deliveries": len(latencies), "messages": sent})
+    server_cpu = meter.report(elapsed, {"deliveries": len(latencies), "messages": sent})
     for conn in conns + stormers:
         conn.sock.close()
     if refused:
         raise SystemExit(f"netlab: the server answered {refused} messages with an error (its flood "
                          "control, unless it runs with --rate-limit 0): these figures are not its throughput")
-    return len(latencies) / elapsed
+    figures = {"deliveries/s": len(latencies) / elapsed}
+    if server_cpu:
+        figures["deliveries per server CPU-second"] = len(latencies) / server_cpu
+    return figures

@@ -86,6 +86,7 @@ def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients:
     """N clients, S senders: deliveries/s, end-to-end latency percentiles, the server's and the
     generator's CPU."""
     from netlab import bench as b
+    from netlab.bench_report import print_ratios
 
     transports = tuple(dict.fromkeys(transport))  # in the order given, each once
     if port is not None and len(transports) > 1:
@@ -101,14 +102,10 @@ def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients:
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
              "--max-clients", places, "--max-clients-per-ip", places]
     with bench_errors(), b.servers_for("chat", host, port, extra, tls, transports) as targets:
-        rates = {name: b.run_chat(target, clients, senders, window, rate, duration, login_storm, rooms,
-                                  protocol or (2 if rooms > 1 else 1))
-                 for name, target in targets.items()}
-    if len(rates) > 1:
-        first, *others = transports
-        print(", ".join(f"{name} ÷ {first}: {rates[name] / rates[first]:.2f}× the deliveries/s"
-                        if rates[first] else f"{name}: no {first} deliveries to compare with"
-                        for name in others))
+        figures = {name: b.run_chat(target, clients, senders, window, rate, duration, login_storm, rooms,
+                                    protocol or (2 if rooms > 1 else 1))
+                   for name, target in targets.items()}
+    print_ratios(figures)
 
 
 @bench.command("login")

@@ -69,10 +69,12 @@ class Meter:
         self.server_cpu = process_cpu_seconds(server_pid)
         self.own_cpu = time.process_time()
 
-    def report(self, elapsed: float, counts: dict[str, int]) -> None:
+    def report(self, elapsed: float, counts: dict[str, int]) -> float | None:
         """The server's CPU and what each CPU-second of it carried (a figure the generator's
-        speed does not set, unlike throughput), the generator's CPU, the steal."""
+        speed does not set, unlike throughput), the generator's CPU, the steal. Returns the
+        server's CPU seconds, if known."""
         cpu_after = process_cpu_seconds(self.server_pid)
+        cpu = None
         if self.server_cpu is not None and cpu_after is not None:
             cpu = cpu_after - self.server_cpu
             per_cpu = ", ".join(f"{count / cpu:,.0f} {unit} per CPU-second" if cpu else f"no CPU for {unit}"
@@ -82,3 +84,12 @@ class Meter:
         verdict = " (saturated: it, not the server, set these figures)" if own > SATURATED * elapsed else ""
         print(f"  load generator CPU: {own:.2f} s ({100 * own / elapsed:.0f} % of a core){verdict}")
         print_steal(self.stolen)
+        return cpu
+
+
+def print_ratios(figures: dict[str, dict[str, float]]) -> None:
+    """One line per run after the first: each of its figures over the first run's."""
+    (first, base), *others = figures.items()
+    for name, mine in others:
+        print(f"{name} ÷ {first}: " + ", ".join(f"{value / base[unit]:.2f}× the {unit}"
+                                                 for unit, value in mine.items() if base.get(unit)))
