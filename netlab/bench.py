@@ -277,12 +277,12 @@ def register_all(target: Target, conns: list[BenchConnection], prefix: str, prot
     return time.perf_counter() - begin
 
 
-def join_rooms(target: Target, conns: list[BenchConnection], rooms: int) -> float:
-    """Client i talks in `bench-(i % rooms)`: the first of each room creates it (or joins it,
+def join_rooms(target: Target, conns: list[BenchConnection], rooms: int, name: str = "bench") -> float:
+    """Client i talks in `NAME-(i % rooms)`: the first of each room creates it (or joins it,
     left by an earlier run), then the others join. Returns seconds."""
     begin = time.perf_counter()
     for i, conn in enumerate(conns):
-        conn.room = f"bench-{i % rooms}"
+        conn.room = f"{name}-{i % rooms}"
 
     def ask(batch: list[BenchConnection], request: str) -> list[BenchConnection]:
         """Send `request` for each one's room; those answered `room_exists` are returned."""
@@ -316,100 +316,3 @@ def receive(sock: socket.socket) -> bytes:
     while isinstance(sock, ssl.SSLSocket) and (waiting := sock.pending()):
         data += sock.recv(waiting)
     return data
-
-
-def run_chat(target: Target, clients: int, senders: int, window: int, rate: float,
-             duration: float, storm: int, rooms: int = 1, protocol: int = 1) -> dict[str, float]:
-    """N clients, S of them sending, in general (version 1 sessions) or (version 2) spread over
-    R rooms with senders in each; every delivery's latency is measured. Returns its deliveries/s
-    and, for a server started here, deliveries per server CPU-second."""
-    prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}{target.transport[0].lower()}u"
-    conns = target.sessions(clients, lambda i: f'"from":"{prefix}{i}"'.encode())
-    registration = register_all(target, conns, prefix, protocol)
-    print(f"chat: {clients} clients registered in {registration:.2f} s "
-          f"({clients / registration:,.0f}/s, password hashing bound)")
-    in_rooms = f" in {rooms} room{'s' if rooms > 1 else ''}" if protocol == 2 else ""
-    if protocol == 2:
-        print(f"chat: {clients} clients{in_rooms} in {join_rooms(target, conns, rooms):.2f} s")
-    selector = selectors.DefaultSelector()
-    for conn in conns:
-        conn.sock.setblocking(False)
-        selector.register(conn.sock, selectors.EVENT_READ, conn)
-    senders_list = conns[:senders]
-    latencies: list[int] = []
-    stormers = target.sessions(storm) if storm else []
-    for i, stormer in enumerate(stormers):
-        stormer.sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            storm_frame = {"type": "register", "username": f"{prefix}s{i}", "password": "bench-password"}
-            stormer.sock.send(stormer.encode(storm_frame))
-
-    def send(conn: BenchConnection, due: float | None = None) -> None:
-        """`due`: when an open-loop message was due. Its latency counts from then, not from
-        when a busy loop got round to sending it, or the lag would hide (coordinated omission)."""
-        stamp = time.perf_counter_ns() if due is None else round(due * 1e9)  # one clock, two units
-        say = {"type": "say", "text": "x" * 32, "id": str(stamp)}
-        conn.sock.send(conn.encode(say if conn.room is None else {**say, "room": conn.room}))
-        conn.in_flight += 1
-        conn.sent += 1
-
-    meter = Meter(target.pid)
-    begin = time.perf_counter()
-    deadline = begin + duration
-    interval = senders / rate if rate else 0.0
-    next_send = begin
-    if not rate:
-        for conn in senders_list:
-            for _ in range(window):
-                send(conn)
-    turn = 0
-    while (now := time.perf_counter()) < deadline:
-        if rate and now >= next_send:
-            send(senders_list[turn % senders], next_send)
-            turn += 1
-            next_send += interval / senders
-            continue
-        for key, _ in selector.select(max(0.0, next_send - now) if rate else 0.1):
-            conn = key.data
-            try:
-                data = receive(conn.sock)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                raise SystemExit(f"netlab: the chat server at {target.address} closed a connection")
-            conn.buffer += data
-            received = time.perf_counter_ns()
-            for payload in conn.frames():
-                at = payload.find(b'"id":"')
-                if not payload.startswith(b'{"type":"message"') or at < 0:
-                    if payload.startswith(b'{"type":"error"') and conn.in_flight:
-                        conn.in_flight -= 1  # that sender's slot is lost: counted, not resent
-                        conn.refused += 1
-                    continue
-                stamp = int(payload[at + 6:payload.index(b'"', at + 6)])
-                latencies.append(received - stamp)
-                if conn.in_flight and conn.marker in payload:
-                    conn.in_flight -= 1
-                    if not rate:
-                        send(conn)
-    elapsed = time.perf_counter() - begin
-    refused = sum(conn.refused for conn in senders_list)
-    sent = sum(conn.sent for conn in senders_list) - refused
-    mode = f"rate {rate:g} msgs/s" if rate else f"window {window}"
-    tls = " over TLS" if isinstance(conns[0].sock, ssl.SSLSocket) else ""
-    print(f"chat: {clients} clients, {senders} senders{in_rooms}, {mode}, {elapsed:.1f} s, "
-          f"{target.transport}{tls}" + (f", beside {storm} registrations" if storm else ""))
-    print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")
-    print(f"  {latency_line(latencies)}")
-    server_cpu = meter.report(elapsed, {"deliveries": len(latencies), "messages": sent})
-    for conn in conns + stormers:
-        conn.sock.close()
-    if refused:
-        raise SystemExit(f"netlab: the server answered {refused} messages with an error (its flood "
-                         "control, unless it runs with --rate-limit 0): these figures are not its throughput")
-    figures = {"deliveries/s": len(latencies) / elapsed}
-    if server_cpu:
-        figures["deliveries per server CPU-second"] = len(latencies) / server_cpu
-    return figures

@@ -74,19 +74,24 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
                    "to bench-R-1, senders in each (version 2 sessions: the server must speak it).")
 @click.option("--protocol", type=click.IntRange(1, 2), default=None,
               help="Sessions' version: 1 talks in general, 2 in rooms bench-0 onwards "
-                   "(with --rooms 1, one room like the others) [default: 2 with --rooms above 1, else 1]")
+                   "(with --rooms 1, one room like the others) [default: 2 with --rooms above 1 or "
+                   "two transports, else 1]")
 @click.option("--transport", type=click.Choice(TRANSPORTS), multiple=True, default=("tcp",),
               show_default=True,
               help="tcp: the chat port; ws: WebSocket sessions on the web port (with --port, that "
-                   "port). Given twice, the same scenario runs over each in turn against one server "
-                   "and the ratio of their deliveries/s is printed.")
+                   "port). Given twice, the same scenario runs over each in turn against one server, "
+                   "each in rooms of its own (bench-tcp-0, bench-ws-0 ...), and the second's "
+                   "figures are printed as multiples of the first's.")
+@click.option("--rounds", type=COUNT, default=1, show_default=True,
+              help="Windows of --duration on each transport, alternating, on clients registered once; "
+                   "with two transports, each round's ratios and their medians are printed.")
 def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients: int, senders: int,
                window: int, rate: float, login_storm: int, rooms: int, protocol: int | None,
-               transport: tuple[str, ...]) -> None:
+               transport: tuple[str, ...], rounds: int) -> None:
     """N clients, S senders: deliveries/s, end-to-end latency percentiles, the server's and the
     generator's CPU."""
     from netlab import bench as b
-    from netlab.bench_report import print_ratios
+    from netlab.bench_chat import run_chat
 
     transports = tuple(dict.fromkeys(transport))  # in the order given, each once
     if port is not None and len(transports) > 1:
@@ -98,14 +103,16 @@ def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients:
         raise click.BadParameter("cannot exceed --senders (a sender in each room)", param_hint="--rooms")
     if protocol == 1 and rooms > 1:
         raise click.BadParameter("--rooms needs --protocol 2", param_hint="--protocol")
-    places = str(len(transports) * (clients + login_storm) + 10)  # all from this one host
+    if protocol == 1 and len(transports) > 1:
+        raise click.BadParameter("two transports need --protocol 2 (each talks in rooms of its own)",
+                                 param_hint="--protocol")
+    # All from this one host, every transport's clients at once, a round's storm closing.
+    places = str(len(transports) * (clients + 2 * login_storm) + 10)
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
              "--max-clients", places, "--max-clients-per-ip", places]
     with bench_errors(), b.servers_for("chat", host, port, extra, tls, transports) as targets:
-        figures = {name: b.run_chat(target, clients, senders, window, rate, duration, login_storm, rooms,
-                                    protocol or (2 if rooms > 1 else 1))
-                   for name, target in targets.items()}
-    print_ratios(figures)
+        run_chat(targets, clients, senders, window, rate, duration, login_storm, rooms,
+                 protocol or (2 if rooms > 1 or len(transports) > 1 else 1), rounds)
 
 
 @bench.command("login")

@@ -8,6 +8,7 @@ a figure when both sides' CPU are printed beside it.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 
 #: The generator's share of a core above which its own speed, not the server's, set the figures.
@@ -87,9 +88,23 @@ class Meter:
         return cpu
 
 
-def print_ratios(figures: dict[str, dict[str, float]]) -> None:
-    """One line per run after the first: each of its figures over the first run's."""
-    (first, base), *others = figures.items()
-    for name, mine in others:
-        print(f"{name} ÷ {first}: " + ", ".join(f"{value / base[unit]:.2f}× the {unit}"
-                                                 for unit, value in mine.items() if base.get(unit)))
+def ratios(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Each run's figures after the first as multiples of the first run's (by run, by unit)."""
+    (_, base), *others = figures.items()
+    return {name: {unit: value / base[unit] for unit, value in mine.items() if base.get(unit)}
+            for name, mine in others}
+
+
+def print_ratios(first: str, multiples: dict[str, dict[str, float]], lead: str = "") -> None:
+    """One line per run after the `first`: its figures as multiples of the first's."""
+    for name, units in multiples.items():
+        each = ", ".join(f"{value:.2f}× the {unit}" for unit, value in units.items())
+        print(f"{lead}{name} ÷ {first}: {each}")
+
+
+def print_median_ratios(first: str, rounds: list[dict[str, dict[str, float]]]) -> None:
+    """The median over rounds of each ratio (each round's runs a few seconds apart)."""
+    medians = {name: {unit: statistics.median(r[name][unit] for r in rounds if unit in r[name])
+                      for unit in units}
+               for name, units in rounds[0].items()}
+    print_ratios(first, medians, lead=f"median of {len(rounds)} rounds: ")

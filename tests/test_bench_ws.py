@@ -23,11 +23,11 @@ LATENCY = rf"latency p50 {NUMBER} µs  p95 {NUMBER} µs  p99 {NUMBER} µs  p99\.
 
 def deliveries(stdout: str, transport: str) -> float:
     """The deliveries/s of the run over `transport`, after checking its report's shape."""
-    found = re.search(rf"\nchat: 4 clients, 2 senders, window 1, {NUMBER} s, {transport}\n"
+    found = re.search(rf"^chat: 4 clients, 2 senders(?: in 1 room)?, window 1, {NUMBER} s, {transport}\n"
                       rf"  {NUMBER} messages/s in, ({NUMBER}) deliveries/s\n  {LATENCY}\n"
                       rf"(?:  server CPU: [^\n]*\n)?"
                       rf"  load generator CPU: {NUMBER} s \({NUMBER} % of a core\)",
-                      stdout)
+                      stdout, re.M)
     assert found, stdout
     return number(found.group(1))
 
@@ -39,16 +39,24 @@ def test_the_chat_bench_runs_over_websocket_on_its_own_server_s_web_port():
     assert number(cpu_line(run.stdout, "deliveries").group(1)) > 0
 
 
-def test_tcp_and_websocket_run_side_by_side_against_one_server():
-    run = bench("chat", "--transport", "tcp", "--transport", "ws", "--clients", "4", "--senders", "2",
-                "--duration", "0.5")
+def test_tcp_and_websocket_alternate_in_rounds_against_one_server():
+    run = bench("chat", "--transport", "tcp", "--transport", "ws", "--rounds", "2", "--clients", "4",
+                "--senders", "2", "--duration", "0.3")
     assert run.returncode == 0, run.stderr
-    tcp, ws = deliveries(run.stdout, "TCP"), deliveries(run.stdout, "WebSocket")
-    assert run.stdout.index(", TCP\n") < run.stdout.index(", WebSocket\n")
-    assert tcp > 0 and ws > 0
-    ratio = re.search(rf"\nws ÷ tcp: ({NUMBER})× the deliveries/s, {NUMBER}× the deliveries per "
-                      r"server CPU-second\n", run.stdout)
-    assert ratio and abs(number(ratio.group(1)) - ws / tcp) < 0.01, run.stdout
+    # Each transport's clients are registered once for every round, in rooms of their own.
+    assert len(re.findall(r"^chat: 4 clients registered in ", run.stdout, re.M)) == 2
+    assert len(re.findall(r"^chat: 4 clients in 1 room in ", run.stdout, re.M)) == 2
+    assert re.findall(r", (TCP|WebSocket)$", run.stdout, re.M) == ["TCP", "WebSocket"] * 2
+    ratio = rf"ws ÷ tcp: ({NUMBER})× the deliveries/s, {NUMBER}× the deliveries per server CPU-second"
+    first, second, last = re.split(rf"^{ratio}\n", run.stdout, flags=re.M)[::2]
+    for round_ in (first, second):
+        assert deliveries(round_, "TCP") > 0 and deliveries(round_, "WebSocket") > 0
+    assert re.fullmatch(rf"median of 2 rounds: {ratio}\n", last), run.stdout
+
+
+def test_two_transports_need_version_2_sessions():
+    run = bench("chat", "--transport", "tcp", "--transport", "ws", "--protocol", "1")
+    assert run.returncode == 2 and "two transports need --protocol 2" in run.stderr
 
 
 def test_a_running_server_s_web_port_is_benched_over_websocket(start_chat):
