@@ -107,7 +107,9 @@ def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients:
         raise click.BadParameter("two transports need --protocol 2 (each talks in rooms of its own)",
                                  param_hint="--protocol")
     # All from this one host, every transport's clients at once, a round's storm closing.
-    places = str(len(transports) * (clients + 2 * login_storm) + 10)
+    connections = len(transports) * (clients + 2 * login_storm)
+    raise_fd_limit(connections, logging.getLogger("netlab.bench"))  # a socket each, here and there
+    places = str(connections + 10)
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
              "--max-clients", places, "--max-clients-per-ip", places]
     with bench_errors(), b.servers_for("chat", host, port, extra, tls, transports) as targets:
