@@ -3,9 +3,10 @@
 A load is set up once (connections, registrations, rooms: minutes with thousands of clients,
 the password hashes) and measured in windows. Over two transports, `--rounds` alternates
 their windows on the loads already set up, so each ratio compares windows a few seconds
-apart, not runs minutes apart on a host whose other work comes and goes. Between windows
-the load drains: the senders' messages in flight come back, and what is still readable is
-read, so a window counts only what was sent in it.
+apart, not runs minutes apart on a host whose other work comes and goes. Before the first
+window and between windows the load drains: the senders' messages in flight come back and
+what else arrives is read until the connections go quiet, so a window counts only what was
+sent in it and reads no backlog of another phase's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from dataclasses import dataclass
 
 from netlab.bench import SETUP_TIMEOUT, BenchConnection, Target, join_rooms, receive, register_all
 from netlab.bench_report import Meter, latency_line, print_median_ratios, print_ratios, ratios
+
+#: Between windows, the load is settled once nothing arrives for this long...
+QUIET = 0.2
+#: ... or after this long at most (a server that keeps sending: other clients' traffic).
+SETTLE_TIMEOUT = 60.0
 
 
 @dataclass
@@ -67,10 +73,12 @@ def send(conn: BenchConnection, due: float | None = None) -> None:
     conn.sent += 1
 
 
-def pump(load: ChatLoad, timeout: float, latencies: list[int], resend: bool) -> None:
+def pump(load: ChatLoad, timeout: float, latencies: list[int], resend: bool) -> int:
     """One select: every delivery read is timed into `latencies`; a sender whose own message
-    came back sends the next when `resend` (the window of a closed loop)."""
-    for key, _ in load.selector.select(timeout):
+    came back sends the next when `resend` (the window of a closed loop). Returns the number
+    of connections that were readable."""
+    events = load.selector.select(timeout)
+    for key, _ in events:
         conn = key.data
         try:
             data = receive(conn.sock)
@@ -95,15 +103,20 @@ def pump(load: ChatLoad, timeout: float, latencies: list[int], resend: bool) -> 
                 conn.in_flight -= 1
                 if resend:
                     send(conn)
+    return len(events)
 
 
 def drain(load: ChatLoad) -> None:
-    """Wait (at most SETUP_TIMEOUT) for the senders' messages still in flight, then read what
-    else is readable: the next window starts with nothing of this one's on the way."""
+    """Wait (at most SETUP_TIMEOUT) for the senders' messages still in flight, then until
+    nothing comes for QUIET seconds (at most SETTLE_TIMEOUT): the next window starts with
+    nothing of this one's on the way, nor the presence frames that other clients' logins
+    queued for these (N logins are N frames to each of N clients, read in nobody's window)."""
     deadline = time.perf_counter() + SETUP_TIMEOUT
     while any(conn.in_flight for conn in load.senders) and time.perf_counter() < deadline:
         pump(load, 0.1, [], resend=False)
-    pump(load, 0.0, [], resend=False)
+    deadline = time.perf_counter() + SETTLE_TIMEOUT
+    while pump(load, QUIET, [], resend=False) and time.perf_counter() < deadline:
+        pass
     for conn in load.senders:
         conn.in_flight = 0
 
@@ -173,6 +186,8 @@ def run_chat(targets: dict[str, Target], clients: int, senders: int, window: int
     loads = {name: prepare(target, clients, senders, rooms, protocol,
                            "bench" if len(targets) == 1 else f"bench-{name}")
              for name, target in targets.items()}
+    for load in loads.values():
+        drain(load)
     first = next(iter(loads))
     try:
         multiples = []
