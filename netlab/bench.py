@@ -25,71 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netlab import wire as p
+from netlab.bench_report import Meter, latency_line
+from netlab.bench_wire import (
+    LENGTH_PREFIXED,
+    ClientWire,
+    WebSocketClient,
+    WireDecoder,
+    upgrade,
+)
 from netlab.connect import Peer, WrongPeer, first_frame, plain
+from netlab.wire.payload import encode_payload
 
 LISTENING = re.compile(r"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
+WEB_CLIENT = re.compile(r"web client at https?://(?:\[[^\]]+\]|[^\s:/]+):(\d+)/")
 #: Longest wait for a connection, a TLS handshake or an answer while setting up: a
 #: server that never answers (not a netlab server, a wrong port) ends the run.
 SETUP_TIMEOUT = 10.0
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
-    return sorted_values[index]
-
-
-def latency_line(latencies_ns: list[int]) -> str:
-    values = sorted(latencies_ns)
-    p50, p99, p999 = (percentile(values, f) / 1000 for f in (0.50, 0.99, 0.999))
-    return f"latency p50 {p50:,.0f} µs  p99 {p99:,.0f} µs  p99.9 {p999:,.0f} µs"
-
-
-def stolen_seconds() -> float | None:
-    """CPU time the hypervisor has taken from this machine's cores (steal), where Linux says.
-
-    On a virtual machine a burst of steal stalls server and generator alike and
-    sets the latency tail, so a figure is worth little without it.
-    """
-    try:
-        with open("/proc/stat") as stat:
-            fields = stat.readline().split()  # "cpu user nice system idle iowait irq softirq steal"
-    except OSError:
-        return None
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if fields[:1] == ["cpu"] and len(fields) > 8 else None
-
-
-def print_steal(stolen_before: float | None) -> None:
-    stolen_after = stolen_seconds()
-    if stolen_before is not None and stolen_after is not None:
-        print(f"  cpu stolen by the hypervisor during the run: {stolen_after - stolen_before:.2f} s")
-
-
-def process_cpu_seconds(pid: int | None) -> float | None:
-    """User plus system CPU time of process `pid`, all its threads (/proc/PID/stat's utime and
-    stime); None for a server not started here or without /proc."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()  # the name may hold spaces and parentheses
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def print_server_cpu(pid: int | None, cpu_before: float | None, elapsed: float,
-                     counts: dict[str, int]) -> None:
-    """The server's CPU over the measurement and what each CPU-second of it carried: a figure
-    that the load generator's own speed does not set, unlike throughput."""
-    cpu_after = process_cpu_seconds(pid)
-    if cpu_before is None or cpu_after is None:
-        return
-    cpu = cpu_after - cpu_before
-    per_cpu = ", ".join(f"{count / cpu:,.0f} {unit} per CPU-second" if cpu else f"no CPU for {unit}"
-                        for unit, count in counts.items())
-    print(f"  server CPU: {cpu:.2f} s ({100 * cpu / elapsed:.0f} % of a core), {per_cpu}")
 
 
 @dataclass(frozen=True)
@@ -98,22 +49,41 @@ class Target(Peer):
     `pid` when it was started for this run (its CPU time and memory can then be read)."""
 
     pid: int | None = None
+    #: Sessions over WebSocket, this port being a web port (`/ws`), rather than over TCP.
+    websocket: bool = False
+
+    @property
+    def transport(self) -> str:
+        return "WebSocket" if self.websocket else "TCP"
 
     def connect(self, count: int) -> list[socket.socket]:
-        """`count` connections (blocking, with SETUP_TIMEOUT), or one clear line and exit 1."""
+        """`count` TCP connections (blocking, with SETUP_TIMEOUT), or one clear line and exit 1."""
+        return self._open(count, upgraded=False)[0]
+
+    def sessions(self, count: int, markers: Callable[[int], bytes] = lambda i: b"") -> list[BenchConnection]:
+        """`count` connections ready for the chat's frames (over WebSocket: upgraded, what came
+        after the 101 kept in their buffers); `markers(i)` is the i-th one's marker."""
+        socks, after = self._open(count, upgraded=self.websocket)
+        wire = WebSocketClient if self.websocket else lambda: LENGTH_PREFIXED
+        return [BenchConnection(sock, markers(i), wire=wire(), buffer=bytearray(rest))
+                for i, (sock, rest) in enumerate(zip(socks, after, strict=True))]
+
+    def _open(self, count: int, upgraded: bool) -> tuple[list[socket.socket], list[bytes]]:
+        """The sockets, and with `upgraded` (the WebSocket handshake done on each) what came
+        after each 101; or one clear line and exit 1."""
         socks: list[socket.socket] = []
         try:
             for _ in range(count):
                 sock = self.open(SETUP_TIMEOUT)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 socks.append(sock)
+            return socks, upgrade(socks, self.address) if upgraded else [b""] * count
         except (WrongPeer, OSError) as exc:
             for sock in socks:
                 sock.close()
             if isinstance(exc, WrongPeer):
                 raise SystemExit(f"netlab: {exc}") from None
             raise SystemExit(f"netlab: cannot connect to {self.address}: {reason(exc)}") from None
-        return socks
 
 
 def reason(exc: OSError) -> str:
@@ -133,9 +103,20 @@ def tls_wrap(host: str, ca: Path | None) -> Callable[[socket.socket], socket.soc
 
 @contextlib.contextmanager
 def server_for(kind: str, host: str, port: int | None, extra: list[str], tls: bool) -> Iterator[Target]:
-    """The target: the given port, or a server started just for this run."""
+    """The target: the given port, or a server started just for this run (over TCP)."""
+    with servers_for(kind, host, port, extra, tls, ("tcp",)) as targets:
+        yield targets["tcp"]
+
+
+@contextlib.contextmanager
+def servers_for(kind: str, host: str, port: int | None, extra: list[str], tls: bool,
+                transports: tuple[str, ...]) -> Iterator[dict[str, Target]]:
+    """A target for each transport ("tcp", "ws"): the given port (for one transport), or a
+    server started just for this run, with its web port when "ws" is asked for."""
     if port is not None:
-        yield Target(host, port, tls_wrap(host, None) if tls else plain)
+        (transport,) = transports
+        wrap = tls_wrap(host, None) if tls else plain
+        yield {transport: Target(host, port, wrap, websocket=transport == "ws")}
         return
     with tempfile.TemporaryDirectory(prefix="netlab-bench-") as data_dir:
         wrap = plain
@@ -145,17 +126,24 @@ def server_for(kind: str, host: str, port: int | None, extra: list[str], tls: bo
             cert, key = make_certificate(Path(data_dir) / "tls", (host,))
             extra = [*extra, "--tls-cert", str(cert), "--tls-key", str(key)]
             wrap = tls_wrap(host, cert)
+        if "ws" in transports:
+            extra = [*extra, "--web-port", "0"]
         command = [sys.executable, "-m", "netlab", kind, "serve", "--no-repl", "--host", host,
                    "--port", "0", "--data-dir", data_dir, *extra]
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
+            ports = {}
             for line in proc.stdout:
-                match = LISTENING.search(line)
-                if match:
+                if match := LISTENING.search(line):
+                    ports["tcp"] = int(match.group(1))
+                elif match := WEB_CLIENT.search(line):
+                    ports["ws"] = int(match.group(1))
+                if all(transport in ports for transport in transports):
                     break
             else:
                 raise SystemExit(f"the {kind} server did not start")
-            yield Target(host, int(match.group(1)), wrap, pid=proc.pid)
+            yield {transport: Target(host, ports[transport], wrap, pid=proc.pid, websocket=transport == "ws")
+                   for transport in transports}
         finally:
             proc.terminate()
             proc.wait(10)
@@ -179,7 +167,7 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
         sock.sendall(payload)
         pending[sock] = size
         started_at[sock] = time.perf_counter_ns()
-    stolen, cpu = stolen_seconds(), process_cpu_seconds(target.pid)
+    meter = Meter(target.pid)
     begin = time.perf_counter()
     deadline = begin + duration
     while time.perf_counter() < deadline:
@@ -208,8 +196,7 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
     print(f"echo: {conns} connections, {size} bytes, {elapsed:.1f} s")
     print(f"  {len(latencies) / elapsed:,.0f} requests/s  {latency_line(latencies)}")
     print(f"  connections served at least once: {len(served)} of {conns}")
-    print_server_cpu(target.pid, cpu, elapsed, {"requests": len(latencies)})
-    print_steal(stolen)
+    meter.report(elapsed, {"requests": len(latencies)})
 
 
 # -- chat ------------------------------------------------------------------------------
@@ -217,7 +204,7 @@ def run_echo(target: Target, conns: int, size: int, duration: float) -> None:
 
 @dataclass
 class BenchConnection:
-    """One benchmark connection: a socket and a fast frame splitter."""
+    """One benchmark connection: a socket, its wire (TCP or WebSocket) and what it has received."""
 
     sock: socket.socket
     marker: bytes  # b'"from":"NAME"': how this client recognises its own messages
@@ -227,17 +214,14 @@ class BenchConnection:
     sent: int = 0
     refused: int = 0  # `say` answered by an error (rate_limited) instead of a message
 
+    wire: ClientWire = LENGTH_PREFIXED  # its transport's framing
+
     def frames(self) -> Iterator[bytes]:
         """Whole payloads received so far; the full JSON parse is left to those that need it."""
-        buf, pos = self.buffer, 0
-        while len(buf) - pos >= 4:
-            (length,) = p.HEADER.unpack_from(buf, pos)
-            end = pos + 4 + length
-            if end > len(buf):
-                break
-            yield bytes(buf[pos + 4:end])
-            pos = end
-        del buf[:pos]
+        return self.wire.payloads(self.buffer)
+
+    def encode(self, frame: dict) -> bytes:
+        return self.wire.frame(encode_payload(frame))
 
 
 def answer(conn: BenchConnection, types: set[str]) -> dict:
@@ -270,14 +254,16 @@ def register_all(target: Target, conns: list[BenchConnection], prefix: str, prot
     begin = time.perf_counter()
     try:
         for i, conn in enumerate(conns):
-            welcome = first_frame(target, conn.sock, p.FrameDecoder())  # the only frame until we ask
+            # The only frame until we ask (over WebSocket, it may have come with the 101).
+            welcome = first_frame(target, conn.sock, WireDecoder(conn.wire, conn.buffer))
             refused(welcome)
             if protocol not in welcome.get("versions", [1]):
                 raise SystemExit(f"netlab: the chat server at {target.address} does not speak protocol "
                                  f"version {protocol}, which --rooms needs")
             frame = {"type": op, "username": f"{prefix}{i if accounts is None else i % accounts}",
                      "password": "bench-password"}
-            conn.sock.sendall(p.encode(frame if protocol == 1 else {**frame, "protocol": protocol}))
+            conn.buffer.clear()  # the welcome, read
+            conn.sock.sendall(conn.encode(frame if protocol == 1 else {**frame, "protocol": protocol}))
         last = "users" if protocol == 1 else "rooms"  # the last frame of a login
         for conn in conns:
             if (frame := answer(conn, {last}))["type"] == "error":
@@ -291,17 +277,17 @@ def register_all(target: Target, conns: list[BenchConnection], prefix: str, prot
     return time.perf_counter() - begin
 
 
-def join_rooms(target: Target, conns: list[BenchConnection], rooms: int) -> float:
-    """Client i talks in `bench-(i % rooms)`: the first of each room creates it (or joins it,
+def join_rooms(target: Target, conns: list[BenchConnection], rooms: int, name: str = "bench") -> float:
+    """Client i talks in `NAME-(i % rooms)`: the first of each room creates it (or joins it,
     left by an earlier run), then the others join. Returns seconds."""
     begin = time.perf_counter()
     for i, conn in enumerate(conns):
-        conn.room = f"bench-{i % rooms}"
+        conn.room = f"{name}-{i % rooms}"
 
     def ask(batch: list[BenchConnection], request: str) -> list[BenchConnection]:
         """Send `request` for each one's room; those answered `room_exists` are returned."""
         for conn in batch:
-            conn.sock.sendall(p.encode({"type": request, "room": conn.room}))
+            conn.sock.sendall(conn.encode({"type": request, "room": conn.room}))
         existing = []
         for conn in batch:
             frame = answer(conn, {"joined"})
@@ -330,97 +316,3 @@ def receive(sock: socket.socket) -> bytes:
     while isinstance(sock, ssl.SSLSocket) and (waiting := sock.pending()):
         data += sock.recv(waiting)
     return data
-
-
-def run_chat(target: Target, clients: int, senders: int, window: int, rate: float,
-             duration: float, storm: int, rooms: int = 1, protocol: int = 1) -> None:
-    """N clients, S of them sending, in general (version 1 sessions) or (version 2) spread over
-    R rooms with senders in each; every delivery's latency is measured."""
-    prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}u"
-    socks = target.connect(clients)
-    conns = [BenchConnection(sock, f'"from":"{prefix}{i}"'.encode()) for i, sock in enumerate(socks)]
-    registration = register_all(target, conns, prefix, protocol)
-    print(f"chat: {clients} clients registered in {registration:.2f} s "
-          f"({clients / registration:,.0f}/s, password hashing bound)")
-    in_rooms = f" in {rooms} room{'s' if rooms > 1 else ''}" if protocol == 2 else ""
-    if protocol == 2:
-        print(f"chat: {clients} clients{in_rooms} in {join_rooms(target, conns, rooms):.2f} s")
-    selector = selectors.DefaultSelector()
-    for conn in conns:
-        conn.sock.setblocking(False)
-        selector.register(conn.sock, selectors.EVENT_READ, conn)
-    senders_list = conns[:senders]
-    latencies: list[int] = []
-    storm_socks = target.connect(storm) if storm else []
-    for i, sock in enumerate(storm_socks):
-        sock.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            storm_frame = {"type": "register", "username": f"{prefix}s{i}", "password": "bench-password"}
-            sock.send(p.encode(storm_frame))
-
-    def send(conn: BenchConnection, due: float | None = None) -> None:
-        """`due`: when an open-loop message was due. Its latency counts from then, not from
-        when a busy loop got round to sending it, or the lag would hide (coordinated omission)."""
-        stamp = time.perf_counter_ns() if due is None else round(due * 1e9)  # one clock, two units
-        say = {"type": "say", "text": "x" * 32, "id": str(stamp)}
-        conn.sock.send(p.encode(say if conn.room is None else {**say, "room": conn.room}))
-        conn.in_flight += 1
-        conn.sent += 1
-
-    stolen, cpu = stolen_seconds(), process_cpu_seconds(target.pid)
-    begin = time.perf_counter()
-    deadline = begin + duration
-    interval = senders / rate if rate else 0.0
-    next_send = begin
-    if not rate:
-        for conn in senders_list:
-            for _ in range(window):
-                send(conn)
-    turn = 0
-    while (now := time.perf_counter()) < deadline:
-        if rate and now >= next_send:
-            send(senders_list[turn % senders], next_send)
-            turn += 1
-            next_send += interval / senders
-            continue
-        for key, _ in selector.select(max(0.0, next_send - now) if rate else 0.1):
-            conn = key.data
-            try:
-                data = receive(conn.sock)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                continue
-            except OSError:
-                data = b""
-            if not data:
-                raise SystemExit(f"netlab: the chat server at {target.address} closed a connection")
-            conn.buffer += data
-            received = time.perf_counter_ns()
-            for payload in conn.frames():
-                at = payload.find(b'"id":"')
-                if not payload.startswith(b'{"type":"message"') or at < 0:
-                    if payload.startswith(b'{"type":"error"') and conn.in_flight:
-                        conn.in_flight -= 1  # that sender's slot is lost: counted, not resent
-                        conn.refused += 1
-                    continue
-                stamp = int(payload[at + 6:payload.index(b'"', at + 6)])
-                latencies.append(received - stamp)
-                if conn.in_flight and conn.marker in payload:
-                    conn.in_flight -= 1
-                    if not rate:
-                        send(conn)
-    elapsed = time.perf_counter() - begin
-    refused = sum(conn.refused for conn in senders_list)
-    sent = sum(conn.sent for conn in senders_list) - refused
-    mode = f"rate {rate:g} msgs/s" if rate else f"window {window}"
-    print(f"chat: {clients} clients, {senders} senders{in_rooms}, {mode}, {elapsed:.1f} s"
-          + (" over TLS" if isinstance(socks[0], ssl.SSLSocket) else "")
-          + (f", beside {storm} registrations" if storm else ""))
-    print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")
-    print(f"  {latency_line(latencies)}")
-    print_server_cpu(target.pid, cpu, elapsed, {"deliveries": len(latencies), "messages": sent})
-    print_steal(stolen)
-    for sock in socks + storm_socks:
-        sock.close()
-    if refused:
-        raise SystemExit(f"netlab: the server answered {refused} messages with an error (its flood "
-                         "control, unless it runs with --rate-limit 0): these figures are not its throughput")

@@ -12,6 +12,9 @@ import click
 from netlab.cli_options import COUNT, DAY, PORT, FiniteRange, host_option, with_options
 from netlab.netutil import raise_fd_limit
 
+#: The sessions' transports (PROTOCOL.md, "Transports"): the chat port, the web port's WebSocket.
+TRANSPORTS = ("tcp", "ws")
+
 
 @click.group()
 def bench() -> None:
@@ -71,23 +74,47 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
                    "to bench-R-1, senders in each (version 2 sessions: the server must speak it).")
 @click.option("--protocol", type=click.IntRange(1, 2), default=None,
               help="Sessions' version: 1 talks in general, 2 in rooms bench-0 onwards "
-                   "(with --rooms 1, one room like the others) [default: 2 with --rooms above 1, else 1]")
+                   "(with --rooms 1, one room like the others) [default: 2 with --rooms above 1 or "
+                   "two transports, else 1]")
+@click.option("--transport", type=click.Choice(TRANSPORTS), multiple=True, default=("tcp",),
+              show_default=True,
+              help="tcp: the chat port; ws: WebSocket sessions on the web port (with --port, that "
+                   "port). Given twice, the same scenario runs over each in turn against one server, "
+                   "each in rooms of its own (bench-tcp-0, bench-ws-0 ...), and the second's "
+                   "figures are printed as multiples of the first's.")
+@click.option("--rounds", type=COUNT, default=1, show_default=True,
+              help="Windows of --duration on each transport, alternating, on clients registered once; "
+                   "with two transports, each round's ratios and their medians are printed.")
 def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients: int, senders: int,
-               window: int, rate: float, login_storm: int, rooms: int, protocol: int | None) -> None:
-    """N clients, S senders: deliveries/s, end-to-end latency percentiles, the server's CPU."""
+               window: int, rate: float, login_storm: int, rooms: int, protocol: int | None,
+               transport: tuple[str, ...], rounds: int) -> None:
+    """N clients, S senders: deliveries/s, end-to-end latency percentiles, the server's and the
+    generator's CPU."""
     from netlab import bench as b
+    from netlab.bench_chat import run_chat
 
+    transports = tuple(dict.fromkeys(transport))  # in the order given, each once
+    if port is not None and len(transports) > 1:
+        raise click.BadParameter("one transport with --port (it names that transport's port)",
+                                 param_hint="--transport")
     if senders > clients:
         raise click.BadParameter("cannot exceed --clients", param_hint="--senders")
     if rooms > senders:
         raise click.BadParameter("cannot exceed --senders (a sender in each room)", param_hint="--rooms")
     if protocol == 1 and rooms > 1:
         raise click.BadParameter("--rooms needs --protocol 2", param_hint="--protocol")
+    if protocol == 1 and len(transports) > 1:
+        raise click.BadParameter("two transports need --protocol 2 (each talks in rooms of its own)",
+                                 param_hint="--protocol")
+    # All from this one host, every transport's clients at once, a round's storm closing.
+    connections = len(transports) * (clients + 2 * login_storm)
+    raise_fd_limit(connections, logging.getLogger("netlab.bench"))  # a socket each, here and there
+    places = str(connections + 10)
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
-             "--max-clients-per-ip", str(clients + login_storm + 10)]  # all from this one host
-    with bench_errors(), b.server_for("chat", host, port, extra, tls) as target:
-        b.run_chat(target, clients, senders, window, rate, duration, login_storm, rooms,
-                   protocol or (2 if rooms > 1 else 1))
+             "--max-clients", places, "--max-clients-per-ip", places]
+    with bench_errors(), b.servers_for("chat", host, port, extra, tls, transports) as targets:
+        run_chat(targets, clients, senders, window, rate, duration, login_storm, rooms,
+                 protocol or (2 if rooms > 1 or len(transports) > 1 else 1), rounds)
 
 
 @bench.command("login")
@@ -110,7 +137,9 @@ def bench_login(host: str, rooms: int, logins: int) -> None:
 @click.option("--sessions", type=COUNT, default=10_000, show_default=True, help="Idle sessions (N).")
 @click.option("--rooms", type=COUNT, default=1_000, show_default=True,
               help="Rooms (R), one account each; each account holds N/R of the sessions.")
-def bench_idle(host: str, sessions: int, rooms: int) -> None:
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="tcp", show_default=True,
+              help="tcp: sessions on the chat port; ws: WebSocket sessions on the web port.")
+def bench_idle(host: str, sessions: int, rooms: int, transport: str) -> None:
     """Server RSS per idle version 2 session, N of them in R rooms (own server)."""
     from netlab import bench as b
     from netlab import bench_sessions as s
@@ -121,5 +150,5 @@ def bench_idle(host: str, sessions: int, rooms: int) -> None:
     places = str(sessions + 10)  # all from this one host, and every hash queued at once
     extra = ["--room-rate", "0", "--max-rooms", str(rooms + 10), "--max-clients", places,
              "--max-clients-per-ip", places, "--max-pending-auth", places, "--auth-timeout", str(DAY)]
-    with bench_errors(), b.server_for("chat", host, None, extra, False) as target:
-        s.run_idle(target, sessions, rooms)
+    with bench_errors(), b.servers_for("chat", host, None, extra, False, (transport,)) as targets:
+        s.run_idle(targets[transport], sessions, rooms)

@@ -12,16 +12,8 @@ import os
 import time
 
 from netlab import wire as p
-from netlab.bench import (
-    BenchConnection,
-    Target,
-    answer,
-    join_rooms,
-    percentile,
-    print_steal,
-    register_all,
-    stolen_seconds,
-)
+from netlab.bench import BenchConnection, Target, answer, join_rooms, register_all
+from netlab.bench_report import percentile, print_steal, stolen_seconds
 from netlab.connect import first_frame
 
 
@@ -136,15 +128,16 @@ def run_idle(target: Target, sessions: int, rooms: int) -> None:
     at_start = rss_kib(target.pid)
     stolen = stolen_seconds()
     begin = time.perf_counter()
-    owners = [BenchConnection(sock, b"") for sock in target.connect(rooms)]
+    owners = target.sessions(rooms)
     register_all(target, owners, prefix, 2)
     join_rooms(target, owners, rooms)
     rooms_made = rss_kib(target.pid)
-    others = [BenchConnection(sock, b"") for sock in target.connect(sessions - rooms)]
+    others = target.sessions(sessions - rooms)
     register_all(target, others, prefix, 2, op="login", accounts=rooms)
     elapsed = time.perf_counter() - begin
     sessions_open = rss_kib(target.pid)
-    print(f"idle: {sessions} sessions of {rooms} accounts in {rooms} rooms, logged in in {elapsed:.1f} s")
+    print(f"idle: {sessions} {target.transport} sessions of {rooms} accounts in {rooms} rooms, "
+          f"logged in in {elapsed:.1f} s")
     print(f"  server RSS: {at_start:,} KiB at start, {rooms_made:,} KiB with the rooms made, "
           f"{sessions_open:,} KiB with the sessions open")
     added = max(1, sessions - rooms)

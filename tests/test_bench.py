@@ -22,7 +22,10 @@ def bench(*args: str) -> subprocess.CompletedProcess:
 def test_echo_prints_throughput_and_percentiles():
     run = bench("echo", "--conns", "2", "--duration", "0.3")
     assert run.returncode == 0, run.stderr
-    assert re.search(r"requests/s  latency p50 [\d,]+ µs  p99 [\d,]+ µs  p99\.9 [\d,]+ µs", run.stdout)
+    assert re.search(r"requests/s  latency p50 [\d,]+ µs  p95 [\d,]+ µs  p99 [\d,]+ µs  p99\.9 [\d,]+ µs",
+                     run.stdout)
+    # Who set the figures: the generator says how much of a core it used.
+    assert re.search(r"\n  load generator CPU: \d+\.\d\d s \(\d+ % of a core\)", run.stdout)
     # On a virtual machine the hypervisor's steal sets the tails: every run says how much there was.
     assert re.search(r"\n  cpu stolen by the hypervisor during the run: \d+\.\d\d s\n", run.stdout)
 

@@ -63,7 +63,7 @@ def test_the_login_bench_times_logins_with_one_room_and_with_many():
 def test_the_idle_bench_reports_rss_per_session():
     run = bench("idle", "--sessions", "12", "--rooms", "4")
     assert run.returncode == 0, run.stderr
-    assert re.search(r"idle: 12 sessions of 4 accounts in 4 rooms, logged in in ", run.stdout), run.stdout
+    assert re.search(r"idle: 12 TCP sessions of 4 accounts in 4 rooms, logged in in ", run.stdout), run.stdout
     found = re.search(rf"\n  server RSS: ({NUMBER}) KiB at start, ({NUMBER}) KiB with the rooms made, "
                       rf"({NUMBER}) KiB with the sessions open\n  ({NUMBER}) KiB per session "
                       rf"\(({NUMBER}) KiB counting the rooms\)\n", run.stdout)
