@@ -16,6 +16,7 @@ from netlab.client.words import ERROR_SENTENCES
 PAGES = {
     b"/": b"text/html; charset=utf-8",
     b"/app.js": b"javascript; charset=utf-8",
+    b"/words.js": b"javascript; charset=utf-8",
     b"/app.css": b"text/css; charset=utf-8",
 }
 
@@ -43,9 +44,9 @@ def test_the_page_has_no_inline_script_or_style(web):  # noqa: F811
 
 
 def test_the_page_says_errors_in_the_terminal_clients_sentences():
-    """app.js holds a copy of words.py's sentences (a page cannot import Python): kept equal here."""
-    script = (Path(netlab.__file__).parent / "static" / "app.js").read_text()
-    block = script.split("const ERROR_SENTENCES = {", 1)[1].split("\n};", 1)[0]
+    """words.js holds a copy of words.py's sentences (a page cannot import Python): kept equal here."""
+    script = (Path(netlab.__file__).parent / "static" / "words.js").read_text()
+    block = script.split("export const ERROR_SENTENCES = {", 1)[1].split("\n};", 1)[0]
     entries = re.findall(r'(\w+): ((?:"[^"]*"\s*\+?\s*)+),', block)
     in_page = {code: "".join(re.findall(r'"([^"]*)"', strings)) for code, strings in entries}
     # The one the page words its own way: a page has no /join command to name.
