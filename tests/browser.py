@@ -200,3 +200,107 @@ class ChatPage:
 
     def console_errors(self) -> list[str]:
         return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+    # ---- the connection ---------------------------------------------------------------
+
+    def link_state(self) -> str:
+        """What the page says its connection is doing ("connected", "… reconnecting in 4 s…")."""
+        return self.find("#link-state").text
+
+    def wait_connected(self, timeout: float = WAIT) -> None:
+        self.wait(lambda _: self.link_state() == "connected", "the connection back", timeout)
+
+    def set_offline(self, offline: bool) -> None:
+        """The browser's network off or on (DevTools), as a laptop losing its Wi-Fi."""
+        self.driver.execute_cdp_cmd("Network.enable", {})
+        self.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
+    def draft(self) -> str:
+        return self.find("#draft").get_property("value")
+
+    # ---- managing rooms (the sidebar's forms, the room's settings) --------------------
+
+    def open_details(self, css: str) -> None:
+        """Unfold a <details> section (by its summary, as a user would) if it is folded."""
+        details = self.find(css)
+        if details.get_attribute("open") is None:
+            details.find_element("css selector", "summary").click()
+
+    def create_room(self, name: str, private: bool = False) -> None:
+        self.open_details("#create-rooms")
+        self.find("#new-room").send_keys(name)
+        if private != self.find("#new-room-private").is_selected():
+            self.find("#new-room-private").click()
+        self.find("#create-button").click()
+        self.wait(lambda _: self.find("#place-name").text == f"#{name}", f"#{name} opened")
+
+    def public_rooms(self) -> list[str]:
+        """The rooms the join list offers (opening it asks the server again)."""
+        self.open_details("#join-rooms")
+        return [button.text.removeprefix("Join ") for button in self.find_all("#public-rooms button")]
+
+    def join_room(self, name: str) -> None:
+        self.open_details("#join-rooms")
+        self.wait(lambda _: any(b.text == f"Join #{name}" for b in self.find_all("#public-rooms button")),
+                  f"#{name} in the join list")
+        next(b for b in self.find_all("#public-rooms button") if b.text == f"Join #{name}").click()
+        self.wait(lambda _: self.find("#place-name").text == f"#{name}", f"#{name} opened")
+
+    def room_settings(self) -> None:
+        self.open_details("#room-actions")
+
+    def invite(self, username: str) -> None:
+        self.room_settings()
+        self.find("#invite-user").send_keys(username)
+        self.find("#invite-button").click()
+        self.wait_text("#status", f"invited {username}")
+
+    def set_topic(self, text: str) -> None:
+        self.room_settings()
+        self.find("#topic-text").clear()
+        self.find("#topic-text").send_keys(text)
+        self.find("#topic-button").click()
+        self.wait_text("#place-topic", text)
+
+    def leave_room(self) -> None:
+        self.room_settings()
+        self.find("#leave-button").click()
+        self.wait(lambda _: self.find("#place-name").text == "#general", "general after leaving")
+
+    def message_user(self, username: str) -> None:
+        self.open_details("#start-dm")
+        self.find("#dm-user").send_keys(username)
+        self.find("#dm-button").click()
+        self.wait(lambda _: self.find("#place-name").text.lower().startswith(username.lower()),
+                  f"the conversation with {username}")
+
+    def sidebar_names(self) -> list[str]:
+        return [button.find_elements("css selector", "span")[0].text
+                for button in self.find_all("#sidebar li button[data-key]")]
+
+    # ---- the conversation's own controls ----------------------------------------------
+
+    def delete_message(self, text: str) -> None:
+        """Press Delete on your own message holding `text`."""
+        for item in self.find_all("#messages li.own"):
+            if text in item.text:
+                item.find_element("css selector", "button.delete").click()
+                return
+        raise AssertionError(f"no own message with {text!r}")
+
+    def presence(self) -> list[str]:
+        """Who the page says is online in the place shown."""
+        return [item.text for item in self.find_all("#presence li")]
+
+    def change_password(self, old: str, new: str, again: str | None = None) -> str:
+        """Fill the password form; returns what the page answered."""
+        self.open_details("#account")
+        fields = {"#old-password": old, "#new-password": new, "#new-password-again": again or new}
+        for css, value in fields.items():
+            self.find(css).clear()
+            self.find(css).send_keys(value)
+        self.find("#password-button").click()
+        self.wait(lambda _: self.find("#password-result").text not in ("", "changing…"),
+                  "the password's answer")
+        return self.find("#password-result").text

@@ -8,6 +8,7 @@ import { $, askHistory, isRoom, place, state, target } from "./state.js";
 
 const READ_DELAY_MS = 400; // `read` frames coalesced: one per burst of messages shown
 const NEAR_TOP_PX = 60;
+const SPACE = "\u2002";
 let readTimer = null;
 
 export function mentionsMe(text) {
@@ -109,7 +110,8 @@ function messageItem(message) {
   const from = document.createElement("span");
   from.className = "from";
   from.textContent = message.from;
-  item.append(time, from, document.createTextNode(message.text));
+  // En spaces between the parts: copied text and screen readers keep them apart.
+  item.append(time, SPACE, from, SPACE, document.createTextNode(message.text));
   return item;
 }
 

@@ -71,7 +71,9 @@ function renderPublicRooms() {
   const items = [...state.publicRooms.values()].map((entry) => {
     const button = document.createElement("button");
     button.type = "button";
-    button.textContent = `Join #${entry.room}`;
+    const label = document.createElement("span"); // a sidebar button's first span is its name
+    label.textContent = `Join #${entry.room}`;
+    button.append(label);
     const about = entry.topic ? ` (${entry.members} members, ${entry.topic})` : ` (${entry.members} members)`;
     button.setAttribute("aria-label", `Join #${entry.room}${about}`);
     button.addEventListener("click", () => {
