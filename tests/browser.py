@@ -228,17 +228,28 @@ class ChatPage:
             details.find_element("css selector", "summary").click()
 
     def create_room(self, name: str, private: bool = False) -> None:
+        self.ask_create_room(name, private)
+        self.wait(lambda _: self.find("#place-name").text == f"#{name}", f"#{name} opened")
+
+    def ask_create_room(self, name: str, private: bool = False) -> None:
+        """Fill and send the create form (without waiting: the server may refuse)."""
         self.open_details("#create-rooms")
+        self.find("#new-room").clear()
         self.find("#new-room").send_keys(name)
         if private != self.find("#new-room-private").is_selected():
             self.find("#new-room-private").click()
         self.find("#create-button").click()
-        self.wait(lambda _: self.find("#place-name").text == f"#{name}", f"#{name} opened")
 
     def public_rooms(self) -> list[str]:
         """The rooms the join list offers (opening it asks the server again)."""
         self.open_details("#join-rooms")
-        return [button.text.removeprefix("Join ") for button in self.find_all("#public-rooms button")]
+        self.wait(lambda _: self.find("#public-rooms").text != "looking…", "the public rooms listed")
+        return [text.removeprefix("Join ") for text in self.texts("#public-rooms button")]
+
+    def texts(self, css: str) -> list[str]:
+        """The text of every element `css` finds, read at one instant (lists are redrawn whole)."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map((e) => e.innerText)", css)
 
     def join_room(self, name: str) -> None:
         self.open_details("#join-rooms")
@@ -269,15 +280,18 @@ class ChatPage:
         self.wait(lambda _: self.find("#place-name").text == "#general", "general after leaving")
 
     def message_user(self, username: str) -> None:
-        self.open_details("#start-dm")
-        self.find("#dm-user").send_keys(username)
-        self.find("#dm-button").click()
+        self.ask_message_user(username)
         self.wait(lambda _: self.find("#place-name").text.lower().startswith(username.lower()),
                   f"the conversation with {username}")
 
+    def ask_message_user(self, username: str) -> None:
+        """Open a conversation from the form (without waiting: there may be nobody of that name)."""
+        self.open_details("#start-dm")
+        self.find("#dm-user").send_keys(username)
+        self.find("#dm-button").click()
+
     def sidebar_names(self) -> list[str]:
-        return [button.find_elements("css selector", "span")[0].text
-                for button in self.find_all("#sidebar li button[data-key]")]
+        return self.texts("#sidebar li button[data-key] > span:first-child")
 
     # ---- the conversation's own controls ----------------------------------------------
 

@@ -78,3 +78,40 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
              "general's gap filled, in order")
     seqs = [int(item.get_attribute("data-seq")) for item in ann.find_all("#messages li[data-seq]")]
     assert seqs == sorted(set(seqs))  # nothing twice
+
+
+def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat):  # noqa: F811
+    _, port, url, _ = chat
+    bob = registered2(port, "bob")
+    bob.create("plaza", topic="sunny")
+    ann = ChatPage(browser(), url).open().register("ann", PASSWORD)
+
+    ann.join_room("plaza")  # from the list of public rooms
+    bob.wait_for("member", room="plaza", username="ann", change="joined")
+    ann.wait_text("#place-topic", "sunny")
+    assert "#plaza" not in ann.public_rooms()
+
+    ann.create_room("secret", private=True)
+    ann.invite("bob")
+    bob.wait_for("joined", room="secret", private=True)
+    ann.set_topic("only us")
+    bob.wait_for("topic", room="secret", text="only us", by="ann")
+    bob.say_in("secret", "psst")
+    ann.wait_message("psst")
+
+    ann.message_user("BOB")  # any case: the conversation is with the account as registered
+    ann.wait_text("#place-name", "bob (direct)")
+    ann.say("hi in private")
+    bob.wait_for("message", to="bob", text="hi in private")
+    assert "bob" in ann.sidebar_names()
+
+    ann.show("#plaza")
+    ann.leave_room()
+    bob.wait_for("member", room="plaza", username="ann", change="left")
+    assert ann.sidebar_names() == ["#general", "#secret", "bob"]
+
+    ann.ask_message_user("nobody")
+    ann.wait_text("#status", "there is no user of that name")
+    ann.wait(lambda _: "nobody" not in ann.sidebar_names(), "no conversation with nobody")
+    ann.ask_create_room("Bad Name")
+    ann.wait_text("#status", "a room name is 1 to 32")
