@@ -34,6 +34,16 @@ CHROMIUM_FLAGS = (
     "--disable-sync", "--disable-default-apps", "--disable-extensions", "--mute-audio",
 )
 
+NOTIFICATIONS_SEEN = """
+window.notificationsShown = [];
+window.Notification = class extends window.Notification {
+  constructor(title, options) {
+    super(title, options);
+    window.notificationsShown.push([title, options.body]);
+  }
+};
+"""
+
 DESKTOP = (1280, 800)
 PHONE = (390, 844)
 
@@ -218,6 +228,19 @@ class ChatPage:
 
     def draft(self) -> str:
         return self.find("#draft").get_property("value")
+
+    # ---- notifications ----------------------------------------------------------------
+
+    def allow_notifications(self) -> None:
+        """Before `open`: grant the page notifications (as a user would once) and record each
+        one it shows (a wrapper around `Notification` put in by DevTools, which the CSP allows)."""
+        grant = {"origin": self.url.rstrip("/"), "permissions": ["notifications"]}
+        self.driver.execute_cdp_cmd("Browser.grantPermissions", grant)
+        self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NOTIFICATIONS_SEEN})
+
+    def notifications(self) -> list[list[str]]:
+        """[title, body] of each notification the page showed."""
+        return self.driver.execute_script("return window.notificationsShown")
 
     # ---- managing rooms (the sidebar's forms, the room's settings) --------------------
 

@@ -16,7 +16,7 @@ from v2client import logged_in2, registered2
 
 def texts(page: ChatPage) -> list[str]:
     """The messages shown, each without its time, author and controls."""
-    return [line.split("\u2002")[-1] for line in page.message_texts()]
+    return [line.split("\u2002")[-1] for line in page.texts("#messages li[data-seq]")]
 
 
 @pytest.fixture
@@ -115,3 +115,78 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait(lambda _: "nobody" not in ann.sidebar_names(), "no conversation with nobody")
     ann.ask_create_room("Bad Name")
     ann.wait_text("#status", "a room name is 1 to 32")
+
+
+def seed_general(data_dir, days: dict[str, int]) -> None:
+    """general's history.csv with `count` messages by carol on each day, before the server starts."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    rows, seq = ["seq,ts,from,text"], 0
+    for day, count in days.items():
+        for minute in range(count):
+            seq += 1
+            rows.append(f"{seq},{day}T10:{minute:02d}:00.000Z,carol,old {seq}")
+    (data_dir / "history.csv").write_text("\r\n".join(rows) + "\r\n")
+
+
+def test_the_conversation_scrolls_back_by_day_marks_mentions_and_deletes(browser, start_chat, data_dir):  # noqa: F811
+    seed_general(data_dir, {"2026-11-01": 60, "2026-11-02": 60})
+    server, port = start_chat("--web-port", "0", "--rate-limit", "0", data=data_dir)
+    url = f"http://127.0.0.1:{web_port(server)}/"
+    registered2(port, "bob").close()
+    ann = ChatPage(browser(), url)
+    ann.allow_notifications()
+    ann.open().register("ann", PASSWORD)
+
+    # The newest page of 50, then older pages as the reader scrolls up, where they were.
+    ann.wait(lambda _: len(texts(ann)) == 50, "the newest page")
+    assert texts(ann)[0] == "old 71"
+    days = lambda: ann.driver.execute_script(  # noqa: E731
+        "return [...document.querySelectorAll('#messages li.day time')].map((t) => t.dateTime)")
+    assert days() == ["2026-11-02"]
+    top = "return document.querySelector('#messages li[data-seq=\"71\"]').getBoundingClientRect().top"
+    ann.driver.execute_script("document.getElementById('messages').scrollTop = 0")
+    before = ann.driver.execute_script(top)
+    ann.wait(lambda _: "old 30" in texts(ann), "an older page after scrolling up")
+    assert abs(ann.driver.execute_script(top) - before) < 60  # what was read stays in view
+    assert days() == ["2026-11-01", "2026-11-02"]
+    ann.find("#older-button").send_keys("\ue007")  # Enter: the keyboard's way up
+    ann.wait(lambda _: "old 1" in texts(ann), "the first message")
+    ann.wait_text("#messages li.start", "the start of #general")
+    assert texts(ann) == [f"old {seq}" for seq in range(1, 121)]
+
+    # Presence: bob comes online and goes.
+    bob = logged_in2(port, "bob")
+    ann.wait(lambda _: ann.presence() == ["ann (you)", "bob"], "bob online")
+
+    # A mention of ann is marked; while her tab is hidden it is also a notification.
+    bob.say_in("general", "hey @ann, look")
+    ann.wait_message("hey @ann, look")
+    assert ann.find_all("#messages li.mention")[-1].text.endswith("hey @ann, look")
+    shown = ann.driver.current_window_handle
+    ann.driver.switch_to.new_window("tab")
+    bob.say_in("general", "@ANN are you there?")
+    bob.say_in("general", "@annie is someone else")
+    ann.driver.switch_to.window(shown)
+    ann.wait(lambda _: ann.notifications(), "a notification")
+    assert ann.notifications() == [
+        ["bob mentioned you in #general", "@ANN are you there?"]]
+    assert ann.find("#notify-button").is_displayed() is False  # permission given already
+
+    # Deleting: ann's own message from her page, bob's from his session; gone from the page.
+    ann.say("oops, a typo")
+    ann.wait_message("oops, a typo")
+    ann.delete_message("oops, a typo")
+    bob.wait_for("deleted", room="general")
+    regret = bob.say_in("general", "bob regrets this")
+    ann.wait_message("bob regrets this")
+    assert not ann.find_all("#messages li:not(.own) button.delete")  # only your own have the control
+    bob.send("delete", room="general", seq=regret["seq"])
+    ann.wait(lambda _: not any("bob regrets" in t or "oops" in t for t in texts(ann)), "both deleted")
+    bob.close()
+    ann.wait(lambda _: ann.presence() == ["ann (you)"], "bob gone")
+
+    # The password: asked twice, the current one checked, then changed.
+    assert ann.change_password(PASSWORD, "a new secret", again="another") == "the two new passwords differ"
+    assert ann.change_password("wrong password", "a new secret").startswith("not changed: unknown user")
+    assert ann.change_password(PASSWORD, "a new secret") == "password changed"
+    logged_in2(port, "ann", "a new secret").close()
