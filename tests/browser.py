@@ -44,6 +44,33 @@ window.Notification = class extends window.Notification {
 };
 """
 
+# Every element with text of its own whose colour on its background falls below WCAG AA's
+# 4.5:1 (the background is the nearest opaque one up the tree).
+LOW_CONTRAST = """
+const channels = (colour) => colour.match(/[\\d.]+/g).map(Number);
+const luminance = (rgb) => rgb.slice(0, 3).map((v) => v / 255)
+  .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4))
+  .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+function background(element) {
+  for (; element; element = element.parentElement) {
+    const rgba = channels(getComputedStyle(element).backgroundColor);
+    if (rgba.length < 4 || rgba[3] > 0) return rgba;
+  }
+  return [255, 255, 255];
+}
+const low = [];
+for (const element of document.querySelectorAll("body *")) {
+  const own = [...element.childNodes].filter((n) => n.nodeType === 3);
+  const text = own.map((n) => n.textContent).join("").trim();
+  if (!text || !element.getClientRects().length) continue;
+  const [a, b] = [luminance(channels(getComputedStyle(element).color)), luminance(background(element))];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  const where = `${element.tagName}#${element.id}.${element.className}`;
+  if (ratio < 4.5) low.push(`${where} "${text.slice(0, 20)}": ${ratio.toFixed(2)}`);
+}
+return low;
+"""
+
 DESKTOP = (1280, 800)
 PHONE = (390, 844)
 
@@ -202,6 +229,52 @@ class ChatPage:
         """The unread count the sidebar shows for `name` (0 when it shows none)."""
         badges = self.sidebar_button(name).find_elements("css selector", ".unread")
         return int(badges[0].text) if badges else 0
+
+    def emulate_phone(self, size: tuple[int, int] = PHONE) -> ChatPage:
+        """A phone's viewport exactly (a headless window is at least 500 px wide): DevTools'
+        device metrics, as its phone emulation sets them."""
+        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": True})
+        return self
+
+    def low_contrast(self) -> list[str]:
+        """The texts shown now whose contrast is below WCAG AA's 4.5:1, with their ratios."""
+        return self.driver.execute_script(LOW_CONTRAST)
+
+    def tab_through(self, presses: int = 80) -> list[str]:
+        """Press Tab `presses` times from the top; each focused element as `tag#id text`."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        self.driver.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+        seen = []
+        for _ in range(presses):
+            ActionChains(self.driver).send_keys(Keys.TAB).perform()
+            seen.append(self.focused())
+        return seen
+
+    def focused(self) -> str:
+        """The element with the keyboard focus, as `tag#id its first line of text`."""
+        return self.driver.execute_script(
+            "const e = document.activeElement;"
+            "return `${e.tagName.toLowerCase()}#${e.id} ${(e.innerText || '').trim().split('\\n')[0]}`")
+
+    def press_tab_until(self, description: str, presses: int = 80) -> None:
+        """Tab until the focused element is described as `description` (see tab_through)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.keys import Keys
+
+        for _ in range(presses):
+            ActionChains(self.driver).send_keys(Keys.TAB).perform()
+            if self.focused() == description:
+                return
+        raise AssertionError(f"Tab never reached {description}")
+
+    def keys(self, *keys: str) -> None:
+        """Type into whatever has the focus, as a keyboard does."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(self.driver).send_keys(*keys).perform()
 
     def screenshot(self, name: str) -> Path:
         path = screenshots_dir() / f"{name}.png"

@@ -8,8 +8,9 @@ import os
 import signal
 
 import pytest
-from browser import ChatPage, browser  # noqa: F401  (browser is a fixture)
+from browser import PHONE, ChatPage, browser  # noqa: F401  (browser is a fixture)
 from chatclient import PASSWORD
+from selenium.webdriver.common.keys import Keys
 from test_web_port import web_port
 from v2client import logged_in2, registered2
 
@@ -149,7 +150,7 @@ def test_the_conversation_scrolls_back_by_day_marks_mentions_and_deletes(browser
     ann.wait(lambda _: "old 30" in texts(ann), "an older page after scrolling up")
     assert abs(ann.driver.execute_script(top) - before) < 60  # what was read stays in view
     assert days() == ["2026-11-01", "2026-11-02"]
-    ann.find("#older-button").send_keys("\ue007")  # Enter: the keyboard's way up
+    ann.find("#older-button").send_keys(Keys.ENTER)  # the keyboard's way up
     ann.wait(lambda _: "old 1" in texts(ann), "the first message")
     ann.wait_text("#messages li.start", "the start of #general")
     assert texts(ann) == [f"old {seq}" for seq in range(1, 121)]
@@ -190,3 +191,50 @@ def test_the_conversation_scrolls_back_by_day_marks_mentions_and_deletes(browser
     assert ann.change_password("wrong password", "a new secret").startswith("not changed: unknown user")
     assert ann.change_password(PASSWORD, "a new secret") == "password changed"
     logged_in2(port, "ann", "a new secret").close()
+
+
+def test_on_a_phone_by_keyboard_alone_everything_is_reachable_and_readable(browser, chat):  # noqa: F811
+    _, port, url, _ = chat
+    ann = ChatPage(browser(size=PHONE), url).emulate_phone().open()
+    assert ann.driver.execute_script("return [innerWidth, innerHeight]") == list(PHONE)
+    assert ann.low_contrast() == []
+    ann.register("ann", PASSWORD)
+    bob = registered2(port, "bob")
+    bob.create("plaza")
+    bob.say_in("general", "hello @ann, a long line that has to wrap on a narrow phone screen " * 3)
+    ann.wait_message("a long line")
+    ann.say("my own line")
+    ann.wait_message("my own line")
+
+    # One column: no sideways scrolling, the sidebar above the conversation, the draft in view.
+    layout = ann.driver.execute_script("""
+        const box = (id) => document.getElementById(id).getBoundingClientRect();
+        return {wide: document.documentElement.scrollWidth, view: document.documentElement.clientWidth,
+                sidebar: box('sidebar').bottom, conversation: box('conversation').top,
+                draft: box('draft').bottom, height: window.innerHeight};""")
+    assert layout["wide"] <= layout["view"]
+    assert layout["sidebar"] <= layout["conversation"] + 1
+    assert layout["draft"] <= layout["height"] and ann.find("#draft").is_displayed()
+    ann.screenshot("page-phone")
+    assert ann.low_contrast() == []
+
+    # Every control is on the Tab path, and the focus shows.
+    path = ann.tab_through()
+    for stop in ("button# #general", "summary# Join a public room", "summary# Create a room",
+                 "summary# Message a user", "summary# Change password", "textarea#draft ", "button# Delete"):
+        assert stop in path, f"{stop!r} not reachable by Tab: {path}"
+
+    # A room created and joined with the keyboard alone.
+    ann.press_tab_until("summary# Create a room")
+    outline = ann.driver.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")  # the focus shows
+    ann.keys(Keys.ENTER, Keys.TAB, "kbd", Keys.ENTER)
+    ann.wait(lambda _: ann.find("#place-name").text == "#kbd", "#kbd created by keyboard")
+    ann.press_tab_until("summary# Join a public room")
+    ann.keys(Keys.ENTER)
+    ann.press_tab_until("button# Join #plaza")
+    ann.keys(Keys.ENTER)
+    ann.wait(lambda _: ann.find("#place-name").text == "#plaza", "#plaza joined by keyboard")
+    ann.press_tab_until("textarea#draft ")
+    ann.keys("typed, not clicked", Keys.ENTER)
+    bob.wait_for("message", room="plaza", text="typed, not clicked")
