@@ -37,6 +37,7 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
     server, port, url, start_again = chat
     bob = registered2(port, "bob")
     ann = ChatPage(browser(), url).open().register("ann", PASSWORD)
+    ann.create_room("old")
     ann.create_room("lab")
     bob.join("lab")
     bob.say_in("lab", "before the break")
@@ -46,6 +47,7 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
     os.kill(server.proc.pid, signal.SIGSTOP)
     ann.say("lost in the crash")
     ann.wait(lambda _: ann.draft() == "", "the draft sent")
+    assert ann.texts("#messages li.pending") == ["sending…\u2002lost in the crash"]
     server.kill()
     ann.wait(lambda _: "reconnecting in" in ann.link_state(), "a reconnect countdown")
     ann.set_offline(True)  # so that what follows happens while the page is away
@@ -55,6 +57,9 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
 
     server, port = start_again()
     bob = logged_in2(port, "bob")
+    elsewhere = logged_in2(port, "ann")  # ann on another device, while her page is away
+    assert elsewhere.request("leave", room="old")["type"] == "left"
+    elsewhere.create("fresh")
     for index in range(3):
         bob.say_in("lab", f"gap {index}")
     for index in range(60):  # more than the page of general a login brings
@@ -65,6 +70,8 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
     ann.wait_message("gap 2")
     lab = ["before the break", "gap 0", "gap 1", "gap 2", "lost in the crash"]  # resent on return
     ann.wait(lambda _: texts(ann) == lab, f"lab in order: {lab}")
+    assert ann.find_all("#messages li.pending") == []
+    assert ann.sidebar_names() == ["#fresh", "#general", "#lab"]
     bob.send("history", room="lab")
     stored = bob.wait_for("history", room="lab")["messages"]
     assert [m["text"] for m in stored] == lab  # resent with its id: stored once

@@ -3,6 +3,7 @@
 // (never in a URL, a cookie, localStorage or sessionStorage): a reload asks for it again.
 import { linkWorks, send, stopLink } from "./link.js";
 import { forgetPresence } from "./presence.js";
+import { expectRoomList } from "./rooms.js";
 import { resendPending } from "./sending.js";
 import { show } from "./sidebar.js";
 import { $, expectLoginHistory, newId, state } from "./state.js";
@@ -63,6 +64,7 @@ export function onOk(frame) {
   loggingIn = false;
   linkWorks();
   forgetPresence();
+  expectRoomList();
   const again = state.me !== null && state.me === frame.username;
   if (!again) state.pending.clear(); // someone else's unsent messages are not this account's
   state.me = frame.username;

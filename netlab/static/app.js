@@ -13,7 +13,7 @@ import { authError, onOk, onWelcome, wireAccount } from "./account.js";
 import {
   appendMessage, eventLine, markRead, mentionsMe, placeTitle, renderMessages, watchScrolling,
 } from "./conversation.js";
-import { startLink, stopLink } from "./link.js";
+import { resumeLink, startLink, stopLink } from "./link.js";
 import { notifyMention, wireNotifications } from "./notify.js";
 import { onJoin, onLeave, onUsers } from "./presence.js";
 import {
@@ -43,9 +43,11 @@ function onError(frame) {
   if (refused(frame.id, sentence(frame))) return;
   const history = forgetHistory(frame.id);
   if (history && history.key.startsWith("@") && frame.code === "no_such_user") dropPlace(history.key);
-  if (frame.code === "banned") stopLink();
+  // Banned: not by itself. No login in time: not until someone types into the login form.
+  if (frame.code === "banned" || frame.code === "auth_timeout") stopLink();
   onRoomError(frame);
-  setStatus(`error: ${sentence(frame)}`);
+  if (state.me) setStatus(`error: ${sentence(frame)}`);
+  else $("login-error").textContent = sentence(frame);
 }
 
 function onMessage(frame) {
@@ -101,6 +103,7 @@ function start() {
   wireNotifications();
   watchScrolling();
   $("draft").addEventListener("keydown", onDraftKey);
+  $("login-form").addEventListener("input", resumeLink);
   document.addEventListener("visibilitychange", markRead);
   startLink({ frame: (frame) => HANDLERS[frame.type]?.(frame), lost });
 }

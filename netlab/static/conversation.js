@@ -37,6 +37,7 @@ export function renderMessages(keep = false) {
     day = messageDay;
     items.push(messageItem(message));
   }
+  for (const said of state.pending.values()) if (said.key === found.key) items.push(pendingItem(said.frame));
   list.replaceChildren(...items);
   list.scrollTop = keep ? list.scrollHeight - fromBottom : list.scrollHeight;
   markRead();
@@ -50,10 +51,28 @@ export function appendMessage(found, message) {
   const last = shown.length ? found.messages.get(Number(shown[shown.length - 1].dataset.seq)) : null;
   if (last && last.seq > message.seq) return renderMessages(true);
   const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  if (!last || dayOf(last) !== dayOf(message)) list.append(daySeparator(message));
-  list.append(messageItem(message));
+  const waiting = list.querySelector("li.pending"); // messages not acknowledged stay last
+  if (!last || dayOf(last) !== dayOf(message)) list.insertBefore(daySeparator(message), waiting);
+  list.insertBefore(messageItem(message), waiting);
   if (stick) list.scrollTop = list.scrollHeight;
   markRead();
+}
+
+/** A message sent and not acknowledged yet: shown last, as sending, until it comes back. */
+export function pendingItem(frame) {
+  const item = line("pending", "");
+  item.dataset.id = frame.id;
+  const sending = document.createElement("span");
+  sending.className = "from";
+  sending.textContent = "sending…";
+  item.append(sending, SPACE, document.createTextNode(frame.text));
+  return item;
+}
+
+export function showPending(frame) {
+  const list = $("messages");
+  list.append(pendingItem(frame));
+  list.scrollTop = list.scrollHeight;
 }
 
 export function eventLine(key, text) {

@@ -26,10 +26,7 @@ export function startLink(handlers) {
   window.addEventListener("online", () => {
     if (!link.stopped) connectNow();
   });
-  document.getElementById("reconnect-button").addEventListener("click", () => {
-    link.stopped = false;
-    connectNow();
-  });
+  document.getElementById("reconnect-button").addEventListener("click", resumeLink);
   connect();
 }
 
@@ -77,6 +74,12 @@ export function linkWorks() {
 /** The server ended this session on purpose: say why and do not come back by ourselves. */
 export function stopLink() {
   link.stopped = true;
+}
+
+/** The user wants the connection (a button, or typing into the login form): now. */
+export function resumeLink() {
+  link.stopped = false;
+  connectNow();
 }
 
 export function send(frame) {

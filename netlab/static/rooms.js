@@ -9,6 +9,12 @@ import { $, dmKey, keyOf, newId, place, state, update } from "./state.js";
 let listingAll = false; // a `rooms` with `all` is being paged through
 const opening = new Set(); // rooms asked for (created or joined) here: shown when `joined` comes
 const invites = []; // "name to #room" of each invite not answered yet, in order
+let listed = null; // after a login: the rooms the server lists, to forget those left meanwhile
+
+/** A login: the `rooms` that follows is every room of this account. */
+export function expectRoomList() {
+  listed = new Set(["#general"]);
+}
 
 function request(frame) {
   if (!send({ ...frame, id: newId("r") })) {
@@ -23,12 +29,14 @@ export function onRooms(frame) {
   for (const entry of entries) {
     if (entry.member === false) state.publicRooms.set(entry.room, entry);
     else update(place(`#${entry.room}`), entry);
+    if (entry.member !== false) listed?.add(`#${entry.room}`);
   }
   for (const entry of frame.conversations || []) update(place(dmKey(entry.with), entry.with), entry);
   if (frame.more && entries.length) {
     send({ type: "rooms", after: entries[entries.length - 1].room, ...(listingAll ? { all: true } : {}) });
   } else {
     listingAll = false;
+    if (listed) forgetUnlisted();
   }
   renderSidebar();
   renderPublicRooms();
@@ -65,6 +73,15 @@ export function onMember(frame) {
   const key = keyOf(frame);
   eventLine(key, `${frame.username} ${frame.change === "joined" ? "joined" : "left"} the room`);
   memberChanged(key, frame);
+}
+
+function forgetUnlisted() {
+  // Rooms left (or lost) on another device while this page was away.
+  for (const key of [...state.places.keys()]) {
+    if (key.startsWith("#") && !listed.has(key)) state.places.delete(key);
+  }
+  listed = null;
+  if (!state.places.has(state.current)) show("#general");
 }
 
 function renderPublicRooms() {

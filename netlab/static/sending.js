@@ -3,6 +3,7 @@
 // with the same id (a version 2 id is an idempotency key: the server never stores it
 // twice). A message the server refuses goes back into the box with the reason; one that
 // cannot be sent (not connected) never leaves it.
+import { showPending } from "./conversation.js";
 import { send } from "./link.js";
 import { show } from "./sidebar.js";
 import { $, isRoom, newId, place, state } from "./state.js";
@@ -20,13 +21,15 @@ export function onDraftKey(event) {
     return; // the text stays in the box
   }
   state.pending.set(frame.id, { frame, key });
+  showPending(frame);
   draft.value = "";
   $("send-error").textContent = "";
 }
 
 /** Our own message came back: it was stored, nothing to resend. */
 export function acknowledged(message) {
-  if (message.from === state.me) state.pending.delete(message.id);
+  if (message.from !== state.me || !state.pending.delete(message.id)) return;
+  document.querySelector(`#messages li.pending[data-id="${CSS.escape(message.id)}"]`)?.remove();
 }
 
 /** After logging in again: what the last connection may have lost, with the same ids. */
@@ -39,6 +42,7 @@ export function refused(id, reason) {
   const said = state.pending.get(id);
   if (!said) return false;
   state.pending.delete(id);
+  document.querySelector(`#messages li.pending[data-id="${CSS.escape(id)}"]`)?.remove();
   if (said.key !== state.current) show(said.key);
   const draft = $("draft");
   draft.value = draft.value ? `${said.frame.text}\n${draft.value}` : said.frame.text;
