@@ -183,6 +183,7 @@ def test_the_conversation_scrolls_back_by_day_marks_mentions_and_deletes(browser
     # Deleting: ann's own message from her page, bob's from his session; gone from the page.
     ann.say("oops, a typo")
     ann.wait_message("oops, a typo")
+    ann.screenshot("page-desktop")
     ann.delete_message("oops, a typo")
     bob.wait_for("deleted", room="general")
     regret = bob.say_in("general", "bob regrets this")
