@@ -77,6 +77,7 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
     assert [m["text"] for m in stored] == lab  # resent with its id: stored once
 
     assert ann.draft() == "typed while away"  # still the user's, through the reconnect
+    assert "not connected" in ann.find("#send-error").text
     ann.say("")
     ann.wait_message("typed while away")
 

@@ -6,7 +6,7 @@ import { forgetPresence } from "./presence.js";
 import { expectRoomList } from "./rooms.js";
 import { resendPending } from "./sending.js";
 import { show } from "./sidebar.js";
-import { $, expectLoginHistory, newId, state } from "./state.js";
+import { $, expectLoginHistory, forgetAccount, newId, state } from "./state.js";
 import { AUTH_FAILURES, sentence } from "./words.js";
 
 let registering = false;
@@ -66,7 +66,7 @@ export function onOk(frame) {
   forgetPresence();
   expectRoomList();
   const again = state.me !== null && state.me === frame.username;
-  if (!again) state.pending.clear(); // someone else's unsent messages are not this account's
+  if (!again) forgetAccount(); // a new sign-in (another account, perhaps): nothing of the last one stays
   state.me = frame.username;
   $("password").value = "";
   $("password-again").value = "";

@@ -14,7 +14,8 @@ let readTimer = null;
 export function mentionsMe(text) {
   if (!state.me) return false;
   const name = state.me.replace(/[.\-]/g, "\\$&");
-  return new RegExp(`(^|[^\\w.-])@${name}(?![\\w.-])`, "i").test(text);
+  // The name ends where a name cannot go on ("@ann." at a sentence's end is ann too).
+  return new RegExp(`(^|[^\\w.-])@${name}(?![\\w-]|\\.[\\w.-])`, "i").test(text);
 }
 
 export function placeTitle(found) {
@@ -26,6 +27,7 @@ export function renderMessages(keep = false) {
   const found = place(state.current);
   const list = $("messages");
   const fromBottom = list.scrollHeight - list.scrollTop;
+  const olderFocused = document.activeElement?.id === "older-button"; // the keyboard's place
   const items = [];
   if (found.hasOlder) items.push(olderButton(found));
   else if (found.loaded) items.push(line("start", `the start of ${placeTitle(found)}`));
@@ -40,6 +42,7 @@ export function renderMessages(keep = false) {
   for (const said of state.pending.values()) if (said.key === found.key) items.push(pendingItem(said.frame));
   list.replaceChildren(...items);
   list.scrollTop = keep ? list.scrollHeight - fromBottom : list.scrollHeight;
+  if (olderFocused) ($("older-button") || list).focus({ preventScroll: true });
   markRead();
   loadOlderIfShort(found);
 }
@@ -49,7 +52,8 @@ export function appendMessage(found, message) {
   const list = $("messages");
   const shown = list.querySelectorAll("li[data-seq]");
   const last = shown.length ? found.messages.get(Number(shown[shown.length - 1].dataset.seq)) : null;
-  if (last && last.seq > message.seq) return renderMessages(true);
+  // Shown already (a resend's answer after the gap was filled) or older: draw it all again.
+  if (last && last.seq >= message.seq) return renderMessages(true);
   const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
   const waiting = list.querySelector("li.pending"); // messages not acknowledged stay last
   if (!last || dayOf(last) !== dayOf(message)) list.insertBefore(daySeparator(message), waiting);
@@ -141,7 +145,9 @@ function deleteButton(message) {
   button.textContent = "Delete";
   button.setAttribute("aria-label", `Delete your message: ${message.text.slice(0, 40)}`);
   button.addEventListener("click", () => {
-    if (!send({ type: "delete", seq: message.seq, ...target(state.current) })) $("status").textContent = "not connected: nothing was deleted";
+    if (!send({ type: "delete", seq: message.seq, ...target(state.current) })) {
+      $("status").textContent = "not connected: nothing was deleted";
+    }
   });
   return button;
 }

@@ -128,6 +128,7 @@ export function wireRoomActions() {
     if (request({ type: "create", room, private: $("new-room-private").checked })) {
       opening.add(room);
       $("new-room").value = "";
+      $("new-room-private").checked = false;
     }
   });
   submitted("dm-form", () => {

@@ -38,11 +38,12 @@ function sidebarItem(found) {
 
 /** Show a place: its header, its messages (the newest page asked for on the first visit). */
 export function show(key) {
+  if (key !== state.current) $("send-error").textContent = ""; // the same place again keeps its draft's reason
   state.current = key;
   const found = place(key);
   $("place-name").textContent = placeTitle(found);
   $("place-topic").textContent = found.topic;
-  $("send-error").textContent = "";
+  $("topic-text").value = found.topic;
   const settings = $("room-actions");
   settings.hidden = !isRoom(key) || key === "#general";
   settings.open = false;

@@ -117,6 +117,14 @@ export function takeHistory(frame) {
   return { found, kind };
 }
 
+/** Another sign-in: the places, unsent messages and rooms of the last account are not its. */
+export function forgetAccount() {
+  state.places.clear();
+  state.publicRooms.clear();
+  state.pending.clear();
+  state.current = null;
+}
+
 /** After a reconnect: every place shown before asks for what came while the page was away. */
 export function fillGaps() {
   for (const found of state.places.values()) {
