@@ -22,8 +22,8 @@ def texts(page: ChatPage) -> list[str]:
 
 @pytest.fixture
 def chat(start_chat, data_dir):
-    """A chat server with its web port: (server, tcp port, page url, start_again)."""
-    server, port = start_chat("--web-port", "0", "--rate-limit", "0", data=data_dir)
+    """A chat server with its web port and console: (server, tcp port, page url, start_again)."""
+    server, port = start_chat("--web-port", "0", "--rate-limit", "0", data=data_dir, repl=True)
     web = web_port(server)
 
     def start_again():
@@ -90,7 +90,7 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
 
 
 def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat):  # noqa: F811
-    _, port, url, _ = chat
+    server, port, url, _ = chat
     bob = registered2(port, "bob")
     bob.create("plaza", topic="sunny")
     ann = ChatPage(browser(), url).open().register("ann", PASSWORD)
@@ -113,6 +113,11 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.say("hi in private")
     bob.wait_for("message", to="bob", text="hi in private")
     assert "bob" in ann.sidebar_names()
+    bob.say_in("secret", "are you there?")  # elsewhere: counted in the sidebar and the title
+    ann.wait(lambda _: ann.unread("#secret") == 1, "one unread in #secret")
+    assert ann.driver.title == "(1) netlab chat"
+    ann.show("#secret")
+    ann.wait(lambda _: ann.driver.title == "netlab chat", "nothing unread in the title")
 
     ann.show("#plaza")
     ann.leave_room()
@@ -124,6 +129,15 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait(lambda _: "nobody" not in ann.sidebar_names(), "no conversation with nobody")
     ann.ask_create_room("Bad Name")
     ann.wait_text("#status", "a room name is 1 to 32")
+
+    # Kicked by the operator, the page stays away until asked back.
+    server.command("kick ann")
+    ann.wait_text("#status", "the operator removed this session")
+    ann.wait(lambda _: ann.link_state().startswith("disconnected"), "disconnected")
+    ann.find("#reconnect-button").click()
+    ann.wait_connected()
+    ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "the same rooms again")
+    assert ann.driver.title == "netlab chat"
 
 
 def seed_general(data_dir, days: dict[str, int]) -> None:
@@ -247,3 +261,11 @@ def test_on_a_phone_by_keyboard_alone_everything_is_reachable_and_readable(brows
     ann.press_tab_until("textarea#draft ")
     ann.keys("typed, not clicked", Keys.ENTER)
     bob.wait_for("message", room="plaza", text="typed, not clicked")
+
+    # The phone loses its network: the page says so at once, and is back when it is.
+    ann.set_offline(True)
+    ann.wait(lambda _: ann.link_state().startswith("offline; reconnecting in"), "offline shown")
+    ann.set_offline(False)
+    ann.wait_connected()
+    bob.say_in("plaza", "welcome back")
+    ann.wait_message("welcome back")

@@ -20,7 +20,7 @@ import {
   dropPlace, onJoined, onLeft, onMember, onRoomError, onRoomOk, onRooms, onTopic, wireRoomActions,
 } from "./rooms.js";
 import { acknowledged, onDraftKey, refused } from "./sending.js";
-import { renderSidebar } from "./sidebar.js";
+import { renderSidebar, show } from "./sidebar.js";
 import { $, addMessage, connectionLost, dmKey, fillGaps, forgetHistory, keyOf, place, state, takeHistory } from "./state.js";
 import { sentence } from "./words.js";
 
@@ -62,7 +62,7 @@ function onMessage(frame) {
   const found = place(key, name);
   addMessage(found, frame);
   acknowledged(frame);
-  if (frame.from !== state.me && mentionsMe(frame.text)) notifyMention(frame, placeTitle(found));
+  if (frame.from !== state.me && mentionsMe(frame.text)) notifyMention(frame, placeTitle(found), () => show(key));
   if (key === state.current) appendMessage(found, frame);
   if (isNew || key !== state.current) renderSidebar();
 }

@@ -178,15 +178,22 @@ export function watchScrolling() {
 
 export function markRead() {
   // Coalesced: a burst of messages (or a history page) is one `read`, sent once it is seen.
-  if (readTimer !== null) return;
-  readTimer = setTimeout(() => {
-    readTimer = null;
-    if (document.visibilityState !== "visible" || !state.current) return;
-    const found = place(state.current);
-    const shown = Math.max(0, ...found.messages.keys());
-    if (shown > found.readSeq && send({ type: "read", seq: shown, ...target(found.key) })) {
-      found.readSeq = shown;
-      renderSidebar();
-    }
-  }, READ_DELAY_MS);
+  if (readTimer === null) readTimer = setTimeout(readNow, READ_DELAY_MS);
+}
+
+/** Leaving a place: what was shown of it is read now, not after the next one is shown. */
+export function flushRead() {
+  if (readTimer !== null) readNow();
+}
+
+function readNow() {
+  clearTimeout(readTimer);
+  readTimer = null;
+  const found = state.places.get(state.current); // none: the place was just left or dropped
+  if (document.visibilityState !== "visible" || !found) return;
+  const shown = Math.max(0, ...found.messages.keys());
+  if (shown > found.readSeq && send({ type: "read", seq: shown, ...target(found.key) })) {
+    found.readSeq = shown;
+    renderSidebar();
+  }
 }

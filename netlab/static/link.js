@@ -26,6 +26,9 @@ export function startLink(handlers) {
   window.addEventListener("online", () => {
     if (!link.stopped) connectNow();
   });
+  // Offline, a socket may look open for minutes before TCP gives up: drop it now, so the
+  // page says so at once and its messages wait for the return instead of vanishing.
+  window.addEventListener("offline", () => link.ws?.close());
   document.getElementById("reconnect-button").addEventListener("click", resumeLink);
   connect();
 }
@@ -46,7 +49,8 @@ function connect() {
   ws.addEventListener("message", (event) => link.handlers.frame(JSON.parse(event.data)));
   ws.addEventListener("close", (event) => {
     if (link.ws !== ws) return;
-    const why = event.reason || (event.code === 1001 ? "the server is stopping" : "the connection was lost");
+    let why = event.reason || (event.code === 1001 ? "the server is stopping" : "the connection was lost");
+    if (!navigator.onLine) why = "offline";
     link.handlers.lost(why);
     if (link.stopped) show(`disconnected: ${why}`, true);
     else retryLater(why);

@@ -15,8 +15,12 @@ export function wireNotifications() {
   });
 }
 
-export function notifyMention(message, where) {
+/** `open` shows the place when the notification is clicked. */
+export function notifyMention(message, where, open) {
   if (!supported || document.visibilityState !== "hidden" || Notification.permission !== "granted") return;
   const note = new Notification(`${message.from} mentioned you in ${where}`, { body: message.text, tag: where });
-  note.addEventListener("click", () => window.focus());
+  note.addEventListener("click", () => {
+    window.focus();
+    open();
+  });
 }
