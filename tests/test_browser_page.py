@@ -50,6 +50,8 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
     assert ann.texts("#messages li.pending") == ["sending…\u2002lost in the crash"]
     server.kill()
     ann.wait(lambda _: "reconnecting in" in ann.link_state(), "a reconnect countdown")
+    # Announced once to a screen reader, not each second of the countdown.
+    assert ann.find("#link-announce").get_attribute("textContent").endswith("; reconnecting")
     ann.set_offline(True)  # so that what follows happens while the page is away
     ann.say("typed while away")
     ann.wait_text("#send-error", "not connected")
@@ -116,6 +118,8 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     bob.say_in("secret", "are you there?")  # elsewhere: counted in the sidebar and the title
     ann.wait(lambda _: ann.unread("#secret") == 1, "one unread in #secret")
     assert ann.driver.title == "(1) netlab chat"
+    ann.open_details("#create-rooms")
+    assert ann.low_contrast() == []  # with a badge, the current place and a form open
     ann.show("#secret")
     ann.wait(lambda _: ann.driver.title == "netlab chat", "nothing unread in the title")
 

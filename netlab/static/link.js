@@ -14,10 +14,14 @@ const link = {
   handlers: null,   // {frame(frame), opened(), lost(why)}
 };
 
-function show(text, offerButton) {
+// The visible state follows every second of a countdown; the live region that screen
+// readers announce changes only when the state does.
+function show(text, offerButton, announce = text) {
   document.getElementById("link-state").textContent = text;
   document.getElementById("connection").textContent = text;
   document.getElementById("reconnect-button").hidden = !offerButton;
+  const live = document.getElementById("link-announce");
+  if (announce !== null && live.textContent !== announce) live.textContent = announce;
 }
 
 /** Connect now and keep connecting: `handlers` get every frame and the losses. */
@@ -61,16 +65,16 @@ function retryLater(why) {
   const ceiling = Math.min(CEILING_CAP_MS, FIRST_CEILING_MS * 2 ** link.attempts);
   link.attempts += 1;
   const due = Date.now() + Math.random() * ceiling;
-  const tick = () => {
+  const tick = (announce) => {
     const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
-    show(`${why}; reconnecting in ${seconds} s…`, true);
+    show(`${why}; reconnecting in ${seconds} s…`, true, announce);
   };
-  tick();
-  link.ticker = setInterval(tick, 1000);
+  tick(`${why}; reconnecting`);
+  link.ticker = setInterval(() => tick(null), 1000);
   link.timer = setTimeout(connect, due - Date.now());
 }
 
-/** The session works (logged in, or a welcome with nobody to log in): start backoff over. */
+/** The session works (logged in): start the backoff over. */
 export function linkWorks() {
   link.attempts = 0;
 }
