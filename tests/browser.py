@@ -242,7 +242,8 @@ class ChatPage:
         return self.driver.execute_script(LOW_CONTRAST)
 
     def tab_through(self, presses: int = 80) -> list[str]:
-        """Press Tab `presses` times from the top; each focused element as `tag#id text`."""
+        """Press Tab from the top until the focus comes round again (at most `presses` times);
+        each focused element as `tag#id text` (see `focused`)."""
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.keys import Keys
 
@@ -250,7 +251,10 @@ class ChatPage:
         seen = []
         for _ in range(presses):
             ActionChains(self.driver).send_keys(Keys.TAB).perform()
-            seen.append(self.focused())
+            now = self.focused()
+            if seen and now == seen[0]:
+                break
+            seen.append(now)
         return seen
 
     def focused(self) -> str:
