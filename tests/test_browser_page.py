@@ -142,6 +142,7 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait_connected()
     ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "the same rooms again")
     assert ann.driver.title == "netlab chat"
+    assert ann.console_errors() == []
 
 
 def seed_general(data_dir, days: dict[str, int]) -> None:
@@ -218,6 +219,7 @@ def test_the_conversation_scrolls_back_by_day_marks_mentions_and_deletes(browser
     assert ann.change_password("wrong password", "a new secret").startswith("not changed: unknown user")
     assert ann.change_password(PASSWORD, "a new secret") == "password changed"
     logged_in2(port, "ann", "a new secret").close()
+    assert ann.console_errors() == []
 
 
 def test_on_a_phone_by_keyboard_alone_everything_is_reachable_and_readable(browser, chat):  # noqa: F811
@@ -265,6 +267,7 @@ def test_on_a_phone_by_keyboard_alone_everything_is_reachable_and_readable(brows
     ann.press_tab_until("textarea#draft ")
     ann.keys("typed, not clicked", Keys.ENTER)
     bob.wait_for("message", room="plaza", text="typed, not clicked")
+    assert ann.console_errors() == []  # nothing the CSP blocked, nothing missing, no exception
 
     # The phone loses its network: the page says so at once, and is back when it is.
     ann.set_offline(True)
