@@ -18,7 +18,12 @@ export function wireNotifications() {
 /** `open` shows the place when the notification is clicked. */
 export function notifyMention(message, where, open) {
   if (!supported || document.visibilityState !== "hidden" || Notification.permission !== "granted") return;
-  const note = new Notification(`${message.from} mentioned you in ${where}`, { body: message.text, tag: where });
+  let note;
+  try {
+    note = new Notification(`${message.from} mentioned you in ${where}`, { body: message.text, tag: where });
+  } catch {
+    return; // Chrome on Android allows them only from a service worker: the highlight must do
+  }
   note.addEventListener("click", () => {
     window.focus();
     open();
