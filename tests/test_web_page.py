@@ -13,12 +13,14 @@ from test_web_port import http, status, web  # noqa: F401  (web is a fixture)
 import netlab
 from netlab.client.words import ERROR_SENTENCES
 
+STATIC = Path(netlab.__file__).parent / "static"
+# Every module the page imports, with a JavaScript type: under nosniff a module served as
+# anything else is not run.
 PAGES = {
     b"/": b"text/html; charset=utf-8",
-    b"/app.js": b"javascript; charset=utf-8",
-    b"/words.js": b"javascript; charset=utf-8",
     b"/app.css": b"text/css; charset=utf-8",
-}
+    b"/icon.svg": b"image/svg+xml",
+} | {f"/{module.name}".encode(): b"javascript; charset=utf-8" for module in sorted(STATIC.glob("*.js"))}
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -45,7 +47,7 @@ def test_the_page_has_no_inline_script_or_style(web):  # noqa: F811
 
 def test_the_page_says_errors_in_the_terminal_clients_sentences():
     """words.js holds a copy of words.py's sentences (a page cannot import Python): kept equal here."""
-    script = (Path(netlab.__file__).parent / "static" / "words.js").read_text()
+    script = (STATIC / "words.js").read_text()
     block = script.split("export const ERROR_SENTENCES = {", 1)[1].split("\n};", 1)[0]
     entries = re.findall(r'(\w+): ((?:"[^"]*"\s*\+?\s*)+),', block)
     in_page = {code: "".join(re.findall(r'"([^"]*)"', strings)) for code, strings in entries}
