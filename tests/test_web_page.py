@@ -53,3 +53,9 @@ def test_the_page_says_errors_in_the_terminal_clients_sentences():
     in_page = {code: "".join(re.findall(r'"([^"]*)"', strings)) for code, strings in entries}
     # The one the page words its own way: a page has no /join command to name.
     assert in_page == ERROR_SENTENCES | {"not_member": "you are not in that room: join it first"}
+
+
+def test_each_module_of_the_page_stays_small():
+    """One job a module (as tests/test_module_sizes.py asks of the Python): none over 400 lines."""
+    sizes = {module.name: len(module.read_text().splitlines()) for module in STATIC.glob("*.js")}
+    assert sizes and max(sizes.values()) <= 400, sizes
