@@ -80,14 +80,14 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
 
     assert ann.draft() == "typed while away"  # still the user's, through the reconnect
     assert "not connected" in ann.find("#send-error").text
-    ann.say("")
+    ann.say("")  # Enter: what is in the box goes now
     ann.wait_message("typed while away")
 
     ann.show("#general")
     expected = [f"general {index}" for index in range(60)]
-    ann.wait(lambda _: texts(ann)[-60:] == expected,
-             "general's gap filled, in order")
-    seqs = [int(item.get_attribute("data-seq")) for item in ann.find_all("#messages li[data-seq]")]
+    ann.wait(lambda _: texts(ann)[-60:] == expected, "general's gap filled, in order")
+    seqs = ann.driver.execute_script(
+        "return [...document.querySelectorAll('#messages li[data-seq]')].map((item) => +item.dataset.seq)")
     assert seqs == sorted(set(seqs))  # nothing twice
 
 
