@@ -71,6 +71,15 @@ for (const element of document.querySelectorAll("body *")) {
 return low;
 """
 
+PERMISSION_ASKED = """
+window.permissionRequests = 0;
+const askPermission = Notification.requestPermission.bind(Notification);
+Notification.requestPermission = (...args) => {
+  window.permissionRequests += 1;
+  return askPermission(...args);
+};
+"""
+
 DESKTOP = (1280, 800)
 PHONE = (390, 844)
 
@@ -314,6 +323,13 @@ class ChatPage:
         grant = {"origin": self.url.rstrip("/"), "permissions": ["notifications"]}
         self.driver.execute_cdp_cmd("Browser.grantPermissions", grant)
         self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": NOTIFICATIONS_SEEN})
+
+    def count_permission_requests(self) -> None:
+        """Before `open`: count the page's calls of `Notification.requestPermission`."""
+        self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": PERMISSION_ASKED})
+
+    def permission_requests(self) -> int:
+        return self.driver.execute_script("return window.permissionRequests")
 
     def notifications(self) -> list[list[str]]:
         """[title, body] of each notification the page showed."""

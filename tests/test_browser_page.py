@@ -224,7 +224,9 @@ def test_the_conversation_scrolls_back_by_day_marks_mentions_and_deletes(browser
 
 def test_on_a_phone_by_keyboard_alone_everything_is_reachable_and_readable(browser, chat):  # noqa: F811
     _, port, url, _ = chat
-    ann = ChatPage(browser(size=PHONE), url).emulate_phone().open()
+    ann = ChatPage(browser(size=PHONE), url).emulate_phone()
+    ann.count_permission_requests()
+    ann.open()
     assert ann.driver.execute_script("return [innerWidth, innerHeight]") == list(PHONE)
     assert ann.low_contrast() == []
     ann.register("ann", PASSWORD)
@@ -252,6 +254,12 @@ def test_on_a_phone_by_keyboard_alone_everything_is_reachable_and_readable(brows
     for stop in ("button# #general", "summary# Join a public room", "summary# Create a room",
                  "summary# Message a user", "summary# Change password", "textarea#draft ", "button# Delete"):
         assert stop in path, f"{stop!r} not reachable by Tab: {path}"
+
+    # Notifications are asked for when the user says so, never on load.
+    assert ann.permission_requests() == 0
+    ann.press_tab_until("button#notify-button Notify me of mentions")
+    ann.keys(Keys.ENTER)
+    ann.wait(lambda _: ann.permission_requests() == 1, "permission asked on the button")
 
     # A room created and joined with the keyboard alone.
     ann.press_tab_until("summary# Create a room")
