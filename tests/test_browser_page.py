@@ -142,6 +142,13 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait_connected()
     ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "the same rooms again")
     assert ann.driver.title == "netlab chat"
+
+    # Logging out forgets the account in this tab; logging in brings it back from the server.
+    ann.find("#logout-button").click()  # perhaps before the login again has been answered
+    ann.wait(lambda _: ann.find("#login-view").is_displayed(), "the login form")
+    ann.wait(lambda _: ann.find("#login-button").is_enabled(), "connected for the next login")
+    ann.login("ann", PASSWORD)
+    ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "ann's rooms")
     assert ann.console_errors() == []
 
 

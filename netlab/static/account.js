@@ -60,7 +60,8 @@ export function onWelcome(frame) {
 
 export function onOk(frame) {
   if (frame.op === "password") return passwordChanged();
-  if (frame.op !== "login" && frame.op !== "register") return;
+  // Not asked for any more (the user logged out while it was on its way): `bye` follows.
+  if ((frame.op !== "login" && frame.op !== "register") || !loggingIn) return;
   loggingIn = false;
   linkWorks();
   forgetPresence();
@@ -98,11 +99,22 @@ export function authError(frame) {
   return true;
 }
 
+/** Log out: the session ends (`quit`) and the password is forgotten; the page reconnects for the next login. */
+function logOut() {
+  send({ type: "quit" });
+  loggingIn = false;
+  backToLogin();
+  forgetAccount();
+  $("login-error").textContent = "";
+  $("login-button").disabled = true; // until the next connection's welcome
+}
+
 function backToLogin() {
   state.me = null;
   state.credentials = null;
   $("chat-view").hidden = true;
   $("login-view").hidden = false;
+  setMode(false); // who was signed in has an account: logging in is what comes next
   $("login-button").disabled = false;
   $("username").focus();
 }
@@ -135,5 +147,6 @@ export function wireAccount() {
   $("login-form").addEventListener("submit", submitLogin);
   $("mode-button").addEventListener("click", () => setMode(!registering));
   $("password-form").addEventListener("submit", submitPassword);
+  $("logout-button").addEventListener("click", logOut);
   setMode(false);
 }
