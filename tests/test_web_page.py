@@ -13,11 +13,14 @@ from test_web_port import http, status, web  # noqa: F401  (web is a fixture)
 import netlab
 from netlab.client.words import ERROR_SENTENCES
 
+STATIC = Path(netlab.__file__).parent / "static"
+# Every module the page imports, with a JavaScript type: under nosniff a module served as
+# anything else is not run.
 PAGES = {
     b"/": b"text/html; charset=utf-8",
-    b"/app.js": b"javascript; charset=utf-8",
     b"/app.css": b"text/css; charset=utf-8",
-}
+    b"/icon.svg": b"image/svg+xml",
+} | {f"/{module.name}".encode(): b"javascript; charset=utf-8" for module in sorted(STATIC.glob("*.js"))}
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -43,10 +46,16 @@ def test_the_page_has_no_inline_script_or_style(web):  # noqa: F811
 
 
 def test_the_page_says_errors_in_the_terminal_clients_sentences():
-    """app.js holds a copy of words.py's sentences (a page cannot import Python): kept equal here."""
-    script = (Path(netlab.__file__).parent / "static" / "app.js").read_text()
-    block = script.split("const ERROR_SENTENCES = {", 1)[1].split("\n};", 1)[0]
+    """words.js holds a copy of words.py's sentences (a page cannot import Python): kept equal here."""
+    script = (STATIC / "words.js").read_text()
+    block = script.split("export const ERROR_SENTENCES = {", 1)[1].split("\n};", 1)[0]
     entries = re.findall(r'(\w+): ((?:"[^"]*"\s*\+?\s*)+),', block)
     in_page = {code: "".join(re.findall(r'"([^"]*)"', strings)) for code, strings in entries}
     # The one the page words its own way: a page has no /join command to name.
     assert in_page == ERROR_SENTENCES | {"not_member": "you are not in that room: join it first"}
+
+
+def test_each_module_of_the_page_stays_small():
+    """One job a module (as tests/test_module_sizes.py asks of the Python): none over 400 lines."""
+    sizes = {module.name: len(module.read_text().splitlines()) for module in STATIC.glob("*.js")}
+    assert sizes and max(sizes.values()) <= 400, sizes
