@@ -66,9 +66,3 @@ class ProbedPage(ChatPage):
             const boxes = [document.documentElement, ...scrolling];
             return Math.max(0, ...boxes.map((box) => box.scrollWidth - box.clientWidth));""")
 
-    def set_offline(self, offline: bool) -> None:
-        """The browser's network off or on (DevTools), as a laptop losing its Wi-Fi: no new
-        connection opens, and the page hears the `offline` and `online` events."""
-        self.driver.execute_cdp_cmd("Network.enable", {})
-        self.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": offline, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
