@@ -25,8 +25,9 @@ run-chat: $(VENV)/.run-deps
 run-echo: $(VENV)/.run-deps
 	$(BIN)/netlab echo serve $(ARGS)
 
+# Two tests at a time (pytest-xdist): most of a test is waiting on a server; ARGS="-n 0" runs one at a time.
 test: $(VENV)/.test-deps
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n 2 $(ARGS)
 
 bench: $(VENV)/.run-deps
 	$(BIN)/netlab bench echo --conns 100 --size 64 --duration 5

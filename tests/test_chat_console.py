@@ -244,6 +244,7 @@ def test_console_shutdown_sends_shutdown_and_exits_0(console):
     assert server.wait() == 0
 
 
+@pytest.mark.alone  # the loop idles: a second of CPU time measured
 def test_a_peer_that_never_closes_is_dropped_after_the_grace_and_the_loop_idles(console):
     # design.md: a closing connection is read until the peer closes or 2 s pass.
     server, port = console
@@ -316,6 +317,7 @@ def test_a_console_that_fell_behind_is_told_how_many_lines_it_missed(tmp_path: P
         server.kill()
 
 
+@pytest.mark.alone  # 2 s, after 2,000 connections
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered-stderr", "PYTHONUNBUFFERED"])
 def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path, unbuffered: bool):
     # stderr is a pipe this test never reads: once its 64 KiB fill up, a

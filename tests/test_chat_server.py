@@ -343,6 +343,7 @@ def test_history_and_seq_survive_a_restart(start_chat, tmp_path):
 # -- limits -----------------------------------------------------------------------------
 
 
+@pytest.mark.alone  # a registration within the 0.5 s auth timeout
 def test_auth_timeout_is_fatal_and_ping_does_not_extend_it(start_chat):
     _, port = start_chat("--auth-timeout", "0.5")
     started = time.monotonic()
@@ -739,6 +740,7 @@ def test_concurrent_registrations_of_one_name_yield_exactly_one_account(start_ch
 # -- shutdown -----------------------------------------------------------------------------
 
 
+@pytest.mark.alone  # 2 s from signal to exit
 def test_sigterm_sends_shutdown_to_every_connection_and_exits_0(start_chat, tmp_path):
     server, port = start_chat()
     authed = registered(port, "Stayer")
@@ -772,6 +774,7 @@ def test_shutdown_while_a_client_has_not_read_its_welcome(start_chat):
     assert server.wait() == 0
 
 
+@pytest.mark.alone  # the FIN within the 2 s grace
 def test_quit_gets_bye_then_at_once_the_end_of_the_stream(start_chat):
     # design.md: a closing connection gets its last frames, then a FIN; the 2 s grace
     # is for the peer to close, not a wait before the client learns it is over.

@@ -115,6 +115,7 @@ def open_many(port: int, count: int) -> list[socket.socket]:
     return socks
 
 
+@pytest.mark.alone  # a thousand server threads at once
 def test_thousand_connections_held(echo):
     server, port = echo
     socks = open_many(port, 1000)
@@ -196,6 +197,7 @@ def busy_clients(port: int, count: int) -> tuple[list[socket.socket], threading.
     return socks, stop
 
 
+@pytest.mark.alone  # 2 s, with a thousand clients busy
 @pytest.mark.parametrize("how", ["shutdown", "SIGTERM", "SIGINT"])
 def test_stops_within_two_seconds_with_thousand_busy_clients(data_dir, how):
     server, port = serve("echo", data_dir, *MANY_PER_IP)

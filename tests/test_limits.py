@@ -19,6 +19,7 @@ def served(kind: str, sock: socket.socket) -> bool:
     return len(sock.recv(4)) == 4
 
 
+@pytest.mark.alone  # out of descriptors; then the process idles
 @pytest.mark.parametrize("kind", ["chat", "echo"])
 def test_out_of_descriptors_a_server_accepts_later_and_serves_everyone(tmp_path, kind):
     server = Netlab(kind, "serve", "--port", "0", "--no-repl", "--data-dir", str(tmp_path),

@@ -158,6 +158,7 @@ def test_a_failed_handshake_is_a_disconnect_and_frees_its_place(data_dir, cert_d
         server.kill()
 
 
+@pytest.mark.alone  # a handshake and welcome within the 1 s auth timeout
 def test_stalled_handshake_times_out_without_delaying_others(tls_chat, cert_dir):
     server, port = tls_chat
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as stalled:
@@ -173,6 +174,7 @@ def test_stalled_handshake_times_out_without_delaying_others(tls_chat, cert_dir)
 PARTIAL_CLIENT_HELLO = bytes.fromhex("160301")
 
 
+@pytest.mark.alone  # a handshake and welcome within the 1 s auth timeout
 @pytest.mark.parametrize("sent", [b"", PARTIAL_CLIENT_HELLO], ids=["silent", "partial-hello"])
 def test_a_handshake_unfinished_at_the_auth_timeout_is_dropped_then(tls_chat, cert_dir, sent):
     # No error can be sent before a handshake, so there is nothing for the 2 s close grace

@@ -186,7 +186,8 @@ def test_fragments_are_reassembled_and_control_frames_answered():
     (masked(Opcode.TEXT, b"x" * 70000)[:14], "frame_too_large"),
     (masked(Opcode.TEXT, b"x" * 40000, fin=False) + masked(Opcode.CONT, b"x" * 40000)[:14],
      "frame_too_large"),
-])
+], ids=["binary", "not-utf8", "not-an-object", "stray-continuation", "unmasked", "header-over-max",
+        "fragments-over-max"])  # the masks are random: ids of their bytes would differ per process
 def test_faults_are_fatal_and_the_protocol_s_own_close_is_not_sent(stream, code):
     reader = MessageReader(65536)
     reader.feed(stream)
