@@ -40,6 +40,8 @@ window.Notification = class extends window.Notification {
   constructor(title, options) {
     super(title, options);
     window.notificationsShown.push([title, options.body]);
+    // Also where a second tab of the origin reads it while this one stays hidden.
+    localStorage.setItem("notificationsShown", JSON.stringify(window.notificationsShown));
   }
 };
 """
@@ -335,6 +337,12 @@ class ChatPage:
     def notifications(self) -> list[list[str]]:
         """[title, body] of each notification the page showed."""
         return self.driver.execute_script("return window.notificationsShown")
+
+    def notifications_seen_from_another_tab(self) -> list[list[str]]:
+        """As `notifications`, read in another tab of the page's origin (a second copy of the
+        page, not logged in), so the chat's tab stays hidden while the test waits."""
+        return self.driver.execute_script(
+            "return JSON.parse(localStorage.getItem('notificationsShown') || '[]')")
 
     # ---- managing rooms (the sidebar's forms, the room's settings) --------------------
 
