@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from netlab.logs import get_logger
+from netlab.loop.metrics import COMMIT_BUCKETS, Histogram
 from netlab.store.direct_records import Marker, Message
 from netlab.store.history import History
 from netlab.store.opening import Store
@@ -98,7 +99,9 @@ class Journals:
         self._dirty: list[FileJournal] = []  # with staged records, in staging order
         self._marks: dict[tuple[Key, str], int] = {}  # this pass's read markers
         self._unsynced: set[_Syncable] = set()  # written, not yet fsynced
-        self._unsynced_lock = threading.Lock()
+        self._written_at: float | None = None  # when the oldest of them was written
+        self._unsynced_lock = threading.Lock()  # also guards the latency histogram
+        self._latency = Histogram(COMMIT_BUCKETS)  # write to end of fsync round, once a round
         self._open_lock = threading.Lock()  # a room's file is opened by the loop or a page worker
         self._wanted = threading.Event()
         self._pause = threading.Event()  # set at shutdown: no more pauses
@@ -178,9 +181,16 @@ class Journals:
             return
         finally:
             with self._unsynced_lock:
+                if written and self._written_at is None:
+                    self._written_at = now
                 self._unsynced.update(written)
         if not self._wanted.is_set():
             self._wanted.set()
+
+    def commit_latency(self) -> tuple[list[int], float]:
+        """The commit latency histogram's counts and sum (/metrics; any thread)."""
+        with self._unsynced_lock:
+            return self._latency.snapshot()
 
     def history_of(self, room: str, *, create: bool) -> History | None:
         """A room's message file (general's, or a room's, opened on first use); None for a
@@ -251,10 +261,15 @@ class Journals:
             self._wanted.clear()
             with self._unsynced_lock:
                 files, self._unsynced = self._unsynced, set()
+                written_at, self._written_at = self._written_at, None
             for file in files:
                 try:
                     file.sync()
                 except (OSError, ValueError) as exc:  # closed under us at shutdown
                     log.debug("fsync skipped: %s", exc)
+            if written_at is not None:
+                took = time.monotonic() - written_at
+                with self._unsynced_lock:
+                    self._latency.observe(took)
             self._pause.wait(SYNC_INTERVAL)
 
