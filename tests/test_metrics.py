@@ -15,6 +15,7 @@ import pytest
 from chatclient import PASSWORD, ChatClient, connect, registered
 from procs import WAIT, Netlab
 from prometheus_client.parser import text_string_to_metric_families
+from test_config_file import assert_usage_error, write_config
 from test_web_port import expect, http, session, status, web_port
 
 from netlab.wire.web import Site, WebConnection, metrics_allowed
@@ -137,12 +138,19 @@ def non_loopback_address() -> str | None:
     return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
-@pytest.mark.parametrize("allow, answer", [((), 403), (("10.0.0.0/8",), 403), (("{address}/32",), 200)])
-def test_metrics_reach_a_peer_off_loopback_only_through_metrics_allow(start_chat, allow, answer):
+@pytest.mark.parametrize("allow, answer, in_file", [
+    ((), 403, False), (("10.0.0.0/8",), 403, False), (("{address}/32",), 200, False),
+    (("192.0.2.0/24", "{address}/32"), 200, True),
+])
+def test_metrics_reach_a_peer_off_loopback_only_through_metrics_allow(start_chat, tmp_path, allow, answer,
+                                                                     in_file):
     address = non_loopback_address()
     if address is None:
         pytest.skip("no address but loopback on this machine")
-    options = [arg for net in allow for arg in ("--metrics-allow", net.format(address=address))]
+    networks = [net.format(address=address) for net in allow]
+    options = [arg for net in networks for arg in ("--metrics-allow", net)]
+    if in_file:  # the same from --config's file
+        options = ["--config", str(write_config(tmp_path, f"metrics-allow = {json.dumps(networks)}\n"))]
     server, _ = start_chat("--host", address, "--web-port", "0", *options)
     wport = int(server.out.wait_for(r"web client at http://[^:]+:(\d+)/")[0].group(1))
     with socket.create_connection((address, wport), timeout=WAIT) as sock:  # from `address` itself
@@ -155,6 +163,13 @@ def test_metrics_reach_a_peer_off_loopback_only_through_metrics_allow(start_chat
         assert b"netlab_" not in received
     else:
         assert figure(parse(received), "netlab_sessions") == 0
+
+
+@pytest.mark.parametrize("value", ["10.1.2.3/8", "nowhere", "10.0.0.0/33"])
+def test_a_bad_network_is_a_bad_option(tmp_path, value):
+    assert_usage_error(tmp_path, "chat", ["--metrics-allow", value], ["'--metrics-allow'", value])
+    config = write_config(tmp_path, f'metrics-allow = ["{value}"]\n')
+    assert_usage_error(tmp_path, "chat", ["--config", str(config)], ["'metrics-allow'", str(config)])
 
 
 def test_loopback_may_read_the_metrics_whatever_metrics_allow_says(start_chat):
