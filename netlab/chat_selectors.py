@@ -96,10 +96,11 @@ class ChatServer(OperatorCalls):
         self.bytes_in = 0
         self.pass_seconds = Histogram(PASS_BUCKETS)  # the work of each pass, not its wait in select
         if web is not None:  # /healthz and /metrics answer from this loop's state; a store that
-            # refuses history stops the server (`_store_failed`): unhealthy from then on
+            # refuses a write stops the server (`_store_failed`), one that fails an fsync does not
             figures = Metrics(self).exposition
-            web.site = dataclasses.replace(web.site, healthy=lambda: not self._stopping, metrics=figures,
-                                           metrics_allow=config.metrics_allow)
+            web.site = dataclasses.replace(
+                web.site, healthy=lambda: not (self._stopping or self.commit.sync_failed), metrics=figures,
+                metrics_allow=config.metrics_allow)
         self._thread = threading.Thread(target=self._run, name="chat-loop")
 
     # -- the Server interface (any thread) -----------------------------------------

@@ -6,6 +6,7 @@ disk refuses history.
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import time
@@ -18,6 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_config_file import assert_usage_error, write_config
 from test_web_port import expect, http, session, status, web_port
 
+from netlab.loop.group_commit import Journals
+from netlab.store.opening import open_store
 from netlab.wire.web import Site, WebConnection, metrics_allowed
 
 Figures = dict[tuple[str, frozenset], float]
@@ -238,3 +241,25 @@ def test_healthz_is_ok_until_the_disk_refuses_history_then_503(tmp_path):
         writer.close()
     finally:
         server.kill()
+
+
+class FailingDisk:
+    """A file whose fsync fails as a dying disk's does (EIO)."""
+
+    def sync(self) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_a_failed_fsync_marks_history_unwritable_and_each_round_is_timed(tmp_path):
+    store = open_store(tmp_path, 10, environ={}, room_window=5, direct_window=5)
+    journals = Journals(store, staging=lambda: None, failed=lambda: None)
+    try:
+        journals.sync_round({store.history}, time.monotonic())
+        assert not journals.sync_failed
+        journals.sync_round({FailingDisk(), store.history}, time.monotonic())
+        assert journals.sync_failed  # /healthz says 503 from now on
+        journals.sync_round({store.history}, None)  # nothing written: no round to time
+        counts, total = journals.commit_latency()
+        assert sum(counts) == 2 and total >= 0
+    finally:
+        store.close()

@@ -102,6 +102,8 @@ class Journals:
         self._written_at: float | None = None  # when the oldest of them was written
         self._unsynced_lock = threading.Lock()  # also guards the latency histogram
         self._latency = Histogram(COMMIT_BUCKETS)  # write to end of fsync round, once a round
+        #: Set by the fsync thread, read by the loop (/healthz): a plain bool, never unset.
+        self.sync_failed = False
         self._open_lock = threading.Lock()  # a room's file is opened by the loop or a page worker
         self._wanted = threading.Event()
         self._pause = threading.Event()  # set at shutdown: no more pauses
@@ -262,14 +264,26 @@ class Journals:
             with self._unsynced_lock:
                 files, self._unsynced = self._unsynced, set()
                 written_at, self._written_at = self._written_at, None
-            for file in files:
-                try:
-                    file.sync()
-                except (OSError, ValueError) as exc:  # closed under us at shutdown
-                    log.debug("fsync skipped: %s", exc)
-            if written_at is not None:
-                took = time.monotonic() - written_at
-                with self._unsynced_lock:
-                    self._latency.observe(took)
+            self.sync_round(files, written_at)
             self._pause.wait(SYNC_INTERVAL)
+
+    def sync_round(self, files: set[_Syncable], written_at: float | None) -> None:
+        """fsync what was written since the last round; how long the oldest write waited.
+
+        A failed fsync (EIO, or ENOSPC found at writeback) may have lost what was written:
+        history can no longer be promised to the disk, so `sync_failed` makes /healthz 503
+        for good (PostgreSQL's lesson: a retried fsync may succeed and lie)."""
+        for file in files:
+            try:
+                file.sync()
+            except (OSError, ValueError) as exc:
+                if self._done:  # closed under us at shutdown
+                    log.debug("fsync skipped: %s", exc)
+                elif not self.sync_failed:
+                    self.sync_failed = True
+                    log.critical("fsync of the history failed (%s): written messages may be lost", exc)
+        if written_at is not None:
+            took = time.monotonic() - written_at
+            with self._unsynced_lock:
+                self._latency.observe(took)
 
