@@ -21,6 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any, Protocol
 
 from netlab import wire as p
@@ -102,6 +103,9 @@ class ChatConfig:
     #: Bytes of one HTTP request's header block on the web port (431 past it): a browser's
     #: take about 1 KiB; h11 holds no more than this of a request still arriving.
     max_header_bytes: int = 8192
+    #: Networks whose peers may read the web port's /metrics besides loopback, which always
+    #: may: the figures tell an outsider how busy the chat is and when, so none by default.
+    metrics_allow: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 class Effects(Protocol):

@@ -21,6 +21,7 @@ callables to a queue and write one byte to a wake-up socket pair.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import selectors
 import socket
@@ -38,6 +39,7 @@ from netlab.logs import get_logger
 from netlab.loop.calls import Calls
 from netlab.loop.connection_states import ANSWERING, HANDSHAKES, ConnState
 from netlab.loop.connections import Connections
+from netlab.loop.metrics import PASS_BUCKETS, Histogram, Metrics
 from netlab.loop.operator import OperatorCalls
 from netlab.loop.transport import Connection
 from netlab.loop.web import WebPort, after_feed
@@ -73,8 +75,8 @@ class ChatServer(OperatorCalls):
         self.address = format_address(self.listener.getsockname())
         dummy_hash()  # now: computed at the first unknown name, it would make that one slower
         self._calls = Calls()
-        self._pools = (FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post),
-                       FairPool(1, "chat-disk", self._calls.post))
+        self.hash_pool = FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post)
+        self._pools = (self.hash_pool, FairPool(1, "chat-disk", self._calls.post))
         self.cx = Connections(config.max_output, store, *self._pools, self._store_failed)
         self.chat = self.cx.chat = Chat(config, store.accounts, self.cx.commit, self.cx, store.snapshot)
         self.outbox, self.commit, self.conns = self.cx.outbox, self.cx.commit, self.cx.conns
@@ -85,14 +87,20 @@ class ChatServer(OperatorCalls):
         self._stopped = threading.Event()
         self._started = time.monotonic()
         self.exit_status = 0
-        self._accepted = 0
         self._incoming = Acceptor(listener, log)
         self.web = web  # the web port: HTTP and WebSocket sessions on this same loop
         self._listeners = {listener: self._incoming}
         if web is not None:
             self._listeners[web.listener] = Acceptor(web.listener, log)
         self._accept_again = 0.0  # monotonic time to resume accepting; 0: accepting
-        self._bytes_in = 0
+        self.bytes_in = 0
+        self.pass_seconds = Histogram(PASS_BUCKETS)  # the work of each pass, not its wait in select
+        if web is not None:  # /healthz and /metrics answer from this loop's state; a store that
+            # refuses a write stops the server (`_store_failed`), one that fails an fsync does not
+            figures = Metrics(self).exposition
+            web.site = dataclasses.replace(
+                web.site, healthy=lambda: not (self._stopping or self.commit.sync_failed), metrics=figures,
+                metrics_allow=config.metrics_allow)
         self._thread = threading.Thread(target=self._run, name="chat-loop")
 
     # -- the Server interface (any thread) -----------------------------------------
@@ -131,7 +139,8 @@ class ChatServer(OperatorCalls):
                 backlog, self.cx.backlog = self.cx.backlog, set()
                 timeout = 0.0 if backlog else self._timeout(auth_deadline)
                 events_ready = self.selector.select(timeout)
-                self.chat.advance(time.monotonic(), time.time())
+                pass_began = time.monotonic()
+                self.chat.advance(pass_began, time.time())
                 for key, events in events_ready:
                     if key.data == "accept":
                         if not self._stopping:  # a stop in this same batch closed the listener
@@ -155,6 +164,7 @@ class ChatServer(OperatorCalls):
                 self.commit.commit()  # this pass's messages are on disk before any byte is sent
                 self.cx.flush()
                 self.cx.reap(self._stopping and time.monotonic() >= self._stop_by)
+                self.pass_seconds.observe(time.monotonic() - pass_began)
         except Exception:
             log.exception("chat loop crashed")
             self.exit_status = 1
@@ -200,7 +210,6 @@ class ChatServer(OperatorCalls):
             conn = Connection(self.selector, sid, sock, addr, self.config.max_frame, out)
             conn.handshake_by = time.monotonic() + self.config.auth_timeout
             self.cx.add(conn)
-            self._accepted += 1
             # The auth timeout runs from here, so a handshake that never ends is charged to it.
             if web is None:
                 self.chat.connect(sid, conn.peer, conn.ip, self.chat.now)
@@ -222,7 +231,7 @@ class ChatServer(OperatorCalls):
             return self.cx.drop(conn, data)
         if data is None:
             return
-        self._bytes_in += len(data)
+        self.bytes_in += len(data)
         if conn.state is not ConnState.CLOSING:  # else read and discarded: no reset of what we sent
             conn.decoder.feed(data)
             if conn.out.codec is WEBSOCKET and (ended := after_feed(conn, self.outbox)):
@@ -294,14 +303,3 @@ class ChatServer(OperatorCalls):
         self._calls.close()
         log.info("stopped")
         self._stopped.set()
-
-    def _status(self) -> dict[str, str]:
-        return {
-            "server": f"chat on {self.address}",
-            "uptime": f"{time.monotonic() - self._started:.0f} s",
-            "connections": f"{len(self.conns)} open, {self._accepted} total "
-                           f"(max {self.config.max_clients})",
-            **self.chat.status(),
-            "bytes": f"{self._bytes_in} in, {self.outbox.bytes_out} out",
-            "broadcast log": f"{self.outbox.buffered} bytes buffered",
-        }

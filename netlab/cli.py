@@ -175,7 +175,8 @@ def chat() -> None:
 @with_options(chat_limit_options())
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,
-               web_port: int | None, web_origin: tuple[str, ...], **limits: int | float) -> None:
+               web_port: int | None, web_origin: tuple[str, ...], metrics_allow: tuple,
+               **limits: int | float) -> None:
     """Run the chat server with the operator console."""
     from netlab.chat_selectors import ChatServer
     from netlab.files import StartupError
@@ -198,7 +199,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
         fail(str(exc))
     except OSError as exc:  # name the file at fault ("data directory data: Is a directory" is no help)
         fail(f"cannot use {exc.filename or f'data directory {data_dir}'}: {exc.strerror or exc}")
-    config = ChatConfig(history_window=window, **limits)
+    config = ChatConfig(history_window=window, metrics_allow=metrics_allow, **limits)
     raise_fd_limit(config.max_clients, get_logger("chat"))
     web = None
     if web_listener is not None:

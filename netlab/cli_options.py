@@ -3,6 +3,7 @@ and click's usage error made whole. Kept apart from cli.py, which composes the c
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import ssl
@@ -52,15 +53,28 @@ def web_origins(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return values
 
 
+def metrics_networks(ctx: click.Context, param: click.Parameter,
+                     values: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """--metrics-allow: a network in CIDR notation (an address alone is one host). Host bits
+    set (10.1.2.3/8) are a bad option: which of two meanings was meant cannot be told."""
+    try:
+        return tuple(ipaddress.ip_network(value) for value in values)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}: give a network as ADDRESS/PREFIX, e.g. 10.0.0.0/8") from None
+
+
 def web_options() -> list:
     """`chat serve`'s web port (CLI.md, version 2)."""
     return [
         click.option("--web-port", type=PORT, default=None,
-                     help="Serve the browser client, WebSocket sessions (/ws) and /healthz on this "
-                          "port (0: a free one; off by default)."),
+                     help="Serve the browser client, WebSocket sessions (/ws), /healthz and /metrics "
+                          "on this port (0: a free one; off by default)."),
         click.option("--web-origin", multiple=True, metavar="ORIGIN", callback=web_origins,
                      help="Allow WebSocket handshakes from this origin (http(s)://HOST[:PORT]) "
                           "besides the page's own; repeatable."),
+        click.option("--metrics-allow", multiple=True, metavar="CIDR", callback=metrics_networks,
+                     help="Answer the web port's /metrics to this network too (loopback always "
+                          "may; nobody else by default); repeatable."),
     ]
 
 

@@ -31,6 +31,8 @@ class FairPool:
         self._workers = workers
         self._post = post
         self._running = 0
+        #: Jobs submitted and not yet handed back (waiting or running): /metrics' pending hashes.
+        self.pending = 0
         #: address -> its jobs not started yet; the first address is next in turn.
         self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()
 
@@ -38,6 +40,7 @@ class FairPool:
         """Run `work` in a worker when the address's turn comes; `done(result)` runs on the
         owner's thread afterwards, with the exception as the result if `work` raised."""
         self._waiting.setdefault(address, deque()).append((work, done))
+        self.pending += 1
         self._start()
 
     def shutdown(self) -> None:
@@ -65,5 +68,6 @@ class FairPool:
     def _finished(self, done: Callable[[Any], None], result: Any) -> None:
         """On the owner's thread: the worker is free for the next address in turn, then `done`."""
         self._running -= 1
+        self.pending -= 1
         self._start()
         done(result)

@@ -123,6 +123,9 @@ class Auth:
         self._name_throttle = Throttle(MAX_FAILURES_PER_NAME)
         self._ip_throttle = Throttle(MAX_FAILURES_PER_IP)
         self.pending_auth = 0
+        #: For /metrics: failed logins (and password changes), and those the throttles refused.
+        self.failed_logins = 0
+        self.throttled_logins = 0
 
     def register(self, session: Session, request: p.Register) -> None:
         if not self._may_start_auth(session, request.id, self._refuse_registration):
@@ -155,6 +158,7 @@ class Auth:
         throttles = ((self._name_throttle, throttle_key(request.username)), (self._ip_throttle, session.ip))
         if any(throttle.refused(key, now) for throttle, key in throttles):
             log.info("login throttled for %s from %s", self._loggable(request.username), session.peer)
+            self.throttled_logins += 1
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
         self._start_auth(session)
         # Nothing has failed yet, but enough guesses at this name, or from this address, are
@@ -173,6 +177,7 @@ class Auth:
             failed = not (matched is True and account is not None)  # False, or an exception
             if failed:
                 log.info("failed login for %s from %s", self._loggable(request.username), session.peer)
+                self.failed_logins += 1
                 failed_at = self._now()
                 for throttle, key in throttles:
                     throttle.fail(key, failed_at)
@@ -196,6 +201,7 @@ class Auth:
         account = session.account
         throttles = ((self._name_throttle, throttle_key(account.username)), (self._ip_throttle, session.ip))
         if any(throttle.refused(key, self._now()) or throttle.busy(key) for throttle, key in throttles):
+            self.throttled_logins += 1
             return self._error(session, "rate_limited", request.id, "too many failed logins; wait a minute")
         self.pending_auth += 1
         for throttle, key in throttles:
@@ -210,6 +216,7 @@ class Auth:
                 return self._error(session, "unavailable", request.id)
             if result != CHANGED:
                 log.info("failed password change for %s from %s", safe(account.username), session.peer)
+                self.failed_logins += 1
                 for throttle, key in throttles:
                     throttle.fail(key, self._now())
                 return self._error(session, "bad_credentials", request.id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -60,9 +61,16 @@ class Connections:
         # History pages from disk: apart, so that no number of them can delay a login.
         self._disk = disk_pool
         self._store_failed = store_failed
+        # For /metrics, by codec (the TCP port's, the web port's): counted at add and drop,
+        # so a scrape reads them instead of walking every connection.
+        self.opened: Counter = Counter()
+        self.open: Counter = Counter()
+        self.slow_consumers = 0
 
     def add(self, conn: Connection) -> None:
         self.conns[conn.sid] = conn
+        self.opened[conn.out.codec] += 1
+        self.open[conn.out.codec] += 1
 
     def close_deadlines(self) -> list[float]:
         return [c.close_by for c in self._closing] if self._closing else []
@@ -143,6 +151,7 @@ class Connections:
             out.sink.shutdown(socket.SHUT_WR)
 
     def slow_consumer(self, sid: int) -> None:
+        self.slow_consumers += 1
         self.chat.slow_consumer(sid)
 
     def reap(self, everyone: bool) -> None:
@@ -163,6 +172,7 @@ class Connections:
         if self.conns.pop(conn.sid, None) is None:
             return
         conn.close()
+        self.open[conn.out.codec] -= 1
         self.backlog.discard(conn)
         self.writable.discard(conn.out)
         self._closing.discard(conn)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from netlab.logs import get_logger
+from netlab.loop.metrics import COMMIT_BUCKETS, Histogram
 from netlab.store.direct_records import Marker, Message
 from netlab.store.history import History
 from netlab.store.opening import Store
@@ -98,7 +99,11 @@ class Journals:
         self._dirty: list[FileJournal] = []  # with staged records, in staging order
         self._marks: dict[tuple[Key, str], int] = {}  # this pass's read markers
         self._unsynced: set[_Syncable] = set()  # written, not yet fsynced
-        self._unsynced_lock = threading.Lock()
+        self._written_at: float | None = None  # when the oldest of them was written
+        self._unsynced_lock = threading.Lock()  # also guards the latency histogram
+        self._latency = Histogram(COMMIT_BUCKETS)  # write to end of fsync round, once a round
+        #: Set by the fsync thread, read by the loop (/healthz): a plain bool, never unset.
+        self.sync_failed = False
         self._open_lock = threading.Lock()  # a room's file is opened by the loop or a page worker
         self._wanted = threading.Event()
         self._pause = threading.Event()  # set at shutdown: no more pauses
@@ -178,9 +183,16 @@ class Journals:
             return
         finally:
             with self._unsynced_lock:
+                if written and self._written_at is None:
+                    self._written_at = now
                 self._unsynced.update(written)
         if not self._wanted.is_set():
             self._wanted.set()
+
+    def commit_latency(self) -> tuple[list[int], float]:
+        """The commit latency histogram's counts and sum (/metrics; any thread)."""
+        with self._unsynced_lock:
+            return self._latency.snapshot()
 
     def history_of(self, room: str, *, create: bool) -> History | None:
         """A room's message file (general's, or a room's, opened on first use); None for a
@@ -251,10 +263,27 @@ class Journals:
             self._wanted.clear()
             with self._unsynced_lock:
                 files, self._unsynced = self._unsynced, set()
-            for file in files:
-                try:
-                    file.sync()
-                except (OSError, ValueError) as exc:  # closed under us at shutdown
-                    log.debug("fsync skipped: %s", exc)
+                written_at, self._written_at = self._written_at, None
+            self.sync_round(files, written_at)
             self._pause.wait(SYNC_INTERVAL)
+
+    def sync_round(self, files: set[_Syncable], written_at: float | None) -> None:
+        """fsync what was written since the last round; how long the oldest write waited.
+
+        A failed fsync (EIO, or ENOSPC found at writeback) may have lost what was written:
+        history can no longer be promised to the disk, so `sync_failed` makes /healthz 503
+        for good (PostgreSQL's lesson: a retried fsync may succeed and lie)."""
+        for file in files:
+            try:
+                file.sync()
+            except (OSError, ValueError) as exc:
+                if self._done:  # closed under us at shutdown
+                    log.debug("fsync skipped: %s", exc)
+                elif not self.sync_failed:
+                    self.sync_failed = True
+                    log.critical("fsync of the history failed (%s): written messages may be lost", exc)
+        if written_at is not None:
+            took = time.monotonic() - written_at
+            with self._unsynced_lock:
+                self._latency.observe(took)
 

@@ -7,6 +7,7 @@ class keeps to the loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -18,6 +19,7 @@ from netlab.wire import valid_username
 if TYPE_CHECKING:
     from netlab.chat.moderation import Stored
     from netlab.chat_core import Chat
+    from netlab.loop.connections import Connections
     from netlab.store.accounts import Accounts
     from netlab.store.opening import Store
 
@@ -28,18 +30,34 @@ STORE_TIMEOUT = 10.0
 
 
 class OperatorCalls:
-    """The chat-only console commands; the class that mixes it in provides `call`, `chat`,
-    `accounts` and `store`."""
+    """The chat-only console commands, and `status`'s figures; the class that mixes it in
+    provides `call`, `chat`, `accounts`, `store`, `cx`, `address`, `bytes_in` and `_started`."""
 
     chat: Chat
     accounts: Accounts
     store: Store
+    cx: Connections
+    address: str
+    bytes_in: int
+    _started: float
     call: Callable[..., Any]
 
     @property
     def data_dir(self) -> Path:
         """Where the console keeps its history (console_history) beside the chat's files."""
         return self.store.data_dir
+
+    def _status(self) -> dict[str, str]:
+        """`status`: the server's figures (the same numbers as /metrics'), on the loop."""
+        return {
+            "server": f"chat on {self.address}",
+            "uptime": f"{time.monotonic() - self._started:.0f} s",
+            "connections": f"{len(self.cx.conns)} open, {sum(self.cx.opened.values())} total "
+                           f"(max {self.chat.config.max_clients})",
+            **self.chat.status(),
+            "bytes": f"{self.bytes_in} in, {self.cx.outbox.bytes_out} out",
+            "broadcast log": f"{self.cx.outbox.buffered} bytes buffered",
+        }
 
     def users(self) -> list[tuple[str, int, list[str]]]:
         return self.call(self.chat.users_table)

@@ -57,7 +57,7 @@ class WebPort:
 
     def connect(self, conn: Connection, chat: Chat, max_frame: int) -> None:
         """A web connection just accepted: HTTP first, its session's welcome held for the 101."""
-        web = conn.decoder = WebConnection(self.site, max_frame)
+        web = conn.decoder = WebConnection(self.site, max_frame, conn.ip)
         chat.connect(conn.sid, conn.peer, conn.ip, chat.now)
         if not conn.out.closing:  # refused (server_full): goodbye said so in HTTP
             web.held = conn.out.take_private()

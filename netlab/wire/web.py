@@ -1,7 +1,9 @@
 """The web port's HTTP/1.1, sans-IO: h11 reads requests, a handful of routes answer them,
 and `GET /ws` becomes a WebSocket session (`wire/websocket.MessageReader`).
 
-Routes (CLI.md, PROTOCOL.md "Transports"): `GET /healthz` (200 `ok`), `GET /ws` (the
+Routes (CLI.md, PROTOCOL.md "Transports"): `GET /healthz` (200 `ok` while the server is
+healthy, else 503), `GET /metrics` (the loop's Prometheus text, to loopback peers and those of
+`Site.metrics_allow`; 403 to the rest), `GET /ws` (the
 WebSocket handshake, checked by `websockets`' `ServerProtocol.accept`: version, key and
 Origin), `GET /` and the static files the loop read at start-up (`Site.files`); HEAD
 of the same. Any other method is 405, any other path 404, a header block over
@@ -15,7 +17,8 @@ its `ws.outgoing()`), whether it just upgraded (`take_upgrade`) and whether to c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import ipaddress
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -48,6 +51,9 @@ ALLOWED_METHODS = "GET, HEAD"
 PIPELINED_BYTES = 256 * 1024
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True)
 class StaticFile:
     body: bytes
@@ -63,14 +69,34 @@ class Site:
     #: Origins allowed besides the page's own (--web-origin).
     extra_origins: frozenset[str] = frozenset()
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    #: The loop's: is it running with a store that takes writes (`/healthz`)?
+    healthy: Callable[[], bool] = lambda: True
+    #: The loop's: the figures in Prometheus text format, and their Content-Type (`/metrics`).
+    metrics: Callable[[], tuple[bytes, str]] | None = None
+    #: Networks whose peers may read `/metrics` besides loopback (--metrics-allow).
+    metrics_allow: tuple[Network, ...] = ()
+
+
+def metrics_allowed(ip: str, allow: tuple[Network, ...]) -> bool:
+    """Loopback always (CLI.md), else only the networks of --metrics-allow: the figures tell
+    an outsider how busy the chat is and when. An IPv4 peer of a dual-stack port counts as
+    the IPv4 address it is; a peer address that does not parse is refused."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or any(address in network for network in allow)
 
 
 class WebConnection:
     """One web connection: HTTP requests in order until one upgrades it to WebSocket."""
 
-    def __init__(self, site: Site, max_frame: int) -> None:
+    def __init__(self, site: Site, max_frame: int, peer_ip: str = "") -> None:
         self.site = site
         self.max_frame = max_frame
+        self.peer_ip = peer_ip  # who asks: /metrics is answered to some addresses only
         self._http: h11.Connection | None = h11.Connection(
             h11.SERVER, max_incomplete_event_size=site.max_header_bytes)
         self.ws: MessageReader | None = None
@@ -175,12 +201,20 @@ class WebConnection:
             return self._refuse(400, "a request with a body")
         if path == "/ws" and method == "GET":
             return self._upgrade(request, path)
+        head = method == "HEAD"
         if path == "/healthz":
-            return self._answer(200, b"ok\n", "text/plain; charset=utf-8", CACHE_NONE, head=method == "HEAD")
+            if not self.site.healthy():
+                return self._refuse(503, "stopping, or history cannot be written", head=head)
+            return self._answer(200, b"ok\n", "text/plain; charset=utf-8", CACHE_NONE, head=head)
+        if path == "/metrics" and self.site.metrics is not None:
+            if not metrics_allowed(self.peer_ip, self.site.metrics_allow):
+                return self._refuse(403, "metrics: loopback and --metrics-allow only", head=head)
+            body, content_type = self.site.metrics()
+            return self._answer(200, body, content_type, CACHE_NONE, head=head)
         found = self.site.files.get("/index.html" if path == "/" else path)
         if found is None:
-            return self._refuse(404, "no such page", head=method == "HEAD")
-        self._answer(200, found.body, found.content_type, CACHE_STATIC, head=method == "HEAD")
+            return self._refuse(404, "no such page", head=head)
+        self._answer(200, found.body, found.content_type, CACHE_STATIC, head=head)
 
     def _upgrade(self, request: h11.Request, path: str) -> None:
         """The WebSocket handshake: websockets checks it; the 101 goes out through h11."""
