@@ -1,0 +1,152 @@
+"""Publishing a message to the bus: one Lua script numbers it and stores it, atomically.
+
+The script is the only place a seq is given in bus mode, so every node sees one order: it
+assigns the key's next seq (dense, never reused), appends the record to the key's stream
+and to the fan-out stream every node reads, and remembers the say's idempotency key, all
+in one step no other Redis client can interleave with. A retry with the same (account id,
+say id) gets the first seq back and appends nothing, so a publish whose answer was lost
+(the connection dropped after Redis stored it) can be resent safely.
+
+`Publisher` is sans-loop: plain blocking calls, for the bus's writer thread (and tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from netlab.store.room_records import SAY_ID_WINDOW, Key
+
+if TYPE_CHECKING:
+    import redis
+
+PREFIX = "netlab:"
+SEQ_HASH = PREFIX + "seq"
+FANOUT = PREFIX + "fanout"
+#: Entries the fan-out stream keeps (trimmed approximately, `MAXLEN ~`). It only has to
+#: cover a node that is briefly away (a Redis blip, a restart): one further behind
+#: resynchronises from the keys' own streams, which are never trimmed. At ~200 bytes a
+#: short message, 100,000 entries are ~20 MB of Redis memory.
+FANOUT_CAP = 100_000
+
+#: KEYS: the seq hash, the key's id set, the key's stream, the fan-out stream.
+#: ARGV: key text, dedup member ("" for none), record, id window, fan-out cap.
+#: Returns {seq, 1} for a new message, {first seq, 0} for a repeat.
+PUBLISH_LUA = """
+local member = ARGV[2]
+if member ~= '' then
+  local first = redis.call('ZSCORE', KEYS[2], member)
+  if first then return {tonumber(first), 0} end
+end
+local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('XADD', KEYS[3], seq .. '-0', 'r', ARGV[3])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'k', ARGV[1], 's', seq, 'r', ARGV[3])
+if member ~= '' then
+  redis.call('ZADD', KEYS[2], seq, member)
+end
+-- Every message moves the window, a say without an id too (PROTOCOL.md: the last 1,000).
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', seq - tonumber(ARGV[4]))
+return {seq, 1}
+"""
+
+
+def key_text(key: Key) -> str:
+    """A room as `r:NAME`, a conversation as `d:ID1:ID2` (room names and account ids hold no
+    colon, so the text names one key)."""
+    if isinstance(key, tuple):
+        return f"d:{key[0]}:{key[1]}"
+    return f"r:{key}"
+
+
+def parse_key(text: str) -> Key:
+    """The key `key_text` wrote (ValueError for anything else)."""
+    kind, _, rest = text.partition(":")
+    if kind == "r" and rest:
+        return rest
+    first, _, second = rest.partition(":")
+    if kind == "d" and first and second:
+        return (first, second)
+    raise ValueError(f"not a bus key: {text!r}")
+
+
+def messages_stream(key: Key) -> str:
+    return f"{PREFIX}msgs:{key_text(key)}"
+
+
+def say_ids_set(key: Key) -> str:
+    return f"{PREFIX}ids:{key_text(key)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A publish's answer: the message's seq, and whether it was stored now (False: a repeat
+    of a say stored before, which got `seq` then)."""
+
+    seq: int
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """One message to publish: its key, its record (opaque to the bus), its idempotency key."""
+
+    key: Key
+    record: bytes
+    say_id: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutEntry:
+    """One message as the fan-out stream holds it; `id` is where a reader resumes."""
+
+    id: bytes
+    key: Key
+    seq: int
+    record: bytes
+
+
+class Publisher:
+    """Publishes messages through the script; sans-loop (blocking calls, any one thread)."""
+
+    def __init__(self, client: redis.Redis, fanout_cap: int = FANOUT_CAP) -> None:
+        self._client = client
+        self._fanout_cap = fanout_cap
+        # redis-py's Script sends EVALSHA and loads the script again when Redis lost it (a
+        # restart empties the script cache).
+        self._script = client.register_script(PUBLISH_LUA)
+
+    def publish(self, message: Publish) -> Published:
+        """Store one message; raises redis' errors (the caller answers `unavailable`)."""
+        return self._answer(self._script(**self._call(message)))
+
+    def publish_many(self, messages: Iterable[Publish]) -> list[Published | Exception]:
+        """Store messages in one round trip (a pipeline, not a transaction: each is its own
+        atomic script). A connection error raises for all of them; a script's own error is
+        that message's answer."""
+        pipe = self._client.pipeline(transaction=False)
+        for message in messages:
+            self._script(**self._call(message), client=pipe)
+        return [answer if isinstance(answer, Exception) else self._answer(answer)
+                for answer in pipe.execute(raise_on_error=False)]
+
+    def _call(self, message: Publish) -> dict:
+        member = f"{message.say_id[0]}:{message.say_id[1]}" if message.say_id is not None else ""
+        keys = [SEQ_HASH, say_ids_set(message.key), messages_stream(message.key), FANOUT]
+        args = [key_text(message.key), member, message.record, SAY_ID_WINDOW, self._fanout_cap]
+        return {"keys": keys, "args": args}
+
+    @staticmethod
+    def _answer(answer: list) -> Published:
+        seq, new = answer
+        return Published(int(seq), bool(new))
+
+    def read_fanout(self, after: bytes, count: int, block_ms: int | None = None) -> list[FanoutEntry]:
+        """Fan-out entries after stream id `after` (b"0" for all), at most `count`; with
+        `block_ms`, waits that long for one (the reader thread's call)."""
+        answer = self._client.xread({FANOUT: after}, count=count, block=block_ms)
+        if not answer:
+            return []
+        [(_stream, entries)] = answer
+        return [FanoutEntry(entry_id, parse_key(fields[b"k"].decode()), int(fields[b"s"]), fields[b"r"])
+                for entry_id, fields in entries]
