@@ -14,12 +14,14 @@ import click
 
 from netlab import admin
 from netlab.bench_cli import bench
+from netlab.bus.address import BusAddress
 from netlab.chat_core import ChatConfig
 from netlab.cli_options import (
     COUNT,
     DAY,
     FiniteRange,
     Group,
+    bus_option,
     chat_limit_options,
     client_options,
     client_wrap,
@@ -82,6 +84,18 @@ def listen(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             fail(f"cannot listen on {where}: port {port} is already in use")
         fail(f"cannot listen on {where}: {exc.strerror or exc}")
+
+
+def refuse_bus(bus: BusAddress) -> NoReturn:
+    """--bus: an unreachable bus is one line and exit 2 (CLI.md). A reachable one is refused
+    too, for now: messages do not flow through a bus yet (docs/scale-out.md, TODO), and a
+    node that ran alone while told to share a chat would split it."""
+    from netlab.bus.address import unreachable
+
+    if (why := unreachable(bus)) is not None:
+        fail(why)
+    fail(f"--bus {bus.url}: sharing a chat through a bus is not available yet; "
+         "run without --bus (docs/scale-out.md)")
 
 
 def open_log(path: Path) -> LogControl:
@@ -172,11 +186,12 @@ def chat() -> None:
 @chat.command("serve")
 @with_options(server_options(7000, "clients.csv, history.csv, netlab.key and chat.log"))
 @with_options(web_options())
+@bus_option()
 @with_options(chat_limit_options())
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,
                web_port: int | None, web_origin: tuple[str, ...], metrics_allow: tuple,
-               **limits: int | float) -> None:
+               bus: BusAddress | None, **limits: int | float) -> None:
     """Run the chat server with the operator console."""
     from netlab.chat_selectors import ChatServer
     from netlab.files import StartupError
@@ -186,6 +201,8 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     # The history sent at login comes from the window, so it holds at least that much.
     window = max(history_window, int(limits["history_size"]))
     tls = server_tls(tls_cert, tls_key)
+    if bus is not None:  # before anything is bound or touched
+        refuse_bus(bus)
     listener = listen(host, port)  # first: a port in use leaves no new directory behind
     web_listener = listen(host, web_port) if web_port is not None else None
     data_dir = prepare_data_dir(data_dir)

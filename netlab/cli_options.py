@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from netlab.bus.address import BusAddress, parse_bus_url
 from netlab.chat_core import ChatConfig
 from netlab.config_file import config_option, name_file_value
 from netlab.netutil import unbracket
@@ -76,6 +77,21 @@ def web_options() -> list:
                      help="Answer the web port's /metrics to this network too (loopback always "
                           "may; nobody else by default); repeatable."),
     ]
+
+
+def bus_address(ctx: click.Context, param: click.Parameter, value: str | None) -> BusAddress | None:
+    """--bus: a redis:// URL (netlab/bus/address.py says what it may hold)."""
+    try:
+        return parse_bus_url(value) if value is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def bus_option():
+    """`chat serve --bus URL` (CLI.md, version 2; docs/scale-out.md)."""
+    return click.option("--bus", default=None, metavar="URL", callback=bus_address,
+                        help="Share one chat with other servers through this Redis "
+                             "(redis://HOST:PORT/DB); not ready yet: checked, then refused.")
 
 
 def server_options(default_port: int, keeps: str) -> list:

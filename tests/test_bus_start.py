@@ -1,0 +1,72 @@
+"""`chat serve --bus URL` at start-up: the URL's rules, and the check before anything is touched.
+
+Messages do not flow through a bus yet (docs/scale-out.md), so a bus that answers is refused
+too, in one line: a node told to share a chat must not run alone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from procs import WAIT
+from redis_server import free_port, running_redis
+
+from netlab.bus.address import BusAddress, parse_bus_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(("url", "address"), [
+    ("redis://127.0.0.1:6380/2", BusAddress("127.0.0.1", 6380, 2)),
+    ("redis://bus.example", BusAddress("bus.example", 6379, 0)),  # Redis' own defaults
+    ("redis://[::1]:7000/0", BusAddress("::1", 7000, 0)),
+])
+def test_a_bus_url_names_host_port_and_database(url: str, address: BusAddress) -> None:
+    assert parse_bus_url(url) == address
+    assert parse_bus_url(address.url) == address
+
+
+@pytest.mark.parametrize("url", [
+    "http://h:1/0", "h:1", "redis://", "redis://:1/0", "redis://h:x/0", "redis://h:70000/0",
+    "redis://h:0/0", "redis://h/a", "redis://h/1/2", "redis://h/1?x=1", "redis://user:secret@h/0",
+])
+def test_a_bad_bus_url_is_a_bad_option(tmp_path: Path, url: str) -> None:
+    proc = serve_with_bus(tmp_path, url)
+    assert proc.returncode == 2
+    assert "Invalid value for '--bus'" in proc.stderr
+    assert "secret" not in proc.stderr  # a password typed into the URL is not echoed
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_unreachable_bus_is_one_line_and_exit_2_touching_nothing(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    proc = serve_with_bus(tmp_path, url)
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"netlab: cannot reach the bus at {url}: "), line
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_reachable_bus_is_refused_until_messages_flow(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as server:
+        proc = serve_with_bus(tmp_path, server.url)
+        with server.client() as client:
+            assert client.dbsize() == 0  # nothing written to the bus either
+    assert proc.returncode == 2
+    [line] = proc.stderr.splitlines()
+    assert line == (f"netlab: --bus {server.url}: sharing a chat through a bus is not available yet; "
+                    "run without --bus (docs/scale-out.md)")
+    assert not (tmp_path / "data").exists()
+
+
+def serve_with_bus(tmp_path: Path, url: str) -> subprocess.CompletedProcess:
+    # --port 0: a server that wrongly starts takes no fixed port, and times out here.
+    return subprocess.run(
+        [sys.executable, "-m", "netlab", "chat", "serve", "--no-repl", "--port", "0",
+         "--data-dir", str(tmp_path / "data"), "--bus", url],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
