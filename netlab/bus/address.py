@@ -8,7 +8,11 @@ then refuses every message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import redis
 
 #: Redis' own defaults, for a URL that leaves them out (as redis-cli's `-u` does).
 DEFAULT_PORT = 6379
@@ -57,12 +61,24 @@ def parse_bus_url(text: str) -> BusAddress:
     return BusAddress(parts.hostname, port or DEFAULT_PORT, int(path) if path else DEFAULT_DB)
 
 
+def connect(address: BusAddress, timeout: float) -> redis.Redis:
+    """A client of the bus, with redis-py's own retries off: a command whose answer was lost
+    may have been carried out, so resending it is the caller's decision (a publish is resent
+    only with its idempotency key; else the answer is `unavailable`). `timeout` bounds a
+    connect and a reply (it must exceed the reader's XREAD BLOCK)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(host=address.host, port=address.port, db=address.db, retry=Retry(NoBackoff(), 0),
+                       socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
 def unreachable(address: BusAddress, timeout: float = CHECK_TIMEOUT) -> str | None:
     """Why the bus does not answer (connect, select its database, PING), or None if it does."""
     import redis
 
-    client = redis.Redis(host=address.host, port=address.port, db=address.db,
-                         socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = connect(address, timeout)
     try:
         client.ping()
     except redis.RedisError as exc:
