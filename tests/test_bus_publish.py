@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import redis
 from redis_server import RedisServer, running_redis
 
 from netlab.bus.publish import Publish, Published, Publisher, key_text, messages_stream, parse_key
@@ -156,3 +157,15 @@ def test_key_text_round_trips(key) -> None:
 def test_a_foreign_key_text_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_key(text)
+
+
+def test_a_bus_out_of_memory_refuses_the_publish_whole_and_seq_stays_dense(publisher: Publisher,
+                                                                           server: RedisServer) -> None:
+    publisher.publish(Publish("lobby", b"1"))
+    with server.client() as admin:
+        admin.config_set("maxmemory", "1")  # below what Redis already uses: every write is refused
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            publisher.publish(Publish("lobby", b"2", (ALICE, "x")))
+        admin.config_set("maxmemory", "0")
+        assert admin.xlen(messages_stream("lobby")) == 1
+    assert publisher.publish(Publish("lobby", b"2", (ALICE, "x"))) == Published(2, True)

@@ -33,7 +33,9 @@ FANOUT_CAP = 100_000
 #: KEYS: the seq hash, the key's id set, the key's stream, the fan-out stream.
 #: ARGV: key text, dedup member ("" for none), record, id window, fan-out cap.
 #: Returns {seq, 1} for a new message, {first seq, 0} for a repeat.
-PUBLISH_LUA = """
+#: The `#!lua` line (Redis 7's script flags, none given) has Redis refuse the whole script up
+#: front when it is out of memory, so no later write can fail after an earlier one.
+PUBLISH_LUA = """#!lua
 local member = ARGV[2]
 if member ~= '' then
   local first = redis.call('ZSCORE', KEYS[2], member)
