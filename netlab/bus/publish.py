@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+import redis
 
 from netlab.store.room_records import SAY_ID_WINDOW, Key
-
-if TYPE_CHECKING:
-    import redis
 
 PREFIX = "netlab:"
 SEQ_HASH = PREFIX + "seq"
@@ -78,6 +76,12 @@ def messages_stream(key: Key) -> str:
 
 def say_ids_set(key: Key) -> str:
     return f"{PREFIX}ids:{key_text(key)}"
+
+
+def stream_id(text: bytes | str) -> tuple[int, int]:
+    """A stream id (`MS-SEQ`, or `MS` alone) as a pair that compares as Redis orders ids."""
+    ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
+    return int(ms), int(seq or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,21 @@ class Publisher:
     def _answer(answer: list) -> Published:
         seq, new = answer
         return Published(int(seq), bool(new))
+
+    def fanout_lost(self, after: bytes) -> bool:
+        """Whether trimming may have taken fan-out entries after id `after` that a reader there
+        has not read (a node away longer than the cap allows): it must then resynchronise from
+        the keys' own streams, which are never trimmed. Cautious: a reader whose last entry was
+        exactly the last one trimmed is told so too, and resynchronises for nothing (harmless,
+        and rare: `MAXLEN ~` trims whole nodes of ~100 entries). Redis records no id for a trim
+        (`max-deleted-entry-id` is XDEL's), so the stream's first id and its count of entries
+        ever added are what tell."""
+        try:
+            info = self._client.xinfo_stream(FANOUT)
+        except redis.ResponseError:  # no stream yet: nothing was ever published, nothing lost
+            return False
+        trimmed = info["entries-added"] - info["length"]
+        return trimmed > 0 and stream_id(after) < stream_id(info["recorded-first-entry-id"])
 
     def read_fanout(self, after: bytes, count: int, block_ms: int | None = None) -> list[FanoutEntry]:
         """Fan-out entries after stream id `after` (b"0" for all), at most `count`; with
