@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import redis
+from answer_dropper import AnswerDropper
 from procs import WAIT
 from redis_server import RedisServer, running_redis
 
 from netlab.bus.address import connect, parse_bus_url
-from netlab.bus.publish import FanoutEntry, Publish, Published, Publisher
+from netlab.bus.publish import FanoutEntry, Publish, Published, Publisher, messages_stream
 from netlab.bus.threads import BusReader, BusWriter, fanout_end
 
 ALICE = "a" * 32
@@ -116,3 +117,25 @@ def test_the_reader_delivers_every_entry_once_in_order_across_a_redis_restart(se
     assert {room: [e.seq for e in got.entries if e.key == room] for room in expected} == expected
     assert len({e.id for e in got.entries}) == 42
     assert reader.last_id == got.entries[-1].id
+
+
+def test_a_lost_answer_is_resent_by_idempotency_key_and_each_message_stored_once(server: RedisServer) -> None:
+    keyed = [Publish("lobby", f"{n}".encode(), (ALICE, f"id-{n}")) for n in range(5)]
+    unkeyed = Publish("lobby", b"version 1")
+    with AnswerDropper(server.port) as proxy, client_of_port(proxy.port) as client:
+        answers = Publisher(client).publish_batch([*keyed, unkeyed])
+    assert proxy.dropped.is_set()
+    # The keyed ones were sent again: each answered, the first at least as a repeat (it ran
+    # before its answer was lost), each with a seq of its own.
+    assert all(isinstance(answer, Published) for answer in answers[:5]), answers
+    assert not answers[0].new
+    assert len({answer.seq for answer in answers[:5]}) == 5
+    # The one without a key may be stored, so it is not resent: its answer is the error.
+    assert isinstance(answers[5], redis.ConnectionError)
+    with server.client() as check:
+        stored = [fields[b"r"] for _, fields in check.xrange(messages_stream("lobby"))]
+    assert sorted(stored.count(message.record) for message in keyed) == [1] * 5  # each once
+
+
+def client_of_port(port: int) -> redis.Redis:
+    return connect(parse_bus_url(f"redis://127.0.0.1:{port}/0"), WAIT)

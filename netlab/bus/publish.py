@@ -136,6 +136,28 @@ class Publisher:
         return [answer if isinstance(answer, Exception) else self._answer(answer)
                 for answer in pipe.execute(raise_on_error=False)]
 
+    def publish_batch(self, messages: list[Publish]) -> list[Published | Exception]:
+        """`publish_many` with an answer for every message, never a raise. A lost connection may
+        have lost the answers, not the publishes: the messages with an idempotency key are sent
+        once more (the script answers one stored before with its first seq, so each is stored
+        once), and only the others get the error, as they may be stored already."""
+        try:
+            return self.publish_many(messages)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            lost: Exception = exc
+        except redis.RedisError as exc:  # refused whole (e.g. not a Redis 7): nothing stored
+            return [exc] * len(messages)
+        answers: list[Published | Exception] = [lost] * len(messages)
+        keyed = [i for i, message in enumerate(messages) if message.say_id is not None]
+        if keyed:
+            try:
+                again = self.publish_many([messages[i] for i in keyed])
+            except redis.RedisError as exc:  # still unreachable: `unavailable`, the client resends
+                again = [exc] * len(keyed)
+            for i, answer in zip(keyed, again, strict=True):
+                answers[i] = answer
+        return answers
+
     def _call(self, message: Publish) -> dict:
         member = f"{message.say_id[0]}:{message.say_id[1]}" if message.say_id is not None else ""
         keys = [SEQ_HASH, say_ids_set(message.key), messages_stream(message.key), FANOUT]

@@ -62,11 +62,7 @@ class BusWriter:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
-            messages = [message for message, _ in batch]
-            try:
-                answers: list[Answer] = self._publisher.publish_many(messages)
-            except redis.RedisError as exc:  # the connection: none of the batch is known stored
-                answers = [exc] * len(batch)
+            answers = self._publisher.publish_batch([message for message, _ in batch])
             for (_, done), answer in zip(batch, answers, strict=True):
                 self._post(lambda done=done, answer=answer: done(answer))
 
