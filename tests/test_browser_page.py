@@ -133,6 +133,8 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait(lambda _: "nobody" not in ann.sidebar_names(), "no conversation with nobody")
     ann.ask_create_room("Bad Name")
     ann.wait_text("#status", "a room name is 1 to 32")
+    ann.show("#secret")  # the refusal stays behind: it is not about this room
+    assert ann.find("#status").text == ""
 
     # Kicked by the operator, the page stays away until asked back.
     server.command("kick ann")
@@ -142,6 +144,7 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait_connected()
     ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "the same rooms again")
     assert ann.driver.title == "netlab chat"
+    assert ann.find("#status").text == ""  # the kick was about the session before
 
     # Logging out forgets the account in this tab; logging in brings it back from the server.
     ann.find("#logout-button").click()  # perhaps before the login again has been answered

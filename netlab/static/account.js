@@ -74,6 +74,7 @@ export function onOk(frame) {
   $("login-view").hidden = true;
   $("chat-view").hidden = false;
   $("me").textContent = `signed in as ${state.me}`;
+  $("status").textContent = ""; // "the server is stopping" or a kick was about the session before
   if (again) {
     show(state.current); // the conversation stays; gaps are filled once `rooms` has every last seq
     resendPending();
