@@ -144,11 +144,23 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait_connected()
     ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "the same rooms again")
     assert ann.driver.title == "netlab chat"
-    assert ann.find("#status").text == ""  # the kick was about the session before
+    # Logged in again (the rooms were shown all along), the kick's line goes: it was about the session before.
+    ann.wait(lambda _: ann.find("#status").text == "", "the kick's line gone")
 
-    # Logging out forgets the account in this tab; logging in brings it back from the server.
+    # Logging out forgets the account in this tab, down to what was typed and not sent: the
+    # next person at this computer finds neither ann's draft nor her password half typed.
+    ann.find("#draft").send_keys("half a thought")
+    ann.open_details("#account")
+    ann.find("#old-password").send_keys(PASSWORD)
     ann.find("#logout-button").click()  # perhaps before the login again has been answered
     ann.wait(lambda _: ann.find("#login-view").is_displayed(), "the login form")
+    ann.wait(lambda _: ann.find("#login-button").is_enabled(), "connected for the next login")
+    ann.login("bob", PASSWORD)
+    assert ann.draft() == ""
+    assert ann.find("#account").get_attribute("open") is None
+    assert ann.driver.execute_script("return document.getElementById('old-password').value") == ""
+    # Logging in brings ann's rooms back from the server.
+    ann.find("#logout-button").click()
     ann.wait(lambda _: ann.find("#login-button").is_enabled(), "connected for the next login")
     ann.login("ann", PASSWORD)
     ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "ann's rooms")
