@@ -167,6 +167,24 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     assert ann.console_errors() == []
 
 
+def test_a_banned_user_is_told_why_and_the_page_stays_away_until_asked_back(browser, chat):  # noqa: F811
+    server, _, url, _ = chat
+    ann = ChatPage(browser(), url).open().register("ann", PASSWORD)
+    server.command("ban ann 1h rude")
+    ann.wait_text("#status", "the operator banned this account")
+    # The link line says why it is down (the server's close carries no reason of its own).
+    ann.wait(lambda _: ann.link_state() == "disconnected: this account is banned", "disconnected, saying why")
+
+    start = len(server.out)
+    server.command("unban ann")
+    server.out.wait_for(r"^unbanned ann$", start=start)
+    ann.find("#reconnect-button").click()
+    ann.wait_connected()
+    ann.wait(lambda _: ann.find("#status").text == "", "logged in again")
+    ann.say("back again")
+    ann.wait_message("back again")
+
+
 def seed_general(data_dir, days: dict[str, int]) -> None:
     """general's history.csv with `count` messages by carol on each day, before the server starts."""
     data_dir.mkdir(parents=True, exist_ok=True)
