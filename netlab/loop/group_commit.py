@@ -8,8 +8,8 @@ pass's staged records in one `write` a file (a page asked for meanwhile commits
 them first, so it sees them), and ONE thread makes every file written while
 the last round ran durable, at most every SYNC_INTERVAL: with one syncfs when
 they are several (store/syncing.py), so a round costs the same for 100 rooms
-as for one. Read markers ride the
-same commit: many a second cost one write a pass and no fsync of their own.
+as for one. Read markers ride the same commit: many a second cost one write a
+pass and no fsync of their own.
 
 Files: general in history.csv, each other room in rooms/NAME.csv (opened on first
 use), every direct conversation in direct.dat, room markers in markers.csv
