@@ -1,0 +1,71 @@
+"""`netlab chat console`: the operator console of a running server (`--no-repl`, as under
+systemd) through its console.sock, with real server and console processes."""
+
+from __future__ import annotations
+
+import signal
+import stat
+from pathlib import Path
+
+from chatclient import registered
+from procs import Netlab
+
+from netlab.console_socket import CONSOLE_SOCKET
+
+
+def console(data_dir: Path, *lines: str) -> tuple[int, list[str], list[str]]:
+    """Pipe `lines` to `netlab chat console`; its exit status, stdout and stderr lines."""
+    client = Netlab("chat", "console", "--data-dir", str(data_dir))
+    for line in lines:
+        client.command(line)
+    client.proc.stdin.close()
+    status = client.wait()
+    return status, client.out.wait_closed(), client.err.wait_closed()
+
+
+def test_a_ban_through_the_socket_ends_the_session_and_answers_there_only(start_chat, data_dir):
+    server, port = start_chat("--rate-limit", "0")
+    bob = registered(port, "bob")
+    bob.ignore = {"join", "leave"}
+    status, out, err = console(data_dir, "ban bob 1h spam", "foo", "status")
+    assert status == 0 and err == []
+    assert out[0] == "banned bob for 3600 s: 1 session(s) ended"
+    assert out[1] == "error: No such command 'foo'. (type 'help' for the commands)"
+    assert "moderation: 1 ban(s), 0 mute(s) in force" in out and out[-1].startswith("broadcast log: ")
+    assert bob.expect_fatal("banned")["message"].endswith(": spam")
+    assert not any("banned bob" in line for line in server.out.lines)  # the server's own stdout
+
+
+def test_a_question_is_answered_by_the_next_line(start_chat, data_dir):
+    _, port = start_chat("--rate-limit", "0")
+    registered(port, "cy").close()
+    registered(port, "dee").close()
+    _, out, _ = console(data_dir, "remove cy", "n", "remove dee", "y")
+    assert out == ["Remove the account cy? [y/N]", "remove cancelled: nothing changed",
+                   "Remove the account dee? [y/N]",
+                   "removed dee: 0 session(s) ended; the name is free, its messages stay"]
+
+
+def test_the_socket_is_0600_shutdown_works_and_then_no_server_is_one_line(start_chat, data_dir):
+    server, _ = start_chat()
+    path = data_dir / CONSOLE_SOCKET
+    mode = path.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    assert console(data_dir, "shutdown") == (0, ["shutting down"], [])
+    assert server.wait() == 0
+    assert not path.exists()
+    status, out, err = console(data_dir, "status")
+    assert status == 2 and out == []
+    assert err == [f"netlab: no server is listening on {path} (No such file or directory)"]
+
+
+def test_a_stale_socket_after_kill_9_is_replaced_at_the_next_start(start_chat, data_dir):
+    server, _ = start_chat()
+    server.signal(signal.SIGKILL)
+    server.wait()
+    assert (data_dir / CONSOLE_SOCKET).exists()
+    status, _, err = console(data_dir, "status")
+    assert status == 2 and "Connection refused" in err[0]
+    start_chat()
+    status, out, _ = console(data_dir, "status")
+    assert status == 0 and out[0].startswith("server: chat on 127.0.0.1:")
