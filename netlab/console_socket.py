@@ -9,7 +9,7 @@ where they were.
 
 Who may connect: the socket is 0600 in the 0700 data directory, and on Linux the peer's uid
 (SO_PEERCRED) must be the server's or root's (root, as for a systemd DynamicUser service whose
-user no login shares). One connection at a time: a second waits in the listen backlog.
+user no login shares). Up to MAX_CONSOLES connections at once, a thread each.
 A socket left by a kill -9 is replaced: the data directory's lock, already held, proves that no
 live server owns it.
 """
@@ -32,6 +32,8 @@ from netlab.logs import LogControl
 
 CONSOLE_SOCKET = "console.sock"
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+#: Consoles open at once: a few operators and scripts; each is a thread and a descriptor.
+MAX_CONSOLES = 4
 
 
 class _ThreadStdout:
@@ -106,23 +108,36 @@ def bind_console_socket(data_dir: Path) -> socket.socket:
     return listener
 
 
-def _serve_one(conn: socket.socket, server: Server, logs: LogControl) -> None:
-    with conn, conn.makefile("w", encoding="utf-8", errors="replace") as out:
-        if not peer_allowed(conn):
-            out.write("refused: only the server's user or root may use its console\n")
-            return
-        with _stdout_of_this_thread(out):
-            Console(server, logs).run_pipe(conn.fileno())
+def _serve_one(conn: socket.socket, server: Server, logs: LogControl, seats: threading.Semaphore) -> None:
+    """One console connection to its end; a seat of `seats` is held and given back."""
+    try:
+        with conn, conn.makefile("w", encoding="utf-8", errors="replace") as out:
+            if not peer_allowed(conn):
+                out.write("refused: only the server's user or root may use its console\n")
+                return
+            with _stdout_of_this_thread(out):
+                Console(server, logs).run_pipe(conn.fileno())
+    except OSError:  # a client that went away mid-command
+        pass
+    finally:
+        seats.release()
 
 
 def _accept_forever(listener: socket.socket, server: Server, logs: LogControl) -> None:
+    """A thread per console, so that one left open at a prompt holds no script up; at most
+    MAX_CONSOLES at once, the next one told so."""
+    seats = threading.Semaphore(MAX_CONSOLES)
     while True:
         try:
             conn, _ = listener.accept()
         except OSError:  # closed at exit
             return
-        with contextlib.suppress(OSError):  # a client that went away mid-command
-            _serve_one(conn, server, logs)
+        if not seats.acquire(blocking=False):
+            with conn, contextlib.suppress(OSError):
+                conn.sendall(f"busy: {MAX_CONSOLES} consoles are open already\n".encode())
+            continue
+        threading.Thread(target=_serve_one, args=(conn, server, logs, seats), name="console-peer",
+                         daemon=True).start()
 
 
 class ConsoleSocket:

@@ -4,13 +4,14 @@ systemd) through its console.sock, with real server and console processes."""
 from __future__ import annotations
 
 import signal
+import socket
 import stat
 from pathlib import Path
 
 from chatclient import registered
-from procs import Netlab
+from procs import Netlab, assert_exits_zero, spawn_terminal
 
-from netlab.console_socket import CONSOLE_SOCKET
+from netlab.console_socket import CONSOLE_SOCKET, MAX_CONSOLES
 
 
 def console(data_dir: Path, *lines: str) -> tuple[int, list[str], list[str]]:
@@ -69,3 +70,54 @@ def test_a_stale_socket_after_kill_9_is_replaced_at_the_next_start(start_chat, d
     start_chat()
     status, out, _ = console(data_dir, "status")
     assert status == 0 and out[0].startswith("server: chat on 127.0.0.1:")
+
+
+def test_on_a_terminal_it_prompts_and_ends_when_the_server_does(start_chat, data_dir):
+    server, port = start_chat("--rate-limit", "0")
+    registered(port, "eve").close()
+    child = spawn_terminal("chat", "console", "--data-dir", str(data_dir))
+    try:
+        child.expect("netlab chat>")
+        child.sendline("remove eve")
+        child.expect(r"Remove the account eve\? \[y/N\]")
+        child.sendline("y")
+        child.expect("removed eve: 0 session")
+        child.sendline("shutdown")
+        child.expect("shutting down")
+        assert_exits_zero(child)
+        assert server.wait() == 0
+    finally:
+        child.close(force=True)
+
+
+def test_ctrl_d_on_a_terminal_leaves_the_server_running(start_chat, data_dir):
+    start_chat()
+    child = spawn_terminal("chat", "console", "--data-dir", str(data_dir))
+    try:
+        child.expect("netlab chat>")
+        child.sendcontrol("d")
+        assert_exits_zero(child)
+    finally:
+        child.close(force=True)
+    assert console(data_dir, "status")[0] == 0
+
+
+def test_a_console_left_open_holds_no_script_up_and_a_fifth_is_told_busy(start_chat, data_dir):
+    start_chat()
+    path = str(data_dir / CONSOLE_SOCKET)
+    held = []
+    try:
+        for _ in range(MAX_CONSOLES - 1):
+            held.append(socket.socket(socket.AF_UNIX))
+            held[-1].connect(path)
+        assert console(data_dir, "status")[0] == 0
+        held.append(socket.socket(socket.AF_UNIX))
+        held[-1].connect(path)
+        held[-1].sendall(b"bans\n")
+        assert held[-1].makefile().readline() == "0 ban(s) in force\n"  # all four are seated
+        with socket.socket(socket.AF_UNIX) as fifth:
+            fifth.connect(path)
+            assert fifth.makefile().read() == f"busy: {MAX_CONSOLES} consoles are open already\n"
+    finally:
+        for conn in held:
+            conn.close()
