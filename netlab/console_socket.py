@@ -34,6 +34,8 @@ CONSOLE_SOCKET = "console.sock"
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 #: Consoles open at once: a few operators and scripts; each is a thread and a descriptor.
 MAX_CONSOLES = 4
+#: How long a refused peer's input is read and dropped before the close (see _refuse).
+REFUSED_DRAIN_SECONDS = 5.0
 
 
 class _ThreadStdout:
@@ -113,7 +115,7 @@ def _serve_one(conn: socket.socket, server: Server, logs: LogControl, seats: thr
     try:
         with conn, conn.makefile("w", encoding="utf-8", errors="replace") as out:
             if not peer_allowed(conn):
-                out.write("refused: only the server's user or root may use its console\n")
+                _refuse(conn, out)
                 return
             with _stdout_of_this_thread(out):
                 Console(server, logs).run_pipe(conn.fileno())
@@ -121,6 +123,18 @@ def _serve_one(conn: socket.socket, server: Server, logs: LogControl, seats: thr
         pass
     finally:
         seats.release()
+
+
+def _refuse(conn: socket.socket, out: TextIO) -> None:
+    """One line, then what was sent read and dropped (for a while): a Unix socket closed with
+    input unread resets the peer, which would lose the line."""
+    out.write("refused: only the server's user or root may use its console\n")
+    out.flush()
+    conn.shutdown(socket.SHUT_WR)
+    conn.settimeout(REFUSED_DRAIN_SECONDS)
+    with contextlib.suppress(OSError):
+        while conn.recv(65536):
+            pass
 
 
 def _accept_forever(listener: socket.socket, server: Server, logs: LogControl) -> None:

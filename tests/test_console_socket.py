@@ -3,11 +3,13 @@ systemd) through its console.sock, with real server and console processes."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import stat
 from pathlib import Path
 
+import pytest
 from chatclient import registered
 from procs import Netlab, assert_exits_zero, spawn_terminal
 
@@ -121,3 +123,32 @@ def test_a_console_left_open_holds_no_script_up_and_a_fifth_is_told_busy(start_c
     finally:
         for conn in held:
             conn.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to be another user")
+def test_another_user_is_refused_even_where_the_file_mode_would_let_it_in(start_chat, data_dir):
+    """SO_PEERCRED: with the directory and socket opened up by hand, a process of another
+    uid gets one line and no command is run."""
+    start_chat()
+    path = data_dir / CONSOLE_SOCKET
+    data_dir.chmod(0o755)
+    path.chmod(0o666)
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child only connects as nobody and reports what it read
+        try:
+            os.chdir(data_dir)  # pytest's 0700 directories above it stay shut to nobody
+            os.setuid(65534)
+            with socket.socket(socket.AF_UNIX) as conn:
+                conn.connect(CONSOLE_SOCKET)
+                conn.sendall(b"shutdown\n")
+                os.write(writing, conn.makefile("rb").read())
+        except OSError as exc:
+            os.write(writing, repr(exc).encode())
+        finally:
+            os._exit(0)
+    os.close(writing)
+    with os.fdopen(reading, "rb") as answer:
+        assert answer.read() == b"refused: only the server's user or root may use its console\n"
+    os.waitpid(child, 0)
+    assert console(data_dir, "bans") == (0, ["0 ban(s) in force"], [])  # still running
