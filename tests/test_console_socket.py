@@ -152,3 +152,20 @@ def test_another_user_is_refused_even_where_the_file_mode_would_let_it_in(start_
         assert answer.read() == b"refused: only the server's user or root may use its console\n"
     os.waitpid(child, 0)
     assert console(data_dir, "bans") == (0, ["0 ban(s) in force"], [])  # still running
+
+
+def test_beside_the_servers_own_prompt_each_console_gets_its_own_answers(data_dir):
+    """The server's terminal console (prompt_toolkit's patch_stdout) and a socket console."""
+    child = spawn_terminal("chat", "serve", "--port", "0", "--data-dir", str(data_dir))
+    try:
+        child.expect("netlab chat>")
+        _, out, _ = console(data_dir, "bans")
+        assert out == ["0 ban(s) in force"]
+        child.sendline("rooms")
+        child.expect(r"1 room\(s\)")
+        assert "ban(s) in force" not in child.before
+        assert console(data_dir, "status")[1][0].startswith("server: chat on ")
+        child.sendline("shutdown")
+        assert_exits_zero(child)
+    finally:
+        child.close(force=True)
