@@ -100,6 +100,9 @@ class ChatConfig:
     #: or a team talks one to one with a few dozen people; at 100 the first `rooms` page
     #: holds them all even in the smallest frame, as PROTOCOL.md wants them there.
     max_conversations: int = 100
+    #: Operator consoles open at once on the console socket (`netlab chat console`), a thread
+    #: each: a few operators and their scripts; one more is told `busy`.
+    max_consoles: int = 4
     #: Bytes of one HTTP request's header block on the web port (431 past it): a browser's
     #: take about 1 KiB; h11 holds no more than this of a request still arriving.
     max_header_bytes: int = 8192

@@ -184,7 +184,7 @@ def open_console_socket(server: admin.Server) -> ConsoleSocket | None:
     if data_dir is None:
         return None
     try:
-        return ConsoleSocket(data_dir)
+        return ConsoleSocket(data_dir, server.config.max_consoles)
     except OSError as exc:
         say_and_log(server.kind, f"no console socket in {data_dir}: {exc.strerror or exc}")
         return None

@@ -9,7 +9,7 @@ where they were.
 
 Who may connect: the socket is 0600 in the 0700 data directory, and on Linux the peer's uid
 (SO_PEERCRED) must be the server's or root's (root, as for a systemd DynamicUser service whose
-user no login shares). Up to MAX_CONSOLES connections at once, a thread each.
+user no login shares). Up to --max-consoles connections at once, a thread each.
 A socket left by a kill -9 is replaced: the data directory's lock, already held, proves that no
 live server owns it.
 """
@@ -33,7 +33,6 @@ from netlab.logs import LogControl
 CONSOLE_SOCKET = "console.sock"
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 #: Consoles open at once: a few operators and scripts; each is a thread and a descriptor.
-MAX_CONSOLES = 4
 #: How long a refused peer's input is read and dropped before the close (see _refuse).
 REFUSED_DRAIN_SECONDS = 5.0
 
@@ -87,6 +86,25 @@ def peer_allowed(conn: socket.socket) -> bool:
     return uid in (os.geteuid(), 0)
 
 
+#: A Unix socket's address holds at most 107 bytes of path (Linux's sun_path).
+_SUN_PATH_MAX = 107
+
+
+@contextlib.contextmanager
+def _addressable(path: Path) -> Iterator[str]:
+    """`path` as a socket address: itself if short enough, else the same file reached through
+    its directory's descriptor (/proc/self/fd/N/NAME, Linux), so a data directory deep in the
+    tree still gets its console socket."""
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        yield str(path)
+        return
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{directory}/{path.name}"
+    finally:
+        os.close(directory)
+
+
 def bind_console_socket(data_dir: Path) -> socket.socket:
     """A listening socket at data_dir/console.sock, mode 0600 from its first moment.
 
@@ -96,7 +114,8 @@ def bind_console_socket(data_dir: Path) -> socket.socket:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     private = Path(tempfile.mkdtemp(prefix=".console-", dir=data_dir))
     try:
-        listener.bind(str(private / CONSOLE_SOCKET))
+        with _addressable(private / CONSOLE_SOCKET) as address:
+            listener.bind(address)
         os.chmod(private / CONSOLE_SOCKET, 0o600)
         os.rename(private / CONSOLE_SOCKET, data_dir / CONSOLE_SOCKET)
         listener.listen(4)
@@ -137,10 +156,10 @@ def _refuse(conn: socket.socket, out: TextIO) -> None:
             pass
 
 
-def _accept_forever(listener: socket.socket, server: Server, logs: LogControl) -> None:
+def _accept_forever(listener: socket.socket, server: Server, logs: LogControl, most: int) -> None:
     """A thread per console, so that one left open at a prompt holds no script up; at most
-    MAX_CONSOLES at once, the next one told so."""
-    seats = threading.Semaphore(MAX_CONSOLES)
+    `most` at once, the next one told so."""
+    seats = threading.Semaphore(most)
     while True:
         try:
             conn, _ = listener.accept()
@@ -148,7 +167,7 @@ def _accept_forever(listener: socket.socket, server: Server, logs: LogControl) -
             return
         if not seats.acquire(blocking=False):
             with conn, contextlib.suppress(OSError):
-                conn.sendall(f"busy: {MAX_CONSOLES} consoles are open already\n".encode())
+                conn.sendall(f"busy: {most} consoles are open already\n".encode())
             continue
         threading.Thread(target=_serve_one, args=(conn, server, logs, seats), name="console-peer",
                          daemon=True).start()
@@ -158,13 +177,14 @@ class ConsoleSocket:
     """The console socket of one server: bound before the server says it listens (a script
     that waited for that line can connect at once), served once the server has started."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, most: int) -> None:
         self.path = data_dir / CONSOLE_SOCKET
         self.listener = bind_console_socket(data_dir)
+        self.most = most  # consoles open at once (--max-consoles)
 
     def serve(self, server: Server, logs: LogControl) -> None:
         """Accept consoles from here on; connections made before waited in the backlog."""
-        threading.Thread(target=_accept_forever, args=(self.listener, server, logs),
+        threading.Thread(target=_accept_forever, args=(self.listener, server, logs, self.most),
                          name="console-socket", daemon=True).start()
 
     def close(self) -> None:
@@ -186,7 +206,8 @@ class NoServer(Exception):
 def connect_console(path: Path) -> socket.socket:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.connect(str(path))
+        with _addressable(path) as address:
+            conn.connect(address)
     except OSError as exc:
         conn.close()
         raise NoServer(f"no server is listening on {path} ({exc.strerror or exc})") from None

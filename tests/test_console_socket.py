@@ -13,7 +13,7 @@ import pytest
 from chatclient import registered
 from procs import Netlab, assert_exits_zero, spawn_terminal
 
-from netlab.console_socket import CONSOLE_SOCKET, MAX_CONSOLES
+from netlab.console_socket import CONSOLE_SOCKET
 
 
 def console(data_dir: Path, *lines: str) -> tuple[int, list[str], list[str]]:
@@ -104,22 +104,23 @@ def test_ctrl_d_on_a_terminal_leaves_the_server_running(start_chat, data_dir):
     assert console(data_dir, "status")[0] == 0
 
 
-def test_a_console_left_open_holds_no_script_up_and_a_fifth_is_told_busy(start_chat, data_dir):
-    start_chat()
+def test_a_console_left_open_holds_no_script_up_and_one_past_the_bound_is_told_busy(
+        start_chat, data_dir):
+    start_chat("--max-consoles", "3")
     path = str(data_dir / CONSOLE_SOCKET)
     held = []
     try:
-        for _ in range(MAX_CONSOLES - 1):
+        for _ in range(3 - 1):
             held.append(socket.socket(socket.AF_UNIX))
             held[-1].connect(path)
         assert console(data_dir, "status")[0] == 0
         held.append(socket.socket(socket.AF_UNIX))
         held[-1].connect(path)
         held[-1].sendall(b"bans\n")
-        assert held[-1].makefile().readline() == "0 ban(s) in force\n"  # all four are seated
-        with socket.socket(socket.AF_UNIX) as fifth:
-            fifth.connect(path)
-            assert fifth.makefile().read() == f"busy: {MAX_CONSOLES} consoles are open already\n"
+        assert held[-1].makefile().readline() == "0 ban(s) in force\n"  # all three are seated
+        with socket.socket(socket.AF_UNIX) as fourth:
+            fourth.connect(path)
+            assert fourth.makefile().read() == "busy: 3 consoles are open already\n"
     finally:
         for conn in held:
             conn.close()
@@ -169,3 +170,12 @@ def test_beside_the_servers_own_prompt_each_console_gets_its_own_answers(data_di
         assert_exits_zero(child)
     finally:
         child.close(force=True)
+
+
+def test_a_data_directory_deep_in_the_tree_still_gets_its_console(start_chat, tmp_path):
+    """A Unix socket's address holds 107 bytes of path; this data directory's is longer."""
+    deep = tmp_path / ("a-long-directory-name-" * 6) / "data"
+    assert len(str(deep / CONSOLE_SOCKET)) > 108
+    start_chat(data=deep)
+    status, out, _ = console(deep, "bans")
+    assert (status, out) == (0, ["0 ban(s) in force"])
