@@ -104,8 +104,6 @@ class WebConnection:
         self._upgraded = False
         #: No more requests: close once `take_http` is sent (an error, `Connection: close`, EOF).
         self.done = False
-        #: The loop's: the chat's welcome, held until the 101 is written.
-        self.held = b""
         #: The loop's: the connection is closing, nothing more is to be added to its output.
         self.ending = False
 
