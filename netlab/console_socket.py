@@ -32,7 +32,6 @@ from netlab.logs import LogControl
 
 CONSOLE_SOCKET = "console.sock"
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-#: Consoles open at once: a few operators and scripts; each is a thread and a descriptor.
 #: How long a refused peer's input is read and dropped before the close (see _refuse).
 REFUSED_DRAIN_SECONDS = 5.0
 

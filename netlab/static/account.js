@@ -47,8 +47,8 @@ function authenticate(type, username, password) {
 
 export function onWelcome(frame) {
   if (!(frame.versions || []).includes(2)) {
-    $("connection").textContent = "this server is too old for the browser client (no protocol version 2)";
-    stopLink();
+    // Said when the connection closes (a line written here now would be overwritten then).
+    stopLink("this server is too old for the browser client (no protocol version 2)");
     return;
   }
   if (state.me && state.credentials) {
