@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING, Any, Protocol
 
 from netlab import wire as p
+from netlab.chat.admission import Admission
 from netlab.chat.auth import Auth, log_refused_registration
 from netlab.chat.jobs import Job
 from netlab.chat.moderation import Moderation
@@ -33,7 +33,7 @@ from netlab.chat.room_requests import RoomRequests, rooms_table
 from netlab.chat.rooms import Rooms
 from netlab.chat.sessions import Session, State, move, refusal, safe, who
 from netlab.chat.talk import Talk
-from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
+from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP
 from netlab.store.records import Account
 from netlab.store.room_records import GENERAL, RoomsSnapshot
 from netlab.wire import rooms as w
@@ -100,6 +100,9 @@ class ChatConfig:
     #: or a team talks one to one with a few dozen people; at 100 the first `rooms` page
     #: holds them all even in the smallest frame, as PROTOCOL.md wants them there.
     max_conversations: int = 100
+    #: Operator consoles open at once on the console socket (`netlab chat console`), a thread
+    #: each: a few operators and their scripts; one more is told `busy`.
+    max_consoles: int = 4
     #: Bytes of one HTTP request's header block on the web port (431 past it): a browser's
     #: take about 1 KiB; h11 holds no more than this of a request still arriving.
     max_header_bytes: int = 8192
@@ -163,8 +166,12 @@ class Chat:
         self.sessions: dict[int, Session] = {}
         self.presence = Presence(config.max_frame)
         self.rooms = Rooms(rooms if rooms is not None else RoomsSnapshot())
-        self._deadlines: deque[tuple[float, int]] = deque()  # auth deadlines, in accept order
-        self._per_address = AddressLimit(config.max_clients_per_ip, log)
+        self.admission = Admission(self)
+        #: `connect` (counted against the limits, a web one plain HTTP until `upgraded`), `expire`
+        #: (the auth deadlines): chat/admission.py
+        self.connect, self.upgraded, self.expire = self.admission.connect, self.admission.upgraded, \
+            self.admission.expire
+        self.http = self.admission.http  # web connections not upgraded: plain HTTP, not sessions
         self.auth = Auth(config, accounts, effects, self.sessions, lambda: self.now, self.error,
                          self._authenticate)
         self.talk = Talk(self, rooms.say_ids if rooms is not None else None)
@@ -196,26 +203,14 @@ class Chat:
 
     # -- connections ----------------------------------------------------------
 
-    def connect(self, sid: int, peer: str, ip: str, now: float) -> None:
-        if len(self.sessions) >= self.config.max_clients:
-            log.info("refused %s: %d connections open (--max-clients)", peer, len(self.sessions))
-            self._fatal_to(sid, "server_full", f"the server holds {self.config.max_clients} connections")
-            return
-        if not self._per_address.admit(ip):  # logged there, once per burst
-            limit = self.config.max_clients_per_ip
-            self._fatal_to(sid, "server_full", f"the server holds {limit} connections from your address")
-            return
-        self.sessions[sid] = Session(sid, peer, ip, now, self.config.rate_limit)
-        self._deadlines.append((now + self.config.auth_timeout, sid))
-        log.info("connected %s", peer)
-        self.fx.send(sid, self._welcome)
-
     def disconnect(self, sid: int, reason: str) -> None:
         """The connection is gone (or going): forget the session, tell the others."""
+        if self.admission.end_http(sid, reason):
+            return
         session = self.sessions.pop(sid, None)
         if session is None:
             return
-        self._per_address.release(session.ip)
+        self.admission.per_address.release(session.ip)
         log.info("disconnected %s (%s)", who(session), reason)
         if session.state is not State.AUTHENTICATED:
             return
@@ -224,22 +219,6 @@ class Chat:
         if name is not None:
             self.rooms.went_offline(session.account.id, name.lower(), self.now)
             self.fx.broadcast(p.encode_payload(p.presence("leave", name)), urgent=False)
-
-    def expire(self, now: float) -> float | None:
-        """Time out unauthenticated sessions; returns the next deadline, if any."""
-        while self._deadlines:
-            deadline, sid = self._deadlines[0]
-            session = self.sessions.get(sid)
-            if session is None or session.state is State.AUTHENTICATED:
-                self._deadlines.popleft()
-                continue
-            if deadline > now:
-                return deadline
-            self._deadlines.popleft()
-            log.info("auth timeout %s", session.peer)
-            timeout = self.config.auth_timeout
-            self._fatal(session, "auth_timeout", f"no register or login within {timeout:g} s")
-        return None
 
     # -- frames from clients -----------------------------------------------------
 
@@ -364,8 +343,9 @@ class Chat:
         for session in self.sessions.values():
             self.fx.send(session.sid, frame)
             self.fx.close(session.sid)
-            self._per_address.release(session.ip)
+            self.admission.per_address.release(session.ip)
             log.info("disconnected %s (shutdown)", who(session))
+        self.admission.shutdown(frame)
         log.info("closed %d connection(s) for shutdown", len(self.sessions))
         self.sessions.clear()
         self.presence.clear()
@@ -392,6 +372,7 @@ class Chat:
         return {
             "sessions": f"{len(self.sessions)} open, {self.subscribers} authenticated, "
                         f"{len(self.presence)} users online",
+            "web http": f"{len(self.http)} connections not upgraded (not sessions)",
             "messages": f"{self.messages_in} received, {self.deliveries} delivered, "
                         f"last seq {self.journal.last_seq}",
             "logins": f"{self.auth.pending_auth} in progress, {len(self.accounts)} accounts",

@@ -234,7 +234,7 @@ class ChatServer(OperatorCalls):
         self.bytes_in += len(data)
         if conn.state is not ConnState.CLOSING:  # else read and discarded: no reset of what we sent
             conn.decoder.feed(data)
-            if conn.out.codec is WEBSOCKET and (ended := after_feed(conn, self.outbox)):
+            if conn.out.codec is WEBSOCKET and (ended := after_feed(conn, self.outbox, self.chat)):
                 self.cx.close(conn.sid)
                 return self.chat.disconnect(conn.sid, ended)
             self._handle_frames(conn)

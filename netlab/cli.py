@@ -31,6 +31,14 @@ from netlab.cli_options import (
     with_options,
 )
 from netlab.connect import WELCOME_TIMEOUT
+from netlab.console_socket import (
+    CONSOLE_SOCKET,
+    ConsoleSocket,
+    NoServer,
+    connect_console,
+    run_piped,
+    run_prompt,
+)
 from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_data_dir
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
 from netlab.logs import LogControl, get_logger, setup_logging
@@ -169,13 +177,31 @@ def echo_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
 
 
 def serve(server: admin.Server, logs: LogControl, repl: bool) -> NoReturn:
+    consoles = open_console_socket(server)
     announce(server.kind, server.address, server.tls is not None)
     if (web := getattr(server, "web", None)) is not None:
         say_and_log(server.kind, f"web client at {web.url}")
     server.start()
+    if consoles is not None:
+        consoles.serve(server, logs)
     status = admin.run(server, logs, repl=repl)
+    if consoles is not None:
+        consoles.close()
     logs.close()
     sys.exit(status)
+
+
+def open_console_socket(server: admin.Server) -> ConsoleSocket | None:
+    """The chat's console socket in its data directory (`netlab chat console`); None for the
+    echo server, or if it cannot be made (said in the log: the chat still serves)."""
+    data_dir = getattr(server, "data_dir", None)
+    if data_dir is None:
+        return None
+    try:
+        return ConsoleSocket(data_dir, server.config.max_consoles)
+    except OSError as exc:
+        say_and_log(server.kind, f"no console socket in {data_dir}: {exc.strerror or exc}")
+        return None
 
 
 @main.group()
@@ -225,6 +251,24 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
         site = read_site("https" if tls else "http", web_origin, config.max_header_bytes)
         web = WebPort(web_listener, site)
     serve(ChatServer(listener, config, store, tls, web), logs, repl=not no_repl)
+
+
+@chat.command("console")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
+              help="The running chat server's data directory (its console.sock).")
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path), default=None,
+              help="The console socket itself; wins over --data-dir.")
+def chat_console(data_dir: Path, socket_path: Path | None) -> None:
+    """The operator console of a running chat server (one started with --no-repl too)."""
+    try:
+        conn = connect_console(socket_path or data_dir / CONSOLE_SOCKET)
+    except NoServer as exc:
+        fail(str(exc))
+    with conn:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            run_prompt(conn, "chat")
+        else:
+            run_piped(conn)
 
 
 @chat.command("check")

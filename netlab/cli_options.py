@@ -249,6 +249,8 @@ def chat_limit_options() -> list:
         click.option("--max-conversations", type=COUNT, default=ChatConfig.max_conversations,
                      show_default=True,
                      help="Direct conversations one account may have; a new one past it is forbidden."),
+        click.option("--max-consoles", type=COUNT, default=ChatConfig.max_consoles, show_default=True,
+                     help="Operator consoles open at once on the console socket; one more is told busy."),
         click.option("--max-header-bytes", type=click.IntRange(1024, 65536),
                      default=ChatConfig.max_header_bytes, show_default=True,
                      help="Bytes of an HTTP request's headers on the web port; more get 431."),

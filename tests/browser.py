@@ -242,12 +242,22 @@ class ChatPage:
         badges = self.sidebar_button(name).find_elements("css selector", ".unread")
         return int(badges[0].text) if badges else 0
 
-    def emulate_phone(self, size: tuple[int, int] = PHONE) -> ChatPage:
-        """A phone's viewport exactly (a headless window is at least 500 px wide): DevTools'
-        device metrics, as its phone emulation sets them."""
+    def emulate(self, size: tuple[int, int], phone: bool = False, loaded: bool = True) -> ChatPage:
+        """A viewport of exactly `size` (width, height; a headless window is at least 500 px
+        wide): DevTools' device metrics. As a phone's, `phone` also makes the browser lay the
+        page out by its viewport meta tag, as a phone's browser does. On a `loaded` page, the
+        call returns once the page has the new size (before `open`, a blank page is laid out
+        980 px wide, as a phone's browser lays out a page without the meta tag)."""
         self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": True})
+            "width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": phone})
+        if loaded:
+            self.wait(lambda _: self.driver.execute_script("return [innerWidth, innerHeight]") == list(size),
+                      f"a viewport of {size[0]}x{size[1]} px")
         return self
+
+    def emulate_phone(self, size: tuple[int, int] = PHONE) -> ChatPage:
+        """Before `open`: a phone's viewport for the page about to load."""
+        return self.emulate(size, phone=True, loaded=False)
 
     def low_contrast(self) -> list[str]:
         """The texts shown now whose contrast is below WCAG AA's 4.5:1, with their ratios."""

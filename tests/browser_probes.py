@@ -49,14 +49,6 @@ class ProbedPage(ChatPage):
         seen.extend(entry["message"] for entry in self.driver.get_log("browser"))
         return seen
 
-    def emulate(self, size: tuple[int, int], phone: bool = False) -> None:
-        """A viewport of exactly `size` (width, height); as a phone's, `phone` also makes the
-        browser lay the page out by its viewport meta tag, as a phone's browser does."""
-        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": phone})
-        self.wait(lambda _: self.driver.execute_script("return [innerWidth, innerHeight]") == list(size),
-                  f"a viewport of {size[0]}x{size[1]} px")
-
     def horizontal_overflow(self) -> int:
         """How many pixels the page, or a part of it that scrolls (the message list), is wider
         than its box: 0 when nothing scrolls sideways."""

@@ -13,6 +13,17 @@ from test_web_port import web_port
 LONG_WORD = "https://example.org/" + "a-very-long-path" * 8
 
 
+# Where a message's line that starts with `arguments[0]` begins, and where its time begins (px).
+SECOND_LINE_AND_TIME = """
+const item = [...document.querySelectorAll("#messages li[data-seq]")]
+  .find((li) => li.textContent.includes(arguments[0]));
+const text = item.lastChild, at = text.data.indexOf(arguments[0]), range = document.createRange();
+range.setStart(text, at);
+range.setEnd(text, at + 1);
+return [range.getBoundingClientRect().left, item.querySelector("time").getBoundingClientRect().left];
+"""
+
+
 @pytest.fixture
 def page_url(start_chat):
     server, port = start_chat("--web-port", "0", "--rate-limit", "0")
@@ -44,6 +55,9 @@ def test_two_browsers_chat_in_general_one_of_them_on_a_phone(browser, page_url):
     bob.wait_message("hello bob")
     bob.say("hi ann\nsecond line")
     ann.wait_message("hi ann\nsecond line")
+    # A message's second line is indented under its first, not under the time column.
+    second, time = ann.driver.execute_script(SECOND_LINE_AND_TIME, "second line")
+    assert second > time, f"the second line starts at {second} px, the time at {time} px"
     ann.say(f"the notes are at {LONG_WORD}")
     bob.wait_message(LONG_WORD)
     own = [item.text for item in ann.find_all("#messages li.own")]  # ann's own, marked: not bob's

@@ -66,11 +66,13 @@ def test_after_a_restart_the_page_logs_in_again_fills_every_gap_and_resends(brow
         bob.say_in("lab", f"gap {index}")
     for index in range(60):  # more than the page of general a login brings
         bob.say_in("general", f"general {index}")
+    bob.send("delete", room="lab", seq=1)  # shown before the break, deleted while away
+    bob.wait_for("deleted", room="lab")
 
     ann.set_offline(False)  # the browser's `online` event: reconnect at once
     ann.wait_connected()
     ann.wait_message("gap 2")
-    lab = ["before the break", "gap 0", "gap 1", "gap 2", "lost in the crash"]  # resent on return
+    lab = ["gap 0", "gap 1", "gap 2", "lost in the crash"]  # resent on return
     ann.wait(lambda _: texts(ann) == lab, f"lab in order: {lab}")
     assert ann.find_all("#messages li.pending") == []
     assert ann.sidebar_names() == ["#fresh", "#general", "#lab"]
@@ -133,6 +135,8 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait(lambda _: "nobody" not in ann.sidebar_names(), "no conversation with nobody")
     ann.ask_create_room("Bad Name")
     ann.wait_text("#status", "a room name is 1 to 32")
+    ann.show("#secret")  # the refusal stays behind: it is not about this room
+    assert ann.find("#status").text == ""
 
     # Kicked by the operator, the page stays away until asked back.
     server.command("kick ann")
@@ -142,14 +146,45 @@ def test_rooms_are_created_joined_shared_and_left_from_the_sidebar(browser, chat
     ann.wait_connected()
     ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "the same rooms again")
     assert ann.driver.title == "netlab chat"
+    # Logged in again (the rooms were shown all along), the kick's line goes: it was about the session before.
+    ann.wait(lambda _: ann.find("#status").text == "", "the kick's line gone")
 
-    # Logging out forgets the account in this tab; logging in brings it back from the server.
+    # Logging out forgets the account in this tab, down to what was typed and not sent: the
+    # next person at this computer finds neither ann's draft nor her password half typed.
+    ann.find("#draft").send_keys("half a thought")
+    ann.open_details("#account")
+    ann.find("#old-password").send_keys(PASSWORD)
     ann.find("#logout-button").click()  # perhaps before the login again has been answered
     ann.wait(lambda _: ann.find("#login-view").is_displayed(), "the login form")
+    ann.wait(lambda _: ann.find("#login-button").is_enabled(), "connected for the next login")
+    ann.login("bob", PASSWORD)
+    assert ann.draft() == ""
+    assert ann.find("#account").get_attribute("open") is None
+    assert ann.driver.execute_script("return document.getElementById('old-password').value") == ""
+    # Logging in brings ann's rooms back from the server.
+    ann.find("#logout-button").click()
     ann.wait(lambda _: ann.find("#login-button").is_enabled(), "connected for the next login")
     ann.login("ann", PASSWORD)
     ann.wait(lambda _: ann.sidebar_names() == ["#general", "#secret", "bob"], "ann's rooms")
     assert ann.console_errors() == []
+
+
+def test_a_banned_user_is_told_why_and_the_page_stays_away_until_asked_back(browser, chat):  # noqa: F811
+    server, _, url, _ = chat
+    ann = ChatPage(browser(), url).open().register("ann", PASSWORD)
+    server.command("ban ann 1h rude")
+    ann.wait_text("#status", "the operator banned this account")
+    # The link line says why it is down (the server's close carries no reason of its own).
+    ann.wait(lambda _: ann.link_state() == "disconnected: this account is banned", "disconnected, saying why")
+
+    start = len(server.out)
+    server.command("unban ann")
+    server.out.wait_for(r"^unbanned ann$", start=start)
+    ann.find("#reconnect-button").click()
+    ann.wait_connected()
+    ann.wait(lambda _: ann.find("#status").text == "", "logged in again")
+    ann.say("back again")
+    ann.wait_message("back again")
 
 
 def seed_general(data_dir, days: dict[str, int]) -> None:

@@ -64,17 +64,23 @@ def test_every_version_2_file_clean_and_deleted_records_accepted(roomed):
     ("say_ids.csv", b"dev,x,4\r\n", "a row that cannot be read (not 4 CSV fields)"),
 ])
 def test_a_bad_row_is_named_by_its_line_and_stops_the_start_touching_nothing(roomed, name, row, problem):
-    path = roomed / name
+    assert_bad_row_refused(roomed, name, row, problem)
+
+
+def assert_bad_row_refused(data_dir, name: str, row: bytes, problem: str) -> None:
+    """`row` appended to `name`: start-up and check (even with --repair) name it by its line,
+    and nothing in the data directory changes."""
+    path = data_dir / name
     path.write_bytes(path.read_bytes() + row)
     line = path.read_bytes().count(b"\n")
     expected = f"{path} line {line}: {problem}"
-    before = snapshot(roomed)
-    assert refused_start(roomed) == f"netlab: {expected}"
-    assert check(roomed, "--repair") == (1, [expected], [])
-    assert snapshot(roomed) == before
+    before = snapshot(data_dir)
+    assert refused_start(data_dir) == f"netlab: {expected}"
+    assert check(data_dir, "--repair") == (1, [expected], [])
+    assert snapshot(data_dir) == before
 
 
-@pytest.mark.parametrize("name", ["members.csv", "say_ids.csv"])
+@pytest.mark.parametrize("name", ["members.csv", "say_ids.csv", "moderation.csv"])
 def test_a_torn_last_row_is_found_and_repaired(roomed, name):
     members = roomed / name
     good = members.read_bytes()

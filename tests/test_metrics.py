@@ -17,7 +17,7 @@ from chatclient import PASSWORD, ChatClient, connect, registered
 from procs import WAIT, Netlab
 from prometheus_client.parser import text_string_to_metric_families
 from test_config_file import assert_usage_error, write_config
-from test_web_port import expect, http, session, status, web_port
+from test_web_port import expect, http, session, status, web, web_port  # noqa: F401  (web is a fixture)
 
 from netlab.loop.group_commit import Journals
 from netlab.store.opening import open_store
@@ -53,19 +53,12 @@ def figure(figures: Figures, name: str, **labels: str) -> float:
     return figures[(name, frozenset(labels.items()))]
 
 
-@pytest.fixture
-def web(start_chat):
-    """A chat server with its web port: (server, tcp port, web port)."""
-    server, port = start_chat("--web-port", "0", "--rate-limit", "0")
-    return server, port, web_port(server)
-
-
 def register_ws(ws, username: str) -> None:
     ws.send(json.dumps({"type": "register", "username": username, "password": PASSWORD}))
     expect(ws, "ok")
 
 
-def test_the_figures_count_the_connections_sessions_messages_and_failed_logins(web):
+def test_the_figures_count_the_connections_sessions_messages_and_failed_logins(web):  # noqa: F811
     _, port, wport = web
     tcp = [registered(port, f"Tcp{n}") for n in range(2)]
     with session(wport) as ws:
@@ -102,7 +95,7 @@ def test_the_figures_count_the_connections_sessions_messages_and_failed_logins(w
         client.close()
 
 
-def test_throttled_logins_are_counted_apart_from_the_failures(web):
+def test_throttled_logins_are_counted_apart_from_the_failures(web):  # noqa: F811
     _, port, wport = web
     registered(port, "Target").close()
     with connect(port) as guesser:
@@ -202,9 +195,9 @@ def test_who_may_read_the_metrics(peer, allow, allowed):
 
 
 def answer_to(site: Site, request: bytes, peer: str) -> bytes:
-    web = WebConnection(site, 65536, peer)
-    web.feed(request)
-    return web.take_http()
+    connection = WebConnection(site, 65536, peer)
+    connection.feed(request)
+    return connection.take_http()
 
 
 def test_the_routes_ask_the_loop_for_health_and_figures():

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from test_chat_check import check, refused_start
-from test_chat_check_rooms import TS, roomed, snapshot  # noqa: F401 - roomed is a fixture
+from test_chat_check import check
+from test_chat_check_rooms import TS, assert_bad_row_refused, roomed  # noqa: F401 - roomed is a fixture
 
 from netlab.store.moderation_file import MODERATION_FILE
 from netlab.store.opening import open_store
@@ -28,24 +28,7 @@ def test_a_written_ban_and_unban_check_clean(roomed):  # noqa: F811
     (b"ban," + ACCOUNT + b"\r\n", "a row that cannot be read (not 4 CSV fields)"),
 ])
 def test_a_bad_row_is_named_and_stops_the_start_touching_nothing(roomed, row, problem):  # noqa: F811
-    path = roomed / MODERATION_FILE
-    path.write_bytes(path.read_bytes() + row)
-    line = path.read_bytes().count(b"\n")
-    expected = f"{path} line {line}: {problem}"
-    before = snapshot(roomed)
-    assert refused_start(roomed) == f"netlab: {expected}"
-    assert check(roomed, "--repair") == (1, [expected], [])
-    assert snapshot(roomed) == before
-
-
-def test_a_torn_last_row_is_repaired(roomed):  # noqa: F811
-    path = roomed / MODERATION_FILE
-    good = path.read_bytes()
-    path.write_bytes(good + b"ban,abc")
-    torn = f"{path} line 2: a torn last record (no newline, 7 bytes)"
-    assert check(roomed) == (1, [torn], [])
-    assert check(roomed, "--repair")[0] == 0
-    assert path.read_bytes() == good
+    assert_bad_row_refused(roomed, MODERATION_FILE, row, problem)
 
 
 def test_start_up_keeps_those_in_force_and_compacts_a_grown_file(roomed):  # noqa: F811

@@ -61,3 +61,45 @@ def test_tab_completes_online_names_and_the_history_outlives_a_restart(data_dir)
         assert_exits_zero(child)
     finally:
         child.close(force=True)
+
+
+def test_unban_unmute_remove_and_delete_on_the_terminal(data_dir):
+    """The rest of the moderation commands as an operator types them at the prompt: the
+    confirmation of `remove` answered at the keyboard."""
+    child, port = chat_on_terminal(data_dir)
+    try:
+        registered(port, "cy").close()
+        registered(port, "dee").close()
+        with registered(port, "eve") as eve:
+            eve.say("my password is hunter2")
+        child.sendline("ban cy")
+        child.expect("banned cy until lifted")
+        child.sendline("unban CY")
+        child.expect("unbanned CY")
+        child.sendline("mute dee 1h")
+        child.expect("muted dee for 3600 s")
+        child.sendline("unmute dee")
+        child.expect("unmuted dee")
+        child.sendline("remove cy")
+        child.expect(r"Remove the account cy\? \[y/N\]")
+        child.sendline("y")
+        child.expect(r"removed cy: 0 session\(s\) ended; the name is free")
+        child.sendline("delete general 1")
+        child.expect("deleted message 1 of #general")
+        child.sendline("bans")
+        child.expect(r"0 ban\(s\) in force")
+        child.sendline("shutdown")
+        assert_exits_zero(child)
+    finally:
+        child.close(force=True)
+    child, port = chat_on_terminal(data_dir)  # what the commands did outlives a restart
+    try:
+        with logged_in(port, "dee") as dee:  # unmuted
+            assert dee.say("hello")["text"] == "hello"
+        registered(port, "cy").close()  # the name is free again
+        with logged_in(port, "eve") as eve:  # the message is gone from history
+            assert [m["text"] for m in eve.history(limit=10)["messages"]] == ["hello"]
+        child.sendline("shutdown")
+        assert_exits_zero(child)
+    finally:
+        child.close(force=True)

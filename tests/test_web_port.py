@@ -36,16 +36,21 @@ def web(start_chat):
 def http(port: int, request: bytes) -> bytes:
     """Everything the server answers to `request` until it closes or goes quiet."""
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-            if b"Connection: close" not in data and data.count(b"\r\n\r\n") >= request.count(b"\r\n\r\n"):
-                head, _, body = data.rpartition(b"\r\n\r\n")
-                length = re.findall(rb"Content-Length: (\d+)", head)
-                if length and len(body) >= int(length[-1]):
-                    break
-        return data
+        return answer_on(sock, request)
+
+
+def answer_on(sock: socket.socket, request: bytes) -> bytes:
+    """Everything the server answers to `request` on `sock` until it closes or goes quiet."""
+    sock.sendall(request)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+        if b"Connection: close" not in data and data.count(b"\r\n\r\n") >= request.count(b"\r\n\r\n"):
+            head, _, body = data.rpartition(b"\r\n\r\n")
+            length = re.findall(rb"Content-Length: (\d+)", head)
+            if length and len(body) >= int(length[-1]):
+                break
+    return data
 
 
 def status(answer: bytes) -> int:
@@ -200,7 +205,7 @@ def test_an_unfinished_http_request_is_dropped_at_the_auth_timeout(start_chat):
         while chunk := sock.recv(65536):
             answer += chunk
     assert status(answer) == 408 and b"auth_timeout" not in answer  # HTTP, no chat frame
-    server.err.wait_for(r"auth timeout")
+    assert "auth timeout" not in server.err.text()  # an HTTP connection, not a session
 
 
 def test_a_web_connection_counts_against_the_per_address_limit(start_chat):
@@ -266,3 +271,36 @@ def test_a_web_origin_that_is_not_an_origin_is_a_bad_option(tmp_path, origin):
     assert server.wait() == 2
     assert "is not an origin" in server.err.wait_closed()[-1]
     assert not (tmp_path / "d").exists()
+
+
+def test_plain_http_connections_are_not_sessions(start_chat):
+    """A browser's preconnects and keep-alive connections (GET / then idle, a bare connect) are
+    HTTP connections, not chat sessions: `status` does not count them as sessions, they are
+    closed at the auth timeout with no session's "auth timeout" line, and they still count
+    against --max-clients-per-ip, and /metrics tells them apart; a WebSocket that upgrades is
+    a session, welcomed."""
+    server, _ = start_chat("--web-port", "0", "--auth-timeout", "5", "--max-clients-per-ip", "4",
+                           "--rate-limit", "0", repl=True)
+    port = web_port(server)
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as idle, \
+            socket.create_connection(("127.0.0.1", port), timeout=WAIT) as bare, \
+            socket.create_connection(("127.0.0.1", port), timeout=WAIT) as scrape:
+        assert status(answer_on(idle, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+        figures = answer_on(scrape, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert re.search(rb"^netlab_web_http_connections 3\.0$", figures, re.MULTILINE)  # this one too
+        with session(port) as ws:  # logged in: no auth timeout of its own, however slow the test
+            ws.send(json.dumps({"type": "register", "username": "wendy", "password": PASSWORD}))
+            expect(ws, "ok")
+            start = len(server.out)
+            server.command("status")
+            match, _ = server.out.wait_for(r"^sessions: (\d+) open", start=start)
+            assert match.group(1) == "1"
+            server.out.wait_for(r"^web http: 3 connections", start=start)
+            assert status(http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 503  # the 5th
+        for sock in (idle, bare, scrape):  # closed at the deadline, quietly: no request under way
+            assert sock.recv(65536) == b""
+    server.err.wait_for(r"disconnected 'wendy'")
+    start = len(server.out)
+    server.command("status")
+    server.out.wait_for(r"^web http: 0 connections", start=start)
+    assert "auth timeout" not in server.err.text() and "auth_timeout" not in server.err.text()

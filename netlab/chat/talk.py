@@ -107,10 +107,8 @@ class Talk:
             if first is not None:
                 return self._repeat(session, key, first, request.id, place)
         seq, ts = journal.last_seq + 1, p.timestamp(chat.wall)
-        if other is None:
-            frame = p.message(seq, ts, session.username, request.text, request.id, room=request.room)
-        else:
-            frame = p.message(seq, ts, session.username, request.text, request.id, to=other.username)
+        frame = p.message(seq, ts, session.username, request.text, request.id, room=request.room,
+                          to=None if other is None else other.username)
         payload = p.encode_payload(frame)
         if len(payload) > chat.config.max_frame:  # max_frame bounds the payload, whatever the codec
             # Before the flood control: its bucket counts accepted requests (PROTOCOL.md).

@@ -5,9 +5,11 @@ A message is in its file (the OS's page cache) before it is broadcast, which is
 what survives kill -9; fsync guards against power loss, and one for every loop
 pass would cost the loop's core as much as the sends. So the loop commits each
 pass's staged records in one `write` a file (a page asked for meanwhile commits
-them first, so it sees them), and ONE thread fsyncs every file written while
-the last round of fsyncs ran, at most every SYNC_INTERVAL. Read markers ride the
-same commit: many a second cost one write a pass and no fsync of their own.
+them first, so it sees them), and ONE thread makes every file written while
+the last round ran durable, at most every SYNC_INTERVAL: with one syncfs when
+they are several (store/syncing.py), so a round costs the same for 100 rooms
+as for one. Read markers ride the same commit: many a second cost one write a
+pass and no fsync of their own.
 
 Files: general in history.csv, each other room in rooms/NAME.csv (opened on first
 use), every direct conversation in direct.dat, room markers in markers.csv
@@ -20,7 +22,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from netlab.logs import get_logger
 from netlab.loop.metrics import COMMIT_BUCKETS, Histogram
@@ -29,6 +30,7 @@ from netlab.store.history import History
 from netlab.store.opening import Store
 from netlab.store.records import Record
 from netlab.store.room_records import Key
+from netlab.store.syncing import FileSystemSync, Syncable
 
 log = get_logger("chat")
 
@@ -37,10 +39,6 @@ SYNC_INTERVAL = 0.05
 #: A room or conversation with no message or page for this long keeps none in memory:
 #: what bounds the windows' total to the rooms in use (README, Bounds).
 IDLE_TRIM = 60.0
-
-
-class _Syncable(Protocol):
-    def sync(self) -> None: ...
 
 
 class FileJournal:
@@ -98,7 +96,7 @@ class Journals:
         self._journals: dict[Key, FileJournal] = {}
         self._dirty: list[FileJournal] = []  # with staged records, in staging order
         self._marks: dict[tuple[Key, str], int] = {}  # this pass's read markers
-        self._unsynced: set[_Syncable] = set()  # written, not yet fsynced
+        self._unsynced: set[Syncable] = set()  # written, not yet fsynced
         self._written_at: float | None = None  # when the oldest of them was written
         self._unsynced_lock = threading.Lock()  # also guards the latency histogram
         self._latency = Histogram(COMMIT_BUCKETS)  # write to end of fsync round, once a round
@@ -110,6 +108,7 @@ class Journals:
         self._done = False
         self._trimmed_at = time.monotonic()
         self._thread = threading.Thread(target=self._sync, name="chat-fsync", daemon=True)
+        self._file_system = FileSystemSync(store.data_dir)  # opened before anything is written
 
     # -- the Journals protocol (loop thread) ----------------------------------------------
 
@@ -144,7 +143,7 @@ class Journals:
             return
         dirty, self._dirty = self._dirty, []
         marks, self._marks = self._marks, {}
-        written: list[_Syncable] = []
+        written: list[Syncable] = []
         messages: list[Message] = []
         target = "history.csv"
         try:
@@ -254,6 +253,7 @@ class Journals:
         self._wanted.set()
         self.commit()
         self.store.close()
+        self._file_system.close()
 
     def _sync(self) -> None:
         while True:
@@ -267,15 +267,15 @@ class Journals:
             self.sync_round(files, written_at)
             self._pause.wait(SYNC_INTERVAL)
 
-    def sync_round(self, files: set[_Syncable], written_at: float | None) -> None:
-        """fsync what was written since the last round; how long the oldest write waited.
+    def sync_round(self, files: set[Syncable], written_at: float | None) -> None:
+        """Make durable what was written since the last round; how long the oldest write waited.
 
         A failed fsync (EIO, or ENOSPC found at writeback) may have lost what was written:
         history can no longer be promised to the disk, so `sync_failed` makes /healthz 503
         for good (PostgreSQL's lesson: a retried fsync may succeed and lie)."""
-        for file in files:
+        for sync in self._file_system.calls(files):
             try:
-                file.sync()
+                sync()
             except (OSError, ValueError) as exc:
                 if self._done:  # closed under us at shutdown
                     log.debug("fsync skipped: %s", exc)

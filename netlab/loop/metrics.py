@@ -88,6 +88,9 @@ class ChatFigures(Collector):
             opened.add_metric([transport], cx.opened[codec])
         yield open_now
         yield opened
+        yield GaugeMetricFamily("netlab_web_http_connections",
+                                "Web port connections not upgraded to a WebSocket: plain HTTP, not sessions.",
+                                value=len(chat.http))
         yield GaugeMetricFamily("netlab_sessions", "Authenticated sessions.", value=chat.subscribers)
         yield GaugeMetricFamily("netlab_users_online", "Users with at least one session.",
                                 value=len(chat.presence))

@@ -100,13 +100,6 @@ class Output:
         self.private_bytes = sum(len(data) for _, data in kept)
         return last
 
-    def take_private(self) -> bytes:
-        """Its private frames, taken out unsent (a web connection's welcome waits for its upgrade)."""
-        data = b"".join(frames for _, frames in self.private)
-        self.private.clear()
-        self.private_bytes = self.sent_head = 0
-        return data
-
     def drop_backlog(self) -> bytearray:
         """Forget its private frames; the rest of the frame it is in the middle of is returned."""
         rest = rest_of_frame(self)

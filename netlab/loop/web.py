@@ -1,11 +1,13 @@
 """The web port on the chat's loop: its listener, the static files, and what a web
 connection's bytes lead to (HTTP answers, the upgrade, the WebSocket close).
 
-A web connection is a chat session from its accept, like a TCP one: it counts against
---max-clients and --max-clients-per-ip, and the auth timeout bounds an HTTP request
-that never ends (a slowloris) as it bounds a login. Its codec is the WebSocket one
-from the start; the chat's `welcome` is taken out of its queue at accept and sent
-right after the 101 (a plain HTTP client never sees a chat frame). The HTTP and
+A web connection is a plain HTTP connection from its accept, not a chat session: a
+browser opens several (preconnects, keep-alive after the page's files), and they are
+no users. It still counts against --max-clients and --max-clients-per-ip (they bound
+sockets), and the auth timeout still closes it, as it bounds an HTTP request that
+never ends (a slowloris) and a login. It becomes a session when its WebSocket upgrade
+succeeds: the chat's `welcome` is the first frame after the 101 (a plain HTTP client
+never sees a chat frame). Its codec is the WebSocket one from the start. The HTTP and
 WebSocket rules themselves are sans-IO: `wire/web.py`, `wire/websocket.py`.
 """
 
@@ -56,21 +58,18 @@ class WebPort:
         self.url = f"{site.scheme}://{format_address((host, port))}/"
 
     def connect(self, conn: Connection, chat: Chat, max_frame: int) -> None:
-        """A web connection just accepted: HTTP first, its session's welcome held for the 101."""
-        web = conn.decoder = WebConnection(self.site, max_frame, conn.ip)
-        chat.connect(conn.sid, conn.peer, conn.ip, chat.now)
-        if not conn.out.closing:  # refused (server_full): goodbye said so in HTTP
-            web.held = conn.out.take_private()
+        """A web connection just accepted: an HTTP one, a session only once it upgrades."""
+        conn.decoder = WebConnection(self.site, max_frame, conn.ip)
+        chat.connect(conn.sid, conn.peer, conn.ip, chat.now, session=False)
 
 
-def after_feed(conn: Connection, outbox: Outbox) -> str | None:
+def after_feed(conn: Connection, outbox: Outbox, chat: Chat) -> str | None:
     """Send what the bytes just fed called for; why the connection ends, if it does."""
     web: WebConnection = conn.decoder
     if http := web.take_http():
         outbox.send_raw(conn.out, Unframed(http))
     if web.take_upgrade():
-        outbox.send_raw(conn.out, web.held)  # the chat's welcome, the first frame after the 101
-        web.held = b""
+        chat.upgraded(conn.sid)  # a session now: its welcome is the first frame after the 101
     if web.ws is not None and (control := web.ws.outgoing()):
         outbox.send_raw(conn.out, control)
     if web.peer_closed:

@@ -47,8 +47,8 @@ function authenticate(type, username, password) {
 
 export function onWelcome(frame) {
   if (!(frame.versions || []).includes(2)) {
-    $("connection").textContent = "this server is too old for the browser client (no protocol version 2)";
-    stopLink();
+    // Said when the connection closes (a line written here now would be overwritten then).
+    stopLink("this server is too old for the browser client (no protocol version 2)");
     return;
   }
   if (state.me && state.credentials) {
@@ -67,13 +67,17 @@ export function onOk(frame) {
   forgetPresence();
   expectRoomList();
   const again = state.me !== null && state.me === frame.username;
-  if (!again) forgetAccount(); // a new sign-in (another account, perhaps): nothing of the last one stays
+  if (!again) { // a new sign-in (another account, perhaps): nothing of the last one stays
+    forgetAccount();
+    forgetTyping();
+  }
   state.me = frame.username;
   $("password").value = "";
   $("password-again").value = "";
   $("login-view").hidden = true;
   $("chat-view").hidden = false;
   $("me").textContent = `signed in as ${state.me}`;
+  $("status").textContent = ""; // "the server is stopping" or a kick was about the session before
   if (again) {
     show(state.current); // the conversation stays; gaps are filled once `rooms` has every last seq
     resendPending();
@@ -105,8 +109,17 @@ function logOut() {
   loggingIn = false;
   backToLogin();
   forgetAccount();
+  forgetTyping();
   $("login-error").textContent = "";
   $("login-button").disabled = true; // until the next connection's welcome
+}
+
+/** What the last account typed and did not send (a draft, a password half typed) and the
+ * answers it got: the next person at this computer must not find them. */
+function forgetTyping() {
+  for (const id of ["draft", "old-password", "new-password", "new-password-again"]) $(id).value = "";
+  for (const id of ["password-result", "send-error", "status"]) $(id).textContent = "";
+  for (const details of $("chat-view").querySelectorAll("details")) details.open = false;
 }
 
 function backToLogin() {

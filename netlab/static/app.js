@@ -34,7 +34,7 @@ const HANDLERS = {
   joined: onJoined, left: onLeft, topic: onTopic, member: onMember, deleted: onDeleted, read: onRead,
   users: onUsers, join: onJoin, leave: onLeave,
   notice: (frame) => eventLine(state.current, `notice from the operator: ${frame.text}`),
-  kicked: (frame) => { stopLink(); setStatus(`the operator removed this session: ${frame.reason}`); },
+  kicked: (frame) => { stopLink("the operator removed this session"); setStatus(`the operator removed this session: ${frame.reason}`); },
   shutdown: (frame) => setStatus(`the server is stopping: ${frame.reason}`),
 };
 
@@ -44,7 +44,8 @@ function onError(frame) {
   const history = forgetHistory(frame.id);
   if (history && history.key.startsWith("@") && frame.code === "no_such_user") dropPlace(history.key);
   // Banned: not by itself. No login in time: not until someone types into the login form.
-  if (frame.code === "banned" || frame.code === "auth_timeout") stopLink();
+  if (frame.code === "banned") stopLink("this account is banned");
+  if (frame.code === "auth_timeout") stopLink();
   onRoomError(frame);
   if (state.me) setStatus(`error: ${sentence(frame)}`);
   else $("login-error").textContent = sentence(frame);

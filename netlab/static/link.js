@@ -11,6 +11,7 @@ const link = {
   timer: null,      // the next attempt
   ticker: null,     // the countdown shown
   stopped: false,   // the server ended this session on purpose (kicked, banned): no retry
+  stoppedWhy: null, // what the page says of that, since the close may carry no reason
   handlers: null,   // {frame(frame), opened(), lost(why)}
 };
 
@@ -56,7 +57,7 @@ function connect() {
     let why = event.reason || (event.code === 1001 ? "the server is stopping" : "the connection was lost");
     if (!navigator.onLine) why = "offline";
     link.handlers.lost(why);
-    if (link.stopped) show(`disconnected: ${why}`, true);
+    if (link.stopped) show(`disconnected: ${link.stoppedWhy || why}`, true);
     else retryLater(why);
   });
 }
@@ -80,8 +81,9 @@ export function linkWorks() {
 }
 
 /** The server ended this session on purpose: say why and do not come back by ourselves. */
-export function stopLink() {
+export function stopLink(why = null) {
   link.stopped = true;
+  link.stoppedWhy = why; // said when the connection closes: the close itself may carry no reason
 }
 
 /** The user wants the connection (a button, or typing into the login form): now. */

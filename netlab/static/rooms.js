@@ -8,7 +8,7 @@ import { $, dmKey, keyOf, newId, place, state, update } from "./state.js";
 
 let listingAll = false; // a `rooms` with `all` is being paged through
 const opening = new Set(); // rooms asked for (created or joined) here: shown when `joined` comes
-const invites = []; // "name to #room" of each invite not answered yet, in order
+const invites = new Map(); // request id -> "name to #room", each invite not answered yet, in order
 let listed = null; // after a login: the rooms the server lists, to forget those left meanwhile
 
 /** A login: the `rooms` that follows is every room of this account. */
@@ -16,12 +16,14 @@ export function expectRoomList() {
   listed = new Set(["#general"]);
 }
 
+/** Send a request with an id of its own; the id, or null when not connected. */
 function request(frame) {
-  if (!send({ ...frame, id: newId("r") })) {
+  const id = newId("r");
+  if (!send({ ...frame, id })) {
     $("status").textContent = "not connected: try again once the page is connected";
-    return false;
+    return null;
   }
-  return true;
+  return id;
 }
 
 export function onRooms(frame) {
@@ -139,8 +141,9 @@ export function wireRoomActions() {
   });
   submitted("invite-form", () => {
     const username = $("invite-user").value.trim();
-    if (request({ type: "invite", room: state.current.slice(1), username })) {
-      invites.push(`${username} to ${state.current}`);
+    const id = request({ type: "invite", room: state.current.slice(1), username });
+    if (id !== null) {
+      invites.set(id, `${username} to ${state.current}`);
       $("invite-user").value = "";
     }
   });
@@ -150,14 +153,18 @@ export function wireRoomActions() {
   $("leave-button").addEventListener("click", () => request({ type: "leave", room: state.current.slice(1) }));
 }
 
-/** An `ok` answering one of these requests. */
-export function onRoomError() {
-  // An `error` answering an invite (no_such_user, ...): that invite is done.
-  invites.shift();
+/** An `error` answering an invite (no_such_user, ...), by its id: that invite is done. */
+export function onRoomError(frame) {
+  invites.delete(frame.id);
 }
 
+/** An `ok` answering one of these requests: an invite's names the oldest one still open
+ * (the server answers a session's requests in order). */
 export function onRoomOk(frame) {
-  if (frame.op === "invite") $("status").textContent = `invited ${invites.shift() || ""}`;
+  if (frame.op !== "invite") return;
+  const [id, label] = invites.entries().next().value || [null, ""];
+  invites.delete(id);
+  $("status").textContent = `invited ${label}`;
 }
 
 /** A conversation opened with nobody: forget it again. */

@@ -60,7 +60,12 @@ function sidebarItem(found) {
 /** Show a place: its header, its messages (the newest page asked for on the first visit). */
 export function show(key) {
   flushRead();
-  if (key !== state.current) $("send-error").textContent = ""; // the same place again keeps its draft's reason
+  if (key !== state.current) {
+    // The same place again keeps its draft's reason; another place drops it, and the status
+    // line of what was done or refused before (a refused invite is not about the next room).
+    $("send-error").textContent = "";
+    $("status").textContent = "";
+  }
   state.current = key;
   const found = place(key);
   $("place-name").textContent = placeTitle(found);

@@ -81,11 +81,11 @@ export function unread(found) {
 // answer is matched to the oldest request still open for its place (an `error` carries the
 // id and closes its request). `kind`: "newest", "before" (scroll-back) or "after" (a gap).
 
-export function askHistory(key, kind, extra = {}) {
+export function askHistory(key, kind, extra = {}, recheckUpTo = undefined) {
   const id = newId("h");
   const frame = { type: "history", id, ...target(key), ...extra };
   if (!frame.limit) frame.limit = kind === "after" ? GAP_PAGE : HISTORY_PAGE;
-  if (send(frame)) state.histories.push({ id, key, kind });
+  if (send(frame)) state.histories.push({ id, key, kind, after: extra.after, recheckUpTo });
 }
 
 /** The login's own `history` of general comes unasked: expect it like an answer. */
@@ -103,12 +103,14 @@ export function forgetHistory(id) {
 export function takeHistory(frame) {
   const key = keyOf(frame);
   const index = state.histories.findIndex((request) => request.key === key);
-  const kind = index < 0 ? "newest" : state.histories.splice(index, 1)[0].kind;
+  const request = index < 0 ? { kind: "newest" } : state.histories.splice(index, 1)[0];
+  const kind = request.kind;
   const found = place(key, frame.with);
   const messages = frame.messages || [];
+  if (request.recheckUpTo !== undefined) dropDeletedMeanwhile(found, request, frame);
   for (const message of messages) addMessage(found, message);
   if (kind === "after" && frame.more && messages.length) {
-    askHistory(key, "after", { after: messages[messages.length - 1].seq });
+    askHistory(key, "after", { after: messages[messages.length - 1].seq }, request.recheckUpTo);
   } else if (kind === "before" || (kind === "newest" && !found.loaded)) {
     found.hasOlder = Boolean(frame.more) && messages.length > 0;
   }
@@ -125,13 +127,32 @@ export function forgetAccount() {
   state.current = null;
 }
 
-/** After a reconnect: every place shown before asks for what came while the page was away. */
+/** After a reconnect: every place shown before asks for what came while the page was away,
+ * and for what it shows again, so that a message deleted meanwhile leaves the page too (the
+ * protocol tells only the sessions connected at the time of a `deleted`). */
 export function fillGaps() {
   for (const found of state.places.values()) {
-    if (found.gapFrom !== undefined && found.lastSeq > found.gapFrom) {
-      askHistory(found.key, "after", { after: found.gapFrom });
+    if (found.gapFrom !== undefined) {
+      // The oldest seq shown before the break (a page that came since, such as the login's
+      // newest of general, may start later and must not hide the gap before it).
+      const before = [...found.messages.keys()].filter((seq) => seq <= found.gapFrom);
+      const first = before.length ? Math.min(...before) : found.gapFrom + 1;
+      if (found.lastSeq >= first) askHistory(found.key, "after", { after: first - 1 }, found.gapFrom);
     }
     delete found.gapFrom;
+  }
+}
+
+/** A page of a re-check covers seqs from its `after` up to its last message (or to the end
+ * when no more follow): a message shown before the break that is in that span but not in
+ * the page was deleted while the page was away (pages leave deleted messages out). */
+function dropDeletedMeanwhile(found, request, frame) {
+  const messages = frame.messages || [];
+  const covered = frame.more && messages.length ? messages[messages.length - 1].seq : Infinity;
+  const upTo = Math.min(covered, request.recheckUpTo);
+  const kept = new Set(messages.map((message) => message.seq));
+  for (const seq of [...found.messages.keys()]) {
+    if (seq > request.after && seq <= upTo && !kept.has(seq)) found.messages.delete(seq);
   }
 }
 

@@ -23,6 +23,17 @@ class Appending:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fd = -1
+        self._device: int | None = None
+
+    def device(self) -> int | None:
+        """The filesystem the file is on (st_dev; None if never opened): whether the sync
+        round's one syncfs covers it (a replaced file stays in its directory)."""
+        if self._device is None:
+            with self._lock:
+                if self._fd < 0:
+                    return None
+                self._device = os.fstat(self._fd).st_dev
+        return self._device
 
     def sync(self) -> None:
         """fsync the file (the group-commit thread)."""

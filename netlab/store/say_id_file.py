@@ -19,11 +19,10 @@ from pathlib import Path
 from netlab.store.csv_journal import CsvJournal, Rows, read_checked_rows
 from netlab.store.room_files import ACCOUNT_ID, ROOM_NAME
 from netlab.store.room_records import SAY_ID_WINDOW, SayId
+from netlab.wire import MAX_ID_CHARS
 
 SAY_IDS_FILE = "say_ids.csv"
 SAY_IDS_HEADER = ("room", "account", "id", "seq")
-#: A say's id is at most this long on the wire (netlab.wire.MAX_ID_CHARS).
-MAX_SAY_ID = 64
 
 
 def read_say_id_rows(data_dir: Path) -> Rows:
@@ -37,8 +36,8 @@ def _row_problem(fields: list[str]) -> str | None:
         return f"{room[:40]!r} is not a room name"
     if not ACCOUNT_ID.fullmatch(account):
         return "account is not an account id"
-    if len(say_id) > MAX_SAY_ID:
-        return f"an id longer than {MAX_SAY_ID} characters"
+    if len(say_id) > MAX_ID_CHARS:
+        return f"an id longer than {MAX_ID_CHARS} characters"
     ok = seq.isascii() and seq.isdigit() and len(seq) <= 18 and int(seq) > 0
     return None if ok else f"seq {seq[:20]!r} is not a whole number above 0"
 

@@ -104,8 +104,6 @@ class WebConnection:
         self._upgraded = False
         #: No more requests: close once `take_http` is sent (an error, `Connection: close`, EOF).
         self.done = False
-        #: The loop's: the chat's welcome, held until the 101 is written.
-        self.held = b""
         #: The loop's: the connection is closing, nothing more is to be added to its output.
         self.ending = False
 
@@ -150,8 +148,8 @@ class WebConnection:
 
     def farewell(self, last_payload: bytes | None) -> bytes:
         """The HTTP answer when the chat ends this connection before an upgrade, after its last
-        frame: 503 when the server is full or stopping, 408 at the auth timeout (none when an
-        answer is under way or the request was answered already)."""
+        frame: 503 when the server is full or stopping, 408 at the auth timeout to a request
+        still unfinished (none when an answer is under way or no request is)."""
         try:
             frame = parse_payload(last_payload) if last_payload else {}
         except ProtocolError:
@@ -161,6 +159,8 @@ class WebConnection:
             status = 503
         if status is None or self.done or self._http is None or self._http.our_state is not h11.IDLE:
             return b""
+        if status == 408 and self._http.their_state is h11.IDLE and not self._http.trailing_data[0]:
+            return b""  # no request under way (a preconnect, an idle keep-alive): closed quietly
         self._refuse(status, frame.get("message") or frame.get("reason") or "closing")
         return self.take_http()
 
