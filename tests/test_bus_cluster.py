@@ -1,0 +1,171 @@
+"""Several `chat serve --bus` nodes are one chat, as its users see it (issue 18's Tests).
+
+Real processes over one real redis-server (tests/bus_cluster.py): clients on different nodes
+see one order of messages, an account and its history from any node, each other's presence,
+a killed node's users go offline, and a Redis that goes away and comes back costs a `say`
+an `unavailable` answer, never a message lost or shown twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from bus_cluster import Recording, running_cluster, say_until_stored
+from chatclient import ChatClient, registered
+from procs import WAIT
+from v2client import logged_in2, registered2
+
+#: The issue's bound: a node killed with kill -9 has its users shown offline everywhere within it.
+OFFLINE_WITHIN = 10.0
+#: Says each client sends in one burst (below the default flood burst of 20 either way).
+BURST = 10
+
+
+def messages_until(client: ChatClient, count: int) -> list[dict]:
+    """The next `count` messages this client receives (presence frames skipped)."""
+    got: list[dict] = []
+    while len(got) < count:
+        frame = client.recv()
+        if frame["type"] == "message":
+            got.append(frame)
+        else:
+            assert frame["type"] in {"join", "leave"}, frame
+    return got
+
+
+def shown(messages: list[dict]) -> list[tuple[int, str, str]]:
+    """What a user sees of a message, in a `message` frame and in history alike."""
+    return [(message["seq"], message["from"], message["text"]) for message in messages]
+
+
+def whole_history(client: ChatClient, **where: str) -> list[dict]:
+    """Every message of general (or `where`'s room), paging with `after`."""
+    messages: list[dict] = []
+    while True:
+        page = client.history(after=messages[-1]["seq"] if messages else 0, limit=1000, **where)
+        messages += page["messages"]
+        if not page["more"]:
+            return messages
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_clients_on_every_node_see_one_order_of_every_message_once(tmp_path, size):
+    with running_cluster(tmp_path, size) as cluster:
+        clients = [registered(cluster.port(index % size), f"order{index}") for index in range(2 * size)]
+        sent = {(client.username, f"{client.username} line {n}") for client in clients for n in range(BURST)}
+        for client in clients:  # every burst in flight at once, on every node
+            for n in range(BURST):
+                client.send("say", text=f"{client.username} line {n}")
+        views = [shown(messages_until(client, len(sent))) for client in clients]
+        first = views[0]
+        assert [seq for seq, _, _ in first] == sorted({seq for seq, _, _ in first})  # ascending, once each
+        assert {(author, text) for _, author, text in first} == sent
+        for view in views[1:]:
+            assert view == first
+        for index in range(size):  # and history says the same on every node
+            with ChatClient(cluster.port(index)) as reader:
+                reader.login("order0")
+                assert shown(whole_history(reader)) == first
+
+
+def test_an_account_made_on_one_node_logs_in_on_another_and_sees_history_written_there(tmp_path):
+    with running_cluster(tmp_path, 2) as cluster:
+        alice = registered(cluster.port(0), "alice")
+        bob = registered(cluster.port(1), "bob")
+        said = [alice.say(f"from node 0, line {n}") for n in range(3)]
+        assert shown(messages_until(bob, 3)) == shown(said)  # node 1 has them now
+        bob.say("from node 1")
+
+        with ChatClient(cluster.port(1)) as phone:
+            phone.send("login", username="alice", password="wrong password")
+            phone.expect_error("bad_credentials")  # the account is alice's, not any password's
+            _, at_login, _ = phone.login("alice")
+            assert shown(at_login["messages"])[:3] == shown(said)
+            asked = whole_history(phone)
+            assert [text for _, _, text in shown(asked)] == [*(m["text"] for m in said), "from node 1"]
+        with ChatClient(cluster.port(1)) as impostor:
+            impostor.send("register", username="ALICE", password="another password")
+            impostor.expect_error("username_taken")
+        with ChatClient(cluster.port(0)) as other:
+            other.login("bob")
+            assert shown(whole_history(other)) == shown(asked)
+
+
+def test_a_user_on_one_node_is_online_on_the_others_and_leaves_when_it_quits(tmp_path):
+    with running_cluster(tmp_path, 3) as cluster:
+        bob = registered(cluster.port(1), "bob")
+        carol = registered(cluster.port(2), "carol")
+        bob.expect("join", username="carol")
+        alice = registered(cluster.port(0), "alice")
+        for watcher in (bob, carol):
+            watcher.expect("join", username="alice")
+            watcher.send("users")
+            users = watcher.expect("users")
+            assert users["online"] == ["alice", "bob", "carol"] and users["count"] == 3
+        alice.send("quit")
+        alice.expect("bye")
+        for watcher in (bob, carol):
+            watcher.expect("leave", username="alice")
+            watcher.send("users")
+            assert watcher.expect("users")["online"] == ["bob", "carol"]
+
+
+def test_a_killed_nodes_users_are_shown_offline_on_the_other_nodes_within_10_s(tmp_path):
+    with running_cluster(tmp_path, 3) as cluster:
+        bob = registered(cluster.port(0), "bob")
+        dave = registered(cluster.port(1), "dave")
+        bob.expect("join", username="dave")
+        carol = registered(cluster.port(2), "carol")
+        for watcher in (bob, dave):
+            watcher.expect("join", username="carol")
+        cluster.kill(2)
+        with pytest.raises(AssertionError):  # carol's connection died with her node
+            carol.recv()
+        deadline = time.monotonic() + OFFLINE_WITHIN
+        for watcher in (bob, dave):
+            watcher.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            watcher.expect("leave", username="carol")  # a timeout here: not within the 10 s
+            watcher.sock.settimeout(WAIT)
+            watcher.send("users")
+            assert watcher.expect("users")["online"] == ["bob", "dave"]
+
+
+def test_a_room_made_on_one_node_is_joined_and_shared_on_another(tmp_path):
+    with running_cluster(tmp_path, 2) as cluster:
+        owner = registered2(cluster.port(0), "owner")
+        guest = registered2(cluster.port(1), "guest")
+        owner.create("plans", topic="launch")
+        joined = guest.join("plans")
+        assert (joined["owner"], joined["topic"], joined["members"]) == ("owner", "launch", 2)
+        owner.wait_for("member", room="plans", username="guest", change="joined")
+        heard = guest.say_in("plans", "hello from node 1")
+        assert owner.wait_for("message", room="plans") == heard
+        assert shown(whole_history(owner, room="plans")) == shown([heard])
+
+
+def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lost_or_doubled(tmp_path):
+    with running_cluster(tmp_path, 2) as cluster:
+        alice, bob = Recording(cluster.port(0)), Recording(cluster.port(1))
+        alice.register2("alice")
+        bob.register2("bob")
+        acknowledged = [alice.say_in("general", "before", id="a1")]
+        cluster.redis.stop()
+        for client, say_id in ((alice, "a2"), (bob, "b1")):
+            client.send("say", text=f"while down {say_id}", id=say_id)
+            client.expect_error("unavailable", id=say_id)
+            client.send("ping", id="still here")
+            client.expect("pong", id="still here")  # not fatal: the session stays
+        cluster.redis.start()
+        for client, say_id in ((alice, "a2"), (bob, "b1")):  # the same id again, as a client retries
+            acknowledged.append(say_until_stored(client, "general", f"while down {say_id}", say_id))
+        acknowledged.append(bob.say_in("general", "after", id="b2"))
+        alice.wait_for("message", text="after")
+
+        expected = shown(sorted(acknowledged, key=lambda message: message["seq"]))
+        assert [text for _, _, text in expected] == ["before", "while down a2", "while down b1", "after"]
+        for client in (alice, bob):  # what each saw live: every acknowledged message, in order, once
+            assert shown(client.seen) == expected
+        for index in range(2):
+            with logged_in2(cluster.port(index), "alice") as reader:
+                assert shown(whole_history(reader)) == expected
