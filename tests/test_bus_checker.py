@@ -123,7 +123,7 @@ class CheckedClient:
             time.sleep(RETRY_AFTER)  # a client's backoff: every node down or the bus away
         self.reconnects += 1
         for room in ROOMS:
-            self.fill(room)
+            self.fill(room, self.seen_through(room))
 
     def login(self, port: int) -> bool:
         """Whether a session on `port` logged in (False: refused, closed, or unavailable)."""
@@ -153,15 +153,23 @@ class CheckedClient:
             self.session.close()
         self.session = None
 
-    def fill(self, room: str) -> None:
+    def seen_through(self, room: str) -> int:
+        """The seq up to which this client has seen all of `room`: where its gap begins (not the
+        last seq seen: live messages of a new connection may already come past the gap)."""
+        seq = 0
+        while seq + 1 in self.view[room]:
+            seq += 1
+        return seq
+
+    def fill(self, room: str, after: int) -> None:
         """`history after=` the last seq seen of `room`, page by page: the gap closed."""
         while True:
-            after = max(self.view[room], default=0)
             self.session.send("history", room=room, after=after, limit=1000)
             page = self.answer("history", room=room)
             assert page["type"] == "history", page
             for message in page["messages"]:
                 self.see(room, message)
+                after = message["seq"]
             if not page["more"]:
                 return
 
