@@ -150,6 +150,7 @@ def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lo
         alice.register2("alice")
         bob.register2("bob")
         acknowledged = [alice.say_in("general", "before", id="a1")]
+        bob.wait_for("message", text="before")
         cluster.redis.stop()
         for client, say_id in ((alice, "a2"), (bob, "b1")):
             client.send("say", text=f"while down {say_id}", id=say_id)
