@@ -12,7 +12,7 @@ import time
 
 import pytest
 from bus_cluster import Recording, running_cluster, say_until_stored
-from chatclient import ChatClient, registered
+from chatclient import PASSWORD, ChatClient, registered
 from procs import WAIT
 from v2client import logged_in2, registered2
 
@@ -131,6 +131,24 @@ def test_a_killed_nodes_users_are_shown_offline_on_the_other_nodes_within_10_s(t
             assert watcher.expect("users")["online"] == ["bob", "dave"]
 
 
+def test_a_user_on_two_nodes_stays_online_when_one_of_them_is_killed(tmp_path):
+    with running_cluster(tmp_path, 3) as cluster:
+        bob = registered(cluster.port(0), "bob")
+        alice_laptop = registered(cluster.port(1), "alice")
+        bob.expect("join", username="alice")
+        with ChatClient(cluster.port(2)) as alice_phone:
+            alice_phone.login("alice")
+            carol = registered(cluster.port(2), "carol")
+            bob.expect("join", username="carol")  # alice's second session was no news
+            cluster.kill(2)
+            bob.expect("leave", username="carol")
+            assert bob.sync() == []  # no leave of alice with carol's: her laptop holds her online
+            bob.send("users")
+            assert bob.expect("users")["online"] == ["alice", "bob"]
+            carol.close()
+            alice_laptop.close()
+
+
 def test_a_room_made_on_one_node_is_joined_and_shared_on_another(tmp_path):
     with running_cluster(tmp_path, 2) as cluster:
         owner = registered2(cluster.port(0), "owner")
@@ -152,12 +170,22 @@ def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lo
         acknowledged = [alice.say_in("general", "before", id="a1")]
         bob.wait_for("message", text="before")
         cluster.redis.stop()
+        carol = Recording(cluster.port(1))
+        carol.send("register", username="carol", password=PASSWORD, protocol=2)
         for client, say_id in ((alice, "a2"), (bob, "b1")):
             client.send("say", text=f"while down {say_id}", id=say_id)
             client.expect_error("unavailable", id=say_id)
             client.send("ping", id="still here")
             client.expect("pong", id="still here")  # not fatal: the session stays
         cluster.redis.start()
+        answer = carol.recv()  # a registration meanwhile waited for the bus, or failed cleanly
+        if answer["type"] == "error":
+            assert answer["code"] == "unavailable" and "fatal" not in answer, answer
+            carol.register2("carol")  # a client tries again
+        else:
+            assert (answer["type"], answer["username"]) == ("ok", "carol"), answer
+            carol.username = "carol"
+            assert [carol.recv()["type"] for _ in range(3)] == ["history", "users", "rooms"]
         for client, say_id in ((alice, "a2"), (bob, "b1")):  # the same id again, as a client retries
             acknowledged.append(say_until_stored(client, "general", f"while down {say_id}", say_id))
         acknowledged.append(bob.say_in("general", "after", id="b2"))
@@ -167,6 +195,8 @@ def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lo
         assert [text for _, _, text in expected] == ["before", "while down a2", "while down b1", "after"]
         for client in (alice, bob):  # what each saw live: every acknowledged message, in order, once
             assert shown(client.seen) == expected
+        carol.wait_for("message", text="after")
+        assert shown(carol.seen) == expected[1:]
         for index in range(2):
             with logged_in2(cluster.port(index), "alice") as reader:
                 assert shown(whole_history(reader)) == expected
