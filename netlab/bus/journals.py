@@ -96,7 +96,9 @@ class BusJournals:
     """Every key's `BusJournal`, and the read markers sent to Redis once a pass."""
 
     shared = True
-    sync_failed = False  # Redis fsyncs; a failure there is its own (and /healthz stays 200)
+    #: Read by /healthz (503 when true): set by the node while the bus is unreachable (Redis
+    #: fsyncs the messages itself; what fails here is reaching it).
+    sync_failed = False
 
     def __init__(self, seqs: dict[Key, int], window: int, save_marks: Callable[[dict], None]) -> None:
         self._seqs = seqs

@@ -37,6 +37,7 @@ from netlab.chat import jobs
 from netlab.chat.arrivals import arrived
 from netlab.crypto import Vault, create_key_file, new_key, read_key
 from netlab.files import StartupError
+from netlab.store.records import CLIENTS_FILE
 from netlab.store.room_records import GENERAL, Key, Restriction, RoomsSnapshot
 
 if TYPE_CHECKING:
@@ -269,6 +270,8 @@ class BusNode:
         chat.replica.apply(event, node, room, key, restriction)
 
     def bus_state(self, reachable: bool, why: str) -> None:
+        # /healthz answers 503 while the bus is away: a balancer sends new clients elsewhere.
+        self.journals.sync_failed = not reachable
         if reachable:
             log.warning("the bus at %s is back: messages flow again", self.address.url)
         else:
@@ -284,5 +287,8 @@ def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int
     node = BusNode(address, Vault(key), window, room_window)
     if found is None:
         create_key_file(data_dir, key)
+    if (data_dir / CLIENTS_FILE).exists():
+        log.warning("%s holds a chat of its own, which a node of a bus does not serve: `netlab chat "
+                    "import` loads it into an empty bus", data_dir)
     node.data_dir = data_dir
     return node
