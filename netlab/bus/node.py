@@ -11,6 +11,7 @@ channel (`post`), in stream order: messages to `Talk.arrived`, other nodes' chan
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -83,6 +84,7 @@ class BusNode:
         self.journals.preload(GENERAL, general_records(loaded.general), general_seq, general_window)
         self._fanout_end = loaded.fanout_end
         self._local: dict[str, int] = {ALIVE: 0}  # this node's online accounts (presence thread)
+        self._made_up = itertools.count(1)  # version 1 says' idempotency keys
         self._changes: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._chat: Chat | None = None
         self._post: Post | None = None
@@ -128,8 +130,10 @@ class BusNode:
             body = direct_body(self.accounts.vault, job.key, job.ts, job.sender, job.text)
         else:
             body = room_body(job.ts, job.sender, job.text)
-        say_id = (job.account, job.say_id) if job.say_id is not None else None
-        echo = ("", job.echo) if job.echo is not None else None
+        if job.say_id is not None:
+            say_id, echo = (job.account, job.say_id), None
+        else:  # a key of the node's own ("~" is no account id's), so a lost answer is resent safely
+            say_id, echo = (f"~{self.id}", str(next(self._made_up))), ("", job.echo or "")
 
         def answered(result: object) -> None:
             if went_back(result):

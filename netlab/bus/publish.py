@@ -109,7 +109,9 @@ class Published:
 @dataclass(frozen=True, slots=True)
 class Publish:
     """One message to publish: its key, its record (opaque to the bus), its idempotency key
-    (account id, say id), and a say's id without one (a version 1 `say`'s, echoed, not kept)."""
+    (account id, say id; for a version 1 `say`, which has none, one its node made up, so that
+    its own resend after a lost answer is safe too), and what the fan-out entry shows instead
+    of the key ("", the say's id) when that key is made up."""
 
     key: Key
     record: bytes
@@ -190,7 +192,9 @@ class Publisher:
 
     def _call(self, message: Publish) -> dict:
         member = f"{message.say_id[0]}:{message.say_id[1]}" if message.say_id is not None else ""
-        account, say_id = message.say_id or message.echo or ("", "")
+        # What the fan-out entry shows: the echo's id (a version 1 say's, whose dedup member the
+        # node made up) or the say id with its account (a version 2 say's idempotency key).
+        account, say_id = message.echo if message.echo is not None else message.say_id or ("", "")
         keys = [SEQ_HASH, say_ids_set(message.key), messages_stream(message.key), FANOUT]
         args = [key_text(message.key), member, message.record, SAY_ID_WINDOW, self._fanout_cap,
                 say_id, account, message.floor]
