@@ -126,6 +126,14 @@ def running_cluster(tmp_path: Path, size: int, *extra: str, bus: bool = True) ->
             cluster.stop()
 
 
+def crash_redis(redis: RedisServer) -> None:
+    """`kill -9` Redis: what it had not written to its AOF is gone (with `appendfsync always`,
+    nothing it had answered); `redis.start()` brings it back from the AOF alone."""
+    redis.process.kill()
+    redis.process.wait()
+    redis.stop()  # its output closed; nothing left to stop
+
+
 class Recording(V2Client):
     """A version 2 session that keeps every `message` it received, in arrival order, so a
     test can hold what it saw live against history."""

@@ -1,11 +1,12 @@
 """A checker in the spirit of Jepsen for `chat serve --bus` (issue 18's Tests).
 
 Clients spread over 3 nodes send numbered messages (version 2 `say`s with ids) to 10 rooms.
-During the run one node is killed with `kill -9` and started again, and Redis is restarted
-once from its AOF. A client behaves as a careful real one: when its connection dies it
-reconnects to any node, fills what it missed with `history after=`, and sends its
-unacknowledged say again with the same id (the idempotency key); an `unavailable` answer is
-retried the same way. Afterwards the run's record is held to the promises:
+During the run one node is killed with `kill -9` and started again (a client that only
+listens logs in there then), and Redis is killed with `kill -9` and restarted from its AOF.
+A client behaves as a careful real one: when its connection dies it reconnects to any node,
+fills what it missed with `history after=`, and sends its unacknowledged say again with the
+same id (the idempotency key); an `unavailable` answer is retried the same way. Afterwards
+the run's record is held to the promises:
 
 - every acknowledged message is in history exactly once, at the seq it was acknowledged
   with, and history holds nothing else; every node's history is the same;
@@ -22,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-from bus_cluster import RETRY_AFTER, Cluster, running_cluster
+from bus_cluster import RETRY_AFTER, Cluster, crash_redis, running_cluster
 from chatclient import PASSWORD, Closed
 from procs import WAIT
 from v2client import V2Client
@@ -31,13 +32,17 @@ NODES = 3
 ROOMS = [f"room{index}" for index in range(10)]
 CLIENTS_PER_NODE = 2
 SAYS = 100  # per client: 600 messages, each delivered to all 6 clients
-#: When the faults come, as shares of the run's acknowledged says: the kill, the node's
-#: restart, Redis' restart. Counted in acknowledgements, so every fault falls mid-run.
-KILL_AT, RESTART_AT, REDIS_AT = 0.25, 0.45, 0.65
+#: When the faults come, as shares of the run's acknowledged says: the node's kill, its
+#: restart, Redis' crash. Counted in acknowledgements, so every fault falls mid-run.
+KILL_AT, RESTART_AT, REDIS_AT = 0.2, 0.4, 0.6
+#: How far past a fault's point a client may go before the fault has happened: a node takes
+#: seconds to start, in which the clients could otherwise finish the run and leave the next
+#: fault nobody to meet.
+SLACK = 0.1
 KILLED = NODES - 1
 
 Seen = tuple[str, str]  # author, text: what a seq shows
-ACKNOWLEDGED, UNAVAILABLE = "says acknowledged", "unavailable answers"
+ACKNOWLEDGED, UNAVAILABLE, FAULTS = "says acknowledged", "unavailable answers", "faults made"
 
 
 class Progress:
@@ -202,6 +207,8 @@ class CheckedClient:
     def run(self, offset: int) -> None:
         try:
             for number in range(SAYS):
+                faults_due = sum((at + SLACK) * SAYS <= number for at in (KILL_AT, RESTART_AT, REDIS_AT))
+                self.progress.wait_for(FAULTS, faults_due)
                 self.say(ROOMS[(offset + number) % len(ROOMS)], f"{self.name} #{number}", str(number))
         except BaseException as error:
             self.progress.fail(error)
@@ -263,40 +270,55 @@ def whole_room(session: V2Client, room: str) -> list[dict]:
             return messages
 
 
-@pytest.mark.alone  # 3 nodes, Redis and 6 clients load both cores; a bus test beside it would starve
+def run_with_faults(cluster: Cluster, clients: list[CheckedClient], watcher: CheckedClient,
+                    progress: Progress) -> None:
+    """Every client's says, with the faults at their points of the run: node KILLED killed
+    with kill -9 (its clients move to the others), started again (the watcher logs in there
+    and only listens from then on), Redis killed with kill -9 until a say meets it away, and
+    started again from its AOF."""
+    workers = [threading.Thread(target=client.run, args=(index,), daemon=True)
+               for index, client in enumerate(clients)]
+    for worker in workers:
+        worker.start()
+    total = len(clients) * SAYS
+    progress.wait_for(ACKNOWLEDGED, int(total * KILL_AT))
+    cluster.kill(KILLED)
+    progress.tick(FAULTS)
+    progress.wait_for(ACKNOWLEDGED, int(total * RESTART_AT))
+    cluster.restart(KILLED)
+    watcher.connect()
+    progress.tick(FAULTS)
+    progress.wait_for(ACKNOWLEDGED, int(total * REDIS_AT))
+    crash_redis(cluster.redis)
+    progress.tick(FAULTS)
+    progress.wait_for(UNAVAILABLE, 1)  # a say met the bus away: the outage was felt
+    cluster.redis.start()  # from its AOF alone
+    progress.wait_for(ACKNOWLEDGED, total)
+    for worker in workers:
+        worker.join(WAIT)
+
+
+@pytest.mark.alone  # 3 nodes, Redis and 7 clients load both cores; a bus test beside it would starve
 def test_acknowledged_messages_survive_a_killed_node_and_a_redis_restart_once_each_in_order(tmp_path):
     with running_cluster(tmp_path, NODES, "--rate-limit", "0") as cluster:
         progress = Progress()
         clients = [CheckedClient(cluster, f"user{index}", index % NODES, progress)
                    for index in range(NODES * CLIENTS_PER_NODE)]
-        for client in clients:
+        watcher = CheckedClient(cluster, "watcher", KILLED, progress)
+        for client in (*clients, watcher):
             client.register()
         for room in ROOMS:
             clients[0].session.create(room)
-        for client in clients[1:]:
+        for client in (*clients[1:], watcher):
             for room in ROOMS:
                 client.session.join(room)
-
-        workers = [threading.Thread(target=client.run, args=(index,), daemon=True)
-                   for index, client in enumerate(clients)]
-        for worker in workers:
-            worker.start()
-        total = len(clients) * SAYS
-        progress.wait_for(ACKNOWLEDGED, int(total * KILL_AT))
-        cluster.kill(KILLED)
-        progress.wait_for(ACKNOWLEDGED, int(total * RESTART_AT))
-        cluster.restart(KILLED)
-        progress.wait_for(ACKNOWLEDGED, int(total * REDIS_AT))
-        cluster.redis.stop()
-        progress.wait_for(UNAVAILABLE, 1)  # a say met the bus away: the outage was felt
-        cluster.redis.start()  # from its AOF alone
-        progress.wait_for(ACKNOWLEDGED, total)
-        for worker in workers:
-            worker.join(WAIT)
+        watcher.drop()  # offline until its node comes back
+        run_with_faults(cluster, clients, watcher, progress)
+        clients.append(watcher)
 
         acknowledged = {(client.name, say_id): message
                         for client in clients for say_id, message in client.acknowledged.items()}
-        assert len(acknowledged) == total
+        assert len(acknowledged) == SAYS * NODES * CLIENTS_PER_NODE
         stored: dict[str, set[int]] = defaultdict(set)
         for message in acknowledged.values():
             stored[message["room"]].add(message["seq"])
@@ -331,7 +353,7 @@ def test_acknowledged_messages_survive_a_killed_node_and_a_redis_restart_once_ea
 
         deliveries = sum(len(frames) for client in clients for frames in client.connections)
         print(f"checked {len(acknowledged)} acknowledged says in {len(ROOMS)} rooms over {NODES} nodes "
-              f"(node {KILLED} killed and restarted, Redis restarted): each once in all {NODES} nodes' "
+              f"(node {KILLED} and Redis killed with kill -9 and restarted): each once in all {NODES} nodes' "
               f"history at its acknowledged seq, nothing else stored, no seq twice in a room; "
               f"{sum(len(client.resent) for client in clients)} sent again, "
               f"{progress.counts[UNAVAILABLE]} unavailable answers, "
