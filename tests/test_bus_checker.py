@@ -218,8 +218,9 @@ class CheckedClient:
         """Read on until every stored message of every room has been seen (they are all
         acknowledged, so each is on its way to every member), reconnecting if need be."""
         deadline = time.monotonic() + 2 * WAIT
-        while any(not seqs <= self.view[room].keys() for room, seqs in stored.items()):
-            assert time.monotonic() < deadline, f"{self.name} never saw every stored message"
+        while missing := {room: sorted(seqs - self.view[room].keys()) for room, seqs in stored.items()
+                          if not seqs <= self.view[room].keys()}:
+            assert time.monotonic() < deadline, f"{self.name}, connected, was never sent {missing}"
             try:
                 if self.session is None:
                     self.connect()
