@@ -111,7 +111,7 @@ class ChatServer(OperatorCalls):
     def start(self) -> None:
         self.commit.start()
         if self.cx.bus is not None:
-            self.cx.bus.start(self.chat, self._calls.post)
+            self.cx.bus.start(self.chat, self._calls.post, self._lost)
         self._thread.start()
 
     def stop(self, reason: str) -> None:
@@ -275,6 +275,12 @@ class ChatServer(OperatorCalls):
         """history.csv refused this pass's messages (Connections.save): the chat stops."""
         self.exit_status = 1
         self._begin_stop("the server cannot store messages")
+
+    def _lost(self, reason: str) -> None:
+        """The store can no longer be trusted (a node behind its bus): the server stops, exit 1."""
+        log.critical("%s", reason)
+        self.exit_status = 1
+        self._begin_stop(reason)
 
     def _begin_stop(self, reason: str) -> None:
         if self._stopping:

@@ -30,7 +30,7 @@ from netlab.bus.address import BusAddress, connect
 from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
 from netlab.bus.presence import HEARTBEAT, ONLINE, TTL
-from netlab.bus.publish import FanoutEntry, FanoutEvent, Publish, parse_key, went_back
+from netlab.bus.publish import FanoutEntry, FanoutEvent, Publish, Publisher, parse_key, went_back
 from netlab.bus.records import direct_body, record_of, room_body
 from netlab.bus.state import BusState, KeyMismatch, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
@@ -94,9 +94,11 @@ class BusNode:
 
     # -- start and stop -----------------------------------------------------------------
 
-    def start(self, chat: Chat, post: Post) -> None:
-        """Begin: this node's presence, then the threads (the loop posts their results)."""
-        self._chat, self._post = chat, post
+    def start(self, chat: Chat, post: Post, stop: Callable[[str], None]) -> None:
+        """Begin: this node's presence, then the threads (the loop posts their results).
+        `stop` (loop thread) ends the server with exit status 1: a node that fell behind
+        what the bus keeps."""
+        self._chat, self._post, self._stop = chat, post, stop
         chat.announce = self.announce
         self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post)
         reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
@@ -261,6 +263,15 @@ class BusNode:
         frame = p.shutdown("the chat's store went back in time: reconnect to fetch what it holds")
         chat.end_sessions(list(chat.sessions), frame, "the bus went back")
 
+    def _check_trim(self, after: bytes) -> None:
+        """Presence thread, once the bus is back: did the fan-out stream's trim take entries this
+        node has not read (away longer than FANOUT_CAP entries)? Then its picture of the chat
+        has a hole no stream can fill (the state changes among them too): it stops, and a
+        restart (systemd's) loads the bus's state afresh."""
+        if Publisher(self.client).fanout_lost(after):
+            why = "this node was away longer than the bus's fan-out stream keeps: restart it"
+            self._post(lambda: self._stop(why))  # type: ignore[misc]
+
     def _apply(self, chat: Chat, event: dict, node: str) -> None:
         kind = event["t"]
         if kind in ("account", "password"):
@@ -278,6 +289,8 @@ class BusNode:
         self.journals.sync_failed = not reachable
         if reachable:
             log.warning("the bus at %s is back: messages flow again", self.address.url)
+            after = self._threads[1].last_id
+            self._changes.put(lambda: self._check_trim(after))
         else:
             log.error("lost the bus at %s (%s): says are answered unavailable until it returns",
                       self.address.url, why)
