@@ -111,7 +111,7 @@ class ChatServer(OperatorCalls):
     def start(self) -> None:
         self.commit.start()
         if self.cx.bus is not None:
-            self.cx.bus.start(self.chat, self._calls.post, self._lost)
+            self.cx.bus.start(self.chat, self._calls.post, self._store_failed)
         self._thread.start()
 
     def stop(self, reason: str) -> None:
@@ -271,14 +271,9 @@ class ChatServer(OperatorCalls):
 
     # -- stopping ----------------------------------------------------------------------
 
-    def _store_failed(self) -> None:
-        """history.csv refused this pass's messages (Connections.save): the chat stops."""
-        self.exit_status = 1
-        self._begin_stop("the server cannot store messages")
-
-    def _lost(self, reason: str) -> None:
-        """The store can no longer be trusted (a node behind its bus): the server stops, exit 1."""
-        log.critical("%s", reason)
+    def _store_failed(self, reason: str = "the server cannot store messages") -> None:
+        """The store cannot be trusted (history.csv refused a pass's messages; a node fell
+        behind its bus): the chat stops, exit status 1."""
         self.exit_status = 1
         self._begin_stop(reason)
 

@@ -30,7 +30,7 @@ from netlab.bus.address import BusAddress, connect
 from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
 from netlab.bus.presence import HEARTBEAT, ONLINE, TTL
-from netlab.bus.publish import FanoutEntry, FanoutEvent, Publish, Publisher, parse_key, went_back
+from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, parse_key, went_back
 from netlab.bus.records import direct_body, record_of, room_body
 from netlab.bus.state import BusState, KeyMismatch, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
@@ -59,11 +59,13 @@ Post = Callable[[Callable[[], None]], None]
 class BusNode:
     """This node's view of the bus: its state at start, its threads, their results."""
 
-    def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int) -> None:
+    def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int,
+                 fanout_cap: int = FANOUT_CAP) -> None:
         self.id = secrets.token_hex(8)
         self.address = address
         self.client = connect(address, RUN_TIMEOUT)  # the worker threads' (redis-py pools connections)
-        self.state = BusState(self.client, self.id)
+        self.fanout_cap = fanout_cap
+        self.state = BusState(self.client, self.id, fanout_cap)
         try:
             self.state.check_key(vault)
             loaded = self.state.load(general_window)
@@ -100,7 +102,7 @@ class BusNode:
         what the bus keeps."""
         self._chat, self._post, self._stop = chat, post, stop
         chat.announce = self.announce
-        self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post)
+        self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post, fanout_cap=self.fanout_cap)
         reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
                            tick=self._scan_presence, every=HEARTBEAT)
         changes = threading.Thread(target=self._write_changes, name="bus-presence", daemon=True)
@@ -264,12 +266,13 @@ class BusNode:
         chat.end_sessions(list(chat.sessions), frame, "the bus went back")
 
     def _check_trim(self, after: bytes) -> None:
-        """Presence thread, once the bus is back: did the fan-out stream's trim take entries this
-        node has not read (away longer than FANOUT_CAP entries)? Then its picture of the chat
-        has a hole no stream can fill (the state changes among them too): it stops, and a
-        restart (systemd's) loads the bus's state afresh."""
+        """Presence thread, once the bus is back: did the fan-out stream's trim take entries
+        this node has not read (away while more than --bus-fanout-cap went by)? Then its
+        picture of the chat has a hole no stream can fill (the state changes among them too):
+        it stops, and a restart (systemd's) loads the bus's state afresh."""
         if Publisher(self.client).fanout_lost(after):
             why = "this node was away longer than the bus's fan-out stream keeps: restart it"
+            log.critical("%s", why)
             self._post(lambda: self._stop(why))  # type: ignore[misc]
 
     def _apply(self, chat: Chat, event: dict, node: str) -> None:
@@ -296,12 +299,13 @@ class BusNode:
                       self.address.url, why)
 
 
-def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int) -> BusNode:
+def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int,
+              fanout_cap: int = FANOUT_CAP) -> BusNode:
     """This node of the bus, with the data directory's key (or NETLAB_KEY), or StartupError;
     a key made here is written only once the bus accepted it (a wrong one leaves nothing)."""
     found = read_key(data_dir)
     key = found[0] if found is not None else new_key()
-    node = BusNode(address, Vault(key), window, room_window)
+    node = BusNode(address, Vault(key), window, room_window, fanout_cap)
     if found is None:
         create_key_file(data_dir, key)
     if (data_dir / CLIENTS_FILE).exists():
