@@ -103,8 +103,8 @@ class BusNode:
         self._chat, self._post, self._stop = chat, post, stop
         chat.announce = self.announce
         self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post, fanout_cap=self.fanout_cap)
-        reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
-                           tick=self._scan_presence, every=HEARTBEAT)
+        reader = self._reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
+                                          tick=self._heartbeat, every=HEARTBEAT)
         changes = threading.Thread(target=self._write_changes, name="bus-presence", daemon=True)
         self._changes.put(self._beat)
         self._threads = [self.writer, reader, changes]
@@ -199,6 +199,11 @@ class BusNode:
 
     # -- the reader thread ----------------------------------------------------------------------
 
+    def _heartbeat(self, client: redis.Redis) -> None:
+        """Reader thread, every HEARTBEAT: how far behind, and who is online where."""
+        self._check_trim(client)
+        self._scan_presence(client)
+
     def _scan_presence(self, client: redis.Redis) -> None:
         """Every node's online accounts, posted in stream order: the loop makes its other
         nodes' users exactly these (a node gone: its users offline)."""
@@ -265,13 +270,13 @@ class BusNode:
         frame = p.shutdown("the chat's store went back in time: reconnect to fetch what it holds")
         chat.end_sessions(list(chat.sessions), frame, "the bus went back")
 
-    def _check_trim(self, after: bytes) -> None:
-        """Presence thread, once the bus is back: did the fan-out stream's trim take entries
-        this node has not read (away while more than --bus-fanout-cap went by)? Then its
-        picture of the chat has a hole no stream can fill (the state changes among them too):
-        it stops, and a restart (systemd's) loads the bus's state afresh."""
-        if Publisher(self.client).fanout_lost(after):
-            why = "this node was away longer than the bus's fan-out stream keeps: restart it"
+    def _check_trim(self, client: redis.Redis) -> None:
+        """Reader thread, each heartbeat: did the fan-out stream's trim take entries this node
+        has not read (cut off, or paused, while more than --bus-fanout-cap went by)? Then its
+        picture of the chat has a hole no stream can fill (state changes were among them): it
+        stops, and a restart (systemd's) loads the bus's state afresh."""
+        if Publisher(client).fanout_lost(self._reader.last_id):
+            why = "this node fell further behind than the bus's fan-out stream keeps: restart it"
             log.critical("%s", why)
             self._post(lambda: self._stop(why))  # type: ignore[misc]
 
@@ -292,8 +297,6 @@ class BusNode:
         self.journals.sync_failed = not reachable
         if reachable:
             log.warning("the bus at %s is back: messages flow again", self.address.url)
-            after = self._threads[1].last_id
-            self._changes.put(lambda: self._check_trim(after))
         else:
             log.error("lost the bus at %s (%s): says are answered unavailable until it returns",
                       self.address.url, why)
