@@ -30,7 +30,7 @@ from netlab.bus.address import BusAddress, connect
 from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
 from netlab.bus.presence import HEARTBEAT, ONLINE, TTL
-from netlab.bus.publish import FanoutEntry, FanoutEvent, Publish, parse_key, went_back
+from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, parse_key, went_back
 from netlab.bus.records import direct_body, record_of, room_body
 from netlab.bus.state import BusState, KeyMismatch, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
@@ -59,11 +59,13 @@ Post = Callable[[Callable[[], None]], None]
 class BusNode:
     """This node's view of the bus: its state at start, its threads, their results."""
 
-    def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int) -> None:
+    def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int,
+                 fanout_cap: int = FANOUT_CAP) -> None:
         self.id = secrets.token_hex(8)
         self.address = address
         self.client = connect(address, RUN_TIMEOUT)  # the worker threads' (redis-py pools connections)
-        self.state = BusState(self.client, self.id)
+        self.fanout_cap = fanout_cap
+        self.state = BusState(self.client, self.id, fanout_cap)
         try:
             self.state.check_key(vault)
             loaded = self.state.load(general_window)
@@ -94,13 +96,15 @@ class BusNode:
 
     # -- start and stop -----------------------------------------------------------------
 
-    def start(self, chat: Chat, post: Post) -> None:
-        """Begin: this node's presence, then the threads (the loop posts their results)."""
-        self._chat, self._post = chat, post
+    def start(self, chat: Chat, post: Post, stop: Callable[[str], None]) -> None:
+        """Begin: this node's presence, then the threads (the loop posts their results).
+        `stop` (loop thread) ends the server with exit status 1: a node that fell behind
+        what the bus keeps."""
+        self._chat, self._post, self._stop = chat, post, stop
         chat.announce = self.announce
-        self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post)
-        reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
-                           tick=self._scan_presence, every=HEARTBEAT)
+        self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post, fanout_cap=self.fanout_cap)
+        reader = self._reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
+                                          tick=self._heartbeat, every=HEARTBEAT)
         changes = threading.Thread(target=self._write_changes, name="bus-presence", daemon=True)
         self._changes.put(self._beat)
         self._threads = [self.writer, reader, changes]
@@ -195,6 +199,11 @@ class BusNode:
 
     # -- the reader thread ----------------------------------------------------------------------
 
+    def _heartbeat(self, client: redis.Redis) -> None:
+        """Reader thread, every HEARTBEAT: how far behind, and who is online where."""
+        self._check_trim(client)
+        self._scan_presence(client)
+
     def _scan_presence(self, client: redis.Redis) -> None:
         """Every node's online accounts, posted in stream order: the loop makes its other
         nodes' users exactly these (a node gone: its users offline)."""
@@ -261,6 +270,16 @@ class BusNode:
         frame = p.shutdown("the chat's store went back in time: reconnect to fetch what it holds")
         chat.end_sessions(list(chat.sessions), frame, "the bus went back")
 
+    def _check_trim(self, client: redis.Redis) -> None:
+        """Reader thread, each heartbeat: did the fan-out stream's trim take entries this node
+        has not read (cut off, or paused, while more than --bus-fanout-cap went by)? Then its
+        picture of the chat has a hole no stream can fill (state changes were among them): it
+        stops, and a restart (systemd's) loads the bus's state afresh."""
+        if Publisher(client).fanout_lost(self._reader.last_id):
+            why = "this node fell further behind than the bus's fan-out stream keeps: restart it"
+            log.critical("%s", why)
+            self._post(lambda: self._stop(why))  # type: ignore[misc]
+
     def _apply(self, chat: Chat, event: dict, node: str) -> None:
         kind = event["t"]
         if kind in ("account", "password"):
@@ -283,12 +302,13 @@ class BusNode:
                       self.address.url, why)
 
 
-def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int) -> BusNode:
+def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int,
+              fanout_cap: int = FANOUT_CAP) -> BusNode:
     """This node of the bus, with the data directory's key (or NETLAB_KEY), or StartupError;
     a key made here is written only once the bus accepted it (a wrong one leaves nothing)."""
     found = read_key(data_dir)
     key = found[0] if found is not None else new_key()
-    node = BusNode(address, Vault(key), window, room_window)
+    node = BusNode(address, Vault(key), window, room_window, fanout_cap)
     if found is None:
         create_key_file(data_dir, key)
     if (data_dir / CLIENTS_FILE).exists():
