@@ -162,6 +162,29 @@ def test_a_room_made_on_one_node_is_joined_and_shared_on_another(tmp_path):
         assert shown(whole_history(owner, room="plans")) == shown([heard])
 
 
+def test_direct_messages_and_read_markers_reach_an_accounts_sessions_on_every_node(tmp_path):
+    with running_cluster(tmp_path, 3) as cluster:
+        alice = registered2(cluster.port(0), "alice")
+        bob = registered2(cluster.port(1), "bob")
+        bob_phone = logged_in2(cluster.port(2), "bob")
+        alice.send("say", text="psst", to="BOB", id="d1")
+        sent = alice.wait_for("message", text="psst")
+        assert (sent["from"], sent["to"], sent["seq"]) == ("alice", "bob", 1)
+        assert bob.wait_for("message", text="psst") == sent == bob_phone.wait_for("message", text="psst")
+        reply = bob.request("say", text="got it", to="alice")
+        assert (reply["type"], reply["seq"], reply["to"]) == ("message", 2, "alice")
+        assert alice.wait_for("message", text="got it") == reply
+
+        bob.send("read", seq=2, **{"with": "alice"})  # read on his laptop (node 1) ...
+        assert bob_phone.wait_for("read") == {"type": "read", "with": "alice", "seq": 2}  # ... on node 2
+        with logged_in2(cluster.port(0), "bob") as bob_tablet:  # and on node 0, after a login
+            bob_tablet.send("rooms")
+            conversations = bob_tablet.wait_for("rooms")["conversations"]
+            assert conversations == [{"with": "alice", "last_seq": 2, "read_seq": 2}]
+            page = bob_tablet.history(**{"with": "alice"})
+            assert shown(page["messages"]) == [(1, "alice", "psst"), (2, "bob", "got it")]
+
+
 def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lost_or_doubled(tmp_path):
     with running_cluster(tmp_path, 2) as cluster:
         alice, bob = Recording(cluster.port(0)), Recording(cluster.port(1))
@@ -200,3 +223,5 @@ def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lo
         for index in range(2):
             with logged_in2(cluster.port(index), "alice") as reader:
                 assert shown(whole_history(reader)) == expected
+                reader.send("users")  # and nobody went offline with the bus
+                assert reader.wait_for("users")["online"] == ["alice", "bob", "carol"]
