@@ -25,6 +25,9 @@ from redis_server import running_redis
 from test_chat_console import marked
 from v2client import V2Client, logged_in2, registered2
 
+from netlab.bus.export import export_chat
+from netlab.bus.publish import Publish, Publisher
+from netlab.bus.records import room_body
 from netlab.bus.state import BusState
 from netlab.crypto import KEY_FILE, Vault, new_key, read_key
 from netlab.store.direct import scan
@@ -32,6 +35,7 @@ from netlab.store.direct_records import DIRECT_FILE, Marker, Message
 from netlab.store.moderation_file import in_force, read_moderation_rows
 from netlab.store.records import CLIENTS_FILE, Record, parse_record, record_ends
 from netlab.store.room_files import read_room_rows, snapshot_of
+from netlab.store.room_records import GENERAL
 from netlab.store.say_id_file import read_say_id_rows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,3 +239,25 @@ def test_import_and_export_refuse_in_one_line_touching_nothing(tmp_path: Path) -
 def key_text(key: bytes) -> str:
     """A key as NETLAB_KEY holds it (netlab.key's text)."""
     return base64.urlsafe_b64encode(key).decode()
+
+
+def test_a_deleted_message_is_exported_in_the_deleted_form_wherever_it_is(tmp_path: Path) -> None:
+    """First, last, or every message of a key deleted (XDEL'd): each seq is still in the file,
+    without name or text, with a neighbour's time, and the file reads back as the store's."""
+    vault = Vault(new_key())
+    with running_redis(tmp_path / "redis") as redis_server, redis_server.client() as client:
+        BusState(client, "a-node").check_key(vault)
+        publisher = Publisher(client)
+        for n in (1, 2, 3):
+            publisher.publish(Publish(GENERAL, room_body(f"2026-01-01T00:00:0{n}.000Z", "Ann", f"m{n}")))
+        publisher.publish(Publish("quiet", room_body("2026-01-01T00:00:04.000Z", "Ann", "gone")))
+        for key, seq in ((GENERAL, 1), (GENERAL, 3), ("quiet", 1)):
+            assert BusState(client, "a-node").delete_message(key, seq)
+        moved = export_chat(client, redis_server.url, vault, tmp_path / "out")
+    assert str(moved) == ("exported 0 account(s), 1 room(s) besides general and 4 message(s) "
+                          "(3 of them deleted)")
+    kept = "2026-01-01T00:00:02.000Z"
+    assert records(tmp_path / "out" / "history.csv") == [
+        Record(1, kept, "", "-"), Record(2, kept, "Ann", "m2"), Record(3, kept, "", "-")]
+    [gone] = records(tmp_path / "out" / "rooms" / "quiet.csv")
+    assert gone.seq == 1 and gone.deleted
