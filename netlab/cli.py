@@ -15,6 +15,7 @@ import click
 from netlab import admin
 from netlab.bench_cli import bench
 from netlab.bus.address import BusAddress
+from netlab.bus.commands import export_command, import_command
 from netlab.chat_core import ChatConfig
 from netlab.cli_options import (
     COUNT,
@@ -424,3 +425,5 @@ def make_cert(out: Path, hosts: tuple[str, ...]) -> None:
     click.echo(f"clients: copy {cert} to them and run netlab chat connect --tls --ca {cert.name} ...")
 
 main.add_command(bench)
+chat.add_command(export_command)
+chat.add_command(import_command)

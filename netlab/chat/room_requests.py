@@ -272,7 +272,7 @@ class RoomRequests:
             raise ValueError(f"a topic is {w.TOPIC_RULES}")
         rooms = self.chat.rooms
         if name == GENERAL:
-            record = RoomRecord(GENERAL, False, None, text, "")
+            record = RoomRecord(GENERAL, False, None, text, p.timestamp(self.chat.wall))
         elif name in rooms.records:
             record = dataclasses.replace(rooms.records[name], topic=text)
         else:
