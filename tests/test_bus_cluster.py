@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from bus_cluster import Recording, running_cluster, say_until_stored
+from bus_cluster import Recording, crash_redis, running_cluster, say_until_stored
 from chatclient import PASSWORD, ChatClient, registered
-from procs import WAIT
+from procs import WAIT, wait_until
 from v2client import logged_in2, registered2
 
 #: The issue's bound: a node killed with kill -9 has its users shown offline everywhere within it.
@@ -230,3 +230,35 @@ def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lo
                 assert shown(whole_history(reader)) == expected
                 reader.send("users")  # and nobody went offline with the bus
                 assert reader.wait_for("users")["online"] == ["alice", "bob", "carol"]
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: after a Redis outage longer than the presence TTL, "
+                   "a node's first scan finds the other nodes' expired hashes and shows their users "
+                   "leaving (and joining again a heartbeat later), though none went offline")
+def test_a_redis_outage_longer_than_the_presence_ttl_shows_nobody_leaving(tmp_path):
+    with running_cluster(tmp_path, 2) as cluster:
+        alice = registered2(cluster.port(0), "alice")
+        bob = Recording(cluster.port(1))
+        bob.ignore = set()  # presence is the point here
+        bob.register2("bob")
+        with cluster.redis.client() as redis:
+            wait_until(lambda: len(online_hashes(redis)) == 2)
+            expiry_ms = max(redis.execute_command("PEXPIRETIME", key) for key in online_hashes(redis))
+        crash_redis(cluster.redis)
+        # The one wait on the clock: the hashes' expiry passing while Redis is down is the
+        # fault itself (no event announces it); Redis drops them as it loads its AOF.
+        wait_until(lambda: time.time() * 1000 > expiry_ms, timeout=WAIT, interval=0.1)
+        cluster.redis.start()
+        with cluster.redis.client() as redis:
+            wait_until(lambda: len(online_hashes(redis)) == 2)  # both nodes' heartbeats are back
+        say_until_stored(alice, "general", "back", "back1")
+        frames = []
+        while not any(frame.get("text") == "back" for frame in frames):
+            frames.append(bob.recv())
+        frames += bob.sync()
+        assert [frame for frame in frames if frame["type"] in {"join", "leave"}] == []
+
+
+def online_hashes(redis) -> list[bytes]:
+    """The nodes' presence hashes in the bus (docs/scale-out.md: netlab:online:NODE)."""
+    return list(redis.scan_iter(match="netlab:online:*"))
