@@ -14,7 +14,7 @@ import pytest
 from bus_cluster import Recording, crash_redis, running_cluster, say_until_stored
 from chatclient import PASSWORD, ChatClient, registered
 from procs import WAIT, wait_until
-from v2client import logged_in2, registered2
+from v2client import V2Client, logged_in2, registered2
 
 #: The issue's bound: a node killed with kill -9 has its users shown offline everywhere within it.
 OFFLINE_WITHIN = 10.0
@@ -188,6 +188,61 @@ def test_direct_messages_and_read_markers_reach_an_accounts_sessions_on_every_no
             assert conversations == [{"with": "alice", "last_seq": 2, "read_seq": 2}]
             page = bob_tablet.history(**{"with": "alice"})
             assert shown(page["messages"]) == [(1, "alice", "psst"), (2, "bob", "got it")]
+
+
+#: Names raced for at once from two nodes in one test: a race lost one time in a few shows.
+RACES = 10
+
+
+def outcomes(answers: list[dict]) -> list[str]:
+    """What each of several requests came to: its answer's type, or its error's code."""
+    return sorted(answer.get("code", answer["type"]) for answer in answers)
+
+
+def test_a_name_registered_at_once_on_two_nodes_goes_to_one_account(tmp_path):
+    with running_cluster(tmp_path, 2) as cluster:
+        for race in range(RACES):
+            clients = [V2Client(cluster.port(0)), V2Client(cluster.port(1))]
+            for client in clients:  # both in flight before either is answered
+                client.send("register", username=f"sam{race}", password=PASSWORD, protocol=2)
+            assert outcomes([client.recv() for client in clients]) == ["ok", "username_taken"]
+            for client in clients:
+                client.close()
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: two nodes' create of one name at once both answer "
+                   "joined; the loser is made a member of the winner's room, a private one included")
+def test_a_room_created_at_once_on_two_nodes_goes_to_one_creator(tmp_path):
+    with running_cluster(tmp_path, 2) as cluster:
+        sam, tom = registered2(cluster.port(0), "sam"), registered2(cluster.port(1), "tom")
+        for race in range(RACES):
+            sam.send("create", room=f"den{race}")
+            tom.send("create", room=f"den{race}", private=True)
+            answers = [sam.recv(), tom.recv()]
+            assert outcomes(answers) == ["joined", "room_exists"], (race, answers)
+
+
+def test_a_deletion_and_history_pages_agree_on_every_node_also_one_started_after_them(tmp_path):
+    with running_cluster(tmp_path, 2, "--rate-limit", "0") as cluster:
+        alice = registered2(cluster.port(0), "alice")
+        bob = registered2(cluster.port(1), "bob")
+        said = [alice.say_in("general", f"line {n}") for n in range(1, 31)]
+        alice.send("delete", room="general", seq=7)
+        assert bob.wait_for("deleted") == {"type": "deleted", "room": "general", "seq": 7}
+        kept = shown(said[:6] + said[7:])
+        cluster.restart(1)  # node 1 starts with the messages already in the bus
+        pages = []
+        for index in range(2):
+            with logged_in2(cluster.port(index), "bob") as reader:
+                assert shown(whole_history(reader)) == kept
+                newest = reader.history(limit=10)
+                older = reader.history(limit=10, before=newest["messages"][0]["seq"])
+                oldest = reader.history(limit=10, after=0)  # holds seq 7's slot or not: "at most"
+                pages.append([(shown(page["messages"]), page["more"]) for page in (newest, older, oldest)])
+        assert pages[0] == pages[1], "the nodes page history differently"
+        [(newest, _), (older, _), (oldest, more)] = pages[0]
+        assert (newest, older) == (kept[-10:], kept[-20:-10])
+        assert oldest == kept[:len(oldest)] and len(oldest) >= 9 and more
 
 
 def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lost_or_doubled(tmp_path):
