@@ -29,16 +29,17 @@ from netlab.bus.accounts import BusAccounts
 from netlab.bus.address import BusAddress, connect
 from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
+from netlab.bus.names import Hidden, Names
 from netlab.bus.presence import HEARTBEAT, ONLINE, TTL
-from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, parse_key, went_back
-from netlab.bus.records import direct_body, record_of, room_body
+from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, went_back
+from netlab.bus.records import direct_body, hidden_record, room_body, room_record
 from netlab.bus.state import BusState, KeyMismatch, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
 from netlab.chat import jobs
 from netlab.chat.arrivals import arrived
 from netlab.crypto import Vault, create_key_file, new_key, read_key
 from netlab.files import StartupError
-from netlab.store.records import CLIENTS_FILE
+from netlab.store.records import CLIENTS_FILE, Record
 from netlab.store.room_records import GENERAL, Key, Restriction, RoomsSnapshot
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class BusNode:
         self.address = address
         self.client = connect(address, RUN_TIMEOUT)  # the worker threads' (redis-py pools connections)
         self.fanout_cap = fanout_cap
-        self.state = BusState(self.client, self.id, fanout_cap)
+        self.names = Names(vault)
+        self.state = BusState(self.client, self.id, fanout_cap, self.names)
         try:
             self.state.check_key(vault)
             loaded = self.state.load(general_window)
@@ -132,8 +134,9 @@ class BusNode:
         """A `say`: to the writer; `done` hears the bus's answer on the loop."""
         if isinstance(job.key, tuple):
             body = direct_body(self.accounts.vault, job.key, job.ts, job.sender, job.text)
+            pair = self.names.seal(job.key)
         else:
-            body = room_body(job.ts, job.sender, job.text)
+            body, pair = room_body(job.ts, job.sender, job.text), ""
         if job.say_id is not None:
             say_id, echo = (job.account, job.say_id), None
         else:  # a key of the node's own ("~" is no account id's), so a lost answer is resent safely
@@ -144,7 +147,7 @@ class BusNode:
                 self._went_back(job.key, job.floor)
             done(result)
 
-        self.writer.submit(Publish(job.key, body, say_id, echo, job.floor), answered)
+        self.writer.submit(Publish(self.names.hide(job.key), body, say_id, echo, job.floor, pair), answered)
 
     def save_marks(self, marks: dict) -> None:
         self._changes.put(lambda: self.state.save_markers(marks))
@@ -229,22 +232,23 @@ class BusNode:
     def arrive(self, entries: list[FanoutEntry | FanoutEvent]) -> None:
         chat = self._chat
         assert chat is not None
-        vault, back = self.accounts.vault, None
+        back: tuple[Key, int] | None = None
         for entry in entries:
             if isinstance(entry, FanoutEntry):
-                if self.journals.journal(entry.key).went_back(entry.seq):
-                    back = back or entry  # never shown: its seq meant another message
-                    continue
-                record = record_of(vault, entry.key, entry.seq, entry.record)
-                if record is None:
+                found = self._message(entry)
+                if found is None:
                     log.error("the bus holds a message netlab did not write (%s, seq %d): skipped",
                               entry.key if isinstance(entry.key, str) else "a conversation", entry.seq)
                     continue
-                arrived(chat.talk, entry.key, record, entry.account, entry.say_id)
+                key, record = found
+                if self.journals.journal(key).went_back(entry.seq):
+                    back = back or (key, entry.seq)  # never shown: its seq meant another message
+                    continue
+                arrived(chat.talk, key, record, entry.account, entry.say_id)
             elif entry.node != self.id:
                 self._apply(chat, json.loads(entry.event), entry.node)
         if back is not None:
-            self._went_back(back.key, back.seq)
+            self._went_back(*back)
 
     def _went_back(self, key: Key, seq: int) -> None:
         """The bus's counter of `key` is below `seq`, a seq this node delivered: it was restored
@@ -259,7 +263,8 @@ class BusNode:
     def _raise(self, floors: dict) -> None:
         """Counters raised past every seq this node delivered and the epoch bumped (bus/epochs.py):
         no seq is given a third time."""
-        log.warning("bus epoch now %d", Epochs(self.client).raise_floors(floors).epoch)
+        hidden = {self.names.hide(key): seq for key, seq in floors.items()}
+        log.warning("bus epoch now %d", Epochs(self.client).raise_floors(hidden).epoch)
 
     def _restored(self) -> None:
         """After the bus went back: nothing kept in memory is trusted, and every session here
@@ -280,6 +285,13 @@ class BusNode:
             log.critical("%s", why)
             self._post(lambda: self._stop(why))  # type: ignore[misc]
 
+    def _message(self, entry: FanoutEntry) -> tuple[Key, Record] | None:
+        """A fan-out entry's key and message; a conversation's pair comes out of its sealed record."""
+        if isinstance(entry.key, Hidden):
+            return hidden_record(self.names, entry.key, entry.seq, entry.record)
+        record = room_record(entry.seq, entry.record)
+        return (entry.key, record) if record is not None else None
+
     def _apply(self, chat: Chat, event: dict, node: str) -> None:
         kind = event["t"]
         if kind in ("account", "password"):
@@ -288,7 +300,7 @@ class BusNode:
         if kind == "removed":
             self.accounts.forget(event["id"])
         room = room_of(event["row"]) if kind == "room" else None
-        key = parse_key(event["k"]) if kind in ("marker", "deleted") else None
+        key = self.state.key_of_event(event) if kind in ("marker", "deleted") else None
         restriction = Restriction(*event["row"]) if kind == "restriction" else None
         chat.replica.apply(event, node, room, key, restriction)
 
