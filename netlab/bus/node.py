@@ -76,6 +76,7 @@ class BusNode:
                                "the same key (NETLAB_KEY, or a copy of netlab.key)") from None
         except redis.RedisError as exc:
             raise StartupError(f"cannot read the bus at {address.url}: {exc}") from None
+        warn_if_not_durable(self.client, address)
         self.accounts = BusAccounts(self.state, vault, loaded.accounts)
         self.snapshot = RoomsSnapshot(
             rooms={r.name: r for r in loaded.rooms}, members=loaded.members, markers=loaded.markers,
@@ -312,6 +313,19 @@ class BusNode:
         else:
             log.error("lost the bus at %s (%s): says are answered unavailable until it returns",
                       self.address.url, why)
+
+
+def warn_if_not_durable(client: redis.Redis, address: BusAddress) -> None:
+    """A Redis that does not fsync each write before answering may lose acknowledged messages
+    in a crash: said once at start (a managed Redis may rename CONFIG away: then nothing)."""
+    try:
+        found = {**client.config_get("appendonly"), **client.config_get("appendfsync")}
+    except redis.RedisError:
+        return
+    if found.get("appendonly") != "yes" or found.get("appendfsync") != "always":
+        log.warning("the bus at %s runs with appendonly %s, appendfsync %s: a crash of it may lose "
+                    "acknowledged messages (docs/scale-out.md wants yes and always)", address.url,
+                    found.get("appendonly", "?"), found.get("appendfsync", "?"))
 
 
 def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int,
