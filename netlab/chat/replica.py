@@ -20,6 +20,7 @@ from netlab.store.room_records import GENERAL, Key, Restriction, RoomRecord
 from netlab.wire import rooms as w
 
 if TYPE_CHECKING:
+    from netlab.chat.journal import Journal
     from netlab.chat_core import Chat
 
 log = logging.getLogger("netlab.chat")
@@ -104,7 +105,10 @@ class Replica:
 
     def _deleted(self, key: Key, seq: int) -> None:
         chat = self.chat
-        chat.journals.journal(key).forget(seq)
+        journal = chat.journals.journal(key)
+        if _deleted_already(journal, seq):
+            return  # the event again: its `deleted` was told the first time
+        journal.forget(seq)
         if not isinstance(key, tuple):
             return chat.talk.tell_deleted(key, seq, None, None)
         first, second = chat.accounts.by_id(key[0]), chat.accounts.by_id(key[1])
@@ -154,3 +158,12 @@ class Replica:
         if account is not None:
             chat.rooms.went_offline(account.id, name.lower(), chat.now)
         chat.fx.broadcast(p.encode_payload(p.presence("leave", name)), urgent=False)
+
+
+def _deleted_already(journal: Journal, seq: int) -> bool:
+    """Whether the journal's window speaks for `seq` and no longer holds it (a message it
+    delivered, then forgot). Outside the window, a deletion cannot be told from its repeat:
+    it is told (once too often at worst)."""
+    if seq > journal.last_seq or not journal.in_window(limit=1, after=seq - 1):
+        return False
+    return all(record.seq != seq for record in journal.page(limit=1, after=seq - 1)[0])
