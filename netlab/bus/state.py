@@ -52,6 +52,14 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[3], 'n', ARGV
 return 1
 """
 
+#: KEYS: the markers hash. ARGV: field, seq. A marker only moves forward: two nodes' markers of
+#: one account (two devices) may reach Redis in either order.
+_MARK_LUA = """#!lua
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
+"""
+
 
 class KeyMismatch(Exception):
     """The bus was set up with another key than this node's."""
@@ -89,6 +97,7 @@ class BusState:
         self.node = node
         self._cap = fanout_cap
         self._set_if = client.register_script(_SET_IF_LUA)
+        self._mark = client.register_script(_MARK_LUA)
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -171,10 +180,10 @@ class BusState:
         pipe.execute()
 
     def save_markers(self, marks: dict[tuple[Key, str], int]) -> None:
-        """Read markers moved (the highest of each wins, here and in Redis: HSET of a max)."""
+        """Read markers moved (the highest of each wins, here and in Redis: `_MARK_LUA`)."""
         pipe = self.client.pipeline(transaction=True)
         for (key, account_id), seq in marks.items():
-            pipe.hset(MARKERS, f"{key_text(key)} {account_id}", seq)
+            self._mark(keys=[MARKERS], args=[f"{key_text(key)} {account_id}", seq], client=pipe)
             self.add_event(pipe, "marker", k=key_text(key), id=account_id, seq=seq)
         pipe.execute()
 
