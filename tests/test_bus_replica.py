@@ -22,9 +22,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from test_chat_rooms import World, ann_makes_dev
 
+from netlab.bus.journals import BusJournals
 from netlab.bus.node import BusNode
 from netlab.bus.publish import key_text
 from netlab.bus.state import room_row
+from netlab.chat.arrivals import arrived
+from netlab.store.records import Record
 from netlab.store.room_records import GENERAL, RoomRecord, RoomsSnapshot, conversation
 
 TS = "2026-12-05T10:00:00.000Z"
@@ -181,6 +184,62 @@ def test_a_remote_ban_ends_the_accounts_sessions_here_and_its_lifting_lets_it_ba
     assert w.login(5, "Bob")[0]["type"] == "error"  # refused here too
     remote(w, {"t": "restriction", "row": row, "lifted": True})
     assert w.login(6, "Bob")[0]["type"] == "ok"
+
+
+def test_a_room_created_on_another_node_is_told_as_one_created_here(tmp_path):
+    local, replica = worlds(tmp_path)
+    for w in (local, replica):
+        w.login(1, "Ann")
+        w.login(2, "Bob")
+        w.login(3, "Ann")
+        for sid in (1, 2, 3):
+            w.new(sid)
+    local.chat.receive(3, {"type": "create", "room": "ops", "topic": "pager"})
+    ann = replica.account("Ann")
+    record = RoomRecord("ops", False, ann.id, "pager", local.chat.rooms.records["ops"].created)
+    remote(replica, {"t": "room", "row": room_row(record), "by": ann.id})
+    remote(replica, member(replica, "Ann", "ops", True))
+    assert replica.new(1) == local.new(1) == [{
+        "type": "joined", "room": "ops", "topic": "pager", "private": False, "owner": "Ann", "members": 1,
+        "last_seq": 0, "read_seq": 0}]
+    both(local, replica, (2, 3))
+    assert replica.chat.rooms.records == local.chat.rooms.records
+
+
+# -- messages from the fan-out stream ------------------------------------------------------------
+
+
+def bus_journals(w: World) -> None:
+    """The chat's journals as a bus node's: messages come by `arrived`, never staged."""
+    w.chat.journals = BusJournals({}, window=50, save_marks=lambda marks: None)
+
+
+def test_an_arrived_message_is_delivered_as_a_local_say_once(tmp_path):
+    local, bus = worlds(tmp_path)
+    bus_journals(bus)
+    for w in (local, bus):
+        ann_makes_dev(w, (2, "Bob", 2), (3, "Bob", 1), (4, "Ann", 2))
+        w.chat.receive(2, {"type": "join", "room": "dev"})
+        for sid in (1, 2, 3, 4):
+            w.new(sid)
+    ann, bob = bus.account("Ann"), bus.account("Bob")
+    said = [("dev", 1, {"text": "in dev", "room": "dev", "id": "d1"}),
+            ("general", 3, {"text": "hello", "id": "v1"}),
+            ("Bob", 1, {"text": "psst", "to": "Bob", "id": "m1"})]
+    for place, sid, request in said:
+        local.chat.receive(sid, {"type": "say", **request})
+        ts = local.fx.received[sid][-1]["ts"]
+        sender = "Bob" if sid == 3 else "Ann"
+        key = conversation(ann.id, bob.id) if place == "Bob" else place
+        account = bob.id if sid == 3 else ann.id
+        for _ in range(2):  # read twice (a reader's retry): delivered once
+            arrived(bus.chat.talk, key, Record(1, ts, sender, request["text"]), account, request["id"])
+        both(local, bus, (1, 2, 3, 4))
+    assert bus.chat.rooms.conversations(ann.id) == local.chat.rooms.conversations(ann.id) == {bob.id}
+    for w in (local, bus):  # a retried say is answered with its first message, from the window
+        w.chat.receive(1, {"type": "say", "text": "in dev", "room": "dev", "id": "d1"})
+    both(local, bus, (1, 2, 3, 4))
+    assert bus.send(1, "history", room="dev") == local.send(1, "history", room="dev")
 
 
 # -- applying an event twice -----------------------------------------------------------------
