@@ -225,7 +225,9 @@ class BusNode:
             self.accounts.learn(event["row"])
             return
         if kind == "removed":
-            self.accounts.forget(event["id"])
+            if (account := self.accounts.forget(event["id"])) is not None:
+                chat.replica.removed(account)
+            return
         room = room_of(event["row"]) if kind == "room" else None
         key = parse_key(event["k"]) if kind in ("marker", "deleted") else None
         restriction = Restriction(*event["row"]) if kind == "restriction" else None

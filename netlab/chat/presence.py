@@ -84,6 +84,10 @@ class Presence:
         """Whether the user has a session here or (bus mode) on another node."""
         return username.lower() in self._online
 
+    def nodes_of(self, username: str) -> list[str]:
+        """Bus mode: the other nodes the user has sessions on."""
+        return sorted(self._remote.get(username.lower(), ()))
+
     def sessions_of(self, username: str) -> list[int]:
         entry = self._online.get(username.lower())
         return list(entry[1]) if entry is not None else []

@@ -22,6 +22,7 @@ from netlab.wire import rooms as w
 if TYPE_CHECKING:
     from netlab.chat.journal import Journal
     from netlab.chat_core import Chat
+    from netlab.store.records import Account
 
 log = logging.getLogger("netlab.chat")
 
@@ -51,8 +52,6 @@ class Replica:
             self.online(event["id"], node)
         elif kind == "offline":
             self.offline(event["id"], node)
-        elif kind == "removed":
-            self.chat.end_sessions_without_account()
 
     # -- rooms ---------------------------------------------------------------------------------
 
@@ -67,6 +66,19 @@ class Replica:
         rooms.add_room(record)
         if before is not None and before.topic != record.topic:
             chat.broadcast(p.encode_payload(w.topic(record.name, record.topic, self._name(by))), record.name)
+
+    def removed(self, account: Account) -> None:
+        """Another node removed the account (forgotten here already, so the `leave`s and the
+        `offline` that follow on that node name nobody here): its sessions here end, it leaves
+        its rooms and goes offline here as it does there."""
+        chat, key = self.chat, account.username.lower()
+        chat.end_sessions_without_account()
+        for name in sorted(chat.rooms.rooms_of(account.id)):
+            chat.rooms.set_member(name, account.id, False)
+            chat.rooms.left_online(name, key)
+            chat.broadcast(p.encode_payload(w.member(name, account.username, "left")), name)
+        for node in chat.presence.nodes_of(account.username):
+            self._left(account.username, node)
 
     def _name(self, account_id: str) -> str:
         account = self.chat.accounts.by_id(account_id) if account_id else None
