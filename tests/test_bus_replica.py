@@ -206,6 +206,42 @@ def test_a_room_created_on_another_node_is_told_as_one_created_here(tmp_path):
     assert replica.chat.rooms.records == local.chat.rooms.records
 
 
+class NodeAccounts(MemoryAccounts):
+    """Accounts that forget one removed on another node, as BusAccounts do on its event."""
+
+    def forget(self, account_id: str):
+        account = self._by_id.pop(account_id, None)
+        if account is not None:
+            del self._by_name[account.username.lower()]
+        return account
+
+
+def test_an_account_removed_on_another_node_leaves_its_rooms_and_goes_offline_here(tmp_path):
+    accounts = NodeAccounts()
+    accounts.add("Ann", CHEAP.hash(PASSWORD), "127.0.0.1")  # an empty one is falsy: World would swap it
+    w = World(tmp_path, accounts=accounts)
+    ann_makes_dev(w, (2, "Bob", 2))
+    bob, cy = w.account("Bob"), w.account("Cy")
+    for name in ("Bob", "Cy"):
+        remote(w, member(w, name, "dev", True))
+        remote(w, {"t": "online", "id": w.account(name).id})
+    w.new(1)
+    w.new(2)
+    for account in (cy, bob):  # what the removing node writes: the removal, then what follows it
+        remote(w, {"t": "removed", "id": account.id})
+        remote(w, {"t": "offline", "id": account.id})
+        remote(w, {"t": "member", "room": "dev", "id": account.id, "member": False})
+    assert w.new(1) == [{"type": "member", "room": "dev", "username": "Cy", "change": "left"},
+                        {"type": "leave", "username": "Cy"},
+                        {"type": "member", "room": "dev", "username": "Bob", "change": "left"},
+                        {"type": "leave", "username": "Bob"}]
+    assert w.new(2)[-1] == {"type": "kicked", "reason": "account removed"}
+    assert w.send(1, "users", room="dev")[0]["online"] == ["Ann"]
+    assert [name for name, _ in w.chat.presence.users()] == ["Ann"]
+    assert w.chat.rooms.members["dev"] == {w.account("Ann").id}
+    assert w.chat.presence.on_node("two") == []
+
+
 # -- messages from the fan-out stream ------------------------------------------------------------
 
 
