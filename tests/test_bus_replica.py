@@ -367,6 +367,7 @@ class PresenceAcrossNodes(RuleBasedStateMachine):
         self.next_sid = 1
         self.said = 0  # general's broadcasts looked at
         self.online_before: set[str] = set()
+        self.members = set(USERS)  # of dev
 
     def teardown(self) -> None:
         self.w.history.close()
@@ -400,6 +401,12 @@ class PresenceAcrossNodes(RuleBasedStateMachine):
         self.w.chat.replica.reconcile(node, {self.ids[u] for u in users})
         self.remote[node] = set(users)
 
+    @rule(user=st.sampled_from(USERS), joined=st.booleans())
+    def membership(self, user: str, joined: bool) -> None:
+        """Another node's join or leave of dev: the room's online members follow it."""
+        remote(self.w, member(self.w, user, "dev", joined))
+        (self.members.add if joined else self.members.discard)(user)
+
     @rule(node=st.sampled_from(NODES))
     def node_gone(self, node: str) -> None:
         assert self.w.chat.replica.node_gone(node) == len(self.remote[node])
@@ -418,7 +425,8 @@ class PresenceAcrossNodes(RuleBasedStateMachine):
         assert sorted(said) == sorted(expected)
         self.online_before = now
         assert [name for name, _ in self.w.chat.presence.users()] == sorted(now)
-        assert self.w.chat.rooms.online.get("dev", []) == sorted(u.lower() for u in now)
+        assert self.w.chat.rooms.online.get("dev", []) == sorted(u.lower() for u in now & self.members)
+        assert self.w.chat.rooms.members["dev"] == {self.ids[u] for u in self.members}
         for node in NODES:
             assert sorted(self.w.chat.presence.on_node(node)) == sorted(self.remote[node])
 
