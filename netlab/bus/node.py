@@ -30,10 +30,10 @@ from netlab.bus.address import BusAddress, connect
 from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
 from netlab.bus.names import Hidden, Names
-from netlab.bus.presence import HEARTBEAT, ONLINE, TTL
+from netlab.bus.presence import HEARTBEAT, TTL, NodePresence, online_by_node
 from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, went_back
 from netlab.bus.records import direct_body, hidden_record, room_body, room_record
-from netlab.bus.state import BusState, KeyMismatch, general_records, room_of
+from netlab.bus.state import BusState, KeyMismatch, event_key, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
 from netlab.chat import jobs
 from netlab.chat.arrivals import arrived
@@ -50,9 +50,6 @@ log = logging.getLogger("netlab.chat")
 #: How long a running node waits for Redis to connect or answer before it counts it lost
 #: (above the reader's XREAD BLOCK of 1 s; below a client's patience for `unavailable`).
 RUN_TIMEOUT = 5.0
-#: The field that keeps a node's presence hash alive while none of its users is online: a
-#: node whose hash is gone is a node that stopped renewing it (killed, or cut off).
-ALIVE = "-"
 
 Post = Callable[[Callable[[], None]], None]
 
@@ -88,7 +85,7 @@ class BusNode:
         self.journals = BusJournals(loaded.seqs, window, self.save_marks)
         self.journals.preload(GENERAL, general_records(loaded.general), general_seq, general_window)
         self._fanout_end = loaded.fanout_end
-        self._local: dict[str, int] = {ALIVE: 0}  # this node's online accounts (presence thread)
+        self._hash = NodePresence(self.client, self.id)  # this node's online accounts (presence thread)
         self._made_up = itertools.count(1)  # version 1 says' idempotency keys
         self._changes: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._chat: Chat | None = None
@@ -109,7 +106,7 @@ class BusNode:
         reader = self._reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
                                           tick=self._heartbeat, every=HEARTBEAT)
         changes = threading.Thread(target=self._write_changes, name="bus-presence", daemon=True)
-        self._changes.put(self._beat)
+        self._changes.put(self._hash.beat)
         self._threads = [self.writer, reader, changes]
         self.writer.start()
         reader.start()
@@ -125,7 +122,7 @@ class BusNode:
         changes.join()
         reader.close()
         try:
-            self.client.delete(ONLINE + self.id)
+            self._hash.leave()
         except redis.RedisError as exc:
             log.warning("the bus did not hear this node stop (%s): its users go offline in %d s", exc, TTL)
 
@@ -167,10 +164,10 @@ class BusNode:
             try:
                 change = self._changes.get(timeout=max(0.0, next_beat - time.monotonic()))
             except queue.Empty:
-                change = self._beat
+                change = self._hash.beat
             if change is None:
                 return
-            if change == self._beat:
+            if change == self._hash.beat:
                 next_beat = time.monotonic() + HEARTBEAT
             try:
                 change()
@@ -179,27 +176,8 @@ class BusNode:
 
     def _presence(self, account_id: str, online: bool) -> None:
         """The hash first, then the event: a node that reads the event finds the hash agreeing."""
-        if online:
-            self._local[account_id] = 1
-        else:
-            self._local.pop(account_id, None)
-        pipe = self.client.pipeline(transaction=True)
-        if online:
-            pipe.hset(ONLINE + self.id, account_id, 1)
-        else:
-            pipe.hdel(ONLINE + self.id, account_id)
-        pipe.pexpire(ONLINE + self.id, int(TTL * 1000))
-        self.state.add_event(pipe, "online" if online else "offline", id=account_id)
-        pipe.execute()
-
-    def _beat(self) -> None:
-        """Renew this node's hash; rewrite it whole if it expired (Redis was away meanwhile)."""
-        key = ONLINE + self.id
-        if not self.client.pexpire(key, int(TTL * 1000)):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(key, mapping=dict(self._local))
-            pipe.pexpire(key, int(TTL * 1000))
-            pipe.execute()
+        kind = "online" if online else "offline"
+        self._hash.set(account_id, online, lambda pipe: self.state.add_event(pipe, kind, id=account_id))
 
     # -- the reader thread ----------------------------------------------------------------------
 
@@ -211,11 +189,7 @@ class BusNode:
     def _scan_presence(self, client: redis.Redis) -> None:
         """Every node's online accounts, posted in stream order: the loop makes its other
         nodes' users exactly these (a node gone: its users offline)."""
-        nodes: dict[str, set[str]] = {}
-        for key in client.scan_iter(match=ONLINE + "*", count=100):
-            node = key.decode()[len(ONLINE):]
-            if node != self.id:
-                nodes[node] = {a.decode() for a in client.hkeys(key)} - {ALIVE}
+        nodes = online_by_node(client, self.id)
         self._post(lambda: self._reconcile(nodes))  # type: ignore[misc]
 
     def _reconcile(self, nodes: dict[str, set[str]]) -> None:
@@ -299,9 +273,11 @@ class BusNode:
             self.accounts.learn(event["row"])
             return
         if kind == "removed":
-            self.accounts.forget(event["id"])
+            if (account := self.accounts.forget(event["id"])) is not None:
+                chat.replica.removed(account)
+            return
         room = room_of(event["row"]) if kind == "room" else None
-        key = self.state.key_of_event(event) if kind in ("marker", "deleted") else None
+        key = event_key(event, self.names) if kind in ("marker", "deleted") else None
         restriction = Restriction(*event["row"]) if kind == "restriction" else None
         chat.replica.apply(event, node, room, key, restriction)
 

@@ -67,6 +67,16 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[3], 'n', ARGV
 return 1
 """
 
+#: KEYS: the markers hash. ARGV: field, seq. A marker only moves forward: two nodes' markers of
+#: one account (two devices) may reach Redis in either order.
+_MARK_LUA = """#!lua
+local function seq_of(value) return tonumber(string.match(value or '0', '^%d+')) end
+if seq_of(ARGV[2]) > seq_of(redis.call('HGET', KEYS[1], ARGV[1])) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+"""
+
 
 class KeyMismatch(Exception):
     """The bus was set up with another key than this node's."""
@@ -107,6 +117,7 @@ class BusState:
         self.node = node
         self._cap = fanout_cap
         self._set_if = client.register_script(_SET_IF_LUA)
+        self._mark = client.register_script(_MARK_LUA)
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -124,8 +135,8 @@ class BusState:
             raise KeyMismatch
 
     def load(self, general_window: int) -> Loaded:
-        """The bus's state and the fan-out stream's end, read in one MULTI/EXEC."""
-        assert self.names is not None
+        """The bus's state and the fan-out stream's end, read in one MULTI/EXEC (without
+        `names`, conversations are left out: they cannot be told)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.xrevrange(FANOUT, count=1)
         for name in (ACCOUNTS, ROOMS, MEMBERS, MARKERS, DIRECT_MARKERS, BANS, SEQ_HASH, CONVERSATIONS):
@@ -160,17 +171,20 @@ class BusState:
         if isinstance(key, str):
             return key
         sealed = pairs.get(text.encode())
-        return self.names.open(sealed, key) if sealed is not None else None  # type: ignore[union-attr]
+        return self.names.open(sealed, key) if sealed is not None and self.names is not None else None
 
-    def _open_marker(self, sealed: bytes) -> tuple[Conversation, str, int] | None:
+    def _open_marker(self, value: bytes) -> tuple[Conversation, str, int] | None:
+        _seq, _, sealed = value.decode().partition(" ")
+        if self.names is None:
+            return None
         try:
-            a, b, account, seq = json.loads(self.names.vault.decrypt(sealed.decode(), _MARKER_CONTEXT))  # type: ignore[union-attr]
+            a, b, account, seq = json.loads(self.names.vault.decrypt(sealed, _MARKER_CONTEXT))  # type: ignore[union-attr]
         except (InvalidTag, ValueError, TypeError, UnicodeDecodeError):
             return None
         return (str(a), str(b)), str(account), int(seq)
 
     def bus_key(self, key: Key) -> BusKey:
-        return self.names.hide(key)  # type: ignore[union-attr]
+        return key if isinstance(key, str) else self.names.hide(key)  # type: ignore[union-attr]
 
     # -- changes ---------------------------------------------------------------------------------
 
@@ -215,22 +229,25 @@ class BusState:
         pipe.execute()
 
     def save_markers(self, marks: dict[tuple[Key, str], int]) -> None:
-        """Read markers moved, each with its event; a conversation's sealed (names.py)."""
+        """Read markers moved, each with its event (the highest of each wins, here and in Redis:
+        `_MARK_LUA`); a conversation's kept sealed (names.py)."""
         pipe = self.client.pipeline(transaction=True)
         for (key, account_id), seq in marks.items():
-            pipe.hset(*self.marker_field(key, account_id, seq))
+            hash_name, field_name, value = self.marker_field(key, account_id, seq)
+            self._mark(keys=[hash_name], args=[field_name, value], client=pipe)
             where = {"c": self.names.seal(key)} if isinstance(key, tuple) else {"k": key_text(key)}  # type: ignore[union-attr]
             self.add_event(pipe, "marker", id=account_id, seq=seq, **where)
         pipe.execute()
 
     def marker_field(self, key: Key, account_id: str, seq: int) -> tuple[str, str, str | int]:
         """Where a marker is kept: (hash, field, value). A conversation's field is a token of
-        (pair, account) and its value sealed, so neither shows who talks to whom."""
+        (pair, account) and its value `SEQ SEALED` (the seq first, for `_MARK_LUA`), so
+        neither shows who talks to whom."""
         if not isinstance(key, tuple):
             return MARKERS, f"{key_text(key)} {account_id}", seq
         vault = self.names.vault  # type: ignore[union-attr]
         return (DIRECT_MARKERS, vault.conversation_token(f"marker:{key[0]}:{key[1]}:{account_id}"),
-                vault.encrypt(json.dumps([*key, account_id, seq]), _MARKER_CONTEXT))
+                f"{seq} {vault.encrypt(json.dumps([*key, account_id, seq]), _MARKER_CONTEXT)}")
 
     def save_restriction(self, restriction: Restriction, lifted: bool) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -256,18 +273,20 @@ class BusState:
         gone, _ = pipe.execute()
         return bool(gone)
 
-    def key_of_event(self, event: dict) -> Key | None:
-        """The room (`k`) or conversation (`c`, its sealed pair) a marker or deletion is of."""
-        if "c" in event:
-            return self.names.open(event["c"])  # type: ignore[union-attr]
-        key = parse_key(event["k"])
-        return key if isinstance(key, str) else None
-
     def presence(self, account_id: str, online: bool) -> None:
         """An account's first session on this node began, or its last one here ended."""
         pipe = self.client.pipeline(transaction=False)
         self.add_event(pipe, "online" if online else "offline", id=account_id)
         pipe.execute()
+
+
+def event_key(event: dict, names: Names) -> Key | None:
+    """The room (`k`) or conversation (`c`, its sealed pair) a marker or deletion event is of;
+    None for a conversation whose pair does not open with this key."""
+    if "c" in event:
+        return names.open(event["c"])
+    key = parse_key(event["k"])
+    return key if isinstance(key, str) else None
 
 
 def general_records(stored: list[tuple[int, bytes]]) -> list[Record]:
