@@ -26,6 +26,7 @@ from test_chat_console import marked
 from v2client import V2Client, logged_in2, registered2
 
 from netlab.bus.export import export_chat
+from netlab.bus.names import Names
 from netlab.bus.publish import Publish, Publisher
 from netlab.bus.records import room_body
 from netlab.bus.state import BusState
@@ -252,7 +253,7 @@ def test_a_deleted_message_is_exported_in_the_deleted_form_wherever_it_is(tmp_pa
             publisher.publish(Publish(GENERAL, room_body(f"2026-01-01T00:00:0{n}.000Z", "Ann", f"m{n}")))
         publisher.publish(Publish("quiet", room_body("2026-01-01T00:00:04.000Z", "Ann", "gone")))
         for key, seq in ((GENERAL, 1), (GENERAL, 3), ("quiet", 1)):
-            assert BusState(client, "a-node").delete_message(key, seq)
+            assert BusState(client, "a-node", names=Names(vault)).delete_message(key, seq)
         moved = export_chat(client, redis_server.url, vault, tmp_path / "out")
     assert str(moved) == ("exported 0 account(s), 1 room(s) besides general and 4 message(s) "
                           "(3 of them deleted)")

@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 import redis
 
+from netlab.bus.names import Names
 from netlab.bus.pages import page
 from netlab.bus.publish import say_ids_set
 from netlab.bus.records import record_of
@@ -92,7 +93,7 @@ def refuse_unless_new(data_dir: Path) -> None:
 def export_chat(client: redis.Redis, url: str, vault: Vault, data_dir: Path) -> Moved:
     """The bus's chat into `data_dir` (checked by `refuse_unless_new`), or StartupError."""
     refuse_unless_new(data_dir)
-    state = BusState(client, "export")
+    state = BusState(client, "export", names=Names(vault))
     if not client.exists(KEY_CHECK):  # checked before check_key, which would set it
         raise StartupError(f"the bus at {url} holds no chat (no node or import has used it)")
     try:
@@ -119,6 +120,7 @@ class _Writer:
     def __init__(self, client: redis.Redis, vault: Vault, work: Path, loaded: Loaded) -> None:
         self.client = client
         self.vault = vault
+        self.names = Names(vault)
         self.work = work
         self.loaded = loaded
         self.messages = 0
@@ -175,7 +177,7 @@ class _Writer:
         """The key's say ids (the bus's window, at most SAY_ID_WINDOW) up to seq `last`, in
         seq order; members that are not an account's (a node's own) are left out."""
         found = []
-        for member, score in self.client.zrange(say_ids_set(key), 0, -1, withscores=True):
+        for member, score in self.client.zrange(say_ids_set(self.names.hide(key)), 0, -1, withscores=True):
             account, _, say_id = member.decode().partition(":")
             if ACCOUNT_ID.fullmatch(account) and int(score) <= last:
                 found.append((int(score), (account, say_id)))
@@ -189,7 +191,7 @@ class _Writer:
         gap_from = 1
         after = 0
         while after < last:
-            stored, _more = page(self.client, key, limit=BATCH, after=after)
+            stored, _more = page(self.client, self.names.hide(key), limit=BATCH, after=after)
             stored = [(seq, body) for seq, body in stored if seq <= last]
             if not stored:
                 break

@@ -26,9 +26,10 @@ from pathlib import Path
 import redis
 
 from netlab.bus.export import BATCH, Moved
-from netlab.bus.publish import PREFIX, SEQ_HASH, key_text, messages_stream, say_ids_set
+from netlab.bus.names import Names
+from netlab.bus.publish import CONVERSATIONS, PREFIX, SEQ_HASH, key_text, messages_stream, say_ids_set
 from netlab.bus.records import direct_body, room_body
-from netlab.bus.state import ACCOUNTS, BANS, MARKERS, MEMBERS, ROOMS, BusState, room_row
+from netlab.bus.state import ACCOUNTS, BANS, MEMBERS, ROOMS, BusState, room_row
 from netlab.datadir_lock import CHAT_LOCK, DataDirUnavailable, lock_data_dir
 from netlab.files import StartupError
 from netlab.store.accounts import parse_clients
@@ -84,6 +85,8 @@ class _Loader:
     def __init__(self, client: redis.Redis, store: Store) -> None:
         self.store = store
         self.vault = store.accounts.vault
+        self.names = Names(self.vault)
+        self.state = BusState(client, "import", names=self.names)
         self.pipe = client.pipeline(transaction=False)
         self.queued = 0
         self.messages = 0  # stored
@@ -111,12 +114,12 @@ class _Loader:
             for account in accounts:
                 self._hset(MEMBERS, f"{room} {account}", "1")
         for (key, account), seq in snapshot.markers.items():
-            self._hset(MARKERS, f"{key_text(key)} {account}", str(seq))
+            self._hset(*self.state.marker_field(key, account, seq))
         for r in snapshot.restrictions:
             self._hset(BANS, f"{r.kind} {r.account}", json.dumps([r.kind, r.account, r.until, r.reason]))
         for key, entries in snapshot.say_ids.items():
             for account, say_id, seq in entries:
-                self.pipe.zadd(say_ids_set(key), {f"{account}:{say_id}": seq})
+                self.pipe.zadd(say_ids_set(self.names.hide(key)), {f"{account}:{say_id}": seq})
                 self._sent()
         self._messages(GENERAL, store.history.page, store.history.last_seq)
         rooms = sorted(store.closed_rooms)
@@ -130,13 +133,14 @@ class _Loader:
         return Moved("imported", len(rows), len(set(rooms) | set(snapshot.rooms)), self.seqs,
                      self.seqs - self.messages)
 
-    def _hset(self, name: str, field: str, value: str) -> None:
+    def _hset(self, name: str, field: str, value: str | int) -> None:
         self.pipe.hset(name, field, value)
         self._sent()
 
     def _messages(self, key: Key, read: ReadPage, last: int) -> None:
         """The key's messages into its stream under their seqs, and its counter."""
-        stream = messages_stream(key)
+        hidden = self.names.hide(key)
+        stream = messages_stream(hidden)
         for r in _records(read, last):
             body = (direct_body(self.vault, key, r.ts, r.sender, r.text) if isinstance(key, tuple)
                     else room_body(r.ts, r.sender, r.text))
@@ -145,4 +149,6 @@ class _Loader:
             self._sent()
         self.seqs += last
         if last:
-            self._hset(SEQ_HASH, key_text(key), str(last))
+            self._hset(SEQ_HASH, key_text(hidden), str(last))
+            if isinstance(key, tuple):  # how a starting node learns the conversation's pair
+                self._hset(CONVERSATIONS, key_text(hidden), self.names.seal(key))
