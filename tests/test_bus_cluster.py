@@ -14,6 +14,7 @@ import pytest
 from bus_cluster import Recording, crash_redis, running_cluster, say_until_stored
 from chatclient import PASSWORD, ChatClient, registered
 from procs import WAIT, wait_until
+from test_console_socket import console
 from v2client import V2Client, logged_in2, registered2
 
 #: The issue's bound: a node killed with kill -9 has its users shown offline everywhere within it.
@@ -243,6 +244,22 @@ def test_a_deletion_and_history_pages_agree_on_every_node_also_one_started_after
         [(newest, _), (older, _), (oldest, more)] = pages[0]
         assert (newest, older) == (kept[-10:], kept[-20:-10])
         assert oldest == kept[:len(oldest)] and len(oldest) >= 9 and more
+
+
+def test_the_operators_ban_and_mute_on_one_node_hold_on_the_others(tmp_path):
+    with running_cluster(tmp_path, 2) as cluster:
+        bob = registered(cluster.port(1), "bob")
+        bob.ignore = {"join", "leave"}
+        carol = registered2(cluster.port(1), "carol")
+        # Node 1 applies the two in this order: once bob is banned there, carol is muted there.
+        status, out, _ = console(cluster.nodes[0].data_dir, "mute carol 1h", "ban bob 1h spam")
+        assert status == 0 and out[1].startswith("banned bob for 3600 s"), out
+        assert bob.expect_fatal("banned")["message"].endswith(": spam")  # his session on node 1
+        with ChatClient(cluster.port(1)) as again:
+            again.send("login", username="bob", password=PASSWORD)
+            again.expect_fatal("banned")
+        carol.send("say", text="hello?", id="m1")
+        carol.expect_error("muted", id="m1")
 
 
 def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lost_or_doubled(tmp_path):
