@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from chatclient import ChatClient
 from procs import WAIT, Netlab
 from redis_server import RedisServer, running_redis
 from v2client import V2Client
@@ -46,9 +47,9 @@ class Node:
 
     def start(self) -> None:
         """Start the process and wait for its `listening on` line (the port it took)."""
-        bus = ("--bus", self.cluster.bus_url) if self.cluster.bus_url else ()
         self.server = Netlab("chat", "serve", "--no-repl", "--port", "0", "--data-dir", str(self.data_dir),
-                             *bus, *self.cluster.extra, env={KEY_ENV: self.cluster.key})
+                             "--bus", self.cluster.redis.url, *self.cluster.extra,
+                             env={KEY_ENV: self.cluster.key})
         try:
             self.port = self.server.listening_port()
         except AssertionError as exc:
@@ -65,23 +66,13 @@ class Node:
             self.server.kill()
         self.port = 0
 
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.server is not None and self.server.proc.poll() is None and self.port != 0
-
 
 class Cluster:
-    """`size` nodes sharing `redis` (or, with bus False, separate servers: the harness's own
-    check of its process handling, which needs no bus)."""
+    """`size` nodes sharing `redis`, all with one key."""
 
-    def __init__(self, directory: Path, redis: RedisServer | None, size: int, extra: tuple[str, ...]) -> None:
+    def __init__(self, directory: Path, redis: RedisServer, size: int, extra: tuple[str, ...]) -> None:
         self.directory = directory
         self.redis = redis
-        self.bus_url = redis.url if redis is not None else None
         self.key = new_key()
         self.extra = extra
         self.nodes = [Node(self, index) for index in range(size)]
@@ -114,10 +105,10 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(tmp_path: Path, size: int, *extra: str, bus: bool = True) -> Iterator[Cluster]:
+def running_cluster(tmp_path: Path, size: int, *extra: str) -> Iterator[Cluster]:
     """A redis-server and `size` started nodes on it; every process is killed afterwards,
     whatever the test did. `extra` goes to every node's command line."""
-    with running_redis(tmp_path / "redis") if bus else contextlib.nullcontext() as redis:
+    with running_redis(tmp_path / "redis") as redis:
         cluster = Cluster(tmp_path, redis, size, extra)
         try:
             cluster.start()
@@ -165,3 +156,13 @@ def say_until_stored(client: V2Client, room: str, text: str, say_id: str, timeou
         assert frame["code"] == "unavailable", frame
         assert time.monotonic() < deadline, f"{say_id!r} still unavailable after {timeout}s"
         time.sleep(RETRY_AFTER)
+
+
+def whole_history(client: ChatClient, **where: str) -> list[dict]:
+    """Every message of general (or `where`'s room or conversation), paging with `after`."""
+    messages: list[dict] = []
+    while True:
+        page = client.history(after=messages[-1]["seq"] if messages else 0, limit=1000, **where)
+        messages += page["messages"]
+        if not page["more"]:
+            return messages

@@ -23,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-from bus_cluster import RETRY_AFTER, Cluster, crash_redis, running_cluster
+from bus_cluster import RETRY_AFTER, Cluster, crash_redis, running_cluster, whole_history
 from chatclient import PASSWORD, Closed
 from procs import WAIT
 from v2client import V2Client
@@ -262,15 +262,6 @@ def order_faults(client: CheckedClient) -> list[str]:
     return faults
 
 
-def whole_room(session: V2Client, room: str) -> list[dict]:
-    messages: list[dict] = []
-    while True:
-        page = session.history(room=room, after=messages[-1]["seq"] if messages else 0, limit=1000)
-        messages += page["messages"]
-        if not page["more"]:
-            return messages
-
-
 def run_with_faults(cluster: Cluster, clients: list[CheckedClient], watcher: CheckedClient,
                     progress: Progress) -> None:
     """Every client's says, with the faults at their points of the run: node KILLED killed
@@ -330,7 +321,7 @@ def test_acknowledged_messages_survive_a_killed_node_and_a_redis_restart_once_ea
         for index in range(NODES):
             with V2Client(cluster.port(index)) as reader:
                 reader.login2(clients[0].name)
-                histories.append({room: whole_room(reader, room) for room in ROOMS})
+                histories.append({room: whole_history(reader, room=room) for room in ROOMS})
         history = histories[0]
         assert histories[1:] == [history] * (NODES - 1), "the nodes' histories differ"
 
