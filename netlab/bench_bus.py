@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from netlab.bench import SETUP_TIMEOUT, BenchConnection, Target, servers_for
-from netlab.bench_report import percentile
+from netlab.bench_report import percentile, process_cpu_seconds
 from netlab.crypto import KEY_ENV, new_key
 
 #: Where Debian's package puts it, for a PATH without /usr/bin (a service's, cron's).
@@ -36,6 +36,14 @@ DEBIAN_REDIS = "/usr/bin/redis-server"
 REDIS_READY = "Ready to accept connections"
 #: Seconds between looks at its log while it starts.
 LOOK = 0.05
+#: Redis' latency monitor records events (an fsync, a command) at least this long, in ms.
+LATENCY_THRESHOLD_MS = 1
+#: Redis' commands named in a window's report: those that took the most of its time.
+TOP_COMMANDS = 4
+#: The latency monitor's events said: an fsync of the AOF before an answer, a command.
+SLOW_EVENTS = ("aof-fsync-always", "command")
+#: The watch's own commands, left out of what it reports.
+WATCH_COMMANDS = ("cmdstat_info", "cmdstat_latency")
 #: Tries at a free port: another program may take it between our probe and Redis' bind.
 PORT_TRIES = 5
 #: The rows of the comparison: each load's figure, printed with its format.
@@ -57,6 +65,54 @@ def node_of(client: int, rooms: int, nodes: int) -> int:
     return (client // rooms) % nodes
 
 
+class RedisWatch:
+    """What a bus's Redis did in one window, where its share of a message's time goes: its CPU,
+    its commands' calls and time (INFO commandstats: the publish script, the readers' XREAD),
+    and its slowest fsync of the AOF and command (its latency monitor)."""
+
+    def __init__(self, url: str, pid: int) -> None:
+        import redis  # only a run with a bus needs it
+
+        self.client = redis.Redis.from_url(url, socket_timeout=SETUP_TIMEOUT)
+        self.pid = pid
+        self.cpu: float | None = None
+        self.commands: dict[str, dict[str, float]] = {}
+
+    def start(self) -> None:
+        self.client.execute_command("LATENCY", "RESET")
+        self.cpu = process_cpu_seconds(self.pid)
+        self.commands = self.client.info("commandstats")
+
+    def report(self) -> None:
+        cpu_after = process_cpu_seconds(self.pid)
+        cpu = f"{cpu_after - self.cpu:.2f} s" if cpu_after is not None and self.cpu is not None else "?"
+        said = ", ".join(f"{name} {count:,} × {usec / count:,.0f} µs"
+                         for name, count, usec in busiest(self.commands, self.client.info("commandstats")))
+        latest = self.client.execute_command("LATENCY", "LATEST")  # [event, when, latest ms, most ms]
+        worst = {event.decode(): most for event, _, _, most in latest}
+        slow = ", ".join(f"{event} {worst[event]} ms" for event in SLOW_EVENTS if event in worst)
+        print(f"  of which redis-server: {cpu}; its commands: {said or 'none'}; slowest "
+              f"(≥ {LATENCY_THRESHOLD_MS} ms): {slow or 'none'}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def busiest(before: dict[str, dict], after: dict[str, dict]) -> list[tuple[str, int, int]]:
+    """The commands (name, calls, µs) that took the most of Redis' time between two INFO
+    commandstats, TOP_COMMANDS of them; not the watch's own."""
+    spent = []
+    for name, now in after.items():
+        if name.startswith(WATCH_COMMANDS):
+            continue
+        calls, usec = now["calls"], now["usec"]
+        if (then := before.get(name)) is not None:
+            calls, usec = calls - then["calls"], usec - then["usec"]
+        if calls:
+            spent.append((name.removeprefix("cmdstat_"), calls, usec))
+    return sorted(spent, key=lambda command: -command[2])[:TOP_COMMANDS]
+
+
 @contextlib.contextmanager
 def running_redis(executable: str, directory: str) -> Iterator[tuple[str, int]]:
     """A redis-server over `directory` on a free loopback port: its URL and its pid."""
@@ -68,7 +124,8 @@ def running_redis(executable: str, directory: str) -> Iterator[tuple[str, int]]:
         proc = subprocess.Popen(
             [executable, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
              "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-             "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", str(log_path)],
+             "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", str(log_path),
+             "--latency-monitor-threshold", str(LATENCY_THRESHOLD_MS)],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:
             if ready(proc, log_path):
@@ -97,16 +154,17 @@ def ready(proc: subprocess.Popen, log_path: Path) -> bool:
 
 @contextlib.contextmanager
 def bus_nodes(executable: str, host: str, extra: list[str], tls: bool, transport: str,
-              nodes: int) -> Iterator[tuple[list[Target], int]]:
+              nodes: int) -> Iterator[tuple[list[Target], RedisWatch]]:
     """`nodes` chat servers started sharing one chat through a redis-server started for the
-    run, all under one new NETLAB_KEY: their targets, and Redis' pid."""
+    run, all under one new NETLAB_KEY: their targets, and a watch on Redis."""
     environ = {**os.environ, KEY_ENV: base64.urlsafe_b64encode(new_key()).decode()}
     with tempfile.TemporaryDirectory(prefix="netlab-bench-redis-") as directory, \
             running_redis(executable, directory) as (url, redis_pid), contextlib.ExitStack() as stack:
         targets = [stack.enter_context(servers_for("chat", host, None, [*extra, "--bus", url], tls,
                                                    (transport,), environ))[transport]
                    for _ in range(nodes)]
-        yield targets, redis_pid
+        watch = stack.enter_context(contextlib.closing(RedisWatch(url, redis_pid)))
+        yield targets, watch
 
 
 class Reach:

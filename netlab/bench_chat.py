@@ -19,13 +19,12 @@ import time
 from dataclasses import dataclass
 
 from netlab.bench import SETUP_TIMEOUT, BenchConnection, Target, join_rooms, receive, register_all
-from netlab.bench_bus import Reach, node_of, print_table
+from netlab.bench_bus import Reach, RedisWatch, node_of, print_table
 from netlab.bench_report import (
     Meter,
     latency_line,
     print_median_ratios,
     print_ratios,
-    process_cpu_seconds,
     ratios,
 )
 
@@ -49,7 +48,7 @@ class ChatLoad:
     prefix: str  # account names: PREFIX<node>u<n>, the storm's PREFIXs<n>
     in_rooms: str  # " in R rooms" for version 2 sessions, "" for general
     reach: Reach  # each message's time to its last receipt elsewhere
-    redis_pid: int | None = None  # a bus's Redis, started here
+    redis: RedisWatch | None = None  # a bus's Redis, started here
 
     @property
     def target(self) -> Target:
@@ -63,7 +62,7 @@ class ChatLoad:
 
 
 def prepare(targets: list[Target], clients: int, senders: int, rooms: int, protocol: int,
-            room_name: str = "bench", redis_pid: int | None = None) -> ChatLoad:
+            room_name: str = "bench", redis: RedisWatch | None = None) -> ChatLoad:
     """Connect, register and (version 2) seat `clients` clients in rooms ROOM_NAME-0 onwards,
     spread over `targets` (the nodes of a bus, `node_of`); say how long that took."""
     prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}{targets[0].transport[0].lower()}"
@@ -90,7 +89,7 @@ def prepare(targets: list[Target], clients: int, senders: int, rooms: int, proto
         conn.sock.setblocking(False)
         selector.register(conn.sock, selectors.EVENT_READ, conn)
     return ChatLoad(targets, conns, conns[:senders], selector, prefix, in_rooms,
-                    Reach(conns, across_nodes=len(targets) > 1), redis_pid)
+                    Reach(conns, across_nodes=len(targets) > 1), redis)
 
 
 def send(load: ChatLoad, conn: BenchConnection, due: float | None = None) -> None:
@@ -172,8 +171,9 @@ def measure(load: ChatLoad, window: int, rate: float, duration: float, storm: in
                            "password": "bench-password"}
             stormer.sock.send(stormer.encode(storm_frame))
     latencies: list[int] = []
-    meter = Meter(*(target.pid for target in load.targets), *([load.redis_pid] if load.redis_pid else []))
-    redis_cpu = process_cpu_seconds(load.redis_pid)
+    meter = Meter(*(target.pid for target in load.targets), *([load.redis.pid] if load.redis else []))
+    if load.redis:
+        load.redis.start()
     begin = time.perf_counter()
     deadline = begin + duration
     interval = len(senders) / rate if rate else 0.0
@@ -202,8 +202,8 @@ def measure(load: ChatLoad, window: int, rate: float, duration: float, storm: in
     print(f"  {sent / elapsed:,.0f} messages/s in, {len(latencies) / elapsed:,.0f} deliveries/s")
     print(f"  {latency_line(latencies)}")
     server_cpu = meter.report(elapsed, {"deliveries": len(latencies), "messages": sent})
-    if redis_cpu is not None and (redis_after := process_cpu_seconds(load.redis_pid)) is not None:
-        print(f"  of which redis-server: {redis_after - redis_cpu:.2f} s")
+    if load.redis:
+        load.redis.report()
     for stormer in stormers:
         stormer.sock.close()
     if refused:
@@ -231,8 +231,8 @@ def reached(load: ChatLoad) -> dict[str, float]:
 
 def run_chat(targets: dict[str, list[Target]], clients: int, senders: int, window: int, rate: float,
              duration: float, storm: int, rooms: int, protocol: int, rounds: int,
-             redis_pid: int | None = None) -> None:
-    """The load on each of `targets` (a transport's server, or with `redis_pid` one server then
+             redis: RedisWatch | None = None) -> None:
+    """The load on each of `targets` (a transport's server, or with `redis` one server then
     a bus's nodes), then `rounds` rounds of one window each, in the order given; with more than
     one load, each round's ratios and their medians, or for a bus the table.
 
@@ -241,7 +241,7 @@ def run_chat(targets: dict[str, list[Target]], clients: int, senders: int, windo
     """
     loads = {name: prepare(nodes, clients, senders, rooms, protocol,
                            "bench" if len(targets) == 1 else f"bench-{name}",
-                           redis_pid if len(nodes) > 1 else None)
+                           redis if len(nodes) > 1 else None)
              for name, nodes in targets.items()}
     for load in loads.values():
         drain(load)
@@ -254,9 +254,9 @@ def run_chat(targets: dict[str, list[Target]], clients: int, senders: int, windo
                 figures[name] = measure(load, window, rate, duration, storm, round_number)
                 drain(load)
             windows.append(figures)
-            if redis_pid is None:
+            if redis is None:
                 print_ratios(first, ratios(figures, RATIO_UNITS))
-        if redis_pid is not None:
+        if redis is not None:
             print_table(len(loads["bus"].targets), windows)
         elif rounds > 1 and len(loads) > 1:
             print_median_ratios(first, [ratios(figures, RATIO_UNITS) for figures in windows])

@@ -127,9 +127,9 @@ def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients:
             return
         from netlab.bench_bus import bus_nodes as started_nodes
 
-        with started_nodes(redis, host, extra, tls, transports[0], bus_nodes) as (nodes, redis_pid):
+        with started_nodes(redis, host, extra, tls, transports[0], bus_nodes) as (nodes, watch):
             run_chat({"single": list(targets.values()), "bus": nodes}, clients, senders, window, rate,
-                     duration, login_storm, rooms, protocol, rounds, redis_pid)
+                     duration, login_storm, rooms, protocol, rounds, watch)
 
 
 def bus_checked(nodes: int, port: int | None, transports: tuple[str, ...]) -> str | None:
