@@ -29,6 +29,7 @@ from netlab.chat.auth import Auth, log_refused_registration
 from netlab.chat.jobs import Job
 from netlab.chat.moderation import Moderation
 from netlab.chat.presence import Presence
+from netlab.chat.replica import Replica
 from netlab.chat.room_requests import RoomRequests, rooms_table
 from netlab.chat.rooms import Rooms
 from netlab.chat.sessions import Session, State, move, refusal, safe, who
@@ -186,6 +187,11 @@ class Chat:
             p.Register: self.auth.register, p.Login: self.auth.login, p.Ping: self._ping, p.Quit: self._quit,
             w.Password: self.auth.change_password, **self.talk.handlers(), **self.room_requests.handlers(),
         }
+        #: Bus mode: another node's changes applied here (chat/replica.py), and `announce`,
+        #: told (account id, online) when this node's first session of an account begins or
+        #: its last one ends, for the other nodes.
+        self.replica = Replica(self)
+        self.announce: Callable[[str, bool], None] | None = None
         self.messages_in = 0
         self.deliveries = 0
         self.subscribers = 0
@@ -216,6 +222,8 @@ class Chat:
             return
         self.subscribers -= 1
         name = self.presence.depart(session.username, sid)
+        if self.announce is not None and not self.presence.sessions_of(session.username):
+            self.announce(session.account.id, False)
         if name is not None:
             self.rooms.went_offline(session.account.id, name.lower(), self.now)
             self.fx.broadcast(p.encode_payload(p.presence("leave", name)), urgent=False)
@@ -274,6 +282,8 @@ class Chat:
         self.talk.send_history(session, p.History(self.config.history_size), GENERAL,
                                self.talk.home(session), at_login=True)
         first = self.presence.arrive(username, sid)
+        if self.announce is not None and len(self.presence.sessions_of(username)) == 1:
+            self.announce(account.id, True)
         self.talk.send_users(session, p.Users())
         if first:
             self.rooms.came_online(account.id, username.lower())

@@ -29,7 +29,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from netlab import wire as p
 from netlab.chat_core import Chat, ChatConfig
@@ -45,6 +45,9 @@ from netlab.loop.transport import Connection
 from netlab.loop.web import WebPort, after_feed
 from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
 from netlab.store.opening import Store
+
+if TYPE_CHECKING:
+    from netlab.bus.node import BusNode
 from netlab.wire.websocket import WEBSOCKET
 
 log = get_logger("chat")
@@ -63,10 +66,10 @@ class ChatServer(OperatorCalls):
 
     kind = "chat"
 
-    def __init__(self, listener: socket.socket, config: ChatConfig, store: Store,
+    def __init__(self, listener: socket.socket, config: ChatConfig, store: Store | BusNode,
                  tls: ssl.SSLContext | None = None, web: WebPort | None = None) -> None:
         """`listener` comes bound already: a port in use must stop start-up before
-        any data file is opened."""
+        any data file is opened. `store`: the data files, or the node of a bus (`--bus`)."""
         self.tls = tls
         self.config = config
         self.accounts = store.accounts
@@ -107,6 +110,8 @@ class ChatServer(OperatorCalls):
 
     def start(self) -> None:
         self.commit.start()
+        if self.cx.bus is not None:
+            self.cx.bus.start(self.chat, self._calls.post)
         self._thread.start()
 
     def stop(self, reason: str) -> None:
@@ -293,6 +298,8 @@ class ChatServer(OperatorCalls):
             pool.shutdown()
         try:
             self.commit.close()
+            if self.cx.bus is not None:
+                self.cx.bus.close()
         except (OSError, ValueError):
             log.exception("history could not be flushed")
             self.exit_status = 1

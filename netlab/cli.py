@@ -94,18 +94,6 @@ def listen(host: str, port: int) -> socket.socket:
         fail(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
-def refuse_bus(bus: BusAddress) -> NoReturn:
-    """--bus: an unreachable bus is one line and exit 2 (CLI.md). A reachable one is refused
-    too, for now: messages do not flow through a bus yet (docs/scale-out.md, TODO), and a
-    node that ran alone while told to share a chat would split it."""
-    from netlab.bus.address import unreachable
-
-    if (why := unreachable(bus)) is not None:
-        fail(why)
-    fail(f"--bus {bus.url}: sharing a chat through a bus is not available yet; "
-         "run without --bus (docs/scale-out.md)")
-
-
 def open_log(path: Path) -> LogControl:
     """The log file, its directory created if missing as the data directory is (0700 under
     prepare_data_dir's umask): a service's log under /var/log/netlab/ needs no set-up step."""
@@ -219,6 +207,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
                web_port: int | None, web_origin: tuple[str, ...], metrics_allow: tuple,
                bus: BusAddress | None, **limits: int | float) -> None:
     """Run the chat server with the operator console."""
+    from netlab.bus.node import open_node
     from netlab.chat_selectors import ChatServer
     from netlab.files import StartupError
     from netlab.store.opening import open_store
@@ -227,17 +216,21 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     # The history sent at login comes from the window, so it holds at least that much.
     window = max(history_window, int(limits["history_size"]))
     tls = server_tls(tls_cert, tls_key)
-    if bus is not None:  # before anything is bound or touched
-        refuse_bus(bus)
+    if bus is not None:  # unreachable: one line and exit 2 (CLI.md), before anything is bound
+        from netlab.bus.address import unreachable
+
+        if (why := unreachable(bus)) is not None:
+            fail(why)
     listener = listen(host, port)  # first: a port in use leaves no new directory behind
     web_listener = listen(host, web_port) if web_port is not None else None
     data_dir = prepare_data_dir(data_dir)
     hold_data_dir(data_dir, CHAT_LOCK, "chat server")
     logs = open_log(log_file or data_dir / "chat.log")
+    at_least = int(limits["history_size"])  # a room's or conversation's login page, from memory
     try:
-        at_least = int(limits["history_size"])  # a room's or conversation's login page, from memory
         store = open_store(data_dir, window, room_window=max(int(limits["room_window"]), at_least),
-                           direct_window=max(int(limits["direct_window"]), at_least))
+                           direct_window=max(int(limits["direct_window"]), at_least)) if bus is None \
+            else open_node(bus, data_dir, window, max(int(limits["room_window"]), at_least))
     except StartupError as exc:
         fail(str(exc))
     except OSError as exc:  # name the file at fault ("data directory data: Is a directory" is no help)

@@ -74,6 +74,8 @@ class MemoryAccounts:
 class MemoryJournal:
     """A room's or conversation's journal in memory, with `window` records in its window."""
 
+    shared = False  # it numbers its messages, as the data files' journals do
+
     def __init__(self, window: int = 10_000) -> None:
         self.records: list[Record] = []
         self.window = window
@@ -113,6 +115,8 @@ class Recorder:
     read (or a test calls `save`), so the tests see the worst case of a loop pass:
     requests answered before its end.
     """
+
+    shared = False  # general's journal numbers its messages
 
     def __init__(self, history: History | None = None, accounts: Accounts | None = None) -> None:
         self.sent: dict[int, list[dict]] = {}

@@ -1,7 +1,7 @@
 """`chat serve --bus URL` at start-up: the URL's rules, and the check before anything is touched.
 
-Messages do not flow through a bus yet (docs/scale-out.md), so a bus that answers is refused
-too, in one line: a node told to share a chat must not run alone.
+A node whose key is not the bus's is refused too, in one line: its logins and direct
+messages would not open anywhere else.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from procs import WAIT
 from redis_server import free_port, running_redis
 
 from netlab.bus.address import BusAddress, parse_bus_url
+from netlab.bus.state import BusState
+from netlab.crypto import Vault, new_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,22 +53,23 @@ def test_an_unreachable_bus_is_one_line_and_exit_2_touching_nothing(tmp_path: Pa
     assert not (tmp_path / "data").exists()
 
 
-def test_a_reachable_bus_is_refused_until_messages_flow(tmp_path: Path) -> None:
-    with running_redis(tmp_path / "redis") as server:
-        proc = serve_with_bus(tmp_path, server.url)
-        with server.client() as client:
-            assert client.dbsize() == 0  # nothing written to the bus either
+def test_a_node_with_another_key_than_the_bus_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with running_redis(tmp_path / "redis") as server, server.client() as client:
+        BusState(client, "first-node").check_key(Vault(new_key()))  # the bus's first node's key
+        proc = serve_with_bus(tmp_path, server.url)  # no key: it would make a new one
+        assert client.keys("*") == [b"netlab:keycheck"]  # nothing else written to the bus
     assert proc.returncode == 2
     [line] = proc.stderr.splitlines()
-    assert line == (f"netlab: --bus {server.url}: sharing a chat through a bus is not available yet; "
-                    "run without --bus (docs/scale-out.md)")
-    assert not (tmp_path / "data").exists()
+    assert line == (f"netlab: the bus at {server.url} was set up with another key: give every node "
+                    "the same key (NETLAB_KEY, or a copy of netlab.key)")
+    assert not (tmp_path / "data" / "netlab.key").exists()  # the new key was not kept
 
 
 def serve_with_bus(tmp_path: Path, url: str) -> subprocess.CompletedProcess:
     # --port 0: a server that wrongly starts takes no fixed port, and times out here.
+    without_key = {name: value for name, value in os.environ.items() if name != "NETLAB_KEY"}
     return subprocess.run(
         [sys.executable, "-m", "netlab", "chat", "serve", "--no-repl", "--port", "0",
          "--data-dir", str(tmp_path / "data"), "--bus", url],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path, env={**without_key, "PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=WAIT, stdin=subprocess.DEVNULL)

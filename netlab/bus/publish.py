@@ -29,7 +29,9 @@ FANOUT = PREFIX + "fanout"
 FANOUT_CAP = 100_000
 
 #: KEYS: the seq hash, the key's id set, the key's stream, the fan-out stream.
-#: ARGV: key text, dedup member ("" for none), record, id window, fan-out cap.
+#: ARGV: key text, dedup member ("" for none), record, id window, fan-out cap, the say's id
+#: ("" for none) and the sender's account id, which the fan-out entry carries for every node's
+#: echo (the `message`'s `id`) and its idempotency keys.
 #: Returns {seq, 1} for a new message, {first seq, 0} for a repeat.
 #: The `#!lua` line (Redis 7's script flags, none given) has Redis refuse the whole script up
 #: front when it is out of memory, so no later write can fail after an earlier one.
@@ -41,7 +43,8 @@ if member ~= '' then
 end
 local seq = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('XADD', KEYS[3], seq .. '-0', 'r', ARGV[3])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'k', ARGV[1], 's', seq, 'r', ARGV[3])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'k', ARGV[1], 's', seq, 'r', ARGV[3],
+           'i', ARGV[6], 'a', ARGV[7])
 if member ~= '' then
   redis.call('ZADD', KEYS[2], seq, member)
 end
@@ -95,21 +98,37 @@ class Published:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """One message to publish: its key, its record (opaque to the bus), its idempotency key."""
+    """One message to publish: its key, its record (opaque to the bus), its idempotency key
+    (account id, say id), and a say's id without one (a version 1 `say`'s, echoed, not kept)."""
 
     key: Key
     record: bytes
     say_id: tuple[str, str] | None = None
+    echo: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FanoutEntry:
-    """One message as the fan-out stream holds it; `id` is where a reader resumes."""
+    """One message as the fan-out stream holds it; `id` is where a reader resumes. `say_id`
+    is the say's id ("" for none), `account` the sender's account id."""
 
     id: bytes
     key: Key
     seq: int
     record: bytes
+    say_id: str = ""
+    account: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutEvent:
+    """A change of the chat's state (an account, a room, a membership...; netlab/bus/state.py)
+    in the fan-out stream among the messages, so every node applies it in the same order.
+    `node` is the node that made it (which applied it already)."""
+
+    id: bytes
+    node: str
+    event: bytes
 
 
 class Publisher:
@@ -160,8 +179,10 @@ class Publisher:
 
     def _call(self, message: Publish) -> dict:
         member = f"{message.say_id[0]}:{message.say_id[1]}" if message.say_id is not None else ""
+        account, say_id = message.say_id or message.echo or ("", "")
         keys = [SEQ_HASH, say_ids_set(message.key), messages_stream(message.key), FANOUT]
-        args = [key_text(message.key), member, message.record, SAY_ID_WINDOW, self._fanout_cap]
+        args = [key_text(message.key), member, message.record, SAY_ID_WINDOW, self._fanout_cap,
+                say_id, account]
         return {"keys": keys, "args": args}
 
     @staticmethod
@@ -184,12 +205,20 @@ class Publisher:
         trimmed = info["entries-added"] - info["length"]
         return trimmed > 0 and stream_id(after) < stream_id(info["recorded-first-entry-id"])
 
-    def read_fanout(self, after: bytes, count: int, block_ms: int | None = None) -> list[FanoutEntry]:
+    def read_fanout(self, after: bytes, count: int,
+                    block_ms: int | None = None) -> list[FanoutEntry | FanoutEvent]:
         """Fan-out entries after stream id `after` (b"0" for all), at most `count`; with
         `block_ms`, waits that long for one (the reader thread's call)."""
         answer = self._client.xread({FANOUT: after}, count=count, block=block_ms)
         if not answer:
             return []
         [(_stream, entries)] = answer
-        return [FanoutEntry(entry_id, parse_key(fields[b"k"].decode()), int(fields[b"s"]), fields[b"r"])
-                for entry_id, fields in entries]
+        return [fanout_item(entry_id, fields) for entry_id, fields in entries]
+
+
+def fanout_item(entry_id: bytes, fields: dict[bytes, bytes]) -> FanoutEntry | FanoutEvent:
+    """One fan-out stream entry as what it holds: a message, or a change of state."""
+    if b"e" in fields:
+        return FanoutEvent(entry_id, fields[b"n"].decode(), fields[b"e"])
+    return FanoutEntry(entry_id, parse_key(fields[b"k"].decode()), int(fields[b"s"]), fields[b"r"],
+                       fields.get(b"i", b"").decode(), fields.get(b"a", b"").decode())

@@ -7,12 +7,15 @@ file's record: `export` writes history.csv and rooms/NAME.csv by prefixing the s
 reading a record back takes the file's own strict parser (a record that is not what netlab
 writes is refused, never half read).
 
-Direct messages are not here: their body is direct.dat's sealed record (docs/scale-out.md).
+A direct message's body is direct.dat's sealed record of it (docs/scale-out.md).
 """
 
 from __future__ import annotations
 
+from netlab.crypto import Vault
+from netlab.store.direct_records import Message, open_line, seal
 from netlab.store.records import Record, csv_line, parse_record
+from netlab.store.room_records import Conversation, Key
 
 
 def room_body(ts: str, sender: str, text: str) -> bytes:
@@ -30,3 +33,21 @@ def room_record(seq: int, body: bytes) -> Record | None:
     """The message stored as `body` under `seq`; None if the bytes are not a record netlab
     wrote (a bus written by something else, or damaged): the caller skips and logs it."""
     return parse_record(file_record(seq, body))
+
+
+def direct_body(vault: Vault, conv: Conversation, ts: str, sender: str, text: str) -> bytes:
+    """What a direct message publishes: direct.dat's sealed line of it (seq 0: the stream's id
+    is its seq), so Redis and its AOF see of it what direct.dat shows, a size bucket."""
+    return seal(vault, Message(conv, Record(0, ts, sender, text))).rstrip(b"\n")
+
+
+def record_of(vault: Vault, key: Key, seq: int, body: bytes) -> Record | None:
+    """The message stored under `seq` of `key`, room or conversation; None if the bytes are
+    not a record netlab wrote with this key (the caller skips it)."""
+    if not isinstance(key, tuple):
+        return room_record(seq, body)
+    opened = open_line(vault, body)
+    if not isinstance(opened, Message) or opened.conversation != key:
+        return None
+    r = opened.record
+    return Record(seq, r.ts, r.sender, r.text)

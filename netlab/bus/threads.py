@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -106,8 +107,13 @@ class BusReader:
     came back gives what was stored meanwhile, nothing lost, nothing twice."""
 
     def __init__(self, client: redis.Redis, post: Post, sink: Sink, after: bytes,
-                 block_ms: int = READ_BLOCK_MS) -> None:
+                 block_ms: int = READ_BLOCK_MS, tick: Callable[[redis.Redis], None] | None = None,
+                 every: float = 0.0) -> None:
+        """`tick` (with this thread's client) runs every `every` seconds between reads: what
+        it posts lands in stream order among the entries."""
+        self._client = client
         self._publisher = Publisher(client)
+        self._tick, self._every = tick, every
         self._post, self._sink = post, sink
         self.last_id = after
         self._block_ms = block_ms
@@ -124,8 +130,12 @@ class BusReader:
 
     def _run(self) -> None:
         delay, reachable = RETRY_FIRST, True
+        next_tick = 0.0
         while not self._stop.is_set():
             try:
+                if self._tick is not None and time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self._every
+                    self._tick(self._client)
                 entries = self._publisher.read_fanout(self.last_id, READ_COUNT, self._block_ms)
             except redis.RedisError as exc:
                 if reachable:

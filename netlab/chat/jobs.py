@@ -49,10 +49,28 @@ class ReadPage:
 
 @dataclass(frozen=True, slots=True)
 class SaveRoom:
-    """Create a room or update it (its topic; `general`'s too), fsynced. Result: None, or the
-    OSError that kept it off the disk."""
+    """Create a room or update it (its topic; `general`'s too), fsynced. Result: None, the
+    OSError that kept it off the disk, or (bus mode) ROOM_TAKEN: another node created the name
+    first. `by`: the account id that set the topic ("" for the operator), for the other nodes."""
 
     room: RoomRecord
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Bus mode: a message to number and store in the bus, which every node (this one too)
+    then delivers from its fan-out stream. `say_id` is the idempotency key's half (a version 2
+    `say`'s id), `echo` a version 1 say's id (echoed, not kept). Result: the bus's `Published`
+    (seq, new), or the error that kept it from the bus."""
+
+    key: Key
+    ts: str
+    sender: str
+    text: str
+    account: str
+    say_id: str | None = None
+    echo: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +112,12 @@ class SaveRestriction:
 
 
 Job = (VerifyPassword | CreateAccount | ReadPage | SaveRoom | SaveMembership | DeleteMessage | ChangePassword
-       | SaveRestriction)
+       | SaveRestriction | Publish)
 
 #: CreateAccount's result when another registration of the name was stored first.
 USERNAME_TAKEN = "username_taken"
+#: SaveRoom's result in bus mode when another node created a room of that name first.
+ROOM_TAKEN = "room_taken"
 DELETED = "deleted"
 FORBIDDEN = "forbidden"
 MISSING = "missing"

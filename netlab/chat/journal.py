@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 
 class Journal(Protocol):
+    #: True when messages are numbered elsewhere (a bus): `say` publishes a `Publish` job and
+    #: the message is delivered on its arrival (`arrive`), never staged.
+    shared: bool
+
     @property
     def last_seq(self) -> int:
         """The seq of the newest message kept (staged or committed); 0 before the first."""

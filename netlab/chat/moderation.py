@@ -191,6 +191,20 @@ class Moderation:
 
         self._chat.fx.submit(None, SaveRestriction(found, lifted=True), done)
 
+    def replicated(self, restriction: Restriction, lifted: bool) -> None:
+        """Another node's ban or mute, or its lifting (bus mode): in force here too, and a ban
+        ends this node's sessions of the account as the operator's own would."""
+        slot = (restriction.kind, restriction.account)
+        if lifted:
+            self._in_force.pop(slot, None)
+            return
+        self._in_force[slot] = _InForce(restriction, math.nan if restriction.until else None)
+        account = self._chat.accounts.by_id(restriction.account)
+        message = self.refusal(restriction.kind, restriction.account)
+        if restriction.kind == BAN and account is not None and message is not None:
+            self._chat.end_sessions(self._chat.presence.sessions_of(account.username), self._banned(message),
+                                    "banned")
+
     def removed(self, account: Account) -> int:
         """After `remove` took the account out of clients.csv: its sessions end (`kicked`), its
         bans and mutes go (their rows are dropped at start-up), and it leaves its rooms as a

@@ -20,9 +20,12 @@ class Presence:
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
-        #: lower-cased name -> (name as registered, its session ids)
+        #: lower-cased name -> (name as registered, its session ids here)
         self._online: dict[str, tuple[str, set[int]]] = {}
         self._sorted: list[str] = []  # lower-cased names, kept sorted for `users`
+        #: Bus mode: lower-cased name -> the other nodes it has sessions on. A user is online
+        #: while it has a session here or on any of them.
+        self._remote: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._online)
@@ -40,13 +43,42 @@ class Presence:
     def depart(self, username: str, sid: int) -> str | None:
         """A session ended; the name as registered if it was the user's last (a `leave`)."""
         key = username.lower()
+        self._online[key][1].discard(sid)
+        return self._gone_if_last(key)
+
+    def _gone_if_last(self, key: str) -> str | None:
         name, sids = self._online[key]
-        sids.discard(sid)
-        if sids:
+        if sids or self._remote.get(key):
             return None
         del self._online[key]
         del self._sorted[bisect.bisect_left(self._sorted, key)]
         return name
+
+    def arrive_remote(self, username: str, node: str) -> bool:
+        """Bus mode: the user has a session on another node; True if it was not online (a `join`)."""
+        key = username.lower()
+        first = key not in self._online
+        if first:
+            self._online[key] = (username, set())
+            bisect.insort(self._sorted, key)
+        self._remote.setdefault(key, set()).add(node)
+        return first
+
+    def depart_remote(self, username: str, node: str) -> str | None:
+        """Bus mode: the user's last session on another node ended (or that node is gone); the
+        name as registered if the user is now offline everywhere (a `leave`)."""
+        key = username.lower()
+        nodes = self._remote.get(key)
+        if nodes is None or node not in nodes:
+            return None
+        nodes.discard(node)
+        if not nodes:
+            del self._remote[key]
+        return self._gone_if_last(key)
+
+    def on_node(self, node: str) -> list[str]:
+        """The names as registered of the users the other node `node` has sessions of."""
+        return [self._online[key][0] for key, nodes in self._remote.items() if node in nodes]
 
     def sessions_of(self, username: str) -> list[int]:
         entry = self._online.get(username.lower())
@@ -59,10 +91,11 @@ class Presence:
     def clear(self) -> None:
         self._online.clear()
         self._sorted.clear()
+        self._remote.clear()
 
     def table(self, peer: Callable[[int], str]) -> list[tuple[str, int, list[str]]]:
-        """The operator's `users`: each name, its number of sessions and their addresses."""
-        return [(name, len(sids), sorted(peer(sid) for sid in sids)) for name, sids in self.users()]
+        """The operator's `users`: each name with sessions here, their number and addresses."""
+        return [(name, len(sids), sorted(peer(sid) for sid in sids)) for name, sids in self.users() if sids]
 
     def name(self, key: str) -> str:
         """The name as registered of an online user, by lower-cased name."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from netlab import wire as p
-from netlab.chat.jobs import SaveMembership, SaveRoom
+from netlab.chat.jobs import ROOM_TAKEN, SaveMembership, SaveRoom
 from netlab.store.room_records import GENERAL, RoomRecord
 from netlab.wire import rooms as w
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from netlab.chat.sessions import Session
     from netlab.chat_core import Chat
     from netlab.store.accounts import Accounts
+    from netlab.store.records import Account
 
 
 def owner_name(accounts: Accounts, record: RoomRecord | None) -> str | None:
@@ -95,11 +96,11 @@ class RoomRequests:
 
     # -- membership ------------------------------------------------------------------------------
 
-    def _admit(self, session: Session, name: str, account_id: str, joins: bool) -> None:
-        """`account_id` is now a member (on disk): `joined` to its version 2 sessions, `member`
-        to the room's others (unless it created the room), then its sessions read the room."""
-        chat = self.chat
-        account = chat.accounts.by_id(account_id) or session.account
+    def admit(self, name: str, account: Account, joins: bool) -> None:
+        """`account` is now a member (stored): `joined` to its version 2 sessions, `member`
+        to the room's others (unless it created the room), then its sessions read the room.
+        Also another node's join, in bus mode (chat/replica.py)."""
+        chat, account_id = self.chat, account.id
         chat.rooms.set_member(name, account_id, True)
         sids = chat.v2_sessions(account.username)
         frame = self.joined_frame(name, account_id)
@@ -138,9 +139,11 @@ class RoomRequests:
         rooms.joining[me] += 1
 
         def saved(result: object) -> None:
-            if isinstance(result, Exception):
+            if isinstance(result, Exception) or result == ROOM_TAKEN:
                 rooms.reserved.discard(name)
                 rooms.joining[me] -= 1
+                if result == ROOM_TAKEN:  # bus mode: another node's create came first
+                    return chat.error(session, "room_exists", request.id)
                 return chat.error(session, "unavailable", request.id)
             rooms.add_room(record)
             rooms.reserved.discard(name)
@@ -150,9 +153,9 @@ class RoomRequests:
             rooms.joining[me] -= 1
             if isinstance(result, Exception):
                 return chat.error(session, "unavailable", request.id)  # the room stays, without its owner
-            self._admit(session, name, me, joins=False)
+            self.admit(name, session.account, joins=False)
 
-        chat.fx.submit(session.sid, SaveRoom(record), saved)
+        chat.fx.submit(session.sid, SaveRoom(record, me), saved)
 
     def join(self, session: Session, request: w.Join) -> None:
         chat, rooms, me, name = self.chat, self.chat.rooms, session.account.id, request.room
@@ -163,7 +166,8 @@ class RoomRequests:
             return chat.error(session, code, request.id)
         if not self._may_join(session, me, request.id, rate=True):
             return
-        self._store_member(session, name, me, request.id, lambda: self._admit(session, name, me, joins=True))
+        self._store_member(session, name, me, request.id,
+                           lambda: self.admit(name, session.account, joins=True))
 
     def invite(self, session: Session, request: w.Invite) -> None:
         chat, rooms, name = self.chat, self.chat.rooms, request.room
@@ -181,7 +185,7 @@ class RoomRequests:
 
         def answer() -> None:
             chat.fx.send(session.sid, ok)
-            self._admit(session, name, invitee.id, joins=True)
+            self.admit(name, invitee, joins=True)
 
         self._store_member(session, name, invitee.id, request.id, answer)
 
@@ -257,7 +261,8 @@ class RoomRequests:
             chat.rooms.add_room(record)
             chat.broadcast(frame, record.name)
 
-        chat.fx.submit(session.sid if session is not None else None, SaveRoom(record), done)
+        setter = session.account.id if session is not None else ""
+        chat.fx.submit(session.sid if session is not None else None, SaveRoom(record, setter), done)
 
     def set_topic(self, name: str, text: str,
                   stored: Callable[[Exception | None], None] | None = None) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from netlab import wire as p
+from netlab.chat.arrivals import publish
 from netlab.chat.jobs import DELETED, FORBIDDEN, MISSING, DeleteMessage, ReadPage
 from netlab.chat.moderation import MUTE
 from netlab.chat.presence import names_page
@@ -105,7 +106,7 @@ class Talk:
         if keyed:
             first = self.ids.seen(key, me.id, request.id, journal.last_seq)
             if first is not None:
-                return self._repeat(session, key, first, request.id, place)
+                return self.repeat(session, key, first, request.id, place)
         seq, ts = journal.last_seq + 1, p.timestamp(chat.wall)
         frame = p.message(seq, ts, session.username, request.text, request.id, room=request.room,
                           to=None if other is None else other.username)
@@ -118,18 +119,24 @@ class Talk:
                               f"an account has at most {chat.config.max_conversations} conversations")
         if chat.config.rate_limit and not session.take_token(chat.now):
             return chat.error(session, "rate_limited", request.id, "you are sending too fast")
+        if journal.shared:
+            return publish(self, session, request, key, place, ts, keyed)
         say_id = (me.id, request.id) if keyed else None
         journal.stage(Record(seq, ts, session.username, request.text), say_id)
         if keyed:
             self.ids.add(key, me.id, request.id, seq)
+        self.deliver(key, payload, session.username, other)
+
+    def deliver(self, key: Key, payload: p.Payload, sender: str, other: Account | None) -> None:
+        """A message kept: to its room's log, or to both accounts' version 2 sessions."""
+        chat = self.chat
         chat.messages_in += 1
         if other is None:
-            chat.broadcast(payload, request.room)
-            room = request.room
-            chat.deliveries += chat.subscribers if room == GENERAL else len(chat.rooms.online.get(room, ()))
+            chat.broadcast(payload, key)  # type: ignore[arg-type]
+            chat.deliveries += chat.subscribers if key == GENERAL else len(chat.rooms.online.get(key, ()))
             return
         chat.rooms.add_conversation(key)  # type: ignore[arg-type]
-        recipients = set(chat.v2_sessions(session.username)) | set(chat.v2_sessions(other.username))
+        recipients = set(chat.v2_sessions(sender)) | set(chat.v2_sessions(other.username))
         for sid in recipients:
             chat.fx.send(sid, payload)
         chat.deliveries += len(recipients)
@@ -140,7 +147,7 @@ class Talk:
         known = rooms.conversations(me.id)
         return other.id in known or (len(known) < limit and len(rooms.conversations(other.id)) < limit)
 
-    def _repeat(self, session: Session, key: Key, seq: int, rid: str, place: dict) -> None:
+    def repeat(self, session: Session, key: Key, seq: int, rid: str, place: dict) -> None:
         """A `say` sent again: this session alone gets the first one's `message` again (or
         `deleted`, if it was deleted since)."""
 
@@ -152,6 +159,12 @@ class Talk:
             frame = p.message(first.seq, first.ts, first.sender, first.text, rid, **where)
             self.chat.fx.send(session.sid, p.encode_payload(frame))
 
+        def resend_page(result: object) -> None:
+            if not isinstance(result, Exception):
+                resend(*result)  # type: ignore[misc]
+
+        if seq > self.chat.journals.journal(key).last_seq:  # stored, not yet arrived here (bus)
+            return self.chat.fx.submit(session.sid, ReadPage(1, None, seq - 1, key), resend_page)
         self._page(session, key, p.History(1, after=seq - 1, id=rid), resend)
 
     # -- history and users ----------------------------------------------------------------

@@ -10,13 +10,14 @@ accepts and keeps time; it asks this class to flush, reap and drop.
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netlab.chat.jobs import Job
+from netlab.chat.jobs import Job, Publish
 from netlab.chat_core import Chat
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
@@ -28,6 +29,10 @@ from netlab.loop.transport import Connection, send
 from netlab.store.opening import Store
 from netlab.wire.websocket import WEBSOCKET
 
+if TYPE_CHECKING:
+    from netlab.bus.journals import BusJournals
+    from netlab.bus.node import BusNode
+
 log = get_logger("chat")
 
 #: How long a closing connection may take to drain its last frames (the
@@ -38,9 +43,12 @@ CLOSE_GRACE = 2.0
 class Connections:
     """Open connections by session id, their output, and the chat's requests of the loop."""
 
-    def __init__(self, max_output: int, store: Store, hash_pool: FairPool,
+    def __init__(self, max_output: int, store: Store | BusNode, hash_pool: FairPool,
                  disk_pool: FairPool, store_failed: Callable[[], None]) -> None:
+        """`store`: the data files, or (bus mode) the node of a bus, whose journals and jobs
+        the chat then uses."""
         self.accounts = store.accounts
+        self.bus = store if not isinstance(store, Store) else None
         self.chat: Chat  # set by the server once the chat exists: it is given these Effects
         self.conns: dict[int, Connection] = {}
         self.outbox = Outbox(max_output, send, self, time.monotonic)
@@ -50,7 +58,14 @@ class Connections:
         self.broadcast = self.outbox.broadcast
         self.subscribe = self.outbox.subscribe
         self.unsubscribe = self.outbox.unsubscribe
-        self.commit = Journals(store, self._staging, self._commit_failed)  # the chat's journals
+        if isinstance(store, Store):
+            self.commit: Journals | BusJournals = Journals(store, self._staging, self._commit_failed)
+            self._run: Callable[[Job], Any] = lambda job: jobs.run(job, self.accounts, self.commit)
+        else:
+            from netlab.bus import jobs as bus_jobs  # imports redis: bus mode only
+
+            self.commit = store.journals
+            self._run = functools.partial(bus_jobs.run, node=store)
         self.backlog: set[Connection] = set()  # frames left for the next pass (FRAMES_PER_PASS)
         self.writable: set[Output] = set()  # blocked ones whose socket has room again
         self._closing: set[Connection] = set()
@@ -103,10 +118,11 @@ class Connections:
             self.hold(sid, False)
             done(result)
 
+        if isinstance(job, Publish) and self.bus is not None:
+            return self.bus.publish(job, finished)  # the bus's writer thread, not a pool
         conn = self.conns.get(sid)  # gone, its job still runs (a registration is kept)
         pool = self._disk if jobs.on_disk(job) else self._hash
-        pool.submit(conn.ip if conn is not None else "", lambda: jobs.run(job, self.accounts, self.commit),
-                    finished)
+        pool.submit(conn.ip if conn is not None else "", lambda: self._run(job), finished)
 
     def hold(self, sid: int, held: bool) -> None:
         conn = self.conns.get(sid)

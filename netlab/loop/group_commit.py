@@ -44,6 +44,8 @@ IDLE_TRIM = 60.0
 class FileJournal:
     """One room's or conversation's `Journal` (chat/journal.py): staged records, pages."""
 
+    shared = False  # this journal numbers its messages (a bus's are numbered by the bus)
+
     def __init__(self, journals: Journals, key: Key) -> None:
         self.key = key
         self._journals = journals

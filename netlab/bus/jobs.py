@@ -1,0 +1,83 @@
+"""The chat's jobs (`netlab/chat/jobs.py`) carried out against the bus (bus mode's
+`netlab/loop/jobs.py`): hashes as ever, and every write a Redis write with its event.
+
+Run in the worker pools' threads; a Redis error is raised, and the chat answers the request
+`unavailable` (nothing was stored, or nothing acknowledged). `Publish` is not here: the
+node's writer thread sends those, pipelined (netlab/bus/threads.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from netlab.bus import pages
+from netlab.bus.records import record_of
+from netlab.chat.jobs import (
+    BAD_CREDENTIALS,
+    CHANGED,
+    DELETED,
+    FORBIDDEN,
+    MISSING,
+    ROOM_TAKEN,
+    USERNAME_TAKEN,
+    ChangePassword,
+    CreateAccount,
+    DeleteMessage,
+    Job,
+    ReadPage,
+    SaveMembership,
+    SaveRestriction,
+    SaveRoom,
+    VerifyPassword,
+)
+from netlab.crypto import dummy_hash, hash_password, verify_password
+from netlab.store.accounts import UsernameTaken
+
+if TYPE_CHECKING:
+    from netlab.bus.node import BusNode
+
+
+def run(job: Job, node: BusNode) -> Any:
+    """Do the job (worker thread); what it raises is the caller's to hand on."""
+    accounts, state = node.accounts, node.state
+    if isinstance(job, VerifyPassword):
+        return verify_password(job.password_hash if job.password_hash is not None else dummy_hash(),
+                               job.password)
+    if isinstance(job, CreateAccount):
+        try:
+            return accounts.add(job.username, hash_password(job.password), job.ip)
+        except UsernameTaken:
+            return USERNAME_TAKEN
+    if isinstance(job, ReadPage):
+        stored, more = pages.page(state.client, job.key, limit=job.limit, before=job.before, after=job.after)
+        vault = accounts.vault
+        return [r for seq, body in stored if (r := record_of(vault, job.key, seq, body)) is not None], more
+    if isinstance(job, SaveRoom):
+        return None if state.save_room(job.room, job.by) else ROOM_TAKEN
+    if isinstance(job, SaveMembership):
+        return state.save_membership(job.room, job.account_id, job.member)
+    if isinstance(job, SaveRestriction):
+        return state.save_restriction(job.restriction, job.lifted)
+    if isinstance(job, DeleteMessage):
+        return _delete(job, node)
+    assert isinstance(job, ChangePassword)
+    if not verify_password(job.account.password_hash, job.password):
+        return BAD_CREDENTIALS
+    try:
+        accounts.set_password(job.account, hash_password(job.new_password))
+    except KeyError:  # removed meanwhile
+        return BAD_CREDENTIALS
+    return CHANGED
+
+
+def _delete(job: DeleteMessage, node: BusNode) -> str:
+    """The message's author checked against the stored record, then the entry deleted."""
+    body = node.state.read_message(job.key, job.seq)
+    record = record_of(node.accounts.vault, job.key, job.seq, body) if body is not None else None
+    if record is None:
+        return MISSING
+    by_id = node.accounts.by_id(job.author) if job.author is not None else None
+    author = by_id.username if by_id is not None else job.author
+    if author is not None and record.sender != author:
+        return FORBIDDEN
+    return DELETED if node.state.delete_message(job.key, job.seq) else MISSING

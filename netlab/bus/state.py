@@ -1,0 +1,213 @@
+"""The chat's state in Redis besides messages: accounts, rooms, memberships, markers, bans.
+
+Each change is written with its event in one atomic step (a MULTI/EXEC, or a script when
+the write is conditional), and the event goes into the fan-out stream among the messages:
+every node applies the changes in the one order Redis gave them (netlab/chat/replica.py).
+A starting node reads all of it, and the fan-out stream's end, in one MULTI/EXEC
+(`load`): its reader starts from that end, so no change falls between the two, and the
+events it then reads may repeat what it loaded (applying one is idempotent).
+
+What Redis sees is what the data directory's files show, and no more: accounts are
+clients.csv's rows (the login encrypted, found by its blind index; the address encrypted),
+rooms, members, markers and bans name accounts by their opaque id. Events carry ids, never a
+login. Sans-loop: blocking calls, for worker threads and the node's writer thread.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import redis
+
+from netlab.bus.publish import FANOUT, FANOUT_CAP, PREFIX, SEQ_HASH, key_text, messages_stream, parse_key
+from netlab.bus.records import room_record
+from netlab.crypto import Vault
+from netlab.store.records import Record
+from netlab.store.room_records import GENERAL, Key, Restriction, RoomRecord
+
+KEY_CHECK = PREFIX + "keycheck"
+ACCOUNTS = PREFIX + "accounts"  # blind index -> the clients.csv row, as JSON
+ROOMS = PREFIX + "rooms"  # name -> the rooms.csv row, as JSON (general's for its topic)
+MEMBERS = PREFIX + "members"  # "ROOM ACCOUNTID" -> "1"
+MARKERS = PREFIX + "markers"  # "KEYTEXT ACCOUNTID" -> seq
+BANS = PREFIX + "bans"  # "KIND ACCOUNTID" -> the moderation.csv row, as JSON
+_CHECK_TEXT, _CHECK_CONTEXT = "netlab bus", "bus"
+
+#: KEYS: a hash, the fan-out stream. ARGV: field, value, event, node, fan-out cap, and what
+#: the field must hold for the write: `new:` nothing; `is:CREATED` a row made at CREATED (an
+#: account's or a room's fifth field: the same row, changed); `any:CREATED` either. Returns 1,
+#: or 0 when it holds something else (a name taken meanwhile, on this node or another; an
+#: account removed).
+_SET_IF_LUA = """#!lua
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local mode, created = string.match(ARGV[6], '^(%a+):(.*)$')
+if old then
+  if mode == 'new' or cjson.decode(old)[5] ~= created then return 0 end
+elseif mode == 'is' then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[3], 'n', ARGV[4])
+return 1
+"""
+
+
+class KeyMismatch(Exception):
+    """The bus was set up with another key than this node's."""
+
+
+def room_row(room: RoomRecord) -> list[str]:
+    return [room.name, "1" if room.private else "0", room.owner or "", room.topic, room.created]
+
+
+def room_of(row: list[str]) -> RoomRecord:
+    name, private, owner, topic, created = row
+    return RoomRecord(name, private == "1", owner or None, topic, created)
+
+
+@dataclass
+class Loaded:
+    """Everything a starting node reads of the bus, as of one instant."""
+
+    fanout_end: bytes
+    accounts: list[list[str]]
+    rooms: list[RoomRecord]
+    general_topic: str
+    members: dict[str, set[str]] = field(default_factory=dict)
+    markers: dict[tuple[Key, str], int] = field(default_factory=dict)
+    restrictions: list[Restriction] = field(default_factory=list)
+    seqs: dict[Key, int] = field(default_factory=dict)
+    general: list[tuple[int, bytes]] = field(default_factory=list)  # general's newest, oldest first
+
+
+class BusState:
+    """Writes of the chat's state, each with its event (any thread but the loop's)."""
+
+    def __init__(self, client: redis.Redis, node: str, fanout_cap: int = FANOUT_CAP) -> None:
+        self.client = client
+        self.node = node
+        self._cap = fanout_cap
+        self._set_if = client.register_script(_SET_IF_LUA)
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def check_key(self, vault: Vault) -> None:
+        """The first node stores a sealed constant; every later one must open it (KeyMismatch)."""
+        sealed = vault.encrypt(_CHECK_TEXT, _CHECK_CONTEXT)
+        if self.client.set(KEY_CHECK, sealed, nx=True):
+            return
+        stored = self.client.get(KEY_CHECK)
+        try:
+            opened = vault.decrypt(stored.decode(), _CHECK_CONTEXT)
+        except Exception as exc:  # InvalidTag, or not a token at all
+            raise KeyMismatch from exc
+        if opened != _CHECK_TEXT:
+            raise KeyMismatch
+
+    def load(self, general_window: int) -> Loaded:
+        """The bus's state and the fan-out stream's end, read in one MULTI/EXEC."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xrevrange(FANOUT, count=1)
+        for name in (ACCOUNTS, ROOMS, MEMBERS, MARKERS, BANS, SEQ_HASH):
+            pipe.hgetall(name)
+        pipe.xrevrange(messages_stream(GENERAL), count=general_window)
+        newest, accounts, rooms, members, markers, bans, seqs, general = pipe.execute()
+        records = [room_of(json.loads(row)) for row in rooms.values()]
+        loaded = Loaded(newest[0][0] if newest else b"0-0", [json.loads(row) for row in accounts.values()],
+                        [r for r in records if r.name != GENERAL],
+                        next((r.topic for r in records if r.name == GENERAL), ""))
+        for text in members:
+            room, account = text.decode().split(" ")
+            loaded.members.setdefault(room, set()).add(account)
+        for text, seq in markers.items():
+            key, account = text.decode().split(" ")
+            loaded.markers[parse_key(key), account] = int(seq)
+        loaded.restrictions = [Restriction(*json.loads(row)) for row in bans.values()]
+        loaded.seqs = {parse_key(key.decode()): int(seq) for key, seq in seqs.items()}
+        loaded.general = [(int(entry_id.split(b"-")[0]), fields[b"r"]) for entry_id, fields in general[::-1]]
+        return loaded
+
+    # -- changes ---------------------------------------------------------------------------------
+
+    def _event(self, kind: str, **data: object) -> str:
+        return json.dumps({"t": kind, **data}, separators=(",", ":"))
+
+    def add_event(self, pipe: redis.client.Pipeline, kind: str, **data: object) -> None:
+        entry = {"e": self._event(kind, **data), "n": self.node}
+        pipe.xadd(FANOUT, entry, maxlen=self._cap, approximate=True)
+
+    def _write_if(self, hash_name: str, stored: list[str], mode: str, kind: str, **data: object) -> bool:
+        args = [stored[0], json.dumps(stored), self._event(kind, **data), self.node, self._cap, mode]
+        return bool(self._set_if(keys=[hash_name, FANOUT], args=args))
+
+    def add_account(self, row: list[str]) -> bool:
+        """A registration; False if the name (its blind index) is taken."""
+        return self._write_if(ACCOUNTS, row, "new:", "account", row=row)
+
+    def set_password(self, row: list[str]) -> bool:
+        """The account's row with its new hash; False if it is gone (removed meanwhile)."""
+        return self._write_if(ACCOUNTS, row, f"is:{row[4]}", "password", row=row)
+
+    def remove_account(self, index: str, account_id: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(ACCOUNTS, index)
+        self.add_event(pipe, "removed", id=account_id)
+        pipe.execute()
+
+    def save_room(self, room: RoomRecord, by: str) -> bool:
+        """A room created or changed; False if another room of that name (one created at
+        another time: another node's create) is there."""
+        row = room_row(room)
+        return self._write_if(ROOMS, row, f"any:{room.created}", "room", row=row, by=by)
+
+    def save_membership(self, room: str, account_id: str, member: bool) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        if member:
+            pipe.hset(MEMBERS, f"{room} {account_id}", "1")
+        else:
+            pipe.hdel(MEMBERS, f"{room} {account_id}")
+        self.add_event(pipe, "member", room=room, id=account_id, member=member)
+        pipe.execute()
+
+    def save_markers(self, marks: dict[tuple[Key, str], int]) -> None:
+        """Read markers moved (the highest of each wins, here and in Redis: HSET of a max)."""
+        pipe = self.client.pipeline(transaction=True)
+        for (key, account_id), seq in marks.items():
+            pipe.hset(MARKERS, f"{key_text(key)} {account_id}", seq)
+            self.add_event(pipe, "marker", k=key_text(key), id=account_id, seq=seq)
+        pipe.execute()
+
+    def save_restriction(self, restriction: Restriction, lifted: bool) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        slot = f"{restriction.kind} {restriction.account}"
+        row = [restriction.kind, restriction.account, restriction.until, restriction.reason]
+        if lifted:
+            pipe.hdel(BANS, slot)
+        else:
+            pipe.hset(BANS, slot, json.dumps(row))
+        self.add_event(pipe, "restriction", row=row, lifted=lifted)
+        pipe.execute()
+
+    def read_message(self, key: Key, seq: int) -> bytes | None:
+        found = self.client.xrange(messages_stream(key), min=f"{seq}-0", max=f"{seq}-0")
+        return found[0][1][b"r"] if found else None
+
+    def delete_message(self, key: Key, seq: int) -> bool:
+        """XDEL the message with its event; False if it was gone already (deleted meanwhile)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xdel(messages_stream(key), f"{seq}-0")
+        self.add_event(pipe, "deleted", k=key_text(key), seq=seq)
+        gone, _ = pipe.execute()
+        return bool(gone)
+
+    def presence(self, account_id: str, online: bool) -> None:
+        """An account's first session on this node began, or its last one here ended."""
+        pipe = self.client.pipeline(transaction=False)
+        self.add_event(pipe, "online" if online else "offline", id=account_id)
+        pipe.execute()
+
+
+def general_records(stored: list[tuple[int, bytes]]) -> list[Record]:
+    """General's newest messages as loaded (records netlab did not write are skipped)."""
+    return [record for seq, body in stored if (record := room_record(seq, body)) is not None]
