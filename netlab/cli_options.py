@@ -91,7 +91,7 @@ def bus_option():
     """`chat serve --bus URL` (CLI.md, version 2; docs/scale-out.md)."""
     return click.option("--bus", default=None, metavar="URL", callback=bus_address,
                         help="Share one chat with other servers through this Redis "
-                             "(redis://HOST:PORT/DB); not ready yet: checked, then refused.")
+                             "(redis://HOST:PORT/DB); docs/scale-out.md.")
 
 
 def server_options(default_port: int, keeps: str) -> list:

@@ -80,12 +80,25 @@ class BusJournal:
     def forget(self, seq: int) -> None:
         self._records = [r for r in self._records if r.seq != seq]
 
+    def went_back(self, seq: int) -> bool:
+        """Whether a message numbered `seq` arriving now means the bus went back in time (a
+        restore): a node reads each fan-out entry once, so a seq it delivered already can
+        only be a number given twice."""
+        return seq <= self.last_seq
+
+    def empty(self) -> None:
+        """Keep nothing in memory: after the bus went back, pages come from the bus itself."""
+        self._records.clear()
+        self._first = self.last_seq + 1
+
 
 class BusJournals:
     """Every key's `BusJournal`, and the read markers sent to Redis once a pass."""
 
     shared = True
-    sync_failed = False  # Redis fsyncs; a failure there is its own (and /healthz stays 200)
+    #: Read by /healthz (503 when true): set by the node while the bus is unreachable (Redis
+    #: fsyncs the messages itself; what fails here is reaching it).
+    sync_failed = False
 
     def __init__(self, seqs: dict[Key, int], window: int, save_marks: Callable[[dict], None]) -> None:
         self._seqs = seqs
@@ -99,6 +112,14 @@ class BusJournals:
         if found is None:
             found = self._journals[key] = BusJournal(key, self._seqs.pop(key, 0), self._window)
         return found
+
+    def delivered(self) -> dict[Key, int]:
+        """Each key's highest seq delivered here (the floors of `Epochs.raise_floors`)."""
+        return {key: journal.last_seq for key, journal in self._journals.items() if journal.last_seq}
+
+    def empty(self) -> None:
+        for journal in self._journals.values():
+            journal.empty()
 
     def preload(self, key: Key, newest: list[Record], last_seq: int, window: int) -> None:
         """A key's window as a starting node read it (general's: the login page)."""

@@ -11,6 +11,7 @@ channel (`post`), in stream order: messages to `Talk.arrived`, other nodes' chan
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import queue
@@ -23,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from netlab import wire as p
 from netlab.bus.accounts import BusAccounts
 from netlab.bus.address import BusAddress, connect
+from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
 from netlab.bus.presence import HEARTBEAT, ONLINE, TTL
-from netlab.bus.publish import FanoutEntry, FanoutEvent, Publish, parse_key
+from netlab.bus.publish import FanoutEntry, FanoutEvent, Publish, parse_key, went_back
 from netlab.bus.records import direct_body, record_of, room_body
 from netlab.bus.state import BusState, KeyMismatch, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
@@ -35,7 +38,8 @@ from netlab.chat import jobs
 from netlab.chat.arrivals import arrived
 from netlab.crypto import Vault, create_key_file, new_key, read_key
 from netlab.files import StartupError
-from netlab.store.room_records import GENERAL, Restriction, RoomsSnapshot
+from netlab.store.records import CLIENTS_FILE
+from netlab.store.room_records import GENERAL, Key, Restriction, RoomsSnapshot
 
 if TYPE_CHECKING:
     from netlab.chat_core import Chat
@@ -80,6 +84,7 @@ class BusNode:
         self.journals.preload(GENERAL, general_records(loaded.general), general_seq, general_window)
         self._fanout_end = loaded.fanout_end
         self._local: dict[str, int] = {ALIVE: 0}  # this node's online accounts (presence thread)
+        self._made_up = itertools.count(1)  # version 1 says' idempotency keys
         self._changes: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._chat: Chat | None = None
         self._post: Post | None = None
@@ -125,9 +130,17 @@ class BusNode:
             body = direct_body(self.accounts.vault, job.key, job.ts, job.sender, job.text)
         else:
             body = room_body(job.ts, job.sender, job.text)
-        say_id = (job.account, job.say_id) if job.say_id is not None else None
-        echo = ("", job.echo) if job.echo is not None else None
-        self.writer.submit(Publish(job.key, body, say_id, echo), done)
+        if job.say_id is not None:
+            say_id, echo = (job.account, job.say_id), None
+        else:  # a key of the node's own ("~" is no account id's), so a lost answer is resent safely
+            say_id, echo = (f"~{self.id}", str(next(self._made_up))), ("", job.echo or "")
+
+        def answered(result: object) -> None:
+            if went_back(result):
+                self._went_back(job.key, job.floor)
+            done(result)
+
+        self.writer.submit(Publish(job.key, body, say_id, echo, job.floor), answered)
 
     def save_marks(self, marks: dict) -> None:
         self._changes.put(lambda: self.state.save_markers(marks))
@@ -207,9 +220,12 @@ class BusNode:
     def arrive(self, entries: list[FanoutEntry | FanoutEvent]) -> None:
         chat = self._chat
         assert chat is not None
-        vault = self.accounts.vault
+        vault, back = self.accounts.vault, None
         for entry in entries:
             if isinstance(entry, FanoutEntry):
+                if self.journals.journal(entry.key).went_back(entry.seq):
+                    back = back or entry  # never shown: its seq meant another message
+                    continue
                 record = record_of(vault, entry.key, entry.seq, entry.record)
                 if record is None:
                     log.error("the bus holds a message netlab did not write (%s, seq %d): skipped",
@@ -218,6 +234,32 @@ class BusNode:
                 arrived(chat.talk, entry.key, record, entry.account, entry.say_id)
             elif entry.node != self.id:
                 self._apply(chat, json.loads(entry.event), entry.node)
+        if back is not None:
+            self._went_back(back.key, back.seq)
+
+    def _went_back(self, key: Key, seq: int) -> None:
+        """The bus's counter of `key` is below `seq`, a seq this node delivered: it was restored
+        from an older state (or failed over to a replica behind it). Found by a publish the
+        script refused (its floor), or else by a seq arriving twice."""
+        log.critical("the bus's counter of %s is behind seq %d, delivered here: it went back in time "
+                     "(a restore?)", key if isinstance(key, str) else "a conversation", seq)
+        floors = self.journals.delivered()
+        self._changes.put(lambda: self._raise(floors))
+        self._restored()
+
+    def _raise(self, floors: dict) -> None:
+        """Counters raised past every seq this node delivered and the epoch bumped (bus/epochs.py):
+        no seq is given a third time."""
+        log.warning("bus epoch now %d", Epochs(self.client).raise_floors(floors).epoch)
+
+    def _restored(self) -> None:
+        """After the bus went back: nothing kept in memory is trusted, and every session here
+        ends with `shutdown`, so clients reconnect and fetch again what the bus holds."""
+        chat = self._chat
+        assert chat is not None
+        self.journals.empty()
+        frame = p.shutdown("the chat's store went back in time: reconnect to fetch what it holds")
+        chat.end_sessions(list(chat.sessions), frame, "the bus went back")
 
     def _apply(self, chat: Chat, event: dict, node: str) -> None:
         kind = event["t"]
@@ -232,6 +274,8 @@ class BusNode:
         chat.replica.apply(event, node, room, key, restriction)
 
     def bus_state(self, reachable: bool, why: str) -> None:
+        # /healthz answers 503 while the bus is away: a balancer sends new clients elsewhere.
+        self.journals.sync_failed = not reachable
         if reachable:
             log.warning("the bus at %s is back: messages flow again", self.address.url)
         else:
@@ -247,5 +291,8 @@ def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int
     node = BusNode(address, Vault(key), window, room_window)
     if found is None:
         create_key_file(data_dir, key)
+    if (data_dir / CLIENTS_FILE).exists():
+        log.warning("%s holds a chat of its own, which a node of a bus does not serve: `netlab chat "
+                    "import` loads it into an empty bus", data_dir)
     node.data_dir = data_dir
     return node

@@ -31,11 +31,16 @@ FANOUT_CAP = 100_000
 #: KEYS: the seq hash, the key's id set, the key's stream, the fan-out stream.
 #: ARGV: key text, dedup member ("" for none), record, id window, fan-out cap, the say's id
 #: ("" for none) and the sender's account id, which the fan-out entry carries for every node's
-#: echo (the `message`'s `id`) and its idempotency keys.
+#: echo (the `message`'s `id`) and its idempotency keys; and the floor: the highest seq of
+#: the key the publishing node delivered. A counter below it went back (Redis restored from
+#: an older state): the script refuses (`BEHIND`) rather than give a seq a second meaning.
 #: Returns {seq, 1} for a new message, {first seq, 0} for a repeat.
 #: The `#!lua` line (Redis 7's script flags, none given) has Redis refuse the whole script up
 #: front when it is out of memory, so no later write can fail after an earlier one.
 PUBLISH_LUA = """#!lua
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') < tonumber(ARGV[8]) then
+  return redis.error_reply('BEHIND the counter is below a seq delivered')
+end
 local member = ARGV[2]
 if member ~= '' then
   local first = redis.call('ZSCORE', KEYS[2], member)
@@ -87,6 +92,11 @@ def stream_id(text: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def went_back(answer: object) -> bool:
+    """Whether a publish was refused because the key's counter is below its floor."""
+    return isinstance(answer, redis.ResponseError) and str(answer).startswith("BEHIND")
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     """A publish's answer: the message's seq, and whether it was stored now (False: a repeat
@@ -99,12 +109,15 @@ class Published:
 @dataclass(frozen=True, slots=True)
 class Publish:
     """One message to publish: its key, its record (opaque to the bus), its idempotency key
-    (account id, say id), and a say's id without one (a version 1 `say`'s, echoed, not kept)."""
+    (account id, say id; for a version 1 `say`, which has none, one its node made up, so that
+    its own resend after a lost answer is safe too), and what the fan-out entry shows instead
+    of the key ("", the say's id) when that key is made up."""
 
     key: Key
     record: bytes
     say_id: tuple[str, str] | None = None
     echo: tuple[str, str] | None = None
+    floor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +192,12 @@ class Publisher:
 
     def _call(self, message: Publish) -> dict:
         member = f"{message.say_id[0]}:{message.say_id[1]}" if message.say_id is not None else ""
-        account, say_id = message.say_id or message.echo or ("", "")
+        # What the fan-out entry shows: the echo's id (a version 1 say's, whose dedup member the
+        # node made up) or the say id with its account (a version 2 say's idempotency key).
+        account, say_id = message.echo if message.echo is not None else message.say_id or ("", "")
         keys = [SEQ_HASH, say_ids_set(message.key), messages_stream(message.key), FANOUT]
         args = [key_text(message.key), member, message.record, SAY_ID_WINDOW, self._fanout_cap,
-                say_id, account]
+                say_id, account, message.floor]
         return {"keys": keys, "args": args}
 
     @staticmethod

@@ -26,7 +26,7 @@ def publish(talk: Talk, session: Session, request: p.Say, key: Key, place: dict,
     """Hand the message to the bus; its answer releases the session (or answers it)."""
     chat, me = talk.chat, session.account
     job = Publish(key, ts, session.username, request.text, me.id, request.id if keyed else None,
-                  None if keyed else request.id)
+                  None if keyed else request.id, chat.journals.journal(key).last_seq)
 
     def done(result: object) -> None:
         if isinstance(result, Exception):

@@ -71,6 +71,7 @@ class Publish:
     account: str
     say_id: str | None = None
     echo: str | None = None
+    floor: int = 0  # the key's last seq delivered here: the bus refuses a counter below it
 
 
 @dataclass(frozen=True, slots=True)
