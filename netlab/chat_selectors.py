@@ -111,7 +111,7 @@ class ChatServer(OperatorCalls):
     def start(self) -> None:
         self.commit.start()
         if self.cx.bus is not None:
-            self.cx.bus.start(self.chat, self._calls.post)
+            self.cx.bus.start(self.chat, self._calls.post, self._store_failed)
         self._thread.start()
 
     def stop(self, reason: str) -> None:
@@ -271,10 +271,11 @@ class ChatServer(OperatorCalls):
 
     # -- stopping ----------------------------------------------------------------------
 
-    def _store_failed(self) -> None:
-        """history.csv refused this pass's messages (Connections.save): the chat stops."""
+    def _store_failed(self, reason: str = "the server cannot store messages") -> None:
+        """The store cannot be trusted (history.csv refused a pass's messages; a node fell
+        behind its bus): the chat stops, exit status 1."""
         self.exit_status = 1
-        self._begin_stop("the server cannot store messages")
+        self._begin_stop(reason)
 
     def _begin_stop(self, reason: str) -> None:
         if self._stopping:

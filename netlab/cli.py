@@ -15,13 +15,14 @@ import click
 from netlab import admin
 from netlab.bench_cli import bench
 from netlab.bus.address import BusAddress
+from netlab.bus.commands import export_command, import_command
 from netlab.chat_core import ChatConfig
 from netlab.cli_options import (
     COUNT,
     DAY,
     FiniteRange,
     Group,
-    bus_option,
+    bus_options,
     chat_limit_options,
     client_options,
     client_wrap,
@@ -200,12 +201,12 @@ def chat() -> None:
 @chat.command("serve")
 @with_options(server_options(7000, "clients.csv, history.csv, netlab.key and chat.log"))
 @with_options(web_options())
-@bus_option()
+@with_options(bus_options())
 @with_options(chat_limit_options())
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,
                web_port: int | None, web_origin: tuple[str, ...], metrics_allow: tuple,
-               bus: BusAddress | None, **limits: int | float) -> None:
+               bus: BusAddress | None, bus_fanout_cap: int, **limits: int | float) -> None:
     """Run the chat server with the operator console."""
     from netlab.bus.node import open_node
     from netlab.chat_selectors import ChatServer
@@ -230,7 +231,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     try:
         store = open_store(data_dir, window, room_window=max(int(limits["room_window"]), at_least),
                            direct_window=max(int(limits["direct_window"]), at_least)) if bus is None \
-            else open_node(bus, data_dir, window, max(int(limits["room_window"]), at_least))
+            else open_node(bus, data_dir, window, max(int(limits["room_window"]), at_least), bus_fanout_cap)
     except StartupError as exc:
         fail(str(exc))
     except OSError as exc:  # name the file at fault ("data directory data: Is a directory" is no help)
@@ -424,3 +425,5 @@ def make_cert(out: Path, hosts: tuple[str, ...]) -> None:
     click.echo(f"clients: copy {cert} to them and run netlab chat connect --tls --ca {cert.name} ...")
 
 main.add_command(bench)
+chat.add_command(export_command)
+chat.add_command(import_command)

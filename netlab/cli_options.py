@@ -87,11 +87,19 @@ def bus_address(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(str(exc)) from None
 
 
-def bus_option():
-    """`chat serve --bus URL` (CLI.md, version 2; docs/scale-out.md)."""
-    return click.option("--bus", default=None, metavar="URL", callback=bus_address,
-                        help="Share one chat with other servers through this Redis "
-                             "(redis://HOST:PORT/DB); docs/scale-out.md.")
+def bus_options() -> list:
+    """`chat serve --bus URL` (CLI.md, version 2; docs/scale-out.md) and the bus's bound."""
+    from netlab.bus.publish import FANOUT_CAP
+
+    return [
+        click.option("--bus", default=None, metavar="URL", callback=bus_address,
+                     help="Share one chat with other servers through this Redis "
+                          "(redis://HOST:PORT/DB); docs/scale-out.md."),
+        click.option("--bus-fanout-cap", type=click.IntRange(1_000, 100_000_000), default=FANOUT_CAP,
+                     show_default=True,
+                     help="Entries the bus's fan-out stream keeps (Redis memory); a node cut off "
+                          "for longer stops, to be restarted."),
+    ]
 
 
 def server_options(default_port: int, keeps: str) -> list:

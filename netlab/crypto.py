@@ -126,6 +126,7 @@ class Vault:
         self._aead = AESGCM(self._derive(key, b"netlab v1 encryption"))
         self._index_key = self._derive(key, b"netlab v1 login index")
         self._id_key = self._derive(key, b"netlab v2 account id")
+        self._pair_key = self._derive(key, b"netlab v2 bus conversation")
 
     @staticmethod
     def _derive(key: bytes, info: bytes) -> bytes:
@@ -152,6 +153,11 @@ class Vault:
     def blind_index(self, login: str) -> str:
         """HMAC-SHA256 of the case-folded login: same for Alice and alice, opaque sans key."""
         return hmac.new(self._index_key, login.casefold().encode(), hashlib.sha256).hexdigest()
+
+    def conversation_token(self, pair: str) -> str:
+        """A conversation's name in a bus (32 hex digits): the same on every node with the key,
+        showing nothing of its two accounts (netlab/bus/names.py)."""
+        return hmac.new(self._pair_key, pair.encode(), hashlib.sha256).hexdigest()[:32]
 
     def account_id(self, login_index: str, created: str) -> str:
         """An account's opaque id (32 hex digits): one registration, not one name.

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from redis_server import running_redis
 
+from netlab.bus.names import Hidden
 from netlab.bus.pages import page
 from netlab.bus.publish import Publish, Publisher, messages_stream
 
@@ -46,7 +47,7 @@ def test_a_deleted_message_is_left_out_and_the_page_still_holds_limit(client) ->
 
 
 def test_a_key_never_written_to_has_an_empty_page(client) -> None:
-    assert page(client, ("a" * 32, "b" * 32), limit=5) == ([], False)
+    assert page(client, Hidden("a" * 32), limit=5) == ([], False)
 
 
 @pytest.mark.parametrize("kwargs", [{"limit": 0}, {"limit": 5, "before": 3, "after": 1}])

@@ -8,7 +8,7 @@ import pytest
 from procs import wait_until
 from redis_server import RedisServer, running_redis
 
-from netlab.bus.presence import NodePresence, online_everywhere
+from netlab.bus.presence import NodePresence, online_by_node
 
 ALICE, BOB, CAROL = "a" * 32, "b" * 32, "c" * 32
 
@@ -19,21 +19,23 @@ def server(tmp_path: Path):
         yield server
 
 
-def test_every_node_sees_the_users_of_all_and_a_silent_nodes_expire(server: RedisServer) -> None:
+def test_every_node_sees_the_users_of_the_others_and_a_silent_nodes_expire(server: RedisServer) -> None:
     with server.client() as client:
         one = NodePresence(client, "one", ttl=0.5)
         two = NodePresence(client, "two", ttl=0.5)
-        one.set(ALICE, 1)
-        one.set(BOB, 2)
-        two.set(BOB, 1)
-        two.set(CAROL, 1)
-        assert online_everywhere(client) == {ALICE: 1, BOB: 3, CAROL: 1}
-        one.set(ALICE, 0)  # her last session on node one ended
-        assert online_everywhere(client) == {BOB: 3, CAROL: 1}
+        one.set(ALICE, True)
+        one.set(BOB, True)
+        two.set(BOB, True)
+        two.set(CAROL, True)
+        assert online_by_node(client, "three") == {"one": {ALICE, BOB}, "two": {BOB, CAROL}}
+        assert online_by_node(client, "one") == {"two": {BOB, CAROL}}  # a node's own left out
+        one.set(ALICE, False)  # her last session on node one ended
+        one.set(BOB, False)
+        assert online_by_node(client, "three") == {"one": set(), "two": {BOB, CAROL}}  # one lives on
 
         def only_node_one_is_left() -> bool:
-            one.beat({BOB: 2})  # node one lives and beats; node two is silent, as after kill -9
-            return online_everywhere(client) == {BOB: 2}
+            one.beat()  # node one lives and beats; node two is silent, as after kill -9
+            return online_by_node(client, "three") == {"one": set()}
 
         wait_until(only_node_one_is_left)
 
@@ -41,16 +43,22 @@ def test_every_node_sees_the_users_of_all_and_a_silent_nodes_expire(server: Redi
 def test_a_node_whose_hash_expired_while_it_lived_writes_it_again(server: RedisServer) -> None:
     with server.client() as client:
         node = NodePresence(client, "one", ttl=0.2)
-        node.set(ALICE, 1)
-        wait_until(lambda: online_everywhere(client) == {})  # paused past its TTL
-        assert node.beat({ALICE: 1}) is True
-        assert online_everywhere(client) == {ALICE: 1}
-        assert node.beat({ALICE: 1}) is False  # alive: a renewal only
+        node.set(ALICE, True)
+        wait_until(lambda: online_by_node(client, "two") == {})  # paused past its TTL
+        assert node.beat() is True
+        assert online_by_node(client, "two") == {"one": {ALICE}}
+        assert node.beat() is False  # alive: a renewal only
 
 
 def test_a_clean_stop_takes_the_nodes_users_offline_at_once(server: RedisServer) -> None:
     with server.client() as client:
         node = NodePresence(client, "one")
-        node.set(ALICE, 1)
+        node.set(ALICE, True)
         node.leave()
-        assert online_everywhere(client) == {}
+        assert online_by_node(client, "two") == {}
+
+
+def test_the_event_goes_in_the_same_step_as_the_hash(server: RedisServer) -> None:
+    with server.client() as client:
+        NodePresence(client, "one").set(ALICE, True, lambda pipe: pipe.set("announced", "yes"))
+        assert client.get("announced") == b"yes" and online_by_node(client, "two") == {"one": {ALICE}}

@@ -16,6 +16,7 @@ import pytest
 import redis
 from redis_server import RedisServer, running_redis
 
+from netlab.bus.names import Hidden
 from netlab.bus.publish import Publish, Published, Publisher, key_text, messages_stream, parse_key, stream_id
 
 ALICE = "a" * 32
@@ -84,7 +85,7 @@ def test_the_id_window_is_the_last_thousand_messages(publisher: Publisher) -> No
 
 
 def test_rooms_and_conversations_count_apart(publisher: Publisher) -> None:
-    chat = (ALICE, BOB)
+    chat = Hidden("c" * 32)  # a conversation, by its token (bus/names.py)
     answers = publisher.publish_many([Publish("lobby", b"1"), Publish("general", b"1"), Publish(chat, b"1"),
                                       Publish("lobby", b"2"), Publish(chat, b"2", (ALICE, "x"))])
     assert [a.seq for a in answers] == [1, 1, 1, 2, 2]
@@ -148,15 +149,20 @@ def test_reading_the_fanout_resumes_after_the_last_id(publisher: Publisher) -> N
         ("lobby", 2, b"2")]
 
 
-@pytest.mark.parametrize("key", ["general", "a-b", (ALICE, BOB)])
+@pytest.mark.parametrize("key", ["general", "a-b", Hidden("0123456789abcdef" * 2)])
 def test_key_text_round_trips(key) -> None:
     assert parse_key(key_text(key)) == key
 
 
-@pytest.mark.parametrize("text", ["", "r:", "d:x", "x:y", "d::y"])
+@pytest.mark.parametrize("text", ["", "r:", "d:x", "x:y", "d::y", f"d:{ALICE}:{BOB}", "d:" + "G" * 32])
 def test_a_foreign_key_text_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_key(text)
+
+
+def test_a_conversation_is_never_named_by_its_pair() -> None:
+    with pytest.raises(TypeError):
+        key_text((ALICE, BOB))  # type: ignore[arg-type]
 
 
 def test_a_bus_out_of_memory_refuses_the_publish_whole_and_seq_stays_dense(publisher: Publisher,

@@ -51,3 +51,14 @@ def test_topic_of_no_room_or_without_text_changes_nothing(console):
     marked(server, "topic general", r"^error: topic needs a ROOM and a TEXT")
     marked(server, "topic Bad!Name hello", r"room")
     marked(server, "help", r"^\s+topic ROOM TEXT\s+Chat: set a room's topic")
+
+
+def test_the_topic_of_general_outlives_a_restart(console, start_chat, data_dir):
+    server, _ = console
+    marked(server, "topic general Welcome back", r"^topic of #general set$")
+    server.command("shutdown")
+    assert server.wait() == 0
+    _, port = start_chat()  # rooms.csv's row of general is one the next start reads
+    with registered2(port, "tp_again") as again:
+        again.send("rooms")
+        assert again.wait_for("rooms")["rooms"][0]["topic"] == "Welcome back"

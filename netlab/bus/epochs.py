@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import redis
 
+from netlab.bus.names import BusKey
 from netlab.bus.publish import PREFIX, SEQ_HASH, key_text
-from netlab.store.room_records import Key
 
 EPOCH = PREFIX + "epoch"
 
@@ -54,7 +54,7 @@ class Epochs:
         """The bus's epoch: 0 until the bus first went back."""
         return int(self._client.get(EPOCH) or 0)
 
-    def raise_floors(self, floors: Mapping[Key, int]) -> Raised:
+    def raise_floors(self, floors: Mapping[BusKey, int]) -> Raised:
         """Raise each key's counter to at least its floor (the highest seq this node delivered
         there) and bump the epoch, in one atomic step."""
         args: list[str | int] = []

@@ -49,7 +49,8 @@ def run(job: Job, node: BusNode) -> Any:
         except UsernameTaken:
             return USERNAME_TAKEN
     if isinstance(job, ReadPage):
-        stored, more = pages.page(state.client, job.key, limit=job.limit, before=job.before, after=job.after)
+        stored, more = pages.page(state.client, state.bus_key(job.key), limit=job.limit, before=job.before,
+                                  after=job.after)
         vault = accounts.vault
         return [r for seq, body in stored if (r := record_of(vault, job.key, seq, body)) is not None], more
     if isinstance(job, SaveRoom):

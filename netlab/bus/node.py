@@ -29,16 +29,17 @@ from netlab.bus.accounts import BusAccounts
 from netlab.bus.address import BusAddress, connect
 from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
-from netlab.bus.presence import HEARTBEAT, ONLINE, TTL
-from netlab.bus.publish import FanoutEntry, FanoutEvent, Publish, parse_key, went_back
-from netlab.bus.records import direct_body, record_of, room_body
-from netlab.bus.state import BusState, KeyMismatch, general_records, room_of
+from netlab.bus.names import Hidden, Names
+from netlab.bus.presence import HEARTBEAT, TTL, NodePresence, online_by_node
+from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, went_back
+from netlab.bus.records import direct_body, hidden_record, room_body, room_record
+from netlab.bus.state import BusState, KeyMismatch, event_key, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
 from netlab.chat import jobs
 from netlab.chat.arrivals import arrived
 from netlab.crypto import Vault, create_key_file, new_key, read_key
 from netlab.files import StartupError
-from netlab.store.records import CLIENTS_FILE
+from netlab.store.records import CLIENTS_FILE, Record
 from netlab.store.room_records import GENERAL, Key, Restriction, RoomsSnapshot
 
 if TYPE_CHECKING:
@@ -49,9 +50,6 @@ log = logging.getLogger("netlab.chat")
 #: How long a running node waits for Redis to connect or answer before it counts it lost
 #: (above the reader's XREAD BLOCK of 1 s; below a client's patience for `unavailable`).
 RUN_TIMEOUT = 5.0
-#: The field that keeps a node's presence hash alive while none of its users is online: a
-#: node whose hash is gone is a node that stopped renewing it (killed, or cut off).
-ALIVE = "-"
 
 Post = Callable[[Callable[[], None]], None]
 
@@ -59,11 +57,14 @@ Post = Callable[[Callable[[], None]], None]
 class BusNode:
     """This node's view of the bus: its state at start, its threads, their results."""
 
-    def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int) -> None:
+    def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int,
+                 fanout_cap: int = FANOUT_CAP) -> None:
         self.id = secrets.token_hex(8)
         self.address = address
         self.client = connect(address, RUN_TIMEOUT)  # the worker threads' (redis-py pools connections)
-        self.state = BusState(self.client, self.id)
+        self.fanout_cap = fanout_cap
+        self.names = Names(vault)
+        self.state = BusState(self.client, self.id, fanout_cap, self.names)
         try:
             self.state.check_key(vault)
             loaded = self.state.load(general_window)
@@ -72,6 +73,7 @@ class BusNode:
                                "the same key (NETLAB_KEY, or a copy of netlab.key)") from None
         except redis.RedisError as exc:
             raise StartupError(f"cannot read the bus at {address.url}: {exc}") from None
+        warn_if_not_durable(self.client, address)
         self.accounts = BusAccounts(self.state, vault, loaded.accounts)
         self.snapshot = RoomsSnapshot(
             rooms={r.name: r for r in loaded.rooms}, members=loaded.members, markers=loaded.markers,
@@ -83,7 +85,7 @@ class BusNode:
         self.journals = BusJournals(loaded.seqs, window, self.save_marks)
         self.journals.preload(GENERAL, general_records(loaded.general), general_seq, general_window)
         self._fanout_end = loaded.fanout_end
-        self._local: dict[str, int] = {ALIVE: 0}  # this node's online accounts (presence thread)
+        self._hash = NodePresence(self.client, self.id)  # this node's online accounts (presence thread)
         self._made_up = itertools.count(1)  # version 1 says' idempotency keys
         self._changes: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._chat: Chat | None = None
@@ -94,15 +96,17 @@ class BusNode:
 
     # -- start and stop -----------------------------------------------------------------
 
-    def start(self, chat: Chat, post: Post) -> None:
-        """Begin: this node's presence, then the threads (the loop posts their results)."""
-        self._chat, self._post = chat, post
+    def start(self, chat: Chat, post: Post, stop: Callable[[str], None]) -> None:
+        """Begin: this node's presence, then the threads (the loop posts their results).
+        `stop` (loop thread) ends the server with exit status 1: a node that fell behind
+        what the bus keeps."""
+        self._chat, self._post, self._stop = chat, post, stop
         chat.announce = self.announce
-        self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post)
-        reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
-                           tick=self._scan_presence, every=HEARTBEAT)
+        self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post, fanout_cap=self.fanout_cap)
+        reader = self._reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
+                                          tick=self._heartbeat, every=HEARTBEAT)
         changes = threading.Thread(target=self._write_changes, name="bus-presence", daemon=True)
-        self._changes.put(self._beat)
+        self._changes.put(self._hash.beat)
         self._threads = [self.writer, reader, changes]
         self.writer.start()
         reader.start()
@@ -118,7 +122,7 @@ class BusNode:
         changes.join()
         reader.close()
         try:
-            self.client.delete(ONLINE + self.id)
+            self._hash.leave()
         except redis.RedisError as exc:
             log.warning("the bus did not hear this node stop (%s): its users go offline in %d s", exc, TTL)
 
@@ -128,8 +132,9 @@ class BusNode:
         """A `say`: to the writer; `done` hears the bus's answer on the loop."""
         if isinstance(job.key, tuple):
             body = direct_body(self.accounts.vault, job.key, job.ts, job.sender, job.text)
+            pair = self.names.seal(job.key)
         else:
-            body = room_body(job.ts, job.sender, job.text)
+            body, pair = room_body(job.ts, job.sender, job.text), ""
         if job.say_id is not None:
             say_id, echo = (job.account, job.say_id), None
         else:  # a key of the node's own ("~" is no account id's), so a lost answer is resent safely
@@ -140,7 +145,7 @@ class BusNode:
                 self._went_back(job.key, job.floor)
             done(result)
 
-        self.writer.submit(Publish(job.key, body, say_id, echo, job.floor), answered)
+        self.writer.submit(Publish(self.names.hide(job.key), body, say_id, echo, job.floor, pair), answered)
 
     def save_marks(self, marks: dict) -> None:
         self._changes.put(lambda: self.state.save_markers(marks))
@@ -159,10 +164,10 @@ class BusNode:
             try:
                 change = self._changes.get(timeout=max(0.0, next_beat - time.monotonic()))
             except queue.Empty:
-                change = self._beat
+                change = self._hash.beat
             if change is None:
                 return
-            if change == self._beat:
+            if change == self._hash.beat:
                 next_beat = time.monotonic() + HEARTBEAT
             try:
                 change()
@@ -171,38 +176,20 @@ class BusNode:
 
     def _presence(self, account_id: str, online: bool) -> None:
         """The hash first, then the event: a node that reads the event finds the hash agreeing."""
-        if online:
-            self._local[account_id] = 1
-        else:
-            self._local.pop(account_id, None)
-        pipe = self.client.pipeline(transaction=True)
-        if online:
-            pipe.hset(ONLINE + self.id, account_id, 1)
-        else:
-            pipe.hdel(ONLINE + self.id, account_id)
-        pipe.pexpire(ONLINE + self.id, int(TTL * 1000))
-        self.state.add_event(pipe, "online" if online else "offline", id=account_id)
-        pipe.execute()
-
-    def _beat(self) -> None:
-        """Renew this node's hash; rewrite it whole if it expired (Redis was away meanwhile)."""
-        key = ONLINE + self.id
-        if not self.client.pexpire(key, int(TTL * 1000)):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(key, mapping=dict(self._local))
-            pipe.pexpire(key, int(TTL * 1000))
-            pipe.execute()
+        kind = "online" if online else "offline"
+        self._hash.set(account_id, online, lambda pipe: self.state.add_event(pipe, kind, id=account_id))
 
     # -- the reader thread ----------------------------------------------------------------------
+
+    def _heartbeat(self, client: redis.Redis) -> None:
+        """Reader thread, every HEARTBEAT: how far behind, and who is online where."""
+        self._check_trim(client)
+        self._scan_presence(client)
 
     def _scan_presence(self, client: redis.Redis) -> None:
         """Every node's online accounts, posted in stream order: the loop makes its other
         nodes' users exactly these (a node gone: its users offline)."""
-        nodes: dict[str, set[str]] = {}
-        for key in client.scan_iter(match=ONLINE + "*", count=100):
-            node = key.decode()[len(ONLINE):]
-            if node != self.id:
-                nodes[node] = {a.decode() for a in client.hkeys(key)} - {ALIVE}
+        nodes = online_by_node(client, self.id)
         self._post(lambda: self._reconcile(nodes))  # type: ignore[misc]
 
     def _reconcile(self, nodes: dict[str, set[str]]) -> None:
@@ -220,22 +207,23 @@ class BusNode:
     def arrive(self, entries: list[FanoutEntry | FanoutEvent]) -> None:
         chat = self._chat
         assert chat is not None
-        vault, back = self.accounts.vault, None
+        back: tuple[Key, int] | None = None
         for entry in entries:
             if isinstance(entry, FanoutEntry):
-                if self.journals.journal(entry.key).went_back(entry.seq):
-                    back = back or entry  # never shown: its seq meant another message
-                    continue
-                record = record_of(vault, entry.key, entry.seq, entry.record)
-                if record is None:
+                found = self._message(entry)
+                if found is None:
                     log.error("the bus holds a message netlab did not write (%s, seq %d): skipped",
                               entry.key if isinstance(entry.key, str) else "a conversation", entry.seq)
                     continue
-                arrived(chat.talk, entry.key, record, entry.account, entry.say_id)
+                key, record = found
+                if self.journals.journal(key).went_back(entry.seq):
+                    back = back or (key, entry.seq)  # never shown: its seq meant another message
+                    continue
+                arrived(chat.talk, key, record, entry.account, entry.say_id)
             elif entry.node != self.id:
                 self._apply(chat, json.loads(entry.event), entry.node)
         if back is not None:
-            self._went_back(back.key, back.seq)
+            self._went_back(*back)
 
     def _went_back(self, key: Key, seq: int) -> None:
         """The bus's counter of `key` is below `seq`, a seq this node delivered: it was restored
@@ -250,7 +238,8 @@ class BusNode:
     def _raise(self, floors: dict) -> None:
         """Counters raised past every seq this node delivered and the epoch bumped (bus/epochs.py):
         no seq is given a third time."""
-        log.warning("bus epoch now %d", Epochs(self.client).raise_floors(floors).epoch)
+        hidden = {self.names.hide(key): seq for key, seq in floors.items()}
+        log.warning("bus epoch now %d", Epochs(self.client).raise_floors(hidden).epoch)
 
     def _restored(self) -> None:
         """After the bus went back: nothing kept in memory is trusted, and every session here
@@ -261,15 +250,34 @@ class BusNode:
         frame = p.shutdown("the chat's store went back in time: reconnect to fetch what it holds")
         chat.end_sessions(list(chat.sessions), frame, "the bus went back")
 
+    def _check_trim(self, client: redis.Redis) -> None:
+        """Reader thread, each heartbeat: did the fan-out stream's trim take entries this node
+        has not read (cut off, or paused, while more than --bus-fanout-cap went by)? Then its
+        picture of the chat has a hole no stream can fill (state changes were among them): it
+        stops, and a restart (systemd's) loads the bus's state afresh."""
+        if Publisher(client).fanout_lost(self._reader.last_id):
+            why = "this node fell further behind than the bus's fan-out stream keeps: restart it"
+            log.critical("%s", why)
+            self._post(lambda: self._stop(why))  # type: ignore[misc]
+
+    def _message(self, entry: FanoutEntry) -> tuple[Key, Record] | None:
+        """A fan-out entry's key and message; a conversation's pair comes out of its sealed record."""
+        if isinstance(entry.key, Hidden):
+            return hidden_record(self.names, entry.key, entry.seq, entry.record)
+        record = room_record(entry.seq, entry.record)
+        return (entry.key, record) if record is not None else None
+
     def _apply(self, chat: Chat, event: dict, node: str) -> None:
         kind = event["t"]
         if kind in ("account", "password"):
             self.accounts.learn(event["row"])
             return
         if kind == "removed":
-            self.accounts.forget(event["id"])
+            if (account := self.accounts.forget(event["id"])) is not None:
+                chat.replica.removed(account)
+            return
         room = room_of(event["row"]) if kind == "room" else None
-        key = parse_key(event["k"]) if kind in ("marker", "deleted") else None
+        key = event_key(event, self.names) if kind in ("marker", "deleted") else None
         restriction = Restriction(*event["row"]) if kind == "restriction" else None
         chat.replica.apply(event, node, room, key, restriction)
 
@@ -283,12 +291,26 @@ class BusNode:
                       self.address.url, why)
 
 
-def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int) -> BusNode:
+def warn_if_not_durable(client: redis.Redis, address: BusAddress) -> None:
+    """A Redis that does not fsync each write before answering may lose acknowledged messages
+    in a crash: said once at start (a managed Redis may rename CONFIG away: then nothing)."""
+    try:
+        found = {**client.config_get("appendonly"), **client.config_get("appendfsync")}
+    except redis.RedisError:
+        return
+    if found.get("appendonly") != "yes" or found.get("appendfsync") != "always":
+        log.warning("the bus at %s runs with appendonly %s, appendfsync %s: a crash of it may lose "
+                    "acknowledged messages (docs/scale-out.md wants yes and always)", address.url,
+                    found.get("appendonly", "?"), found.get("appendfsync", "?"))
+
+
+def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int,
+              fanout_cap: int = FANOUT_CAP) -> BusNode:
     """This node of the bus, with the data directory's key (or NETLAB_KEY), or StartupError;
     a key made here is written only once the bus accepted it (a wrong one leaves nothing)."""
     found = read_key(data_dir)
     key = found[0] if found is not None else new_key()
-    node = BusNode(address, Vault(key), window, room_window)
+    node = BusNode(address, Vault(key), window, room_window, fanout_cap)
     if found is None:
         create_key_file(data_dir, key)
     if (data_dir / CLIENTS_FILE).exists():

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import redis
 
+from netlab.bus.names import BusKey
 from netlab.bus.publish import messages_stream
-from netlab.store.room_records import Key
 
 #: (seq, the stored record) as the stream holds them; the caller decodes the record
 #: (`records.room_record` for a room; a conversation's is sealed).
 Stored = tuple[int, bytes]
 
 
-def page(client: redis.Redis, key: Key, *, limit: int, before: int | None = None,
+def page(client: redis.Redis, key: BusKey, *, limit: int, before: int | None = None,
          after: int | None = None) -> tuple[list[Stored], bool]:
     """The newest `limit` with seq < before, the oldest `limit` with seq > after, or the newest
     of all; oldest first, and whether more exist beyond them in that direction."""

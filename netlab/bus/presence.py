@@ -1,7 +1,7 @@
 """Who is online on every node: each node's own hash in Redis, kept alive by its heartbeat.
 
-A node writes its online accounts (account id -> its sessions there) to `netlab:online:NODE`
-and renews the hash's TTL every `HEARTBEAT` seconds. A node killed with `kill -9` stops
+A node writes its online accounts (account id -> 1) to `netlab:online:NODE` and renews the
+hash's TTL every `HEARTBEAT` seconds. A node killed with `kill -9` stops
 renewing: its hash expires within `TTL` and every node, reading the hashes each heartbeat,
 shows its users offline (docs/scale-out.md, "Presence across nodes": within 10 s).
 Sans-loop: blocking calls for the bus's writer thread (writes) and reader thread (reads).
@@ -9,7 +9,7 @@ Sans-loop: blocking calls for the bus's writer thread (writes) and reader thread
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 
 import redis
 
@@ -24,32 +24,46 @@ HEARTBEAT = 2.0
 TTL = 6.0
 
 
+#: The field that keeps a node's hash alive while none of its users is online: a node whose
+#: hash is gone is a node that stopped renewing it (killed, or cut off).
+ALIVE = "-"
+
+Then = Callable[[redis.client.Pipeline], None]
+
+
 class NodePresence:
-    """This node's hash of online accounts."""
+    """This node's hash of online accounts (its presence thread's; one thread)."""
 
     def __init__(self, client: redis.Redis, node: str, ttl: float = TTL) -> None:
         self._client = client
         self.key = ONLINE + node
         self._ttl_ms = int(ttl * 1000)
+        self._online: dict[str, int] = {ALIVE: 0}
 
-    def set(self, account_id: str, sessions: int) -> None:
-        """An account's sessions on this node changed (0: it left this node)."""
+    def set(self, account_id: str, online: bool, then: Then | None = None) -> None:
+        """An account's first session on this node began, or its last one here ended; `then`
+        adds to the same MULTI/EXEC (the node's event, written after the hash it announces)."""
         pipe = self._client.pipeline(transaction=True)
-        if sessions:
-            pipe.hset(self.key, account_id, sessions)
+        pipe.hset(self.key, ALIVE, 0)  # the hash lives on with nobody in it
+        if online:
+            self._online[account_id] = 1
+            pipe.hset(self.key, account_id, 1)
         else:
+            self._online.pop(account_id, None)
             pipe.hdel(self.key, account_id)
         pipe.pexpire(self.key, self._ttl_ms)
+        if then is not None:
+            then(pipe)
         pipe.execute()
 
-    def beat(self, online: Mapping[str, int]) -> bool:
+    def beat(self) -> bool:
         """Renew the hash's TTL; if it had expired meanwhile (Redis was away, or this node was
-        paused past the TTL), write it again whole from `online`. Whether it was rewritten."""
-        if self._client.pexpire(self.key, self._ttl_ms) or not online:
+        paused past the TTL), write it again whole. Whether it was rewritten."""
+        if self._client.pexpire(self.key, self._ttl_ms):
             return False
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(self.key)
-        pipe.hset(self.key, mapping=dict(online))
+        pipe.hset(self.key, mapping=dict(self._online))
         pipe.pexpire(self.key, self._ttl_ms)
         pipe.execute()
         return True
@@ -59,11 +73,11 @@ class NodePresence:
         self._client.delete(self.key)
 
 
-def online_everywhere(client: redis.Redis) -> dict[str, int]:
-    """Every online account (id) with its sessions on all live nodes together."""
-    total: dict[str, int] = {}
+def online_by_node(client: redis.Redis, but: str) -> dict[str, set[str]]:
+    """Every live node but `but` with its online account ids: a node is live while its hash is."""
+    nodes: dict[str, set[str]] = {}
     for key in client.scan_iter(match=ONLINE + "*", count=100):
-        for account_id, sessions in client.hgetall(key).items():
-            name = account_id.decode()
-            total[name] = total.get(name, 0) + int(sessions)
-    return total
+        node = key.decode()[len(ONLINE):]
+        if node != but:
+            nodes[node] = {account.decode() for account in client.hkeys(key)} - {ALIVE}
+    return nodes

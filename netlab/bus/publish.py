@@ -17,23 +17,28 @@ from dataclasses import dataclass
 
 import redis
 
-from netlab.store.room_records import SAY_ID_WINDOW, Key
+from netlab.bus.names import BusKey, Hidden
+from netlab.store.room_records import SAY_ID_WINDOW
 
 PREFIX = "netlab:"
 SEQ_HASH = PREFIX + "seq"
 FANOUT = PREFIX + "fanout"
+#: A conversation's token -> its pair, sealed (names.py): how a starting node lists them.
+CONVERSATIONS = PREFIX + "convs"
 #: Entries the fan-out stream keeps (trimmed approximately, `MAXLEN ~`). It only has to
 #: cover a node that is briefly away (a Redis blip, a restart): one further behind
 #: resynchronises from the keys' own streams, which are never trimmed. At ~200 bytes a
 #: short message, 100,000 entries are ~20 MB of Redis memory.
 FANOUT_CAP = 100_000
 
-#: KEYS: the seq hash, the key's id set, the key's stream, the fan-out stream.
+#: KEYS: the seq hash, the key's id set, the key's stream, the fan-out stream, the
+#: conversations' hash (a conversation's first message names its sealed pair there).
 #: ARGV: key text, dedup member ("" for none), record, id window, fan-out cap, the say's id
 #: ("" for none) and the sender's account id, which the fan-out entry carries for every node's
 #: echo (the `message`'s `id`) and its idempotency keys; and the floor: the highest seq of
 #: the key the publishing node delivered. A counter below it went back (Redis restored from
 #: an older state): the script refuses (`BEHIND`) rather than give a seq a second meaning.
+#: Last, a conversation's sealed pair ("" for a room).
 #: Returns {seq, 1} for a new message, {first seq, 0} for a repeat.
 #: The `#!lua` line (Redis 7's script flags, none given) has Redis refuse the whole script up
 #: front when it is out of memory, so no later write can fail after an earlier one.
@@ -53,36 +58,39 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'k', ARGV[1], 's', seq,
 if member ~= '' then
   redis.call('ZADD', KEYS[2], seq, member)
 end
+if ARGV[9] ~= '' then
+  redis.call('HSETNX', KEYS[5], ARGV[1], ARGV[9])
+end
 -- Every message moves the window, a say without an id too (PROTOCOL.md: the last 1,000).
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', seq - tonumber(ARGV[4]))
 return {seq, 1}
 """
 
 
-def key_text(key: Key) -> str:
-    """A room as `r:NAME`, a conversation as `d:ID1:ID2` (room names and account ids hold no
-    colon, so the text names one key)."""
-    if isinstance(key, tuple):
-        return f"d:{key[0]}:{key[1]}"
+def key_text(key: BusKey) -> str:
+    """A room as `r:NAME`, a conversation as `d:TOKEN` (netlab/bus/names.py: never its pair)."""
+    if isinstance(key, Hidden):
+        return f"d:{key.token}"
+    if not isinstance(key, str):
+        raise TypeError("a conversation is named in the bus by its token (Names.hide), never its pair")
     return f"r:{key}"
 
 
-def parse_key(text: str) -> Key:
+def parse_key(text: str) -> BusKey:
     """The key `key_text` wrote (ValueError for anything else)."""
     kind, _, rest = text.partition(":")
     if kind == "r" and rest:
         return rest
-    first, _, second = rest.partition(":")
-    if kind == "d" and first and second:
-        return (first, second)
+    if kind == "d" and len(rest) == 32 and all(c in "0123456789abcdef" for c in rest):
+        return Hidden(rest)
     raise ValueError(f"not a bus key: {text!r}")
 
 
-def messages_stream(key: Key) -> str:
+def messages_stream(key: BusKey) -> str:
     return f"{PREFIX}msgs:{key_text(key)}"
 
 
-def say_ids_set(key: Key) -> str:
+def say_ids_set(key: BusKey) -> str:
     return f"{PREFIX}ids:{key_text(key)}"
 
 
@@ -113,11 +121,12 @@ class Publish:
     its own resend after a lost answer is safe too), and what the fan-out entry shows instead
     of the key ("", the say's id) when that key is made up."""
 
-    key: Key
+    key: BusKey
     record: bytes
     say_id: tuple[str, str] | None = None
     echo: tuple[str, str] | None = None
     floor: int = 0
+    pair: str = ""  # a conversation's sealed pair (names.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +135,7 @@ class FanoutEntry:
     is the say's id ("" for none), `account` the sender's account id."""
 
     id: bytes
-    key: Key
+    key: BusKey
     seq: int
     record: bytes
     say_id: str = ""
@@ -195,9 +204,9 @@ class Publisher:
         # What the fan-out entry shows: the echo's id (a version 1 say's, whose dedup member the
         # node made up) or the say id with its account (a version 2 say's idempotency key).
         account, say_id = message.echo if message.echo is not None else message.say_id or ("", "")
-        keys = [SEQ_HASH, say_ids_set(message.key), messages_stream(message.key), FANOUT]
+        keys = [SEQ_HASH, say_ids_set(message.key), messages_stream(message.key), FANOUT, CONVERSATIONS]
         args = [key_text(message.key), member, message.record, SAY_ID_WINDOW, self._fanout_cap,
-                say_id, account, message.floor]
+                say_id, account, message.floor, message.pair]
         return {"keys": keys, "args": args}
 
     @staticmethod

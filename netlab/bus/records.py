@@ -12,6 +12,7 @@ A direct message's body is direct.dat's sealed record of it (docs/scale-out.md).
 
 from __future__ import annotations
 
+from netlab.bus.names import Hidden, Names
 from netlab.crypto import Vault
 from netlab.store.direct_records import Message, open_line, seal
 from netlab.store.records import Record, csv_line, parse_record
@@ -51,3 +52,14 @@ def record_of(vault: Vault, key: Key, seq: int, body: bytes) -> Record | None:
         return None
     r = opened.record
     return Record(seq, r.ts, r.sender, r.text)
+
+
+def hidden_record(names: Names, key: Hidden, seq: int, body: bytes) -> tuple[Conversation, Record] | None:
+    """A conversation's message as the fan-out stream names it (by its token): its pair, read
+    from the sealed record and checked against the token, and the message; None if the bytes
+    are not a record netlab wrote with this key for that conversation."""
+    opened = open_line(names.vault, body)
+    if not isinstance(opened, Message) or names.hide(opened.conversation) != key:
+        return None
+    r = opened.record
+    return opened.conversation, Record(seq, r.ts, r.sender, r.text)

@@ -19,18 +19,33 @@ import json
 from dataclasses import dataclass, field
 
 import redis
+from cryptography.exceptions import InvalidTag
 
-from netlab.bus.publish import FANOUT, FANOUT_CAP, PREFIX, SEQ_HASH, key_text, messages_stream, parse_key
+from netlab.bus.names import BusKey, Names
+from netlab.bus.publish import (
+    CONVERSATIONS,
+    FANOUT,
+    FANOUT_CAP,
+    PREFIX,
+    SEQ_HASH,
+    key_text,
+    messages_stream,
+    parse_key,
+)
 from netlab.bus.records import room_record
 from netlab.crypto import Vault
 from netlab.store.records import Record
-from netlab.store.room_records import GENERAL, Key, Restriction, RoomRecord
+from netlab.store.room_records import GENERAL, Conversation, Key, Restriction, RoomRecord
 
 KEY_CHECK = PREFIX + "keycheck"
 ACCOUNTS = PREFIX + "accounts"  # blind index -> the clients.csv row, as JSON
 ROOMS = PREFIX + "rooms"  # name -> the rooms.csv row, as JSON (general's for its topic)
 MEMBERS = PREFIX + "members"  # "ROOM ACCOUNTID" -> "1"
-MARKERS = PREFIX + "markers"  # "KEYTEXT ACCOUNTID" -> seq
+MARKERS = PREFIX + "markers"  # "r:ROOM ACCOUNTID" -> seq
+#: A conversation's markers: a token of (pair, account) -> the marker sealed (names.py: a
+#: field that showed the account beside the conversation's token would show who talks).
+DIRECT_MARKERS = PREFIX + "dmarkers"
+_MARKER_CONTEXT = "bus marker"
 BANS = PREFIX + "bans"  # "KIND ACCOUNTID" -> the moderation.csv row, as JSON
 _CHECK_TEXT, _CHECK_CONTEXT = "netlab bus", "bus"
 
@@ -50,6 +65,16 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[3], 'n', ARGV[4])
 return 1
+"""
+
+#: KEYS: the markers hash. ARGV: field, seq. A marker only moves forward: two nodes' markers of
+#: one account (two devices) may reach Redis in either order.
+_MARK_LUA = """#!lua
+local function seq_of(value) return tonumber(string.match(value or '0', '^%d+')) end
+if seq_of(ARGV[2]) > seq_of(redis.call('HGET', KEYS[1], ARGV[1])) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
 """
 
 
@@ -84,11 +109,15 @@ class Loaded:
 class BusState:
     """Writes of the chat's state, each with its event (any thread but the loop's)."""
 
-    def __init__(self, client: redis.Redis, node: str, fanout_cap: int = FANOUT_CAP) -> None:
+    def __init__(self, client: redis.Redis, node: str, fanout_cap: int = FANOUT_CAP,
+                 names: Names | None = None) -> None:
+        """`names`: the key's names of conversations; needed by everything but the key check."""
         self.client = client
+        self.names = names
         self.node = node
         self._cap = fanout_cap
         self._set_if = client.register_script(_SET_IF_LUA)
+        self._mark = client.register_script(_MARK_LUA)
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -106,13 +135,14 @@ class BusState:
             raise KeyMismatch
 
     def load(self, general_window: int) -> Loaded:
-        """The bus's state and the fan-out stream's end, read in one MULTI/EXEC."""
+        """The bus's state and the fan-out stream's end, read in one MULTI/EXEC (without
+        `names`, conversations are left out: they cannot be told)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.xrevrange(FANOUT, count=1)
-        for name in (ACCOUNTS, ROOMS, MEMBERS, MARKERS, BANS, SEQ_HASH):
+        for name in (ACCOUNTS, ROOMS, MEMBERS, MARKERS, DIRECT_MARKERS, BANS, SEQ_HASH, CONVERSATIONS):
             pipe.hgetall(name)
         pipe.xrevrange(messages_stream(GENERAL), count=general_window)
-        newest, accounts, rooms, members, markers, bans, seqs, general = pipe.execute()
+        newest, accounts, rooms, members, markers, direct_markers, bans, seqs, pairs, general = pipe.execute()
         records = [room_of(json.loads(row)) for row in rooms.values()]
         loaded = Loaded(newest[0][0] if newest else b"0-0", [json.loads(row) for row in accounts.values()],
                         [r for r in records if r.name != GENERAL],
@@ -122,11 +152,39 @@ class BusState:
             loaded.members.setdefault(room, set()).add(account)
         for text, seq in markers.items():
             key, account = text.decode().split(" ")
-            loaded.markers[parse_key(key), account] = int(seq)
+            loaded.markers[parse_key(key), account] = int(seq)  # type: ignore[index]
+        for sealed in direct_markers.values():
+            if (marker := self._open_marker(sealed)) is not None:
+                conv, account, seq = marker
+                loaded.markers[conv, account] = seq
         loaded.restrictions = [Restriction(*json.loads(row)) for row in bans.values()]
-        loaded.seqs = {parse_key(key.decode()): int(seq) for key, seq in seqs.items()}
+        for text, seq in seqs.items():
+            if (key := self._key_of(text.decode(), pairs)) is not None:
+                loaded.seqs[key] = int(seq)
         loaded.general = [(int(entry_id.split(b"-")[0]), fields[b"r"]) for entry_id, fields in general[::-1]]
         return loaded
+
+    def _key_of(self, text: str, pairs: dict[bytes, bytes]) -> Key | None:
+        """A room, or the conversation a token names (its sealed pair); None for one that does
+        not open (not this key's)."""
+        key = parse_key(text)
+        if isinstance(key, str):
+            return key
+        sealed = pairs.get(text.encode())
+        return self.names.open(sealed, key) if sealed is not None and self.names is not None else None
+
+    def _open_marker(self, value: bytes) -> tuple[Conversation, str, int] | None:
+        _seq, _, sealed = value.decode().partition(" ")
+        if self.names is None:
+            return None
+        try:
+            a, b, account, seq = json.loads(self.names.vault.decrypt(sealed, _MARKER_CONTEXT))  # type: ignore[union-attr]
+        except (InvalidTag, ValueError, TypeError, UnicodeDecodeError):
+            return None
+        return (str(a), str(b)), str(account), int(seq)
+
+    def bus_key(self, key: Key) -> BusKey:
+        return key if isinstance(key, str) else self.names.hide(key)  # type: ignore[union-attr]
 
     # -- changes ---------------------------------------------------------------------------------
 
@@ -171,12 +229,25 @@ class BusState:
         pipe.execute()
 
     def save_markers(self, marks: dict[tuple[Key, str], int]) -> None:
-        """Read markers moved (the highest of each wins, here and in Redis: HSET of a max)."""
+        """Read markers moved, each with its event (the highest of each wins, here and in Redis:
+        `_MARK_LUA`); a conversation's kept sealed (names.py)."""
         pipe = self.client.pipeline(transaction=True)
         for (key, account_id), seq in marks.items():
-            pipe.hset(MARKERS, f"{key_text(key)} {account_id}", seq)
-            self.add_event(pipe, "marker", k=key_text(key), id=account_id, seq=seq)
+            hash_name, field_name, value = self.marker_field(key, account_id, seq)
+            self._mark(keys=[hash_name], args=[field_name, value], client=pipe)
+            where = {"c": self.names.seal(key)} if isinstance(key, tuple) else {"k": key_text(key)}  # type: ignore[union-attr]
+            self.add_event(pipe, "marker", id=account_id, seq=seq, **where)
         pipe.execute()
+
+    def marker_field(self, key: Key, account_id: str, seq: int) -> tuple[str, str, str | int]:
+        """Where a marker is kept: (hash, field, value). A conversation's field is a token of
+        (pair, account) and its value `SEQ SEALED` (the seq first, for `_MARK_LUA`), so
+        neither shows who talks to whom."""
+        if not isinstance(key, tuple):
+            return MARKERS, f"{key_text(key)} {account_id}", seq
+        vault = self.names.vault  # type: ignore[union-attr]
+        return (DIRECT_MARKERS, vault.conversation_token(f"marker:{key[0]}:{key[1]}:{account_id}"),
+                f"{seq} {vault.encrypt(json.dumps([*key, account_id, seq]), _MARKER_CONTEXT)}")
 
     def save_restriction(self, restriction: Restriction, lifted: bool) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -190,14 +261,15 @@ class BusState:
         pipe.execute()
 
     def read_message(self, key: Key, seq: int) -> bytes | None:
-        found = self.client.xrange(messages_stream(key), min=f"{seq}-0", max=f"{seq}-0")
+        found = self.client.xrange(messages_stream(self.bus_key(key)), min=f"{seq}-0", max=f"{seq}-0")
         return found[0][1][b"r"] if found else None
 
     def delete_message(self, key: Key, seq: int) -> bool:
         """XDEL the message with its event; False if it was gone already (deleted meanwhile)."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.xdel(messages_stream(key), f"{seq}-0")
-        self.add_event(pipe, "deleted", k=key_text(key), seq=seq)
+        pipe.xdel(messages_stream(self.bus_key(key)), f"{seq}-0")
+        where = {"c": self.names.seal(key)} if isinstance(key, tuple) else {"k": key_text(key)}  # type: ignore[union-attr]
+        self.add_event(pipe, "deleted", seq=seq, **where)
         gone, _ = pipe.execute()
         return bool(gone)
 
@@ -206,6 +278,15 @@ class BusState:
         pipe = self.client.pipeline(transaction=False)
         self.add_event(pipe, "online" if online else "offline", id=account_id)
         pipe.execute()
+
+
+def event_key(event: dict, names: Names) -> Key | None:
+    """The room (`k`) or conversation (`c`, its sealed pair) a marker or deletion event is of;
+    None for a conversation whose pair does not open with this key."""
+    if "c" in event:
+        return names.open(event["c"])
+    key = parse_key(event["k"])
+    return key if isinstance(key, str) else None
 
 
 def general_records(stored: list[tuple[int, bytes]]) -> list[Record]:

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import redis
 
-from netlab.bus.publish import FANOUT, FanoutEntry, Publish, Published, Publisher
+from netlab.bus.publish import FANOUT, FANOUT_CAP, FanoutEntry, Publish, Published, Publisher
 
 Post = Callable[[Callable[[], None]], None]
 Answer = Published | Exception
@@ -41,8 +41,9 @@ class BusWriter:
     """One thread that sends every publish queued while it was busy in one pipeline (the
     bus's group commit: Redis fsyncs the batch's AOF writes together)."""
 
-    def __init__(self, client: redis.Redis, post: Post, max_batch: int = MAX_BATCH) -> None:
-        self._publisher = Publisher(client)
+    def __init__(self, client: redis.Redis, post: Post, max_batch: int = MAX_BATCH,
+                 fanout_cap: int = FANOUT_CAP) -> None:
+        self._publisher = Publisher(client, fanout_cap)
         self._post = post
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[tuple[Publish, Callable[[Answer], None]] | None] = queue.SimpleQueue()

@@ -80,6 +80,14 @@ class Presence:
         """The names as registered of the users the other node `node` has sessions of."""
         return [self._online[key][0] for key, nodes in self._remote.items() if node in nodes]
 
+    def is_online(self, username: str) -> bool:
+        """Whether the user has a session here or (bus mode) on another node."""
+        return username.lower() in self._online
+
+    def nodes_of(self, username: str) -> list[str]:
+        """Bus mode: the other nodes the user has sessions on."""
+        return sorted(self._remote.get(username.lower(), ()))
+
     def sessions_of(self, username: str) -> list[int]:
         entry = self._online.get(username.lower())
         return list(entry[1]) if entry is not None else []

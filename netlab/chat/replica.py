@@ -20,7 +20,9 @@ from netlab.store.room_records import GENERAL, Key, Restriction, RoomRecord
 from netlab.wire import rooms as w
 
 if TYPE_CHECKING:
+    from netlab.chat.journal import Journal
     from netlab.chat_core import Chat
+    from netlab.store.records import Account
 
 log = logging.getLogger("netlab.chat")
 
@@ -50,8 +52,6 @@ class Replica:
             self.online(event["id"], node)
         elif kind == "offline":
             self.offline(event["id"], node)
-        elif kind == "removed":
-            self.chat.end_sessions_without_account()
 
     # -- rooms ---------------------------------------------------------------------------------
 
@@ -66,6 +66,19 @@ class Replica:
         rooms.add_room(record)
         if before is not None and before.topic != record.topic:
             chat.broadcast(p.encode_payload(w.topic(record.name, record.topic, self._name(by))), record.name)
+
+    def removed(self, account: Account) -> None:
+        """Another node removed the account (forgotten here already, so the `leave`s and the
+        `offline` that follow on that node name nobody here): its sessions here end, it leaves
+        its rooms and goes offline here as it does there."""
+        chat, key = self.chat, account.username.lower()
+        chat.end_sessions_without_account()
+        for name in sorted(chat.rooms.rooms_of(account.id)):
+            chat.rooms.set_member(name, account.id, False)
+            chat.rooms.left_online(name, key)
+            chat.broadcast(p.encode_payload(w.member(name, account.username, "left")), name)
+        for node in chat.presence.nodes_of(account.username):
+            self._left(account.username, node)
 
     def _name(self, account_id: str) -> str:
         account = self.chat.accounts.by_id(account_id) if account_id else None
@@ -104,7 +117,10 @@ class Replica:
 
     def _deleted(self, key: Key, seq: int) -> None:
         chat = self.chat
-        chat.journals.journal(key).forget(seq)
+        journal = chat.journals.journal(key)
+        if _deleted_already(journal, seq):
+            return  # the event again: its `deleted` was told the first time
+        journal.forget(seq)
         if not isinstance(key, tuple):
             return chat.talk.tell_deleted(key, seq, None, None)
         first, second = chat.accounts.by_id(key[0]), chat.accounts.by_id(key[1])
@@ -154,3 +170,12 @@ class Replica:
         if account is not None:
             chat.rooms.went_offline(account.id, name.lower(), chat.now)
         chat.fx.broadcast(p.encode_payload(p.presence("leave", name)), urgent=False)
+
+
+def _deleted_already(journal: Journal, seq: int) -> bool:
+    """Whether the journal's window speaks for `seq` and no longer holds it (a message it
+    delivered, then forgot). Outside the window, a deletion cannot be told from its repeat:
+    it is told (once too often at worst)."""
+    if seq > journal.last_seq or not journal.in_window(limit=1, after=seq - 1):
+        return False
+    return all(record.seq != seq for record in journal.page(limit=1, after=seq - 1)[0])

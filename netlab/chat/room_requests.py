@@ -110,7 +110,7 @@ class RoomRequests:
             chat.broadcast(p.encode_payload(w.member(name, account.username, "joined")), name)
         for sid in sids:
             chat.fx.subscribe(sid, name)
-        if chat.presence.sessions_of(account.username):
+        if chat.presence.is_online(account.username):  # here, or on another node (bus mode)
             chat.rooms.joined_online(name, account.username.lower())
 
     def _may_join(self, session: Session, account_id: str, rid: str | None, *, rate: bool) -> bool:
@@ -272,7 +272,7 @@ class RoomRequests:
             raise ValueError(f"a topic is {w.TOPIC_RULES}")
         rooms = self.chat.rooms
         if name == GENERAL:
-            record = RoomRecord(GENERAL, False, None, text, "")
+            record = RoomRecord(GENERAL, False, None, text, p.timestamp(self.chat.wall))
         elif name in rooms.records:
             record = dataclasses.replace(rooms.records[name], topic=text)
         else:
