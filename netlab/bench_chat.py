@@ -66,7 +66,7 @@ def prepare(targets: list[Target], clients: int, senders: int, rooms: int, proto
     """Connect, register and (version 2) seat `clients` clients in rooms ROOM_NAME-0 onwards,
     spread over `targets` (the nodes of a bus, `node_of`); say how long that took."""
     prefix = f"b{os.getpid() % 100000}x{int(time.time()) % 100000}{targets[0].transport[0].lower()}"
-    conns: list[BenchConnection] = [None] * clients  # type: ignore[list-item]  # filled node by node
+    placed: dict[int, BenchConnection] = {}  # by client number, filled node by node
     registration = seating = 0.0
     for node, target in enumerate(targets):
         mine = [i for i in range(clients) if node_of(i, rooms, len(targets)) == node]
@@ -78,7 +78,8 @@ def prepare(targets: list[Target], clients: int, senders: int, rooms: int, proto
             seating += join_rooms(target, node_conns, rooms, room_name)
         for i, conn in zip(mine, node_conns, strict=True):
             conn.node = node
-            conns[i] = conn
+            placed[i] = conn
+    conns = [placed[i] for i in range(clients)]
     print(f"chat: {clients} clients registered in {registration:.2f} s "
           f"({clients / registration:,.0f}/s, password hashing bound)")
     in_rooms = f" in {rooms} room{'s' if rooms > 1 else ''}" if protocol == 2 else ""
