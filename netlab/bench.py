@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,15 +110,19 @@ def server_for(kind: str, host: str, port: int | None, extra: list[str], tls: bo
 
 @contextlib.contextmanager
 def servers_for(kind: str, host: str, port: int | None, extra: list[str], tls: bool,
-                transports: tuple[str, ...]) -> Iterator[dict[str, Target]]:
+                transports: tuple[str, ...],
+                environ: Mapping[str, str] | None = None) -> Iterator[dict[str, Target]]:
     """A target for each transport ("tcp", "ws"): the given port (for one transport), or a
-    server started just for this run, with its web port when "ws" is asked for."""
+    server started just for this run (in `environ`, default ours), with its web port when "ws"
+    is asked for. A server that does not start ends the run with its own last line."""
     if port is not None:
         (transport,) = transports
         wrap = tls_wrap(host, None) if tls else plain
         yield {transport: Target(host, port, wrap, websocket=transport == "ws")}
         return
-    with tempfile.TemporaryDirectory(prefix="netlab-bench-") as data_dir:
+    # Its errors in a file, not a pipe: nobody reads them while it runs.
+    with tempfile.TemporaryDirectory(prefix="netlab-bench-") as data_dir, \
+            tempfile.TemporaryFile("w+") as errors:
         wrap = plain
         if tls:
             from netlab.tls import make_certificate
@@ -130,7 +134,7 @@ def servers_for(kind: str, host: str, port: int | None, extra: list[str], tls: b
             extra = [*extra, "--web-port", "0"]
         command = [sys.executable, "-m", "netlab", kind, "serve", "--no-repl", "--host", host,
                    "--port", "0", "--data-dir", data_dir, *extra]
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=environ)
         try:
             ports = {}
             for line in proc.stdout:
@@ -141,7 +145,12 @@ def servers_for(kind: str, host: str, port: int | None, extra: list[str], tls: b
                 if all(transport in ports for transport in transports):
                     break
             else:
-                raise SystemExit(f"the {kind} server did not start")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(SETUP_TIMEOUT)  # its output closed: it is exiting
+                errors.seek(0)
+                last = errors.read().strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+                why = last[0].removeprefix("netlab: ")
+                raise SystemExit(f"netlab: the {kind} server did not start: {why}")
             yield {transport: Target(host, ports[transport], wrap, pid=proc.pid, websocket=transport == "ws")
                    for transport in transports}
         finally:
@@ -209,10 +218,12 @@ class BenchConnection:
     sock: socket.socket
     marker: bytes  # b'"from":"NAME"': how this client recognises its own messages
     room: str | None = None  # with --rooms: the room it talks in (version 2); None: general
+    node: int = 0  # with --bus-nodes: which node (server) of the bus it is connected to
     buffer: bytearray = field(default_factory=bytearray)
     in_flight: int = 0
     sent: int = 0
     refused: int = 0  # `say` answered by an error (rate_limited) instead of a message
+    acknowledged: int = 0  # its own messages come back (stored, with their seq)
 
     wire: ClientWire = LENGTH_PREFIXED  # its transport's framing
 

@@ -85,9 +85,15 @@ def bench_echo(host: str, port: int | None, duration: float, tls: bool, conns: i
 @click.option("--rounds", type=COUNT, default=1, show_default=True,
               help="Windows of --duration on each transport, alternating, on clients registered once; "
                    "with two transports, each round's ratios and their medians are printed.")
+@click.option("--bus-nodes", type=click.IntRange(min=0), default=0, show_default=True,
+              help="N nodes sharing one chat through a Redis bus (chat serve --bus), beside one "
+                   "server without a bus, in alternating windows: a redis-server (appendfsync "
+                   "always) and the nodes are started for the run, clients spread round-robin over "
+                   "them; prints a table of both and bus ÷ 1 node, latency from a send to its last "
+                   "receipt on another node. 0: no bus; else at least 2.")
 def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients: int, senders: int,
                window: int, rate: float, login_storm: int, rooms: int, protocol: int | None,
-               transport: tuple[str, ...], rounds: int) -> None:
+               transport: tuple[str, ...], rounds: int, bus_nodes: int) -> None:
     """N clients, S senders: deliveries/s, end-to-end latency percentiles, the server's and the
     generator's CPU."""
     from netlab import bench as b
@@ -106,15 +112,44 @@ def bench_chat(host: str, port: int | None, duration: float, tls: bool, clients:
     if protocol == 1 and len(transports) > 1:
         raise click.BadParameter("two transports need --protocol 2 (each talks in rooms of its own)",
                                  param_hint="--protocol")
-    # All from this one host, every transport's clients at once, a round's storm closing.
-    connections = len(transports) * (clients + 2 * login_storm)
+    redis = bus_checked(bus_nodes, port, transports)
+    # All from this one host, every load's clients at once, a round's storm closing.
+    connections = (2 if bus_nodes else len(transports)) * (clients + 2 * login_storm)
     raise_fd_limit(connections, logging.getLogger("netlab.bench"))  # a socket each, here and there
     places = str(connections + 10)
     extra = ["--rate-limit", "0", "--auth-timeout", "600", "--max-pending-auth", "100000",
              "--max-clients", places, "--max-clients-per-ip", places]
+    protocol = protocol or (2 if rooms > 1 or len(transports) > 1 else 1)
     with bench_errors(), b.servers_for("chat", host, port, extra, tls, transports) as targets:
-        run_chat(targets, clients, senders, window, rate, duration, login_storm, rooms,
-                 protocol or (2 if rooms > 1 or len(transports) > 1 else 1), rounds)
+        if redis is None:
+            run_chat({name: [target] for name, target in targets.items()}, clients, senders, window, rate,
+                     duration, login_storm, rooms, protocol, rounds)
+            return
+        from netlab.bench_bus import bus_nodes as started_nodes
+
+        with started_nodes(redis, host, extra, tls, transports[0], bus_nodes) as (nodes, watch):
+            run_chat({"single": list(targets.values()), "bus": nodes}, clients, senders, window, rate,
+                     duration, login_storm, rooms, protocol, rounds, watch)
+
+
+def bus_checked(nodes: int, port: int | None, transports: tuple[str, ...]) -> str | None:
+    """redis-server's path for a run with a bus of `nodes` nodes (None: no bus), or a usage error;
+    without redis-server, one line and exit status 2."""
+    if not nodes:
+        return None
+    if nodes == 1:
+        raise click.BadParameter("0 (no bus) or at least 2 (a node to receive on besides the sender's)",
+                                 param_hint="--bus-nodes")
+    if port is not None:
+        raise click.BadParameter("not with --port (the bus and its nodes are started here)",
+                                 param_hint="--bus-nodes")
+    if len(transports) > 1:
+        raise click.BadParameter("one transport with --bus-nodes", param_hint="--transport")
+    from netlab.bench_bus import DEBIAN_REDIS, redis_executable
+    from netlab.cli import fail  # cli imports this module
+
+    return redis_executable() or fail(f"--bus-nodes needs redis-server (Debian's package redis-server): "
+                                      f"not on PATH nor at {DEBIAN_REDIS}")
 
 
 @bench.command("login")

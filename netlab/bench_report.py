@@ -48,33 +48,37 @@ def print_steal(stolen_before: float | None) -> None:
         print(f"  cpu stolen by the hypervisor during the run: {stolen_after - stolen_before:.2f} s")
 
 
-def process_cpu_seconds(pid: int | None) -> float | None:
-    """User plus system CPU time of process `pid`, all its threads (/proc/PID/stat's utime and
-    stime); None for a server not started here or without /proc."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()  # the name may hold spaces and parentheses
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def process_cpu_seconds(*pids: int | None) -> float | None:
+    """User plus system CPU time of processes `pids`, all their threads (/proc/PID/stat's utime
+    and stime), summed; None when one was not started here (None) or without /proc."""
+    total = 0.0
+    for pid in pids:
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()  # the name may hold spaces and parentheses
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 class Meter:
-    """One measurement window's CPU: started when the window opens, printed when it closes."""
+    """One measurement window's CPU: started when the window opens, printed when it closes.
+    The server's CPU is that of all `server_pids` (a bus's nodes and its Redis)."""
 
-    def __init__(self, server_pid: int | None) -> None:
-        self.server_pid = server_pid
+    def __init__(self, *server_pids: int | None) -> None:
+        self.server_pids = server_pids
         self.stolen = stolen_seconds()
-        self.server_cpu = process_cpu_seconds(server_pid)
+        self.server_cpu = process_cpu_seconds(*server_pids)
         self.own_cpu = time.process_time()
 
     def report(self, elapsed: float, counts: dict[str, int]) -> float | None:
         """The server's CPU and what each CPU-second of it carried (a figure the generator's
         speed does not set, unlike throughput), the generator's CPU, the steal. Returns the
         server's CPU seconds, if known."""
-        cpu_after = process_cpu_seconds(self.server_pid)
+        cpu_after = process_cpu_seconds(*self.server_pids)
         cpu = None
         if self.server_cpu is not None and cpu_after is not None:
             cpu = cpu_after - self.server_cpu
@@ -88,10 +92,11 @@ class Meter:
         return cpu
 
 
-def ratios(figures: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Each run's figures after the first as multiples of the first run's (by run, by unit)."""
+def ratios(figures: dict[str, dict[str, float]], units: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Each run's figures in `units` after the first as multiples of the first run's (by run,
+    by unit)."""
     (_, base), *others = figures.items()
-    return {name: {unit: value / base[unit] for unit, value in mine.items() if base.get(unit)}
+    return {name: {unit: mine[unit] / base[unit] for unit in units if base.get(unit) and unit in mine}
             for name, mine in others}
 
 

@@ -65,8 +65,7 @@ class BusWriter:
     def _run(self) -> None:
         while (batch := self._take()) is not None:
             answers = self._publisher.publish_batch([message for message, _ in batch])
-            for (_, done), answer in zip(batch, answers, strict=True):
-                self._post(lambda done=done, answer=answer: done(answer))
+            self._post(lambda batch=batch, answers=answers: _answer(batch, answers))
 
     def _take(self) -> list[tuple[Publish, Callable[[Answer], None]]] | None:
         """The next batch: wait for one publish, then take what else is queued (up to the
@@ -85,6 +84,12 @@ class BusWriter:
                 break
             batch.append(item)
         return batch
+
+
+def _answer(batch: list[tuple[Publish, Callable[[Answer], None]]], answers: list[Answer]) -> None:
+    """A batch's answers on the loop, in one post: one wake-up a round trip, not one a message."""
+    for (_, done), answer in zip(batch, answers, strict=True):
+        done(answer)
 
 
 class Sink(Protocol):
