@@ -31,7 +31,7 @@ from v2client import V2Client
 NODES = 3
 ROOMS = [f"room{index}" for index in range(10)]
 CLIENTS_PER_NODE = 2
-SAYS = 100  # per client: 600 messages, each delivered to all 6 clients and the watcher
+SAYS = 200  # per client: 1,200 messages, each delivered to all 6 clients and the watcher
 #: When the faults come, as shares of the run's acknowledged says: the node's kill, its
 #: restart, Redis' crash. Counted in acknowledgements, so every fault falls mid-run.
 KILL_AT, RESTART_AT, REDIS_AT = 0.2, 0.4, 0.6
