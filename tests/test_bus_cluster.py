@@ -203,8 +203,6 @@ def test_a_name_registered_at_once_on_two_nodes_goes_to_one_account(tmp_path):
                 client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: two nodes' create of one name at once both answer "
-                   "joined; the loser is made a member of the winner's room, a private one included")
 def test_a_room_created_at_once_on_two_nodes_goes_to_one_creator(tmp_path):
     with running_cluster(tmp_path, 2) as cluster:
         sam, tom = registered2(cluster.port(0), "sam"), registered2(cluster.port(1), "tom")

@@ -90,7 +90,7 @@ def test_a_room_created_on_several_nodes_at_once_has_one_creator(server: RedisSe
     for round_ in range(5):
         rooms = [RoomRecord(f"room{round_}", False, f"{n}" * 32, "", f"2026-12-05T10:00:0{n}.000Z")
                  for n in range(4)]
-        won = race(server, lambda state, i: state.save_room(rooms[i], rooms[i].owner))  # noqa: B023
+        won = race(server, lambda state, i: state.save_room(rooms[i], rooms[i].owner, new=True))  # noqa: B023
         assert won.count(True) == 1, won
     assert len([e for _, e in events(server) if e["t"] == "room"]) == 5
 
@@ -98,9 +98,10 @@ def test_a_room_created_on_several_nodes_at_once_has_one_creator(server: RedisSe
 def test_a_room_changed_keeps_its_row_and_a_second_create_is_refused(node: BusState,
                                                                       server: RedisServer) -> None:
     dev = RoomRecord("dev", False, ANN, "", TS)
-    assert node.save_room(dev, ANN)
+    assert node.save_room(dev, ANN, new=True)
     assert node.save_room(RoomRecord("dev", False, ANN, "release friday", TS), ANN)  # a topic
-    assert not node.save_room(RoomRecord("dev", True, BOB, "mine", LATER), BOB)  # another's create
+    assert not node.save_room(RoomRecord("dev", True, BOB, "mine", TS), BOB, new=True)  # a create in the same ms
+    assert not node.save_room(RoomRecord("dev", True, BOB, "mine", LATER), BOB)  # not the room made at LATER
     loaded = node.load(10)
     assert loaded.rooms == [RoomRecord("dev", False, ANN, "release friday", TS)]
     assert [(e["t"], e["row"][3], e["by"]) for _, e in events(server)] == [("room", "", ANN),
@@ -129,7 +130,7 @@ def test_load_reads_back_every_change_and_the_fanout_end(node: BusState, server:
     vault = Vault(new_key())
     ann_row = account_row(vault, "Ann")
     node.add_account(ann_row)
-    node.save_room(RoomRecord("dev", True, ANN, "t", TS), ANN)
+    node.save_room(RoomRecord("dev", True, ANN, "t", TS), ANN, new=True)
     node.save_room(RoomRecord(GENERAL, False, None, "welcome", ""), "")
     node.save_membership("dev", ANN, True)
     node.save_membership("dev", BOB, True)

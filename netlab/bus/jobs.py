@@ -54,7 +54,7 @@ def run(job: Job, node: BusNode) -> Any:
         vault = accounts.vault
         return [r for seq, body in stored if (r := record_of(vault, job.key, seq, body)) is not None], more
     if isinstance(job, SaveRoom):
-        return None if state.save_room(job.room, job.by) else ROOM_TAKEN
+        return None if state.save_room(job.room, job.by, job.new) else ROOM_TAKEN
     if isinstance(job, SaveMembership):
         return state.save_membership(job.room, job.account_id, job.member)
     if isinstance(job, SaveRestriction):

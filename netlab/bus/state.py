@@ -51,16 +51,18 @@ _CHECK_TEXT, _CHECK_CONTEXT = "netlab bus", "bus"
 
 #: KEYS: a hash, the fan-out stream. ARGV: field, value, event, node, fan-out cap, and what
 #: the field must hold for the write: `new:` nothing; `is:CREATED` a row made at CREATED (an
-#: account's or a room's fifth field: the same row, changed); `any:CREATED` either. Returns 1,
+#: account's or a room's fifth field: the same row, changed); `set:` anything. Returns 1,
 #: or 0 when it holds something else (a name taken meanwhile, on this node or another; an
 #: account removed).
 _SET_IF_LUA = """#!lua
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 local mode, created = string.match(ARGV[6], '^(%a+):(.*)$')
-if old then
-  if mode == 'new' or cjson.decode(old)[5] ~= created then return 0 end
-elseif mode == 'is' then
-  return 0
+if mode ~= 'set' then
+  if old then
+    if mode == 'new' or cjson.decode(old)[5] ~= created then return 0 end
+  elseif mode == 'is' then
+    return 0
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[3], 'n', ARGV[4])
@@ -213,11 +215,13 @@ class BusState:
         self.add_event(pipe, "removed", id=account_id)
         pipe.execute()
 
-    def save_room(self, room: RoomRecord, by: str) -> bool:
-        """A room created or changed; False if another room of that name (one created at
-        another time: another node's create) is there."""
+    def save_room(self, room: RoomRecord, by: str, new: bool = False) -> bool:
+        """A room created (`new`: only if the name is free, whoever else creates it at the same
+        moment) or changed (only the room made at its `created`: not one made again since);
+        False if refused. General's row may be missing until its first topic."""
         row = room_row(room)
-        return self._write_if(ROOMS, row, f"any:{room.created}", "room", row=row, by=by)
+        mode = "new:" if new else "set:" if room.name == GENERAL else f"is:{room.created}"
+        return self._write_if(ROOMS, row, mode, "room", row=row, by=by)
 
     def save_membership(self, room: str, account_id: str, member: bool) -> None:
         pipe = self.client.pipeline(transaction=True)

@@ -55,6 +55,7 @@ class SaveRoom:
 
     room: RoomRecord
     by: str = ""
+    new: bool = False  # a create: refused (ROOM_TAKEN, bus mode) if the name is there already
 
 
 @dataclass(frozen=True, slots=True)

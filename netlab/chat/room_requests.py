@@ -155,7 +155,7 @@ class RoomRequests:
                 return chat.error(session, "unavailable", request.id)  # the room stays, without its owner
             self.admit(name, session.account, joins=False)
 
-        chat.fx.submit(session.sid, SaveRoom(record, me), saved)
+        chat.fx.submit(session.sid, SaveRoom(record, me, new=True), saved)
 
     def join(self, session: Session, request: w.Join) -> None:
         chat, rooms, me, name = self.chat, self.chat.rooms, session.account.id, request.room
