@@ -100,7 +100,7 @@ def test_a_room_changed_keeps_its_row_and_a_second_create_is_refused(node: BusSt
     dev = RoomRecord("dev", False, ANN, "", TS)
     assert node.save_room(dev, ANN, new=True)
     assert node.save_room(RoomRecord("dev", False, ANN, "release friday", TS), ANN)  # a topic
-    assert not node.save_room(RoomRecord("dev", True, BOB, "mine", TS), BOB, new=True)  # a create in the same ms
+    assert not node.save_room(RoomRecord("dev", True, BOB, "mine", TS), BOB, new=True)  # same ms
     assert not node.save_room(RoomRecord("dev", True, BOB, "mine", LATER), BOB)  # not the room made at LATER
     loaded = node.load(10)
     assert loaded.rooms == [RoomRecord("dev", False, ANN, "release friday", TS)]
