@@ -294,9 +294,6 @@ def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lo
                 assert reader.wait_for("users")["online"] == ["alice", "bob", "carol"]
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: after a Redis outage longer than the presence TTL, "
-                   "a node's first scan finds the other nodes' expired hashes and shows their users "
-                   "leaving (and joining again a heartbeat later), though none went offline")
 def test_a_redis_outage_longer_than_the_presence_ttl_shows_nobody_leaving(tmp_path):
     with running_cluster(tmp_path, 2) as cluster:
         alice = registered2(cluster.port(0), "alice")

@@ -92,6 +92,7 @@ class BusNode:
         self._post: Post | None = None
         self._threads: list[Any] = []
         self._known_nodes: set[str] = set()  # other nodes with users here (loop thread)
+        self._settled_at = 0.0  # monotonic: until then a scan shows arrivals only (`_reconcile`)
         self.data_dir: Path | None = None  # this node's log, lock and console (not its store)
 
     # -- start and stop -----------------------------------------------------------------
@@ -193,14 +194,19 @@ class BusNode:
         self._post(lambda: self._reconcile(nodes))  # type: ignore[misc]
 
     def _reconcile(self, nodes: dict[str, set[str]]) -> None:
+        """The other nodes' users made what their hashes say; but for one TTL after the bus
+        came back only arrivals count: a Redis that was away longer than the TTL dropped
+        every hash, and each node writes its own again at its next heartbeat."""
         chat = self._chat
         assert chat is not None
-        for node in self._known_nodes - nodes.keys():
-            if (gone := chat.replica.node_gone(node)):
-                log.info("node %s is gone: its %d user(s) are offline", node, gone)
+        settled = time.monotonic() >= self._settled_at
+        if settled:
+            for node in self._known_nodes - nodes.keys():
+                if (gone := chat.replica.node_gone(node)):
+                    log.info("node %s is gone: its %d user(s) are offline", node, gone)
         for node, accounts in nodes.items():
-            chat.replica.reconcile(node, accounts)
-        self._known_nodes = set(nodes)
+            chat.replica.reconcile(node, accounts, departures=settled)
+        self._known_nodes = set(nodes) if settled else self._known_nodes | set(nodes)
 
     # -- the Sink: what the reader posts (loop thread) ----------------------------------------
 
@@ -286,6 +292,7 @@ class BusNode:
         self.journals.sync_failed = not reachable
         if reachable:
             log.warning("the bus at %s is back: messages flow again", self.address.url)
+            self._settled_at = time.monotonic() + TTL + HEARTBEAT
         else:
             log.error("lost the bus at %s (%s): says are answered unavailable until it returns",
                       self.address.url, why)

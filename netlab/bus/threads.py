@@ -139,7 +139,8 @@ class BusReader:
         next_tick = 0.0
         while not self._stop.is_set():
             try:
-                if self._tick is not None and time.monotonic() >= next_tick:
+                # Only once a read succeeded again: what a tick posts comes after `bus_state`.
+                if self._tick is not None and reachable and time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self._every
                     self._tick(self._client)
                 entries = self._publisher.read_fanout(self.last_id, READ_COUNT, self._block_ms)

@@ -151,14 +151,15 @@ class Replica:
             self._left(name, node)
         return len(names)
 
-    def reconcile(self, node: str, account_ids: set[str]) -> None:
+    def reconcile(self, node: str, account_ids: set[str], departures: bool = True) -> None:
         """Another node's online accounts as its presence hash lists them (the truth the events
-        only announce early): whoever is missing arrives, whoever is not listed leaves."""
+        only announce early): whoever is missing arrives, whoever is not listed leaves (unless
+        `departures` is False: a hash that may be rewriting itself)."""
         accounts = self.chat.accounts
         listed = {a.id for name in self.chat.presence.on_node(node) if (a := accounts.get(name)) is not None}
         for account_id in sorted(account_ids - listed):
             self.online(account_id, node)
-        for account_id in sorted(listed - account_ids):
+        for account_id in sorted(listed - account_ids) if departures else ():
             self.offline(account_id, node)
 
     def _left(self, username: str, node: str) -> None:
