@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from netlab import wire as p
 from netlab.chat.admission import Admission
 from netlab.chat.auth import Auth, log_refused_registration
-from netlab.chat.jobs import Job
+from netlab.chat.jobs import Announce, Job
 from netlab.chat.moderation import Moderation
 from netlab.chat.presence import Presence
 from netlab.chat.replica import Replica
@@ -336,13 +336,22 @@ class Chat:
             self._end(self.sessions[sid], logged_as)
         return len(sids)
 
-    def notice(self, text: str) -> int:
-        """The operator's announcement; ValueError, sending nothing, for a text a `say` could not carry."""
+    def notice(self, text: str, everywhere: bool = True) -> int:
+        """The operator's announcement; ValueError, sending nothing, for a text a `say` could not
+        carry. How many sessions of this node it reached; in bus mode the other nodes' are told
+        too (`everywhere` False: this is another node's notice, arriving)."""
         if not p.valid_text(text):
             raise ValueError(f"a notice is {p.TEXT_RULES}")
         self.fx.broadcast(p.encode_payload(p.notice(text)))
         log.info("operator notice to %d session(s): %s", self.subscribers, safe(text))
+        if everywhere and self.journal.shared:
+            self.fx.submit(None, Announce("notice", text), self._announced)
         return self.subscribers
+
+    @staticmethod
+    def _announced(result: object) -> None:
+        if isinstance(result, Exception):
+            log.error("the other nodes were not told (the bus is away): %s", result)
 
     def users_table(self) -> list[tuple[str, int, list[str]]]:
         return self.presence.table(lambda sid: self.sessions[sid].peer)

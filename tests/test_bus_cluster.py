@@ -252,6 +252,26 @@ def test_the_operators_ban_and_mute_on_one_node_hold_on_the_others(tmp_path):
         carol.expect_error("muted", id="m1")
 
 
+def test_the_operators_notice_and_kick_on_one_node_reach_the_others(tmp_path):
+    with running_cluster(tmp_path, 2) as cluster:
+        bob = registered(cluster.port(1), "bob")
+        bob.ignore = {"join", "leave"}
+        carol = registered(cluster.port(1), "carol")
+        carol.ignore = {"join", "leave"}
+        alice = registered(cluster.port(0), "alice")  # node 0's own view of who is online
+
+        def node_0_sees_bob() -> bool:
+            alice.send("users")
+            return "bob" in alice.expect("users")["online"]
+
+        wait_until(node_0_sees_bob)
+        status, out, _ = console(cluster.nodes[0].data_dir, "say maintenance at ten", "kick bob spam")
+        assert status == 0 and out[1] == "kicked bob: 1 session(s) ended", out  # one other node
+        assert carol.expect("notice")["text"] == "maintenance at ten"
+        assert bob.expect("notice")["text"] == "maintenance at ten"
+        assert bob.expect("kicked")["reason"] == "spam"
+
+
 def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lost_or_doubled(tmp_path):
     with running_cluster(tmp_path, 2) as cluster:
         alice, bob = Recording(cluster.port(0)), Recording(cluster.port(1))

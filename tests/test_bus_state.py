@@ -177,7 +177,7 @@ def test_every_change_is_in_the_fanout_stream_with_its_node_in_order(server: Red
         Publisher(one_client).publish(Publish("dev", room_body(TS, "Ann", "x")))
         assert one.delete_message("dev", 1)
         assert not two.delete_message("dev", 1)  # deleted meanwhile
-        one.presence(ANN, online=True)
+        one.announce("notice", "maintenance at ten")
         one.remove_account(row[0], ANN)
     assert events(server) == [
         ("one", {"t": "account", "row": row}),
@@ -186,7 +186,7 @@ def test_every_change_is_in_the_fanout_stream_with_its_node_in_order(server: Red
         ("two", {"t": "restriction", "row": ["mute", ANN, "", ""], "lifted": False}),
         ("one", {"t": "deleted", "k": "r:dev", "seq": 1}),
         ("two", {"t": "deleted", "k": "r:dev", "seq": 1}),
-        ("one", {"t": "online", "id": ANN}),
+        ("one", {"t": "notice", "text": "maintenance at ten", "id": ""}),
         ("one", {"t": "removed", "id": ANN}),
     ]
 

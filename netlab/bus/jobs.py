@@ -20,6 +20,7 @@ from netlab.chat.jobs import (
     MISSING,
     ROOM_TAKEN,
     USERNAME_TAKEN,
+    Announce,
     ChangePassword,
     CreateAccount,
     DeleteMessage,
@@ -61,6 +62,8 @@ def run(job: Job, node: BusNode) -> Any:
         return state.save_restriction(job.restriction, job.lifted)
     if isinstance(job, DeleteMessage):
         return _delete(job, node)
+    if isinstance(job, Announce):
+        return state.announce(job.kind, job.text, job.account)
     assert isinstance(job, ChangePassword)
     if not verify_password(job.account.password_hash, job.password):
         return BAD_CREDENTIALS

@@ -277,10 +277,10 @@ class BusState:
         gone, _ = pipe.execute()
         return bool(gone)
 
-    def presence(self, account_id: str, online: bool) -> None:
-        """An account's first session on this node began, or its last one here ended."""
+    def announce(self, kind: str, text: str, account_id: str = "") -> None:
+        """The operator's notice or kick, for every other node's sessions (an event alone)."""
         pipe = self.client.pipeline(transaction=False)
-        self.add_event(pipe, "online" if online else "offline", id=account_id)
+        self.add_event(pipe, kind, text=text, id=account_id)
         pipe.execute()
 
 

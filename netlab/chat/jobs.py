@@ -113,8 +113,19 @@ class SaveRestriction:
     lifted: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Bus mode: the operator's notice (`kind` "notice", the text) or kick ("kick", the reason,
+    the account's id) for the other nodes' sessions too. Result: None, or the error that kept
+    it from the bus (this node's sessions were told already)."""
+
+    kind: str
+    text: str
+    account: str = ""
+
+
 Job = (VerifyPassword | CreateAccount | ReadPage | SaveRoom | SaveMembership | DeleteMessage | ChangePassword
-       | SaveRestriction | Publish)
+       | SaveRestriction | Publish | Announce)
 
 #: CreateAccount's result when another registration of the name was stored first.
 USERNAME_TAKEN = "username_taken"

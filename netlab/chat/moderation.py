@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from netlab import wire as p
-from netlab.chat.jobs import DELETED, SaveMembership, SaveRestriction
+from netlab.chat.jobs import DELETED, Announce, SaveMembership, SaveRestriction
 from netlab.chat.sessions import safe
 from netlab.store.room_records import GENERAL, Restriction
 from netlab.wire import rooms as w
@@ -145,12 +145,19 @@ class Moderation:
 
     # -- the operator's commands ------------------------------------------------------------
 
-    def kick(self, name: str, reason: str | None = None) -> int:
-        """End every session of `name` with `kicked` (the operator's reason in it); how many ended.
-        ValueError, nothing done: a reason `check_reason` refuses."""
+    def kick(self, name: str, reason: str | None = None, everywhere: bool = True) -> int:
+        """End every session of `name` with `kicked` (the operator's reason in it); how many ended
+        here, and (bus mode) one for each other node it was on, which is told to do the same
+        (`everywhere` False: another node's kick, arriving). ValueError, nothing done: a reason
+        `check_reason` refuses."""
+        chat = self._chat
         check_reason(reason or "")
         frame = p.kicked(reason or "removed by the operator")
-        return self._chat.end_sessions(self._chat.presence.sessions_of(name), frame, "kicked")
+        elsewhere = len(chat.presence.nodes_of(name))
+        account = chat.accounts.get(name) if p.valid_username(name) else None
+        if everywhere and elsewhere and account is not None:
+            chat.fx.submit(None, Announce("kick", reason or "", account.id), chat._announced)
+        return chat.end_sessions(chat.presence.sessions_of(name), frame, "kicked") + elsewhere
 
     def restrict(self, kind: str, name: str, seconds: int | None, reason: str, stored: Stored) -> None:
         """`ban` or `mute`: ValueError (nothing changed) for a name no account has; stored,

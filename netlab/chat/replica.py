@@ -52,6 +52,10 @@ class Replica:
             self.online(event["id"], node)
         elif kind == "offline":
             self.offline(event["id"], node)
+        elif kind == "notice":
+            self.chat.notice(event["text"], everywhere=False)
+        elif kind == "kick" and (account := self.chat.accounts.by_id(event["id"])) is not None:
+            self.chat.moderation.kick(account.username, event["text"] or None, everywhere=False)
 
     # -- rooms ---------------------------------------------------------------------------------
 
