@@ -141,6 +141,16 @@ def test_a_restart_from_the_aof_keeps_the_counters(publisher: Publisher, server:
         assert [e.seq for e in again.read_fanout(b"0", 100)] == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_batch_after_a_restart_loads_the_script_again_and_stores_each_once(publisher: Publisher,
+                                                                             server: RedisServer) -> None:
+    publisher.publish(Publish("lobby", b"before"))
+    server.restart()  # the script cache is empty now: the batch's EVALSHAs meet NOSCRIPT
+    with server.client() as client:
+        answers = Publisher(client).publish_many([Publish("lobby", f"{n}".encode()) for n in range(3)])
+        assert answers == [Published(2, True), Published(3, True), Published(4, True)]
+        assert client.xlen(messages_stream("lobby")) == 4
+
+
 def test_reading_the_fanout_resumes_after_the_last_id(publisher: Publisher) -> None:
     publisher.publish(Publish("lobby", b"1"))
     [first] = publisher.read_fanout(b"0", 100)

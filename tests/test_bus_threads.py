@@ -18,7 +18,7 @@ from procs import WAIT
 from redis_server import RedisServer, running_redis
 
 from netlab.bus.address import connect, parse_bus_url
-from netlab.bus.publish import FanoutEntry, Publish, Published, Publisher, messages_stream
+from netlab.bus.publish import PUBLISH_LUA, FanoutEntry, Publish, Published, Publisher, messages_stream
 from netlab.bus.threads import BusReader, BusWriter, fanout_end
 
 ALICE = "a" * 32
@@ -122,6 +122,8 @@ def test_the_reader_delivers_every_entry_once_in_order_across_a_redis_restart(se
 def test_a_lost_answer_is_resent_by_idempotency_key_and_each_message_stored_once(server: RedisServer) -> None:
     keyed = [Publish("lobby", f"{n}".encode(), (ALICE, f"id-{n}")) for n in range(5)]
     unkeyed = Publish("lobby", b"version 1")
+    with server.client() as admin:
+        admin.script_load(PUBLISH_LUA)  # as after a first publish: the batch's scripts run
     with AnswerDropper(server.port) as proxy, client_of_port(proxy.port) as client:
         answers = Publisher(client).publish_batch([*keyed, unkeyed])
     assert proxy.dropped.is_set()

@@ -171,11 +171,22 @@ class Publisher:
         """Store messages in one round trip (a pipeline, not a transaction: each is its own
         atomic script). A connection error raises for all of them; a script's own error is
         that message's answer."""
+        calls = [self._call(message) for message in messages]
+        answers = self._evalsha_all(calls)
+        if any(isinstance(answer, redis.exceptions.NoScriptError) for answer in answers):
+            # Redis lost its script cache (a restart): none of them ran. Load it, send again.
+            self._client.script_load(PUBLISH_LUA)
+            answers = self._evalsha_all(calls)
+        return [answer if isinstance(answer, Exception) else self._answer(answer) for answer in answers]
+
+    def _evalsha_all(self, calls: list[dict]) -> list:
+        """One pipeline of EVALSHAs. Not redis-py's `Script` in a pipeline: that asks Redis
+        whether the script is loaded (SCRIPT EXISTS) before every pipeline, a second round
+        trip for each batch."""
         pipe = self._client.pipeline(transaction=False)
-        for message in messages:
-            self._script(**self._call(message), client=pipe)
-        return [answer if isinstance(answer, Exception) else self._answer(answer)
-                for answer in pipe.execute(raise_on_error=False)]
+        for call in calls:
+            pipe.evalsha(self._script.sha, len(call["keys"]), *call["keys"], *call["args"])
+        return pipe.execute(raise_on_error=False)
 
     def publish_batch(self, messages: list[Publish]) -> list[Published | Exception]:
         """`publish_many` with an answer for every message, never a raise. A lost connection may
