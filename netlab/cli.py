@@ -206,7 +206,8 @@ def chat() -> None:
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,
                web_port: int | None, web_origin: tuple[str, ...], metrics_allow: tuple,
-               bus: BusAddress | None, bus_fanout_cap: int, **limits: int | float) -> None:
+               bus: BusAddress | None, bus_fanout_cap: int, bus_heartbeat: float,
+               **limits: int | float) -> None:
     """Run the chat server with the operator console."""
     from netlab.bus.node import open_node
     from netlab.chat_selectors import ChatServer
@@ -231,7 +232,8 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     try:
         store = open_store(data_dir, window, room_window=max(int(limits["room_window"]), at_least),
                            direct_window=max(int(limits["direct_window"]), at_least)) if bus is None \
-            else open_node(bus, data_dir, window, max(int(limits["room_window"]), at_least), bus_fanout_cap)
+            else open_node(bus, data_dir, window, max(int(limits["room_window"]), at_least), bus_fanout_cap,
+                           bus_heartbeat)
     except StartupError as exc:
         fail(str(exc))
     except OSError as exc:  # name the file at fault ("data directory data: Is a directory" is no help)

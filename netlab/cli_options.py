@@ -89,6 +89,7 @@ def bus_address(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 def bus_options() -> list:
     """`chat serve --bus URL` (CLI.md, version 2; docs/scale-out.md) and the bus's bound."""
+    from netlab.bus.presence import HEARTBEAT, TTL_BEATS
     from netlab.bus.publish import FANOUT_CAP
 
     return [
@@ -99,6 +100,10 @@ def bus_options() -> list:
                      show_default=True,
                      help="Entries the bus's fan-out stream keeps (Redis memory); a node cut off "
                           "for longer stops, to be restarted."),
+        click.option("--bus-heartbeat", type=click.FloatRange(0.1, 60.0), default=HEARTBEAT,
+                     show_default=True,
+                     help="Seconds between a node's presence renewals; a node silent for "
+                          f"{TTL_BEATS} of them is gone, its users offline everywhere."),
     ]
 
 

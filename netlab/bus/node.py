@@ -30,7 +30,7 @@ from netlab.bus.address import BusAddress, connect
 from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
 from netlab.bus.names import Hidden, Names
-from netlab.bus.presence import HEARTBEAT, TTL, NodePresence, online_by_node
+from netlab.bus.presence import HEARTBEAT, TTL_BEATS, NodePresence, online_by_node
 from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, went_back
 from netlab.bus.records import direct_body, hidden_record, room_body, room_record
 from netlab.bus.state import BusState, KeyMismatch, event_key, general_records, room_of
@@ -58,11 +58,12 @@ class BusNode:
     """This node's view of the bus: its state at start, its threads, their results."""
 
     def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int,
-                 fanout_cap: int = FANOUT_CAP) -> None:
+                 fanout_cap: int = FANOUT_CAP, heartbeat: float = HEARTBEAT) -> None:
         self.id = secrets.token_hex(8)
         self.address = address
         self.client = connect(address, RUN_TIMEOUT)  # the worker threads' (redis-py pools connections)
         self.fanout_cap = fanout_cap
+        self.heartbeat = heartbeat
         self.names = Names(vault)
         self.state = BusState(self.client, self.id, fanout_cap, self.names)
         try:
@@ -85,7 +86,8 @@ class BusNode:
         self.journals = BusJournals(loaded.seqs, window, self.save_marks)
         self.journals.preload(GENERAL, general_records(loaded.general), general_seq, general_window)
         self._fanout_end = loaded.fanout_end
-        self._hash = NodePresence(self.client, self.id)  # this node's online accounts (presence thread)
+        # This node's online accounts (the presence thread's).
+        self._hash = NodePresence(self.client, self.id, TTL_BEATS * heartbeat)
         self._made_up = itertools.count(1)  # version 1 says' idempotency keys
         self._changes: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._chat: Chat | None = None
@@ -105,7 +107,7 @@ class BusNode:
         chat.announce = self.announce
         self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post, fanout_cap=self.fanout_cap)
         reader = self._reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
-                                          tick=self._heartbeat, every=HEARTBEAT)
+                                          tick=self._heartbeat, every=self.heartbeat)
         changes = threading.Thread(target=self._write_changes, name="bus-presence", daemon=True)
         self._changes.put(self._hash.beat)
         self._threads = [self.writer, reader, changes]
@@ -125,7 +127,8 @@ class BusNode:
         try:
             self._hash.leave()
         except redis.RedisError as exc:
-            log.warning("the bus did not hear this node stop (%s): its users go offline in %d s", exc, TTL)
+            log.warning("the bus did not hear this node stop (%s): its users go offline in %d s", exc,
+                        self.heartbeat * TTL_BEATS)
 
     # -- the loop's requests (loop thread) ------------------------------------------------
 
@@ -160,7 +163,7 @@ class BusNode:
     def _write_changes(self) -> None:
         """Markers and presence in order, and the heartbeat between them. A Redis that is away
         loses a marker (the next one carries the reader on) and delays presence to the beat."""
-        next_beat = time.monotonic() + HEARTBEAT
+        next_beat = time.monotonic() + self.heartbeat
         while True:
             try:
                 change = self._changes.get(timeout=max(0.0, next_beat - time.monotonic()))
@@ -169,7 +172,7 @@ class BusNode:
             if change is None:
                 return
             if change == self._hash.beat:
-                next_beat = time.monotonic() + HEARTBEAT
+                next_beat = time.monotonic() + self.heartbeat
             try:
                 change()
             except redis.RedisError as exc:
@@ -183,7 +186,7 @@ class BusNode:
     # -- the reader thread ----------------------------------------------------------------------
 
     def _heartbeat(self, client: redis.Redis) -> None:
-        """Reader thread, every HEARTBEAT: how far behind, and who is online where."""
+        """Reader thread, every heartbeat: how far behind, and who is online where."""
         self._check_trim(client)
         self._scan_presence(client)
 
@@ -292,7 +295,7 @@ class BusNode:
         self.journals.sync_failed = not reachable
         if reachable:
             log.warning("the bus at %s is back: messages flow again", self.address.url)
-            self._settled_at = time.monotonic() + TTL + HEARTBEAT
+            self._settled_at = time.monotonic() + (TTL_BEATS + 1) * self.heartbeat
         else:
             log.error("lost the bus at %s (%s): says are answered unavailable until it returns",
                       self.address.url, why)
@@ -312,12 +315,12 @@ def warn_if_not_durable(client: redis.Redis, address: BusAddress) -> None:
 
 
 def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int,
-              fanout_cap: int = FANOUT_CAP) -> BusNode:
+              fanout_cap: int = FANOUT_CAP, heartbeat: float = HEARTBEAT) -> BusNode:
     """This node of the bus, with the data directory's key (or NETLAB_KEY), or StartupError;
     a key made here is written only once the bus accepted it (a wrong one leaves nothing)."""
     found = read_key(data_dir)
     key = found[0] if found is not None else new_key()
-    node = BusNode(address, Vault(key), window, room_window, fanout_cap)
+    node = BusNode(address, Vault(key), window, room_window, fanout_cap, heartbeat)
     if found is None:
         create_key_file(data_dir, key)
     if (data_dir / CLIENTS_FILE).exists():

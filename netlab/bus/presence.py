@@ -16,12 +16,14 @@ import redis
 from netlab.bus.publish import PREFIX
 
 ONLINE = PREFIX + "online:"
-#: Seconds between a node's renewals of its hash, and between everyone's reads of them.
+#: Seconds between a node's renewals of its hash, and between everyone's reads of them
+#: (`chat serve --bus-heartbeat`).
 HEARTBEAT = 2.0
-#: How long a node's hash outlives its last renewal: three heartbeats, so one late beat (a
+#: How long a node's hash outlives its last renewal, in heartbeats: three, so one late beat (a
 #: busy machine, a Redis blip) does not show a live node's users offline, while a dead node's
-#: are gone within TTL + HEARTBEAT = 8 s, inside issue 18's 10 s.
-TTL = 6.0
+#: are gone within TTL + HEARTBEAT = 8 s at the default, inside issue 18's 10 s.
+TTL_BEATS = 3
+TTL = TTL_BEATS * HEARTBEAT
 
 
 #: The field that keeps a node's hash alive while none of its users is online: a node whose
