@@ -10,6 +10,8 @@ every node, and a name raced for from two nodes goes to one of them.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import pytest
@@ -18,6 +20,8 @@ from chatclient import PASSWORD, ChatClient, registered
 from procs import WAIT, wait_until
 from test_console_socket import console
 from v2client import V2Client, logged_in2, registered2
+
+from netlab.crypto import Vault, hash_password
 
 #: The issue's bound: a node killed with kill -9 has its users shown offline everywhere within it.
 OFFLINE_WITHIN = 10.0
@@ -156,6 +160,14 @@ def test_a_room_made_on_one_node_is_joined_and_shared_on_another(tmp_path):
         owner = registered2(cluster.port(0), "owner")
         guest = registered2(cluster.port(1), "guest")
         owner.create("plans", topic="launch")
+        # Node 1 learns the room from its event, milliseconds later (docs/scale-out.md: a node
+        # sees another's change once its event arrives), as the guest would, told of it by mail.
+
+        def node_1_lists_it() -> bool:
+            guest.send("rooms", all=True)
+            return any(room["room"] == "plans" for room in guest.wait_for("rooms")["rooms"])
+
+        wait_until(node_1_lists_it)
         joined = guest.join("plans")
         assert (joined["owner"], joined["topic"], joined["members"]) == ("owner", "launch", 2)
         owner.wait_for("member", room="plans", username="guest", change="joined")
@@ -345,3 +357,20 @@ def test_a_redis_outage_longer_than_the_presence_ttl_shows_nobody_leaving(tmp_pa
 def online_hashes(redis) -> list[bytes]:
     """The nodes' presence hashes in the bus (docs/scale-out.md: netlab:online:NODE)."""
     return list(redis.scan_iter(match="netlab:online:*"))
+
+
+def test_a_login_on_a_node_that_has_not_heard_of_the_account_yet_finds_it_in_the_bus(tmp_path):
+    """A balancer may send a new account's next connection to another node before that node
+    has read the registration's event: the login finds the account in the bus itself."""
+    with running_cluster(tmp_path, 1) as cluster:
+        vault = Vault(base64.urlsafe_b64decode(cluster.key))
+        row = [vault.blind_index("zed"), vault.encrypt("zed", "login"), hash_password(PASSWORD),
+               vault.encrypt("127.0.0.1", "ip"), "2026-12-05T00:00:00.000Z"]
+        with cluster.redis.client() as redis:
+            redis.hset("netlab:accounts", row[0], json.dumps(row))  # its event never comes
+        with ChatClient(cluster.port(0)) as wrong:
+            wrong.send("login", username="zed", password="not it")
+            wrong.expect_error("bad_credentials")
+        with ChatClient(cluster.port(0)) as zed:
+            ok, _, users = zed.login("zed")
+            assert ok["username"] == "zed" and users["online"] == ["zed"]

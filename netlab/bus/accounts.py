@@ -11,12 +11,13 @@ loop thread (reads) and the worker threads (writes).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 from cryptography.exceptions import InvalidTag
 
-from netlab.bus.state import BusState
+from netlab.bus.state import ACCOUNTS, BusState
 from netlab.crypto import Vault
 from netlab.store.accounts import UsernameTaken
 from netlab.store.records import Account
@@ -80,6 +81,15 @@ class BusAccounts:
             self._by_id = {k: v for k, v in self._by_id.items() if k != account_id}
             self._rows.pop(account_id, None)
         return account
+
+    def find(self, username: str) -> Account | None:
+        """An account by name, from the bus itself if this node has not heard of it yet (worker
+        thread: one read by blind index)."""
+        known = self.get(username)
+        if known is not None:
+            return known
+        row = self._state.client.hget(ACCOUNTS, self._vault.blind_index(username))
+        return self.learn(json.loads(row)) if row is not None else None
 
     # -- writes (worker threads) -------------------------------------------------------------
 

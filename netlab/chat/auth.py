@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 from netlab import wire as p
 from netlab.chat.jobs import CHANGED, USERNAME_TAKEN, ChangePassword, CreateAccount, VerifyPassword
 from netlab.chat.sessions import Session, State, move, safe
+from netlab.store.records import Account
 
 if TYPE_CHECKING:
     from netlab.chat_core import ChatConfig, Effects
     from netlab.store.accounts import Accounts
-    from netlab.store.records import Account
     from netlab.wire.rooms import Password
 
 #: The chat's logger (netlab.logs configures its handlers; this module only names it).
@@ -174,8 +174,10 @@ class Auth:
 
         def done(matched: object) -> None:
             self._end_auth(session)
-            failed = not (matched is True and account is not None)  # False, or an exception
-            if failed:
+            # True for `account`; an Account the bus found (another node's, unknown here); else
+            # False, or an exception.
+            found = matched if isinstance(matched, Account) else account if matched is True else None
+            if found is None:
                 log.info("failed login for %s from %s", self._loggable(request.username), session.peer)
                 self.failed_logins += 1
                 failed_at = self._now()
@@ -183,14 +185,16 @@ class Auth:
                     throttle.fail(key, failed_at)
                 self._error(session, "bad_credentials", request.id)
             else:
-                log.info("login %s from %s", safe(account.username), session.peer)
-                self._authenticate(session, account, "login", request.id, request.protocol)
+                log.info("login %s from %s", safe(found.username), session.peer)
+                self._authenticate(session, found, "login", request.id, request.protocol)
             for throttle, key in throttles:
                 throttle.end(key)
             for throttle, key in throttles:  # once both have ended: a waiting login checks both
                 self._resume_logins(throttle, key)
 
-        job = VerifyPassword(account.password_hash if account is not None else None, request.password)
+        unknown = request.username if account is None and p.valid_username(request.username) else None
+        known_hash = account.password_hash if account is not None else None
+        job = VerifyPassword(known_hash, request.password, unknown)
         self.fx.submit(session.sid, job, done)
 
     def change_password(self, session: Session, request: Password) -> None:

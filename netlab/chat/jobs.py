@@ -24,6 +24,9 @@ class VerifyPassword:
 
     password_hash: str | None
     password: str
+    #: Bus mode, an account this node has not heard of yet: looked up in the bus (registered
+    #: on another node an instant ago); the result is then its `Account` when it matches.
+    username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
