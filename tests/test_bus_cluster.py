@@ -181,6 +181,7 @@ def test_direct_messages_and_read_markers_reach_an_accounts_sessions_on_every_no
         alice = registered2(cluster.port(0), "alice")
         bob = registered2(cluster.port(1), "bob")
         bob_phone = logged_in2(cluster.port(2), "bob")
+        wait_until(lambda: sees_online(alice, "bob"))  # node 0 has bob's account's event
         alice.send("say", text="psst", to="BOB", id="d1")
         sent = alice.wait_for("message", text="psst")
         assert (sent["from"], sent["to"], sent["seq"]) == ("alice", "bob", 1)
@@ -275,12 +276,8 @@ def test_the_operators_notice_and_kick_on_one_node_reach_the_others(tmp_path):
         carol = registered(cluster.port(1), "carol")
         carol.ignore = {"join", "leave"}
         alice = registered(cluster.port(0), "alice")  # node 0's own view of who is online
-
-        def node_0_sees_bob() -> bool:
-            alice.send("users")
-            return "bob" in alice.expect("users")["online"]
-
-        wait_until(node_0_sees_bob)
+        alice.ignore = {"join", "leave"}
+        wait_until(lambda: sees_online(alice, "bob"))
         status, out, _ = console(cluster.nodes[0].data_dir, "say maintenance at ten", "kick bob spam")
         assert status == 0 and out[1] == "kicked bob: 1 session(s) ended", out  # one other node
         assert carol.expect("notice")["text"] == "maintenance at ten"
@@ -352,6 +349,12 @@ def test_a_redis_outage_longer_than_the_presence_ttl_shows_nobody_leaving(tmp_pa
             frames.append(bob.recv())
         frames += bob.sync()
         assert [frame for frame in frames if frame["type"] in {"join", "leave"}] == []
+
+
+def sees_online(client: ChatClient, name: str) -> bool:
+    """Whether the client's node lists `name` online (it has read that account's events)."""
+    client.send("users")
+    return name in client.expect("users")["online"]
 
 
 def online_hashes(redis) -> list[bytes]:
