@@ -166,3 +166,11 @@ def whole_history(client: ChatClient, **where: str) -> list[dict]:
         messages += page["messages"]
         if not page["more"]:
             return messages
+
+
+def sees_online(client: ChatClient, name: str) -> bool:
+    """Whether the client's node lists `name` online (it has read that account's events): a
+    node sees another's change once its event arrives, so a test acting on one node right
+    after a change on another waits for this."""
+    client.send("users")
+    return name in client.expect("users")["online"]

@@ -15,7 +15,7 @@ import json
 import time
 
 import pytest
-from bus_cluster import Recording, crash_redis, running_cluster, say_until_stored, whole_history
+from bus_cluster import Recording, crash_redis, running_cluster, say_until_stored, sees_online, whole_history
 from chatclient import PASSWORD, ChatClient, registered
 from procs import WAIT, wait_until
 from test_console_socket import console
@@ -350,11 +350,6 @@ def test_a_redis_outage_longer_than_the_presence_ttl_shows_nobody_leaving(tmp_pa
         frames += bob.sync()
         assert [frame for frame in frames if frame["type"] in {"join", "leave"}] == []
 
-
-def sees_online(client: ChatClient, name: str) -> bool:
-    """Whether the client's node lists `name` online (it has read that account's events)."""
-    client.send("users")
-    return name in client.expect("users")["online"]
 
 
 def online_hashes(redis) -> list[bytes]:

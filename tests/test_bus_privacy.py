@@ -11,51 +11,44 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 from pathlib import Path
 
 import pytest
+from bus_cluster import running_cluster, sees_online
 from disk_search import files_holding, forms
-from procs import Netlab
-from redis_server import running_redis
+from procs import wait_until
 from v2client import registered2
 
-from netlab.crypto import KEY_BYTES, KEY_ENV, Vault
+from netlab.crypto import Vault
 
 TEXTS = ("meet me at the old mill at nine", "bring the second key, not the first")
 
 
 def test_redis_holds_no_direct_message_text_and_no_pair(tmp_path: Path) -> None:
-    key = base64.urlsafe_b64encode(secrets.token_bytes(KEY_BYTES)).decode()
-    with running_redis(tmp_path / "redis") as redis_server:
-        nodes = [Netlab("chat", "serve", "--no-repl", "--port", "0", "--data-dir", str(tmp_path / f"n{i}"),
-                        "--bus", redis_server.url, env={KEY_ENV: key}) for i in (1, 2)]
-        try:
-            alice = registered2(nodes[0].listening_port(), "alice")
-            bob = registered2(nodes[1].listening_port(), "bob")
-            alice.send("say", to="bob", text=TEXTS[0], id="a1")
-            first = bob.wait_for("message")
-            bob.send("say", to="alice", text=TEXTS[1], id="b1")
-            alice.wait_for("message", text=TEXTS[1])
-            bob.send("read", **{"with": "alice"}, seq=first["seq"])
-            alice.send("read", **{"with": "bob"}, seq=2)
-            alice.send("delete", **{"with": "bob"}, seq=first["seq"])
-            bob.wait_for("deleted")
-            ids = account_ids(redis_server.client(), Vault(base64.urlsafe_b64decode(key)))
-            dump = everything(redis_server.client())
-        finally:
-            for node in nodes:
-                node.kill()
-        redis_server.stop()
-        for text in TEXTS:
-            assert not [piece for piece in dump if any(form in piece for form in forms(text))]
-            assert files_holding(redis_server.directory, text) == []
-        pairs = [piece for piece in dump if all(i.encode() in piece for i in ids)]
-        assert pairs == []
-        for path in redis_server.directory.rglob("*"):
-            if path.is_file():
-                for line in path.read_bytes().split(b"\n"):
-                    assert not all(i.encode() in line for i in ids), path.name
+    with running_cluster(tmp_path, 2) as cluster:
+        alice = registered2(cluster.port(0), "alice")
+        bob = registered2(cluster.port(1), "bob")
+        wait_until(lambda: sees_online(alice, "bob"))
+        alice.send("say", to="bob", text=TEXTS[0], id="a1")
+        first = bob.wait_for("message")
+        bob.send("say", to="alice", text=TEXTS[1], id="b1")
+        alice.wait_for("message", text=TEXTS[1])
+        bob.send("read", **{"with": "alice"}, seq=first["seq"])
+        alice.send("read", **{"with": "bob"}, seq=2)
+        alice.send("delete", **{"with": "bob"}, seq=first["seq"])
+        bob.wait_for("deleted")
+        with cluster.redis.client() as redis:
+            ids = account_ids(redis, Vault(base64.urlsafe_b64decode(cluster.key)))
+            dump = everything(redis)
+    directory = cluster.redis.directory  # its AOF, as the stopped Redis left it
+    for text in TEXTS:
+        assert not [piece for piece in dump if any(form in piece for form in forms(text))]
+        assert files_holding(directory, text) == []
+    assert [piece for piece in dump if all(i.encode() in piece for i in ids)] == []
+    for path in directory.rglob("*"):
+        if path.is_file():
+            for line in path.read_bytes().split(b"\n"):
+                assert not all(i.encode() in line for i in ids), path.name
 
 
 def account_ids(client, vault: Vault) -> list[str]:
