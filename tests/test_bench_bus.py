@@ -66,7 +66,7 @@ def test_a_bus_of_two_nodes_is_measured_beside_one_node():
 def test_at_a_fixed_rate_in_rooms_over_rounds():
     require_command("redis-server", "redis-server")
     run = bench("chat", "--bus-nodes", "3", "--rate", "200", "--rooms", "2", "--clients", "6",
-                "--senders", "2", "--duration", "0.5", "--rounds", "2")
+                "--senders", "2", "--duration", "0.3", "--rounds", "2")
     assert run.returncode == 0, run.stderr
     assert "median of 2 rounds" in run.stdout
     assert table(run.stdout, 3)["acknowledged msgs/s"][1] > 0
