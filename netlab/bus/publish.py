@@ -173,10 +173,13 @@ class Publisher:
         that message's answer."""
         calls = [self._call(message) for message in messages]
         answers = self._evalsha_all(calls)
-        if any(isinstance(answer, redis.exceptions.NoScriptError) for answer in answers):
-            # Redis lost its script cache (a restart): none of them ran. Load it, send again.
+        missed = [i for i, answer in enumerate(answers) if isinstance(answer, redis.exceptions.NoScriptError)]
+        if missed:
+            # Redis lost its script cache (a restart): those did not run. Another client may have
+            # loaded it meanwhile, between two of ours: only they are sent again.
             self._client.script_load(PUBLISH_LUA)
-            answers = self._evalsha_all(calls)
+            for i, answer in zip(missed, self._evalsha_all([calls[i] for i in missed]), strict=True):
+                answers[i] = answer
         return [answer if isinstance(answer, Exception) else self._answer(answer) for answer in answers]
 
     def _evalsha_all(self, calls: list[dict]) -> list:
