@@ -47,9 +47,16 @@ class Node:
 
     def start(self) -> None:
         """Start the process and wait for its `listening on` line (the port it took)."""
+        self.launch()
+        self.wait_listening()
+
+    def launch(self) -> None:
         self.server = Netlab("chat", "serve", "--no-repl", "--port", "0", "--data-dir", str(self.data_dir),
                              "--bus", self.cluster.redis.url, *self.cluster.extra,
                              env={KEY_ENV: self.cluster.key})
+
+    def wait_listening(self) -> None:
+        assert self.server is not None
         try:
             self.port = self.server.listening_port()
         except AssertionError as exc:
@@ -79,8 +86,11 @@ class Cluster:
         self._lock = threading.Lock()  # client threads read the ports while the test restarts a node
 
     def start(self) -> None:
+        """Every node launched at once, then each one's port read: their start-ups overlap."""
         for node in self.nodes:
-            node.start()
+            node.launch()
+        for node in self.nodes:
+            node.wait_listening()
 
     def stop(self) -> None:
         for node in self.nodes:
