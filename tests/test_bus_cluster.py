@@ -160,12 +160,14 @@ def test_a_room_made_on_one_node_is_joined_and_shared_on_another(tmp_path):
         owner = registered2(cluster.port(0), "owner")
         guest = registered2(cluster.port(1), "guest")
         owner.create("plans", topic="launch")
-        # Node 1 learns the room from its event, milliseconds later (docs/scale-out.md: a node
-        # sees another's change once its event arrives), as the guest would, told of it by mail.
+        # Node 1 learns the room and then its owner's membership from their events, milliseconds
+        # later (docs/scale-out.md: a node sees another's change once its event arrives), as the
+        # guest would, told of it by mail.
 
         def node_1_lists_it() -> bool:
             guest.send("rooms", all=True)
-            return any(room["room"] == "plans" for room in guest.wait_for("rooms")["rooms"])
+            return any(room["room"] == "plans" and room["members"] == 1
+                       for room in guest.wait_for("rooms")["rooms"])
 
         wait_until(node_1_lists_it)
         joined = guest.join("plans")
