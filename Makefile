@@ -25,9 +25,10 @@ run-chat: $(VENV)/.run-deps
 run-echo: $(VENV)/.run-deps
 	$(BIN)/netlab echo serve $(ARGS)
 
-# Two tests at a time (pytest-xdist): most of a test is waiting on a server; ARGS="-n 0" runs one at a time.
+# Three tests at a time (pytest-xdist): most of a test is waiting on a server or a process
+# start, so three keep two cores busy; ARGS="-n 0" runs one at a time.
 test: $(VENV)/.test-deps
-	$(BIN)/python -m pytest -n 2 $(ARGS)
+	$(BIN)/python -m pytest -n 3 $(ARGS)
 
 bench: $(VENV)/.run-deps
 	$(BIN)/netlab bench echo --conns 100 --size 64 --duration 5

@@ -39,7 +39,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def share_the_machine(request, run_dir: Path):
-    """`make test` runs two tests at a time (pytest-xdist). A test marked `alone` has the
+    """`make test` runs three tests at a time (pytest-xdist). A test marked `alone` has the
     machine to itself: it promises a bound in seconds, or loads the machine enough to put
     another test's at risk. It takes the run's lock exclusively, every other test takes it
     shared; a turnstile taken first makes a waiting `alone` test go before tests that come

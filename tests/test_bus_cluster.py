@@ -113,6 +113,7 @@ def test_a_user_on_one_node_is_online_on_the_others_and_leaves_when_it_quits(tmp
             assert watcher.expect("users")["online"] == ["bob", "carol"]
 
 
+@pytest.mark.alone  # the bound of 10 s from the kill to the leave on every node
 def test_a_killed_nodes_users_are_shown_offline_on_the_other_nodes_within_10_s(tmp_path):
     with running_cluster(tmp_path, 3) as cluster:
         bob = registered(cluster.port(0), "bob")
