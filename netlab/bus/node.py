@@ -290,6 +290,12 @@ class BusNode:
         restriction = Restriction(*event["row"]) if kind == "restriction" else None
         chat.replica.apply(event, node, room, key, restriction)
 
+    @staticmethod
+    def unreachable(error: Exception) -> bool:
+        """Whether a job failed for want of the bus (logged once as the bus's loss, not once
+        a request: a client resending every half second would flood the log)."""
+        return isinstance(error, redis.ConnectionError | redis.TimeoutError)
+
     def bus_state(self, reachable: bool, why: str) -> None:
         # /healthz answers 503 while the bus is away: a balancer sends new clients elsewhere.
         self.journals.sync_failed = not reachable

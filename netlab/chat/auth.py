@@ -142,7 +142,9 @@ class Auth:
             self._end_auth(session)
             if isinstance(result, Exception):
                 log.error("registration of %s failed: %s", safe(username), result)
-                return self._error(session, "bad_request", request.id, "the account could not be stored")
+                # Version 2's `unavailable` (may be retried); a version 1 client knows no such code.
+                code = "unavailable" if request.protocol >= 2 else "bad_request"
+                return self._error(session, code, request.id, "the account could not be stored")
             if result == USERNAME_TAKEN:
                 return self._refuse_registration(session, "username_taken", request.id)
             log.info("registered %s from %s", safe(username), session.peer)
