@@ -31,7 +31,7 @@ from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
 from netlab.bus.names import Hidden, Names
 from netlab.bus.presence import HEARTBEAT, TTL_BEATS, NodePresence, online_by_node
-from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, went_back
+from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutItem, Publish, Publisher, Unreadable, went_back
 from netlab.bus.records import direct_body, hidden_record, room_body, room_record
 from netlab.bus.state import BusState, KeyMismatch, event_key, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
@@ -216,7 +216,7 @@ class BusNode:
 
     # -- the Sink: what the reader posts (loop thread) ----------------------------------------
 
-    def arrive(self, entries: list[FanoutEntry | FanoutEvent]) -> None:
+    def arrive(self, entries: list[FanoutItem]) -> None:
         chat = self._chat
         assert chat is not None
         back: tuple[Key, int] | None = None
@@ -232,6 +232,9 @@ class BusNode:
                     back = back or (key, entry.seq)  # never shown: its seq meant another message
                     continue
                 arrived(chat.talk, key, record, account, say_id)
+            elif isinstance(entry, Unreadable):
+                log.error("the bus's fan-out stream holds an entry netlab did not write (%s): skipped",
+                          entry.why)
             elif entry.node != self.id:
                 self._apply(chat, json.loads(entry.event), entry.node)
         if back is not None:
