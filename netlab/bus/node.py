@@ -168,10 +168,13 @@ class BusNode:
         loses a marker (the next one carries the reader on) and delays presence to the beat."""
         next_beat = time.monotonic() + self.heartbeat
         while True:
-            try:
-                change = self._changes.get(timeout=max(0.0, next_beat - time.monotonic()))
-            except queue.Empty:
-                change = self._hash.beat
+            if (wait := next_beat - time.monotonic()) <= 0:  # due: before any change still queued
+                change: Callable[[], object] | None = self._hash.beat
+            else:
+                try:
+                    change = self._changes.get(timeout=wait)
+                except queue.Empty:
+                    change = self._hash.beat
             if change is None:
                 return
             if change == self._hash.beat:
