@@ -189,7 +189,10 @@ def test_direct_messages_and_read_markers_reach_an_accounts_sessions_on_every_no
         sent = alice.wait_for("message", text="psst")
         assert (sent["from"], sent["to"], sent["seq"]) == ("alice", "bob", 1)
         assert bob.wait_for("message", text="psst") == sent == bob_phone.wait_for("message", text="psst")
-        reply = bob.request("say", text="got it", to="alice")
+        with logged_in2(cluster.port(2), "alice") as alice_phone:  # her resend, from another node:
+            alice_phone.send("say", text="psst", to="bob", id="d1")  # its id is sealed in the record
+            assert alice_phone.wait_for("message", text="psst") == sent
+        reply = bob.request("say", text="got it", to="alice")  # seq 2: the resend stored nothing
         assert (reply["type"], reply["seq"], reply["to"]) == ("message", 2, "alice")
         assert alice.wait_for("message", text="got it") == reply
 

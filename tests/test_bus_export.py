@@ -167,7 +167,11 @@ def same_files(original: Path, exported: Path) -> None:
             == in_force(read_moderation_rows(exported), 0, lambda _: True) != [])
     ids = [sorted(row for _line, row in read_say_id_rows(d).rows) for d in (original, exported)]
     assert ids[0] == ids[1] != []
-    assert direct_entries(original) == direct_entries(exported)
+    # A deleted direct message's say id goes with it: the bus kept it sealed in the message
+    # (its key's id set holds only a token of it, which shows nobody's account).
+    messages, markers = direct_entries(original)
+    kept = [m if m[2] else (*m[:4], None, m[5]) for m in messages]
+    assert (kept, markers) == direct_entries(exported)
 
 
 def test_a_chat_goes_into_a_bus_and_comes_back_out_the_same(tmp_path: Path, start_chat) -> None:

@@ -163,3 +163,21 @@ def test_markers_go_to_the_bus_once_a_pass_the_highest_of_each() -> None:
     journals.commit()
     journals.commit()
     assert saved == [{("lobby", "a" * 32): 5, ("lobby", "b" * 32): 1}]
+
+
+def test_a_key_idle_for_a_minute_keeps_no_messages_in_memory() -> None:
+    """As in the embedded mode (loop/group_commit.py): what bounds the windows' total to the
+    keys in use, where every node sees every room's and conversation's messages."""
+    journals = BusJournals({}, window=10, save_marks=lambda marks: None)
+    idle, busy = journals.journal("idle"), journals.journal(("a" * 32, "b" * 32))
+    general = journals.journal("general")
+    for journal in (idle, busy, general):
+        for seq in (1, 2, 3):
+            journal.arrive(record(seq))
+    now = idle.used + 61
+    idle.used = general.used = now - 61
+    busy.used = now - 1
+    journals.trim_idle(now)
+    assert idle.page(limit=10)[0] == [] and not idle.in_window(limit=1) and idle.last_seq == 3
+    assert busy.in_window(limit=3) and len(busy.page(limit=3)[0]) == 3
+    assert general.in_window(limit=3)  # the login page

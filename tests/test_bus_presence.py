@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import redis
 from procs import wait_until
 from redis_server import RedisServer, running_redis
 
@@ -62,3 +63,19 @@ def test_the_event_goes_in_the_same_step_as_the_hash(server: RedisServer) -> Non
     with server.client() as client:
         NodePresence(client, "one").set(ALICE, True, lambda pipe: pipe.set("announced", "yes"))
         assert client.get("announced") == b"yes" and online_by_node(client, "two") == {"one": {ALICE}}
+
+
+def test_a_change_the_bus_refused_is_written_at_the_next_beat(server: RedisServer) -> None:
+    """A Redis blip shorter than the TTL: the hash outlived it, so the renewal alone would keep
+    showing the user who left meanwhile online on every other node, for good."""
+    with server.client() as client:
+        node = NodePresence(client, "one")
+        node.set(ALICE, True)
+        client.config_set("maxmemory", 1)  # every write that may grow memory is refused (OOM)
+        try:
+            with pytest.raises(redis.RedisError):
+                node.set(ALICE, False)  # her last session here ended while the bus refused
+        finally:
+            client.config_set("maxmemory", 0)
+        node.beat()
+        assert online_by_node(client, "two") == {"one": set()}

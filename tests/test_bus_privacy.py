@@ -40,11 +40,13 @@ def test_redis_holds_no_direct_message_text_and_no_pair(tmp_path: Path) -> None:
         with cluster.redis.client() as redis:
             ids = account_ids(redis, Vault(base64.urlsafe_b64decode(cluster.key)))
             dump = everything(redis)
+            linked = by_conversation(redis)
     directory = cluster.redis.directory  # its AOF, as the stopped Redis left it
     for text in TEXTS:
         assert not [piece for piece in dump if any(form in piece for form in forms(text))]
         assert files_holding(directory, text) == []
     assert [piece for piece in dump if all(i.encode() in piece for i in ids)] == []
+    assert linked and [token for token, held in linked.items() if all(i.encode() in held for i in ids)] == []
     for path in directory.rglob("*"):
         if path.is_file():
             for line in path.read_bytes().split(b"\n"):
@@ -55,6 +57,24 @@ def account_ids(client, vault: Vault) -> list[str]:
     rows = [json.loads(row) for row in client.hvals("netlab:accounts")]
     assert len(rows) == 2
     return [vault.account_id(row[0], row[4]) for row in rows]
+
+
+def by_conversation(client) -> dict[bytes, bytes]:
+    """All Redis shows beside each conversation's token, joined: its keys' names, members,
+    fields and values, and the fan-out entries of it. Two pieces each naming one account
+    still show the pair when one token links them."""
+    held: dict[bytes, bytes] = {}
+    for name in client.scan_iter(match="netlab:*:d:*", count=1000):
+        token = name.rpartition(b":")[2]
+        kind = client.type(name)
+        pieces = client.zrange(name, 0, -1) if kind == b"zset" else [
+            value for _id, fields in client.xrange(name) for value in fields.values()]
+        held[token] = held.get(token, b"") + b" ".join(pieces)
+    for _id, fields in client.xrange("netlab:fanout"):
+        if fields.get(b"k", b"").startswith(b"d:"):
+            token = fields[b"k"][2:]
+            held[token] = held.get(token, b"") + b" " + b" ".join(fields.values())
+    return held
 
 
 def everything(client) -> list[bytes]:

@@ -17,7 +17,17 @@ import redis
 from redis_server import RedisServer, running_redis
 
 from netlab.bus.names import Hidden
-from netlab.bus.publish import Publish, Published, Publisher, key_text, messages_stream, parse_key, stream_id
+from netlab.bus.publish import (
+    FANOUT,
+    Publish,
+    Published,
+    Publisher,
+    Unreadable,
+    key_text,
+    messages_stream,
+    parse_key,
+    stream_id,
+)
 
 ALICE = "a" * 32
 BOB = "b" * 32
@@ -157,6 +167,20 @@ def test_reading_the_fanout_resumes_after_the_last_id(publisher: Publisher) -> N
     publisher.publish(Publish("lobby", b"2"))
     assert [(e.key, e.seq, e.record) for e in publisher.read_fanout(first.id, 100, block_ms=1)] == [
         ("lobby", 2, b"2")]
+
+
+def test_an_entry_netlab_did_not_write_is_passed_over_not_fatal_to_the_reader(publisher: Publisher,
+                                                                            server: RedisServer) -> None:
+    """Read as what it is, so the reader moves past it: raised, it would end the reader's
+    thread (or, retried from the same id, stop it there for good) and the node go deaf."""
+    publisher.publish(Publish("lobby", b"1"))
+    with server.client() as client:
+        client.xadd(FANOUT, {"x": "1"})
+        client.xadd(FANOUT, {"k": "nonsense", "s": "2", "r": "2"})
+    publisher.publish(Publish("lobby", b"2"))
+    entries = publisher.read_fanout(b"0", 100)
+    assert [type(e).__name__ for e in entries] == ["FanoutEntry", "Unreadable", "Unreadable", "FanoutEntry"]
+    assert isinstance(entries[1], Unreadable) and entries[1].id < entries[2].id < entries[3].id
 
 
 @pytest.mark.parametrize("key", ["general", "a-b", Hidden("0123456789abcdef" * 2)])

@@ -34,7 +34,7 @@ import redis
 from netlab.bus.names import Names
 from netlab.bus.pages import page
 from netlab.bus.publish import say_ids_set
-from netlab.bus.records import record_of
+from netlab.bus.records import direct_message, room_record
 from netlab.bus.state import KEY_CHECK, ROOMS, BusState, KeyMismatch, Loaded, room_row
 from netlab.crypto import KEY_FILE, Vault
 from netlab.files import StartupError, fsync_dir
@@ -148,7 +148,7 @@ class _Writer:
             say_ids += [[name, account, say_id, str(seq)] for seq, (account, say_id) in self._ids(name, last)]
             with _durable(room_file(self.work, name)) as out:
                 out.write(csv_line(HISTORY_HEADER))
-                for record in self._records(name, last):
+                for record, _said in self._records(name, last):
                     if record.deleted:
                         record = Record(record.seq, record.ts, "", _ERASED_TEXT)
                     out.write(record.encode())
@@ -166,9 +166,9 @@ class _Writer:
             out.write(DIRECT_HEADER)
             for conv in conversations:
                 last = self.loaded.seqs[conv]
-                ids = dict(self._ids(conv, last))
-                for record in self._records(conv, last):
-                    out.write(seal(self.vault, Message(conv, record, ids.get(record.seq))))
+                ids = dict(self._ids(conv, last))  # a bus imported or written before say ids were sealed
+                for record, said in self._records(conv, last):
+                    out.write(seal(self.vault, Message(conv, record, said or ids.get(record.seq))))
             for (key, account), seq in sorted(self.loaded.markers.items(), key=str):
                 if isinstance(key, tuple):
                     out.write(seal(self.vault, Marker(key, account, seq)))
@@ -183,10 +183,11 @@ class _Writer:
                 found.append((int(score), (account, say_id)))
         return sorted(found)
 
-    def _records(self, key: Key, last: int) -> Iterator[Record]:
-        """Every seq from 1 to `last` of the key, a page at a time; a seq with no message is
-        the deleted form (no name, no text), with the time of the message before it (of the
-        one after it at the start; the export's own when the key has none left)."""
+    def _records(self, key: Key, last: int) -> Iterator[tuple[Record, tuple[str, str] | None]]:
+        """Every seq from 1 to `last` of the key, a page at a time, with its say id if sealed
+        in it (a direct message's); a seq with no message is the deleted form (no name, no
+        text), with the time of the message before it (of the one after it at the start; the
+        export's own when the key has none left)."""
         before: Record | None = None
         gap_from = 1
         after = 0
@@ -196,23 +197,32 @@ class _Writer:
             if not stored:
                 break
             for seq, body in stored:
-                record = record_of(self.vault, key, seq, body)
+                record, said = self._opened(key, seq, body)
                 if record is None:
                     where = f"room {key}" if isinstance(key, str) else "a conversation"
                     raise StartupError(f"the bus holds a message netlab did not write ({where}, seq {seq}): "
                                        "nothing exported")
                 yield from self._deleted(gap_from, seq, (before or record).ts)
-                yield record
+                yield record, said
                 self.messages += 1
                 before, gap_from = record, seq + 1
             after = stored[-1][0]
         yield from self._deleted(gap_from, last + 1, before.ts if before else timestamp(time.time()))
 
-    def _deleted(self, first: int, stop: int, ts: str) -> Iterator[Record]:
+    def _opened(self, key: Key, seq: int, body: bytes) -> tuple[Record | None, tuple[str, str] | None]:
+        """A stored message and its sealed say id (None: a room's, or none)."""
+        if not isinstance(key, tuple):
+            return room_record(seq, body), None
+        opened = direct_message(self.vault, seq, body)
+        if opened is None or opened.conversation != key:
+            return None, None
+        return opened.record, opened.say_id
+
+    def _deleted(self, first: int, stop: int, ts: str) -> Iterator[tuple[Record, None]]:
         for seq in range(first, stop):
             self.messages += 1
             self.deleted += 1
-            yield Record(seq, ts, "", "")
+            yield Record(seq, ts, "", ""), None
 
     def _file(self, name: str, header: tuple[str, ...], rows: list[list[str]]) -> None:
         with _durable(self.work / name) as out:

@@ -119,7 +119,8 @@ class _Loader:
             self._hset(BANS, f"{r.kind} {r.account}", json.dumps([r.kind, r.account, r.until, r.reason]))
         for key, entries in snapshot.say_ids.items():
             for account, say_id, seq in entries:
-                self.pipe.zadd(say_ids_set(self.names.hide(key)), {f"{account}:{say_id}": seq})
+                member = (account, say_id) if isinstance(key, str) else self.names.say_member(account, say_id)
+                self.pipe.zadd(say_ids_set(self.names.hide(key)), {":".join(member): seq})
                 self._sent()
         self._messages(GENERAL, store.history.page, store.history.last_seq)
         rooms = sorted(store.closed_rooms)
@@ -138,12 +139,14 @@ class _Loader:
         self._sent()
 
     def _messages(self, key: Key, read: ReadPage, last: int) -> None:
-        """The key's messages into its stream under their seqs, and its counter."""
+        """The key's messages into its stream under their seqs, and its counter (a direct
+        message with its say id sealed in it, as a node publishes one)."""
         hidden = self.names.hide(key)
         stream = messages_stream(hidden)
+        said = {seq: (account, say_id) for account, say_id, seq in self.store.snapshot.say_ids.get(key, ())}
         for r in _records(read, last):
-            body = (direct_body(self.vault, key, r.ts, r.sender, r.text) if isinstance(key, tuple)
-                    else room_body(r.ts, r.sender, r.text))
+            body = (room_body(r.ts, r.sender, r.text) if isinstance(key, str)
+                    else direct_body(self.vault, key, r.ts, r.sender, r.text, said.get(r.seq)))
             self.pipe.xadd(stream, {"r": body}, id=f"{r.seq}-0")
             self.messages += 1
             self._sent()

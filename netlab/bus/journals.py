@@ -13,8 +13,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from netlab.loop.group_commit import IDLE_TRIM
 from netlab.store.records import Record
-from netlab.store.room_records import Key
+from netlab.store.room_records import GENERAL, Key
 
 #: A window keeps between `window` and twice that many records: trimmed in halves, not one
 #: record a message.
@@ -42,6 +43,7 @@ class BusJournal:
         or one a start-up loaded). A gap (entries trimmed away) restarts the window."""
         if record.seq <= self.last_seq:
             return False
+        self.used = time.monotonic()
         if record.seq != self.last_seq + 1:
             self._records.clear()
             self._first = record.seq
@@ -87,7 +89,7 @@ class BusJournal:
         return seq <= self.last_seq
 
     def empty(self) -> None:
-        """Keep nothing in memory: after the bus went back, pages come from the bus itself."""
+        """Keep nothing in memory (idle, or the bus went back): pages come from the bus itself."""
         self._records.clear()
         self._first = self.last_seq + 1
 
@@ -106,6 +108,7 @@ class BusJournals:
         self._save_marks = save_marks
         self._journals: dict[Key, BusJournal] = {}
         self._marks: dict[tuple[Key, str], int] = {}
+        self._trimmed_at = time.monotonic()
 
     def journal(self, key: Key) -> BusJournal:
         found = self._journals.get(key)
@@ -132,10 +135,21 @@ class BusJournals:
         self._marks[slot] = max(seq, self._marks.get(slot, 0))
 
     def commit(self) -> None:
-        """This pass's read markers to Redis, in one write off the loop."""
+        """This pass's read markers to Redis, in one write off the loop; idle windows trimmed."""
         if self._marks:
             marks, self._marks = self._marks, {}
             self._save_marks(marks)
+        if (now := time.monotonic()) - self._trimmed_at >= IDLE_TRIM / 4:
+            self.trim_idle(now)
+
+    def trim_idle(self, now: float) -> None:
+        """Keys with no message or page for IDLE_TRIM keep none in memory, as in the embedded
+        mode: every node sees every room's and conversation's messages, so without this the
+        windows would grow with every key the bus ever had (general's stays: the login page)."""
+        self._trimmed_at = now
+        for key, journal in self._journals.items():
+            if key != GENERAL and now - journal.used >= IDLE_TRIM:
+                journal.empty()
 
     def start(self) -> None:
         """Nothing to start: the node's threads are the bus's own."""

@@ -45,6 +45,13 @@ class Names:
             return key
         return Hidden(self.vault.conversation_token(f"{key[0]}:{key[1]}"))
 
+    def say_member(self, account_id: str, say_id: str) -> tuple[str, str]:
+        """A conversation's say as its key's id set keeps it: a token of (account, say id),
+        the same on every node. `ACCOUNTID:SAYID` there would show, beside the conversation's
+        token, each account that wrote in it: the pair. ("d" is no account id, so `export`
+        leaves the member out; the say id is in the sealed record.)"""
+        return "d", self.vault.conversation_token(f"say:{account_id}:{say_id}")
+
     def seal(self, conv: Conversation) -> str:
         return self.vault.encrypt(json.dumps(list(conv)), _PAIR_CONTEXT)
 

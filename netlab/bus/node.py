@@ -31,7 +31,7 @@ from netlab.bus.epochs import Epochs
 from netlab.bus.journals import BusJournals
 from netlab.bus.names import Hidden, Names
 from netlab.bus.presence import HEARTBEAT, TTL_BEATS, NodePresence, online_by_node
-from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutEvent, Publish, Publisher, went_back
+from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutItem, Publish, Publisher, Unreadable, went_back
 from netlab.bus.records import direct_body, hidden_record, room_body, room_record
 from netlab.bus.state import BusState, KeyMismatch, event_key, general_records, room_of
 from netlab.bus.threads import BusReader, BusWriter
@@ -134,15 +134,18 @@ class BusNode:
 
     def publish(self, job: jobs.Publish, done: Callable[[Any], None]) -> None:
         """A `say`: to the writer; `done` hears the bus's answer on the loop."""
+        said = (job.account, job.say_id) if job.say_id is not None else None
+        if said is None:  # a key of the node's own ("~" is no account id's): a lost answer is resent safely
+            say_id, echo = (f"~{self.id}", str(next(self._made_up))), ("", job.echo or "")
+        elif isinstance(job.key, tuple):  # who wrote, and the say's id, only inside the sealed record
+            say_id, echo = self.names.say_member(*said), ("", "")
+        else:
+            say_id, echo = said, None
         if isinstance(job.key, tuple):
-            body = direct_body(self.accounts.vault, job.key, job.ts, job.sender, job.text)
+            body = direct_body(self.accounts.vault, job.key, job.ts, job.sender, job.text, said)
             pair = self.names.seal(job.key)
         else:
             body, pair = room_body(job.ts, job.sender, job.text), ""
-        if job.say_id is not None:
-            say_id, echo = (job.account, job.say_id), None
-        else:  # a key of the node's own ("~" is no account id's), so a lost answer is resent safely
-            say_id, echo = (f"~{self.id}", str(next(self._made_up))), ("", job.echo or "")
 
         def answered(result: object) -> None:
             if went_back(result):
@@ -165,10 +168,13 @@ class BusNode:
         loses a marker (the next one carries the reader on) and delays presence to the beat."""
         next_beat = time.monotonic() + self.heartbeat
         while True:
-            try:
-                change = self._changes.get(timeout=max(0.0, next_beat - time.monotonic()))
-            except queue.Empty:
-                change = self._hash.beat
+            if (wait := next_beat - time.monotonic()) <= 0:  # due: before any change still queued
+                change: Callable[[], object] | None = self._hash.beat
+            else:
+                try:
+                    change = self._changes.get(timeout=wait)
+                except queue.Empty:
+                    change = self._hash.beat
             if change is None:
                 return
             if change == self._hash.beat:
@@ -213,22 +219,25 @@ class BusNode:
 
     # -- the Sink: what the reader posts (loop thread) ----------------------------------------
 
-    def arrive(self, entries: list[FanoutEntry | FanoutEvent]) -> None:
+    def arrive(self, entries: list[FanoutItem]) -> None:
         chat = self._chat
         assert chat is not None
         back: tuple[Key, int] | None = None
         for entry in entries:
             if isinstance(entry, FanoutEntry):
-                found = self._message(entry)
+                found = fanout_message(self.names, entry)
                 if found is None:
                     log.error("the bus holds a message netlab did not write (%s, seq %d): skipped",
                               entry.key if isinstance(entry.key, str) else "a conversation", entry.seq)
                     continue
-                key, record = found
+                key, record, (account, say_id) = found
                 if self.journals.journal(key).went_back(entry.seq):
                     back = back or (key, entry.seq)  # never shown: its seq meant another message
                     continue
-                arrived(chat.talk, key, record, entry.account, entry.say_id)
+                arrived(chat.talk, key, record, account, say_id)
+            elif isinstance(entry, Unreadable):
+                log.error("the bus's fan-out stream holds an entry netlab did not write (%s): skipped",
+                          entry.why)
             elif entry.node != self.id:
                 self._apply(chat, json.loads(entry.event), entry.node)
         if back is not None:
@@ -269,13 +278,6 @@ class BusNode:
             log.critical("%s", why)
             self._post(lambda: self._stop(why))  # type: ignore[misc]
 
-    def _message(self, entry: FanoutEntry) -> tuple[Key, Record] | None:
-        """A fan-out entry's key and message; a conversation's pair comes out of its sealed record."""
-        if isinstance(entry.key, Hidden):
-            return hidden_record(self.names, entry.key, entry.seq, entry.record)
-        record = room_record(entry.seq, entry.record)
-        return (entry.key, record) if record is not None else None
-
     def _apply(self, chat: Chat, event: dict, node: str) -> None:
         kind = event["t"]
         if kind in ("account", "password"):
@@ -305,6 +307,17 @@ class BusNode:
         else:
             log.error("lost the bus at %s (%s): says are answered unavailable until it returns",
                       self.address.url, why)
+
+
+def fanout_message(names: Names, entry: FanoutEntry) -> tuple[Key, Record, tuple[str, str]] | None:
+    """A fan-out entry's key, message and (account id, say id); a conversation's pair and say
+    id come out of its sealed record (a version 1 say's echo id, from the entry)."""
+    if isinstance(entry.key, Hidden):
+        if (opened := hidden_record(names, entry.key, entry.seq, entry.record)) is None:
+            return None
+        return opened.conversation, opened.record, opened.say_id or (entry.account, entry.say_id)
+    record = room_record(entry.seq, entry.record)
+    return (entry.key, record, (entry.account, entry.say_id)) if record is not None else None
 
 
 def warn_if_not_durable(client: redis.Redis, address: BusAddress) -> None:

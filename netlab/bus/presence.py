@@ -41,6 +41,9 @@ class NodePresence:
         self.key = ONLINE + node
         self._ttl_ms = int(ttl * 1000)
         self._online: dict[str, int] = {ALIVE: 0}
+        #: A change the bus did not take (it was away): the hash may have outlived it, so the
+        #: next beat writes it whole rather than only renewing what it holds.
+        self._stale = False
 
     def set(self, account_id: str, online: bool, then: Then | None = None) -> None:
         """An account's first session on this node began, or its last one here ended; `then`
@@ -56,18 +59,22 @@ class NodePresence:
         pipe.pexpire(self.key, self._ttl_ms)
         if then is not None:
             then(pipe)
+        self._stale = True
         pipe.execute()
+        self._stale = False
 
     def beat(self) -> bool:
         """Renew the hash's TTL; if it had expired meanwhile (Redis was away, or this node was
-        paused past the TTL), write it again whole. Whether it was rewritten."""
-        if self._client.pexpire(self.key, self._ttl_ms):
+        paused past the TTL), or a change did not reach it, write it again whole. Whether it
+        was rewritten."""
+        if not self._stale and self._client.pexpire(self.key, self._ttl_ms):
             return False
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(self.key)
         pipe.hset(self.key, mapping=dict(self._online))
         pipe.pexpire(self.key, self._ttl_ms)
         pipe.execute()
+        self._stale = False
         return True
 
     def leave(self) -> None:

@@ -153,6 +153,18 @@ class FanoutEvent:
     event: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A fan-out entry that is neither a message nor an event netlab wrote (another program's,
+    or damage): passed over with a log line, its `id` still where the reader resumes."""
+
+    id: bytes
+    why: str
+
+
+FanoutItem = FanoutEntry | FanoutEvent | Unreadable
+
+
 class Publisher:
     """Publishes messages through the script; sans-loop (blocking calls, any one thread)."""
 
@@ -243,8 +255,7 @@ class Publisher:
         trimmed = info["entries-added"] - info["length"]
         return trimmed > 0 and stream_id(after) < stream_id(info["recorded-first-entry-id"])
 
-    def read_fanout(self, after: bytes, count: int,
-                    block_ms: int | None = None) -> list[FanoutEntry | FanoutEvent]:
+    def read_fanout(self, after: bytes, count: int, block_ms: int | None = None) -> list[FanoutItem]:
         """Fan-out entries after stream id `after` (b"0" for all), at most `count`; with
         `block_ms`, waits that long for one (the reader thread's call)."""
         answer = self._client.xread({FANOUT: after}, count=count, block=block_ms)
@@ -254,9 +265,12 @@ class Publisher:
         return [fanout_item(entry_id, fields) for entry_id, fields in entries]
 
 
-def fanout_item(entry_id: bytes, fields: dict[bytes, bytes]) -> FanoutEntry | FanoutEvent:
-    """One fan-out stream entry as what it holds: a message, or a change of state."""
-    if b"e" in fields:
-        return FanoutEvent(entry_id, fields[b"n"].decode(), fields[b"e"])
-    return FanoutEntry(entry_id, parse_key(fields[b"k"].decode()), int(fields[b"s"]), fields[b"r"],
-                       fields.get(b"i", b"").decode(), fields.get(b"a", b"").decode())
+def fanout_item(entry_id: bytes, fields: dict[bytes, bytes]) -> FanoutItem:
+    """One fan-out stream entry as what it holds: a message, a change of state, or neither."""
+    try:
+        if b"e" in fields:
+            return FanoutEvent(entry_id, fields[b"n"].decode(), fields[b"e"])
+        return FanoutEntry(entry_id, parse_key(fields[b"k"].decode()), int(fields[b"s"]), fields[b"r"],
+                           fields.get(b"i", b"").decode(), fields.get(b"a", b"").decode())
+    except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        return Unreadable(entry_id, f"{type(exc).__name__}: {exc}")

@@ -36,10 +36,12 @@ def room_record(seq: int, body: bytes) -> Record | None:
     return parse_record(file_record(seq, body))
 
 
-def direct_body(vault: Vault, conv: Conversation, ts: str, sender: str, text: str) -> bytes:
+def direct_body(vault: Vault, conv: Conversation, ts: str, sender: str, text: str,
+                say_id: tuple[str, str] | None = None) -> bytes:
     """What a direct message publishes: direct.dat's sealed line of it (seq 0: the stream's id
-    is its seq), so Redis and its AOF see of it what direct.dat shows, a size bucket."""
-    return seal(vault, Message(conv, Record(0, ts, sender, text))).rstrip(b"\n")
+    is its seq), so Redis and its AOF see of it what direct.dat shows, a size bucket. The
+    sender's (account id, say id) is sealed in it, never beside the conversation's token."""
+    return seal(vault, Message(conv, Record(0, ts, sender, text), say_id)).rstrip(b"\n")
 
 
 def record_of(vault: Vault, key: Key, seq: int, body: bytes) -> Record | None:
@@ -47,19 +49,22 @@ def record_of(vault: Vault, key: Key, seq: int, body: bytes) -> Record | None:
     not a record netlab wrote with this key (the caller skips it)."""
     if not isinstance(key, tuple):
         return room_record(seq, body)
+    opened = direct_message(vault, seq, body)
+    return opened.record if opened is not None and opened.conversation == key else None
+
+
+def direct_message(vault: Vault, seq: int, body: bytes) -> Message | None:
+    """A conversation's sealed message numbered `seq` (its pair, the record, its say id); None
+    if the bytes are not a direct message netlab wrote with this key."""
     opened = open_line(vault, body)
-    if not isinstance(opened, Message) or opened.conversation != key:
+    if not isinstance(opened, Message):
         return None
     r = opened.record
-    return Record(seq, r.ts, r.sender, r.text)
+    return Message(opened.conversation, Record(seq, r.ts, r.sender, r.text), opened.say_id)
 
 
-def hidden_record(names: Names, key: Hidden, seq: int, body: bytes) -> tuple[Conversation, Record] | None:
-    """A conversation's message as the fan-out stream names it (by its token): its pair, read
-    from the sealed record and checked against the token, and the message; None if the bytes
-    are not a record netlab wrote with this key for that conversation."""
-    opened = open_line(names.vault, body)
-    if not isinstance(opened, Message) or names.hide(opened.conversation) != key:
-        return None
-    r = opened.record
-    return opened.conversation, Record(seq, r.ts, r.sender, r.text)
+def hidden_record(names: Names, key: Hidden, seq: int, body: bytes) -> Message | None:
+    """A conversation's message as the fan-out stream names it (by its token), checked against
+    the token; None if the bytes are not a record netlab wrote with this key for it."""
+    opened = direct_message(names.vault, seq, body)
+    return opened if opened is not None and names.hide(opened.conversation) == key else None

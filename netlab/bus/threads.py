@@ -17,7 +17,7 @@ from typing import Protocol
 
 import redis
 
-from netlab.bus.publish import FANOUT, FANOUT_CAP, FanoutEntry, Publish, Published, Publisher
+from netlab.bus.publish import FANOUT, FANOUT_CAP, FanoutItem, Publish, Published, Publisher
 
 Post = Callable[[Callable[[], None]], None]
 Answer = Published | Exception
@@ -95,7 +95,7 @@ def _answer(batch: list[tuple[Publish, Callable[[Answer], None]]], answers: list
 class Sink(Protocol):
     """What the reader hands the loop: entries in stream order, and the bus's state."""
 
-    def arrive(self, entries: list[FanoutEntry]) -> None: ...
+    def arrive(self, entries: list[FanoutItem]) -> None: ...
 
     def bus_state(self, reachable: bool, why: str) -> None: ...
 
