@@ -11,6 +11,7 @@ last one anywhere ends.
 from __future__ import annotations
 
 import copy
+import functools
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +26,7 @@ from test_chat_rooms import World, ann_makes_dev
 from netlab.bus.journals import BusJournals
 from netlab.bus.names import Names
 from netlab.bus.node import BusNode
-from netlab.bus.publish import key_text
+from netlab.bus.publish import FanoutEvent, key_text
 from netlab.bus.state import room_row
 from netlab.chat.arrivals import arrived
 from netlab.crypto import Vault, new_key
@@ -439,3 +440,18 @@ class PresenceAcrossNodes(RuleBasedStateMachine):
 
 TestPresenceAcrossNodes = PresenceAcrossNodes.TestCase
 TestPresenceAcrossNodes.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+
+
+def test_an_event_netlab_cannot_apply_is_skipped_and_the_next_one_applied(tmp_path):
+    """Every node reads the same fan-out entry: one that raised on the loop would stop them all."""
+    _, w = worlds(tmp_path)
+    w.login(1, "Ann")
+    w.new(1)
+    node = SimpleNamespace(accounts=w.accounts, names=NAMES, id="one", _chat=w.chat)
+    node._apply = functools.partial(BusNode._apply, node)
+    BusNode.arrive(node, [  # type: ignore[arg-type]
+        FanoutEvent(b"1-0", "two", b'{"t": "restriction", "row": ["ban"], "lifted": false}'),
+        FanoutEvent(b"2-0", "two", b'{"t": "member"}'),
+        FanoutEvent(b"3-0", "two", b'{"t": "notice", "text": "still here", "id": ""}'),
+    ])
+    assert w.new(1) == [{"type": "notice", "text": "still here"}]

@@ -141,3 +141,14 @@ def test_a_lost_answer_is_resent_by_idempotency_key_and_each_message_stored_once
 
 def client_of_port(port: int) -> redis.Redis:
     return connect(parse_bus_url(f"redis://127.0.0.1:{port}/0"), WAIT)
+
+
+def test_a_publish_that_fails_for_a_bug_is_answered_and_the_writer_lives_on(server: RedisServer) -> None:
+    got = Collected()
+    writer = BusWriter(client_of(server), run_now)
+    writer.start()
+    writer.submit(Publish(123, b"not a key"), got.answer)  # type: ignore[arg-type]
+    got.wait(lambda: len(got.answers) == 1)
+    writer.submit(Publish("lobby", b"next"), got.answer)
+    writer.close()
+    assert isinstance(got.answers[0], TypeError) and got.answers[1] == Published(1, True)

@@ -94,6 +94,7 @@ class BusNode:
         self._post: Post | None = None
         self._threads: list[Any] = []
         self._known_nodes: set[str] = set()  # other nodes with users here (loop thread)
+        self._raising = False  # the counters are being raised after the bus went back
         self._settled_at = 0.0  # monotonic: until then a scan shows arrivals only (`_reconcile`)
         self.data_dir: Path | None = None  # this node's log, lock and console (not its store)
 
@@ -239,14 +240,21 @@ class BusNode:
                 log.error("the bus's fan-out stream holds an entry netlab did not write (%s): skipped",
                           entry.why)
             elif entry.node != self.id:
-                self._apply(chat, json.loads(entry.event), entry.node)
+                try:
+                    self._apply(chat, json.loads(entry.event), entry.node)
+                except (KeyError, TypeError, ValueError) as exc:  # every node reads it: none may stop
+                    log.error("the fan-out stream holds an event netlab cannot apply (%r): skipped", exc)
         if back is not None:
             self._went_back(*back)
 
     def _went_back(self, key: Key, seq: int) -> None:
         """The bus's counter of `key` is below `seq`, a seq this node delivered: it was restored
         from an older state (or failed over to a replica behind it). Found by a publish the
-        script refused (its floor), or else by a seq arriving twice."""
+        script refused (its floor), or else by a seq arriving twice. Once until the counters
+        are raised: every refused publish of a batch says the same."""
+        if self._raising:
+            return
+        self._raising = True
         log.critical("the bus's counter of %s is behind seq %d, delivered here: it went back in time "
                      "(a restore?)", key if isinstance(key, str) else "a conversation", seq)
         floors = self.journals.delivered()
@@ -257,7 +265,10 @@ class BusNode:
         """Counters raised past every seq this node delivered and the epoch bumped (bus/epochs.py):
         no seq is given a third time."""
         hidden = {self.names.hide(key): seq for key, seq in floors.items()}
-        log.warning("bus epoch now %d", Epochs(self.client).raise_floors(hidden).epoch)
+        try:
+            log.warning("bus epoch now %d", Epochs(self.client).raise_floors(hidden).epoch)
+        finally:
+            self._raising = False  # a bool the loop reads: the next refusal may try again
 
     def _restored(self) -> None:
         """After the bus went back: nothing kept in memory is trusted, and every session here

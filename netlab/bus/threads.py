@@ -9,6 +9,7 @@ that runs it at once.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import Protocol
 import redis
 
 from netlab.bus.publish import FANOUT, FANOUT_CAP, FanoutItem, Publish, Published, Publisher
+
+log = logging.getLogger("netlab.chat")
 
 Post = Callable[[Callable[[], None]], None]
 Answer = Published | Exception
@@ -64,7 +67,11 @@ class BusWriter:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
-            answers = self._publisher.publish_batch([message for message, _ in batch])
+            try:
+                answers = self._publisher.publish_batch([message for message, _ in batch])
+            except Exception as exc:  # a bug, not Redis: each is answered, and the thread lives on
+                log.exception("a batch of publishes failed")
+                answers = [exc] * len(batch)
             self._post(lambda batch=batch, answers=answers: _answer(batch, answers))
 
     def _take(self) -> list[tuple[Publish, Callable[[Answer], None]]] | None:
