@@ -12,13 +12,23 @@ what they hold may name messages the bus no longer has.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 
-from netlab.bus.names import BusKey
+from netlab import wire as p
+from netlab.bus.names import BusKey, Names
 from netlab.bus.publish import PREFIX, SEQ_HASH, key_text
+
+if TYPE_CHECKING:
+    from netlab.bus.journals import BusJournals
+    from netlab.chat_core import Chat
+    from netlab.store.room_records import Key
+
+log = logging.getLogger("netlab.chat")
 
 EPOCH = PREFIX + "epoch"
 
@@ -62,3 +72,37 @@ class Epochs:
             args += [key_text(key), floor]
         epoch, counters = self._script(keys=[SEQ_HASH, EPOCH], args=args)
         return Raised(int(epoch), int(counters))
+
+
+class Rewind:
+    """What a node does when it finds the bus went back (loop thread): its counters raised
+    past what it delivered on another thread (`later`: the node's presence thread), its
+    windows emptied, its sessions ended with `shutdown`, so clients fetch again."""
+
+    def __init__(self, client: redis.Redis, names: Names, journals: BusJournals, chat: Chat,
+                 later: Callable[[Callable[[], None]], None]) -> None:
+        self._client, self._names, self._journals = client, names, journals
+        self._chat, self._later = chat, later
+        self._raising = False  # read by the loop, reset by the other thread: one bool
+
+    def went_back(self, key: Key, seq: int) -> None:
+        """The bus's counter of `key` is below `seq`, a seq this node delivered: it was restored
+        from an older state (or failed over to a replica behind it). Found by a publish the
+        script refused (its floor), or else by a seq arriving twice. Once until the counters
+        are raised: every refused publish of a batch says the same."""
+        if self._raising:
+            return
+        self._raising = True
+        log.critical("the bus's counter of %s is behind seq %d, delivered here: it went back in time "
+                     "(a restore?)", key if isinstance(key, str) else "a conversation", seq)
+        floors = {self._names.hide(k): last for k, last in self._journals.delivered().items()}
+        self._later(lambda: self._raise(floors))
+        self._journals.empty()  # nothing kept in memory is trusted
+        frame = p.shutdown("the chat's store went back in time: reconnect to fetch what it holds")
+        self._chat.end_sessions(list(self._chat.sessions), frame, "the bus went back")
+
+    def _raise(self, floors: dict[BusKey, int]) -> None:
+        try:
+            log.warning("bus epoch now %d", Epochs(self._client).raise_floors(floors).epoch)
+        finally:
+            self._raising = False  # the next refusal may try again

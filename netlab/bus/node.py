@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from netlab import wire as p
 from netlab.bus.accounts import BusAccounts
 from netlab.bus.address import BusAddress, connect
-from netlab.bus.epochs import Epochs
+from netlab.bus.epochs import Rewind
 from netlab.bus.journals import BusJournals
 from netlab.bus.names import Hidden, Names
 from netlab.bus.presence import HEARTBEAT, TTL_BEATS, NodePresence, online_by_node
@@ -94,7 +93,6 @@ class BusNode:
         self._post: Post | None = None
         self._threads: list[Any] = []
         self._known_nodes: set[str] = set()  # other nodes with users here (loop thread)
-        self._raising = False  # the counters are being raised after the bus went back
         self._settled_at = 0.0  # monotonic: until then a scan shows arrivals only (`_reconcile`)
         self.data_dir: Path | None = None  # this node's log, lock and console (not its store)
 
@@ -105,6 +103,7 @@ class BusNode:
         `stop` (loop thread) ends the server with exit status 1: a node that fell behind
         what the bus keeps."""
         self._chat, self._post, self._stop = chat, post, stop
+        self._rewind = Rewind(self.client, self.names, self.journals, chat, self._changes.put)
         chat.announce = self.announce
         self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post, fanout_cap=self.fanout_cap)
         reader = self._reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
@@ -150,7 +149,7 @@ class BusNode:
 
         def answered(result: object) -> None:
             if went_back(result):
-                self._went_back(job.key, job.floor)
+                self._rewind.went_back(job.key, job.floor)
             done(result)
 
         self.writer.submit(Publish(self.names.hide(job.key), body, say_id, echo, job.floor, pair), answered)
@@ -245,39 +244,7 @@ class BusNode:
                 except (KeyError, TypeError, ValueError) as exc:  # every node reads it: none may stop
                     log.error("the fan-out stream holds an event netlab cannot apply (%r): skipped", exc)
         if back is not None:
-            self._went_back(*back)
-
-    def _went_back(self, key: Key, seq: int) -> None:
-        """The bus's counter of `key` is below `seq`, a seq this node delivered: it was restored
-        from an older state (or failed over to a replica behind it). Found by a publish the
-        script refused (its floor), or else by a seq arriving twice. Once until the counters
-        are raised: every refused publish of a batch says the same."""
-        if self._raising:
-            return
-        self._raising = True
-        log.critical("the bus's counter of %s is behind seq %d, delivered here: it went back in time "
-                     "(a restore?)", key if isinstance(key, str) else "a conversation", seq)
-        floors = self.journals.delivered()
-        self._changes.put(lambda: self._raise(floors))
-        self._restored()
-
-    def _raise(self, floors: dict) -> None:
-        """Counters raised past every seq this node delivered and the epoch bumped (bus/epochs.py):
-        no seq is given a third time."""
-        hidden = {self.names.hide(key): seq for key, seq in floors.items()}
-        try:
-            log.warning("bus epoch now %d", Epochs(self.client).raise_floors(hidden).epoch)
-        finally:
-            self._raising = False  # a bool the loop reads: the next refusal may try again
-
-    def _restored(self) -> None:
-        """After the bus went back: nothing kept in memory is trusted, and every session here
-        ends with `shutdown`, so clients reconnect and fetch again what the bus holds."""
-        chat = self._chat
-        assert chat is not None
-        self.journals.empty()
-        frame = p.shutdown("the chat's store went back in time: reconnect to fetch what it holds")
-        chat.end_sessions(list(chat.sessions), frame, "the bus went back")
+            self._rewind.went_back(*back)
 
     def _check_trim(self, client: redis.Redis) -> None:
         """Reader thread, each heartbeat: did the fan-out stream's trim take entries this node
