@@ -7,6 +7,7 @@ it on the loop thread: what is checked is what reaches the loop, and in what ord
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +15,12 @@ from pathlib import Path
 import pytest
 import redis
 from answer_dropper import AnswerDropper
-from procs import WAIT
+from procs import WAIT, wait_until
 from redis_server import RedisServer, running_redis
 
 from netlab.bus.address import connect, parse_bus_url
 from netlab.bus.publish import PUBLISH_LUA, FanoutEntry, Publish, Published, Publisher, messages_stream
-from netlab.bus.threads import BusReader, BusWriter, fanout_end
+from netlab.bus.threads import READ_AHEAD, BusReader, BusWriter, fanout_end
 
 ALICE = "a" * 32
 
@@ -152,3 +153,22 @@ def test_a_publish_that_fails_for_a_bug_is_answered_and_the_writer_lives_on(serv
     writer.submit(Publish("lobby", b"next"), got.answer)
     writer.close()
     assert isinstance(got.answers[0], TypeError) and got.answers[1] == Published(1, True)
+
+
+def test_a_loop_that_falls_behind_holds_the_reader_not_its_memory(server: RedisServer) -> None:
+    """The reader posts at most READ_AHEAD batches the loop has not delivered; the rest wait in
+    Redis, and come once the loop catches up."""
+    got, posted = Collected(), queue.SimpleQueue()
+    reader = BusReader(client_of(server), posted.put, got, b"0-0", block_ms=50)
+    reader.start()
+    with client_of(server) as client:
+        publisher = Publisher(client)
+        for n in range(READ_AHEAD + 2):
+            publisher.publish(Publish("lobby", f"{n}".encode()))
+            if n < READ_AHEAD:
+                wait_until(lambda n=n: posted.qsize() == n + 1)  # one batch a publish
+    assert posted.qsize() == READ_AHEAD  # the loop has delivered none: the reader waits
+    while len(got.entries) < READ_AHEAD + 2:
+        posted.get(timeout=WAIT)()  # the loop catches up, one batch at a time
+    reader.close()
+    assert [e.seq for e in got.entries] == list(range(1, READ_AHEAD + 3))

@@ -35,6 +35,9 @@ MAX_BATCH = 256
 READ_BLOCK_MS = 1_000
 #: Entries one XREAD returns at most (one post to the loop each batch).
 READ_COUNT = 512
+#: Batches posted to the loop and not yet delivered, at most: a loop that falls behind makes
+#: the reader wait (the entries stay in Redis) instead of piling them up in this process.
+READ_AHEAD = 4
 #: After a failed read the reader waits this long, doubling up to the ceiling, before the
 #: next try: a Redis that is down is not hammered, and one that returns is found within 2 s.
 RETRY_FIRST, RETRY_CEILING = 0.1, 2.0
@@ -131,6 +134,7 @@ class BusReader:
         self.last_id = after
         self._block_ms = block_ms
         self._stop = threading.Event()
+        self._ahead = threading.Semaphore(READ_AHEAD)  # batches posted, not yet delivered
         self._thread = threading.Thread(target=self._run, name="bus-reader", daemon=True)
 
     def start(self) -> None:
@@ -162,6 +166,16 @@ class BusReader:
                 reachable, delay = True, RETRY_FIRST
                 self._post(lambda: self._sink.bus_state(True, ""))
             if entries:
+                while not self._ahead.acquire(timeout=0.1):
+                    if self._stop.is_set():
+                        return
                 self.last_id = entries[-1].id
-                self._post(lambda entries=entries: self._sink.arrive(entries))
+                self._post(lambda entries=entries: self._deliver(entries))
+
+    def _deliver(self, entries: list) -> None:
+        """Loop thread: a batch to the sink, and room for the reader to post another."""
+        try:
+            self._sink.arrive(entries)
+        finally:
+            self._ahead.release()
 
