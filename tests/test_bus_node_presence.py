@@ -40,3 +40,17 @@ def test_the_heartbeat_is_not_starved_by_a_queue_that_never_empties(tmp_path: Pa
             wait_until(beats.is_set)
         finally:
             node._changes.put(None)
+
+
+def test_markers_waiting_for_redis_are_merged_into_one_write(tmp_path: Path) -> None:
+    """A slow or absent Redis: each pass's markers join those not written yet (the highest of
+    each), so one write waits in the queue, not one a pass."""
+    with running_redis(tmp_path / "redis") as server:
+        node = BusNode(parse_bus_url(server.url), Vault(new_key()), 10, 10)
+        for seq in range(1, 101):  # a hundred passes, the presence thread not running
+            node.save_marks({("dev", "a" * 32): seq, ("ops", "b" * 32): 100 - seq})
+        assert node._changes.qsize() == 1
+        node._changes.get()()  # the one write
+        with server.client() as client:
+            assert client.hgetall("netlab:markers") == {f"r:dev {'a' * 32}".encode(): b"100",
+                                                        f"r:ops {'b' * 32}".encode(): b"99"}

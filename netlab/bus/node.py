@@ -87,6 +87,8 @@ class BusNode:
         self._fanout_end = loaded.fanout_end
         # This node's online accounts (the presence thread's).
         self._hash = NodePresence(self.client, self.id, TTL_BEATS * heartbeat)
+        self._marks: dict = {}  # read markers not yet written (guarded: loop and presence thread)
+        self._marks_lock = threading.Lock()
         self._made_up = itertools.count(1)  # version 1 says' idempotency keys
         self._changes: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._chat: Chat | None = None
@@ -155,7 +157,20 @@ class BusNode:
         self.writer.submit(Publish(self.names.hide(job.key), body, say_id, echo, job.floor, pair), answered)
 
     def save_marks(self, marks: dict) -> None:
-        self._changes.put(lambda: self.state.save_markers(marks))
+        """A pass's read markers, merged with those not written yet (the highest of each): one
+        write waits in the presence thread's queue at a time, however long Redis takes."""
+        with self._marks_lock:
+            queued = bool(self._marks)
+            for slot, seq in marks.items():
+                self._marks[slot] = max(seq, self._marks.get(slot, 0))
+        if not queued:
+            self._changes.put(self._write_marks)
+
+    def _write_marks(self) -> None:
+        with self._marks_lock:
+            marks, self._marks = self._marks, {}
+        if marks:
+            self.state.save_markers(marks)
 
     def announce(self, account_id: str, online: bool) -> None:
         """This node's first session of an account began, or its last one ended."""
