@@ -46,6 +46,10 @@ def test_redis_holds_no_direct_message_text_and_no_pair(tmp_path: Path) -> None:
         assert not [piece for piece in dump if any(form in piece for form in forms(text))]
         assert files_holding(directory, text) == []
     assert [piece for piece in dump if all(i.encode() in piece for i in ids)] == []
+    # No fan-out entry about a conversation (its token, or its sealed pair or marker) names an
+    # account beside it: who reads how far, or says what, would link the account to the pair.
+    about = [piece for piece in dump if any(mark in piece for mark in (b"k=d:", b'"c":', b'"m":'))]
+    assert about and [piece for piece in about if any(i.encode() in piece for i in ids)] == []
     assert linked and [token for token, held in linked.items() if all(i.encode() in held for i in ids)] == []
     for path in directory.rglob("*"):
         if path.is_file():

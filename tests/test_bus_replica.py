@@ -27,7 +27,7 @@ from netlab.bus.journals import BusJournals
 from netlab.bus.names import Names
 from netlab.bus.node import BusNode
 from netlab.bus.publish import FanoutEvent, key_text
-from netlab.bus.state import room_row
+from netlab.bus.state import room_row, seal_marker
 from netlab.chat.arrivals import arrived
 from netlab.crypto import Vault, new_key
 from netlab.store.records import Record
@@ -157,7 +157,7 @@ def test_a_remote_marker_is_told_to_every_version_2_session_of_its_account(tmp_p
     w.quiet(1, 2)
     assert w.chat.rooms.marker("dev", ann.id) == 3
     pair = conversation(ann.id, bob.id)
-    remote(w, {"t": "marker", "c": NAMES.seal(pair), "id": bob.id, "seq": 1})
+    remote(w, {"t": "marker", "m": seal_marker(NAMES, pair, bob.id, 1)})  # all of it sealed
     assert w.new(4) == [{"type": "read", "seq": 1, "with": "Ann"}]
     w.quiet(1, 2, 3)
 

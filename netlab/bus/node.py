@@ -32,7 +32,7 @@ from netlab.bus.names import Hidden, Names
 from netlab.bus.presence import HEARTBEAT, TTL_BEATS, NodePresence, online_by_node
 from netlab.bus.publish import FANOUT_CAP, FanoutEntry, FanoutItem, Publish, Publisher, Unreadable, went_back
 from netlab.bus.records import direct_body, hidden_record, room_body, room_record
-from netlab.bus.state import BusState, KeyMismatch, event_key, general_records, room_of
+from netlab.bus.state import BusState, KeyMismatch, event_key, general_records, open_marker, room_of
 from netlab.bus.threads import BusReader, BusWriter
 from netlab.chat import jobs
 from netlab.chat.arrivals import arrived
@@ -280,6 +280,11 @@ class BusNode:
             if (account := self.accounts.forget(event["id"])) is not None:
                 chat.replica.removed(account)
             return
+        if kind == "marker" and "m" in event:  # a conversation's: everything sealed
+            if (marker := open_marker(self.names, event["m"])) is None:
+                return
+            conv, account_id, seq = marker
+            return chat.replica.apply({"t": "marker", "id": account_id, "seq": seq}, node, key=conv)
         room = room_of(event["row"]) if kind == "room" else None
         key = event_key(event, self.names) if kind in ("marker", "deleted") else None
         restriction = Restriction(*event["row"]) if kind == "restriction" else None

@@ -177,13 +177,7 @@ class BusState:
 
     def _open_marker(self, value: bytes) -> tuple[Conversation, str, int] | None:
         _seq, _, sealed = value.decode().partition(" ")
-        if self.names is None:
-            return None
-        try:
-            a, b, account, seq = json.loads(self.names.vault.decrypt(sealed, _MARKER_CONTEXT))  # type: ignore[union-attr]
-        except (InvalidTag, ValueError, TypeError, UnicodeDecodeError):
-            return None
-        return (str(a), str(b)), str(account), int(seq)
+        return open_marker(self.names, sealed) if self.names is not None else None
 
     def bus_key(self, key: Key) -> BusKey:
         return key if isinstance(key, str) else self.names.hide(key)  # type: ignore[union-attr]
@@ -239,8 +233,10 @@ class BusState:
         for (key, account_id), seq in marks.items():
             hash_name, field_name, value = self.marker_field(key, account_id, seq)
             self._mark(keys=[hash_name], args=[field_name, value], client=pipe)
-            where = {"c": self.names.seal(key)} if isinstance(key, tuple) else {"k": key_text(key)}  # type: ignore[union-attr]
-            self.add_event(pipe, "marker", id=account_id, seq=seq, **where)
+            if isinstance(key, tuple):  # who read how far is sealed too: nothing beside the pair
+                self.add_event(pipe, "marker", m=str(value).partition(" ")[2])
+            else:
+                self.add_event(pipe, "marker", k=key_text(key), id=account_id, seq=seq)
         pipe.execute()
 
     def marker_field(self, key: Key, account_id: str, seq: int) -> tuple[str, str, str | int]:
@@ -251,7 +247,7 @@ class BusState:
             return MARKERS, f"{key_text(key)} {account_id}", seq
         vault = self.names.vault  # type: ignore[union-attr]
         return (DIRECT_MARKERS, vault.conversation_token(f"marker:{key[0]}:{key[1]}:{account_id}"),
-                f"{seq} {vault.encrypt(json.dumps([*key, account_id, seq]), _MARKER_CONTEXT)}")
+                f"{seq} {seal_marker(self.names, key, account_id, seq)}")
 
     def save_restriction(self, restriction: Restriction, lifted: bool) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -282,6 +278,20 @@ class BusState:
         pipe = self.client.pipeline(transaction=False)
         self.add_event(pipe, kind, text=text, id=account_id)
         pipe.execute()
+
+
+def seal_marker(names: Names, conv: Conversation, account_id: str, seq: int) -> str:
+    """A conversation's read marker sealed: its pair, its account and its seq, all inside."""
+    return names.vault.encrypt(json.dumps([*conv, account_id, seq]), _MARKER_CONTEXT)
+
+
+def open_marker(names: Names, sealed: str) -> tuple[Conversation, str, int] | None:
+    """What `seal_marker` sealed; None if it does not open with this key."""
+    try:
+        a, b, account, seq = json.loads(names.vault.decrypt(sealed, _MARKER_CONTEXT))
+    except (InvalidTag, ValueError, TypeError, UnicodeDecodeError):
+        return None
+    return (str(a), str(b)), str(account), int(seq)
 
 
 def event_key(event: dict, names: Names) -> Key | None:
