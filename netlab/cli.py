@@ -233,7 +233,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
         store = open_store(data_dir, window, room_window=max(int(limits["room_window"]), at_least),
                            direct_window=max(int(limits["direct_window"]), at_least)) if bus is None \
             else open_node(bus, data_dir, window, max(int(limits["room_window"]), at_least), bus_fanout_cap,
-                           bus_heartbeat)
+                           bus_heartbeat, max(int(limits["direct_window"]), at_least))
     except StartupError as exc:
         fail(str(exc))
     except OSError as exc:  # name the file at fault ("data directory data: Is a directory" is no help)

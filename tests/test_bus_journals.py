@@ -181,3 +181,14 @@ def test_a_key_idle_for_a_minute_keeps_no_messages_in_memory() -> None:
     assert idle.page(limit=10)[0] == [] and not idle.in_window(limit=1) and idle.last_seq == 3
     assert busy.in_window(limit=3) and len(busy.page(limit=3)[0]) == 3
     assert general.in_window(limit=3)  # the login page
+
+
+def test_a_conversation_keeps_the_direct_window_and_a_room_the_room_window() -> None:
+    """--direct-window holds in bus mode too: a conversation's journal is not a room's."""
+    journals = BusJournals({}, window=2, save_marks=lambda marks: None, direct_window=4)
+    room, talk = journals.journal("lobby"), journals.journal(("a" * 32, "b" * 32))
+    for seq in range(1, 10):
+        room.arrive(record(seq))
+        talk.arrive(record(seq))
+    assert not room.in_window(limit=4)  # trimmed to its 2 (at most twice that kept)
+    assert talk.in_window(limit=4)

@@ -102,9 +102,13 @@ class BusJournals:
     #: fsyncs the messages itself; what fails here is reaching it).
     sync_failed = False
 
-    def __init__(self, seqs: dict[Key, int], window: int, save_marks: Callable[[dict], None]) -> None:
+    def __init__(self, seqs: dict[Key, int], window: int, save_marks: Callable[[dict], None],
+                 direct_window: int | None = None) -> None:
+        """`window`: a room's records in memory (--room-window); `direct_window` a
+        conversation's (--direct-window; the room's if not given)."""
         self._seqs = seqs
         self._window = window
+        self._direct_window = direct_window or window
         self._save_marks = save_marks
         self._journals: dict[Key, BusJournal] = {}
         self._marks: dict[tuple[Key, str], int] = {}
@@ -113,7 +117,8 @@ class BusJournals:
     def journal(self, key: Key) -> BusJournal:
         found = self._journals.get(key)
         if found is None:
-            found = self._journals[key] = BusJournal(key, self._seqs.pop(key, 0), self._window)
+            window = self._direct_window if isinstance(key, tuple) else self._window
+            found = self._journals[key] = BusJournal(key, self._seqs.pop(key, 0), window)
         return found
 
     def delivered(self) -> dict[Key, int]:

@@ -57,7 +57,8 @@ class BusNode:
     """This node's view of the bus: its state at start, its threads, their results."""
 
     def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int,
-                 fanout_cap: int = FANOUT_CAP, heartbeat: float = HEARTBEAT) -> None:
+                 fanout_cap: int = FANOUT_CAP, heartbeat: float = HEARTBEAT,
+                 direct_window: int | None = None) -> None:
         self.id = secrets.token_hex(8)
         self.address = address
         self.client = connect(address, RUN_TIMEOUT)  # the worker threads' (redis-py pools connections)
@@ -82,7 +83,7 @@ class BusNode:
             restrictions=[r for r in loaded.restrictions if self.accounts.by_id(r.account) is not None
                           and (not r.until or (r.ends() or 0) > time.time())])
         general_seq = loaded.seqs.get(GENERAL, 0)
-        self.journals = BusJournals(loaded.seqs, window, self.save_marks)
+        self.journals = BusJournals(loaded.seqs, window, self.save_marks, direct_window)
         self.journals.preload(GENERAL, general_records(loaded.general), general_seq, general_window)
         self._fanout_end = loaded.fanout_end
         # This node's online accounts (the presence thread's).
@@ -332,12 +333,13 @@ def warn_if_not_durable(client: redis.Redis, address: BusAddress) -> None:
 
 
 def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int,
-              fanout_cap: int = FANOUT_CAP, heartbeat: float = HEARTBEAT) -> BusNode:
+              fanout_cap: int = FANOUT_CAP, heartbeat: float = HEARTBEAT,
+              direct_window: int | None = None) -> BusNode:
     """This node of the bus, with the data directory's key (or NETLAB_KEY), or StartupError;
     a key made here is written only once the bus accepted it (a wrong one leaves nothing)."""
     found = read_key(data_dir)
     key = found[0] if found is not None else new_key()
-    node = BusNode(address, Vault(key), window, room_window, fanout_cap, heartbeat)
+    node = BusNode(address, Vault(key), window, room_window, fanout_cap, heartbeat, direct_window)
     if found is None:
         create_key_file(data_dir, key)
     if (data_dir / CLIENTS_FILE).exists():
