@@ -56,6 +56,10 @@ Post = Callable[[Callable[[], None]], None]
 class BusNode:
     """This node's view of the bus: its state at start, its threads, their results."""
 
+    #: A job's failure for want of the bus: logged once as the bus's loss, not once a request
+    #: (a client resending every half second would flood the log).
+    unreachable = (redis.ConnectionError, redis.TimeoutError)
+
     def __init__(self, address: BusAddress, vault: Vault, general_window: int, window: int,
                  fanout_cap: int = FANOUT_CAP, heartbeat: float = HEARTBEAT,
                  direct_window: int | None = None) -> None:
@@ -85,7 +89,7 @@ class BusNode:
         general_seq = loaded.seqs.get(GENERAL, 0)
         self.journals = BusJournals(loaded.seqs, window, self.save_marks, direct_window)
         self.journals.preload(GENERAL, general_records(loaded.general), general_seq, general_window)
-        self._fanout_end = loaded.fanout_end
+        self._fanout_end, self._fanout_added = loaded.fanout_end, loaded.fanout_added
         # This node's online accounts (the presence thread's).
         self._hash = NodePresence(self.client, self.id, TTL_BEATS * heartbeat)
         self._marks: dict = {}  # read markers not yet written (guarded: loop and presence thread)
@@ -110,7 +114,8 @@ class BusNode:
         chat.announce = self.announce
         self.writer = BusWriter(connect(self.address, RUN_TIMEOUT), post, fanout_cap=self.fanout_cap)
         reader = self._reader = BusReader(connect(self.address, RUN_TIMEOUT), post, self, self._fanout_end,
-                                          tick=self._heartbeat, every=self.heartbeat)
+                                          tick=self._heartbeat, every=self.heartbeat,
+                                          consumed=self._fanout_added)
         changes = threading.Thread(target=self._write_changes, name="bus-presence", daemon=True)
         self._changes.put(self._hash.beat)
         self._threads = [self.writer, reader, changes]
@@ -208,13 +213,10 @@ class BusNode:
     # -- the reader thread ----------------------------------------------------------------------
 
     def _heartbeat(self, client: redis.Redis) -> None:
-        """Reader thread, every heartbeat: how far behind, and who is online where."""
+        """Reader thread, every heartbeat: how far behind (`_check_trim`), and every node's
+        online accounts, posted in stream order: the loop makes its other nodes' users exactly
+        these (a node gone: its users offline)."""
         self._check_trim(client)
-        self._scan_presence(client)
-
-    def _scan_presence(self, client: redis.Redis) -> None:
-        """Every node's online accounts, posted in stream order: the loop makes its other
-        nodes' users exactly these (a node gone: its users offline)."""
         nodes = online_by_node(client, self.id)
         self._post(lambda: self._reconcile(nodes))  # type: ignore[misc]
 
@@ -267,7 +269,7 @@ class BusNode:
         has not read (cut off, or paused, while more than --bus-fanout-cap went by)? Then its
         picture of the chat has a hole no stream can fill (state changes were among them): it
         stops, and a restart (systemd's) loads the bus's state afresh."""
-        if Publisher(client).fanout_lost(self._reader.last_id):
+        if Publisher(client).fanout_trimmed() > self._reader.consumed:
             why = "this node fell further behind than the bus's fan-out stream keeps: restart it"
             log.critical("%s", why)
             self._post(lambda: self._stop(why))  # type: ignore[misc]
@@ -290,12 +292,6 @@ class BusNode:
         key = event_key(event, self.names) if kind in ("marker", "deleted") else None
         restriction = Restriction(*event["row"]) if kind == "restriction" else None
         chat.replica.apply(event, node, room, key, restriction)
-
-    @staticmethod
-    def unreachable(error: Exception) -> bool:
-        """Whether a job failed for want of the bus (logged once as the bus's loss, not once
-        a request: a client resending every half second would flood the log)."""
-        return isinstance(error, redis.ConnectionError | redis.TimeoutError)
 
     def bus_state(self, reachable: bool, why: str) -> None:
         # /healthz answers 503 while the bus is away: a balancer sends new clients elsewhere.

@@ -94,12 +94,6 @@ def say_ids_set(key: BusKey) -> str:
     return f"{PREFIX}ids:{key_text(key)}"
 
 
-def stream_id(text: bytes | str) -> tuple[int, int]:
-    """A stream id (`MS-SEQ`, or `MS` alone) as a pair that compares as Redis orders ids."""
-    ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
-    return int(ms), int(seq or 0)
-
-
 def went_back(answer: object) -> bool:
     """Whether a publish was refused because the key's counter is below its floor."""
     return isinstance(answer, redis.ResponseError) and str(answer).startswith("BEHIND")
@@ -240,20 +234,16 @@ class Publisher:
         seq, new = answer
         return Published(int(seq), bool(new))
 
-    def fanout_lost(self, after: bytes) -> bool:
-        """Whether trimming may have taken fan-out entries after id `after` that a reader there
-        has not read (a node away longer than the cap allows): it must then resynchronise from
-        the keys' own streams, which are never trimmed. Cautious: a reader whose last entry was
-        exactly the last one trimmed is told so too, and resynchronises for nothing (harmless,
-        and rare: `MAXLEN ~` trims whole nodes of ~100 entries). Redis records no id for a trim
-        (`max-deleted-entry-id` is XDEL's), so the stream's first id and its count of entries
-        ever added are what tell."""
+    def fanout_trimmed(self) -> int:
+        """How many of the fan-out stream's first entries its `MAXLEN ~` trim has taken (0 with
+        no stream yet). A reader that has consumed fewer entries of the stream's history than
+        that missed some: state changes among them, so it must start afresh. Redis records no id
+        for a trim (`max-deleted-entry-id` is XDEL's), but it counts what was ever added."""
         try:
             info = self._client.xinfo_stream(FANOUT)
-        except redis.ResponseError:  # no stream yet: nothing was ever published, nothing lost
-            return False
-        trimmed = info["entries-added"] - info["length"]
-        return trimmed > 0 and stream_id(after) < stream_id(info["recorded-first-entry-id"])
+        except redis.ResponseError:  # no stream yet: nothing was ever added, nothing trimmed
+            return 0
+        return int(info["entries-added"]) - int(info["length"])
 
     def read_fanout(self, after: bytes, count: int, block_ms: int | None = None) -> list[FanoutItem]:
         """Fan-out entries after stream id `after` (b"0" for all), at most `count`; with

@@ -106,6 +106,9 @@ class Loaded:
     restrictions: list[Restriction] = field(default_factory=list)
     seqs: dict[Key, int] = field(default_factory=dict)
     general: list[tuple[int, bytes]] = field(default_factory=list)  # general's newest, oldest first
+    #: Entries ever added to the fan-out stream up to `fanout_end`: where a reader starting there
+    #: stands in the stream's history (a trim that takes more than it read took entries it missed).
+    fanout_added: int = 0
 
 
 class BusState:
@@ -144,7 +147,12 @@ class BusState:
         for name in (ACCOUNTS, ROOMS, MEMBERS, MARKERS, DIRECT_MARKERS, BANS, SEQ_HASH, CONVERSATIONS):
             pipe.hgetall(name)
         pipe.xrevrange(messages_stream(GENERAL), count=general_window)
-        newest, accounts, rooms, members, markers, direct_markers, bans, seqs, pairs, general = pipe.execute()
+        pipe.xinfo_stream(FANOUT)  # an error when there is no stream yet: nothing added
+        answers = pipe.execute(raise_on_error=False)
+        for answer in answers[:-1]:
+            if isinstance(answer, Exception):
+                raise answer
+        newest, accounts, rooms, members, markers, direct_markers, bans, seqs, pairs, general, info = answers
         records = [room_of(json.loads(row)) for row in rooms.values()]
         loaded = Loaded(newest[0][0] if newest else b"0-0", [json.loads(row) for row in accounts.values()],
                         [r for r in records if r.name != GENERAL],
@@ -164,6 +172,7 @@ class BusState:
             if (key := self._key_of(text.decode(), pairs)) is not None:
                 loaded.seqs[key] = int(seq)
         loaded.general = [(int(entry_id.split(b"-")[0]), fields[b"r"]) for entry_id, fields in general[::-1]]
+        loaded.fanout_added = 0 if isinstance(info, Exception) else int(info["entries-added"])
         return loaded
 
     def _key_of(self, text: str, pairs: dict[bytes, bytes]) -> Key | None:

@@ -124,14 +124,16 @@ class BusReader:
 
     def __init__(self, client: redis.Redis, post: Post, sink: Sink, after: bytes,
                  block_ms: int = READ_BLOCK_MS, tick: Callable[[redis.Redis], None] | None = None,
-                 every: float = 0.0) -> None:
+                 every: float = 0.0, consumed: int = 0) -> None:
         """`tick` (with this thread's client) runs every `every` seconds between reads: what
-        it posts lands in stream order among the entries."""
+        it posts lands in stream order among the entries. `consumed`: the entries of the
+        stream's history up to `after` (its `entries-added` then)."""
         self._client = client
         self._publisher = Publisher(client)
         self._tick, self._every = tick, every
         self._post, self._sink = post, sink
         self.last_id = after
+        self.consumed = consumed  # this thread's: where it stands in the stream's history
         self._block_ms = block_ms
         self._stop = threading.Event()
         self._ahead = threading.Semaphore(READ_AHEAD)  # batches posted, not yet delivered
@@ -170,6 +172,7 @@ class BusReader:
                     if self._stop.is_set():
                         return
                 self.last_id = entries[-1].id
+                self.consumed += len(entries)
                 self._post(lambda entries=entries: self._deliver(entries))
 
     def _deliver(self, entries: list) -> None:

@@ -111,7 +111,8 @@ class Connections:
         self.hold(sid, True)
 
         def finished(result: Any) -> None:
-            if isinstance(result, Exception) and not (self.bus is not None and self.bus.unreachable(result)):
+            if isinstance(result, Exception) and not (self.bus is not None
+                                                      and isinstance(result, self.bus.unreachable)):
                 log.error("background work failed: %r", result)  # the bus's loss is logged once, apart
             # Released first: `done` may submit the next job of the same request (a create
             # stores the room, then the owner's membership), which holds the session again.
