@@ -13,16 +13,11 @@ from typing import TYPE_CHECKING, Any
 from netlab.bus import pages
 from netlab.bus.records import record_of
 from netlab.chat.jobs import (
-    BAD_CREDENTIALS,
-    CHANGED,
     DELETED,
     FORBIDDEN,
     MISSING,
     ROOM_TAKEN,
-    USERNAME_TAKEN,
     Announce,
-    ChangePassword,
-    CreateAccount,
     DeleteMessage,
     Job,
     ReadPage,
@@ -31,8 +26,8 @@ from netlab.chat.jobs import (
     SaveRoom,
     VerifyPassword,
 )
-from netlab.crypto import dummy_hash, hash_password, verify_password
-from netlab.store.accounts import UsernameTaken
+from netlab.crypto import dummy_hash, verify_password
+from netlab.loop.jobs import ACCOUNT_JOBS, account_job, author_name
 
 if TYPE_CHECKING:
     from netlab.bus.node import BusNode
@@ -42,16 +37,10 @@ if TYPE_CHECKING:
 def run(job: Job, node: BusNode) -> Any:
     """Do the job (worker thread); what it raises is the caller's to hand on."""
     accounts, state = node.accounts, node.state
-    if isinstance(job, VerifyPassword):
-        if job.password_hash is None and job.username is not None:
-            return _verify_unknown(job, node)
-        return verify_password(job.password_hash if job.password_hash is not None else dummy_hash(),
-                               job.password)
-    if isinstance(job, CreateAccount):
-        try:
-            return accounts.add(job.username, hash_password(job.password), job.ip)
-        except UsernameTaken:
-            return USERNAME_TAKEN
+    if isinstance(job, VerifyPassword) and job.password_hash is None and job.username is not None:
+        return _verify_unknown(job, node)
+    if isinstance(job, ACCOUNT_JOBS):
+        return account_job(job, accounts)
     if isinstance(job, ReadPage):
         stored, more = pages.page(state.client, state.bus_key(job.key), limit=job.limit, before=job.before,
                                   after=job.after)
@@ -65,16 +54,8 @@ def run(job: Job, node: BusNode) -> Any:
         return state.save_restriction(job.restriction, job.lifted)
     if isinstance(job, DeleteMessage):
         return _delete(job, node)
-    if isinstance(job, Announce):
-        return state.announce(job.kind, job.text, job.account)
-    assert isinstance(job, ChangePassword)
-    if not verify_password(job.account.password_hash, job.password):
-        return BAD_CREDENTIALS
-    try:
-        accounts.set_password(job.account, hash_password(job.new_password))
-    except KeyError:  # removed meanwhile
-        return BAD_CREDENTIALS
-    return CHANGED
+    assert isinstance(job, Announce)
+    return state.announce(job.kind, job.text, job.account)
 
 
 def _verify_unknown(job: VerifyPassword, node: BusNode) -> Account | bool:
@@ -92,8 +73,7 @@ def _delete(job: DeleteMessage, node: BusNode) -> str:
     record = record_of(node.accounts.vault, job.key, job.seq, body) if body is not None else None
     if record is None:
         return MISSING
-    by_id = node.accounts.by_id(job.author) if job.author is not None else None
-    author = by_id.username if by_id is not None else job.author
+    author = author_name(node.accounts, job.author)
     if author is not None and record.sender != author:
         return FORBIDDEN
     return DELETED if node.state.delete_message(job.key, job.seq) else MISSING

@@ -33,12 +33,17 @@ class Presence:
     def arrive(self, username: str, sid: int) -> bool:
         """A session of `username` logged in; True if the user was not online (a `join`)."""
         key = username.lower()
-        first = key not in self._online
-        if first:
-            self._online[key] = (username, set())
-            bisect.insort(self._sorted, key)
+        first = self._enter(key, username)
         self._online[key][1].add(sid)
         return first
+
+    def _enter(self, key: str, username: str) -> bool:
+        """The user is online from now on, if not yet: True if not yet (a `join`)."""
+        if key in self._online:
+            return False
+        self._online[key] = (username, set())
+        bisect.insort(self._sorted, key)
+        return True
 
     def depart(self, username: str, sid: int) -> str | None:
         """A session ended; the name as registered if it was the user's last (a `leave`)."""
@@ -57,10 +62,7 @@ class Presence:
     def arrive_remote(self, username: str, node: str) -> bool:
         """Bus mode: the user has a session on another node; True if it was not online (a `join`)."""
         key = username.lower()
-        first = key not in self._online
-        if first:
-            self._online[key] = (username, set())
-            bisect.insort(self._sorted, key)
+        first = self._enter(key, username)
         self._remote.setdefault(key, set()).add(node)
         return first
 
