@@ -14,6 +14,10 @@ One message, end to end:
     journal commits, one write() of every staged record -> Outbox.flush: each
     connection sends what it has not seen of the log, one send per pass.
 
+A pass looks at the selector twice: once waiting, and once more, without
+waiting, before it commits and sends, so that what arrived meanwhile shares the
+pass's sends.
+
 Other threads never touch this state: the console and the worker pool post
 callables to a queue and write one byte to a wake-up socket pair.
 """
@@ -43,7 +47,7 @@ from netlab.loop.metrics import PASS_BUCKETS, Histogram, Metrics
 from netlab.loop.operator import OperatorCalls
 from netlab.loop.transport import Connection
 from netlab.loop.web import WebPort, after_feed
-from netlab.netutil import ACCEPT_BACKOFF, Acceptor, enable_keepalive, format_address
+from netlab.netutil import ACCEPT_BACKOFF, Acceptor, format_address, tune_chat_socket
 from netlab.store.opening import Store
 
 if TYPE_CHECKING:
@@ -52,9 +56,9 @@ from netlab.wire.websocket import WEBSOCKET
 
 log = get_logger("chat")
 
-#: Frames answered for one connection in one loop pass. The rest wait, with the
-#: connection's reading paused, so that a client pipelining thousands of requests
-#: holds up nobody but itself.
+#: Frames answered for one connection at one look at the selector (a pass has two).
+#: The rest wait, with the connection's reading paused, so that a client pipelining
+#: thousands of requests holds up nobody but itself.
 FRAMES_PER_PASS = 16
 #: The loop's share of CLI.md's 2 s shutdown promise.
 SHUTDOWN_GRACE = 1.2
@@ -146,22 +150,13 @@ class ChatServer(OperatorCalls):
                 events_ready = self.selector.select(timeout)
                 pass_began = time.monotonic()
                 self.chat.advance(pass_began, time.time())
-                for key, events in events_ready:
-                    if key.data == "accept":
-                        if not self._stopping:  # a stop in this same batch closed the listener
-                            self._accept(self._listeners[key.fileobj])
-                    elif key.data == "wake":
-                        self._calls.run()
-                    elif key.data.state in HANDSHAKES:
-                        self._handshake(key.data)
-                    else:
-                        if events & selectors.EVENT_READ:
-                            self._read(key.data)
-                        if events & selectors.EVENT_WRITE:
-                            self.cx.writable.add(key.data.out)
+                self._serve(events_ready)
                 for conn in backlog:
                     if conn.sid in self.conns:
                         self._handle_frames(conn)
+                # One more look, never waiting, at what arrived meanwhile: a message read now shares
+                # this pass's sends (one per reader), not a pass of its own. Once: nothing holds it up.
+                self._serve(self.selector.select(0))
                 auth_deadline = self.chat.expire(self.chat.now)
                 if self._accept_again and time.monotonic() >= self._accept_again:
                     self._accept_again = 0.0
@@ -175,6 +170,22 @@ class ChatServer(OperatorCalls):
             self.exit_status = 1
         finally:
             self._close_everything()
+
+    def _serve(self, events_ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """Act on what the selector reported: accept, run posted calls, read, note writable."""
+        for key, events in events_ready:
+            if key.data == "accept":
+                if not self._stopping:  # a stop in this same batch closed the listener
+                    self._accept(self._listeners[key.fileobj])
+            elif key.data == "wake":
+                self._calls.run()
+            elif key.data.state in HANDSHAKES:
+                self.cx.handshake(key.data)
+            else:
+                if events & selectors.EVENT_READ:
+                    self._read(key.data)
+                if events & selectors.EVENT_WRITE:
+                    self.cx.writable.add(key.data.out)
 
     def _timeout(self, auth_deadline: float | None) -> float | None:
         """Sleep until the next fan-out pass, auth deadline, closing grace or shutdown deadline."""
@@ -205,8 +216,7 @@ class ChatServer(OperatorCalls):
                 return
             sock, addr = accepted
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            enable_keepalive(sock)
+            tune_chat_socket(sock)
             if self.tls is not None:
                 sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             sid, self._next_sid = self._next_sid, self._next_sid + 1
@@ -220,15 +230,6 @@ class ChatServer(OperatorCalls):
                 self.chat.connect(sid, conn.peer, conn.ip, self.chat.now)
             else:
                 web.connect(conn, self.chat, self.config.max_frame)
-
-    def _handshake(self, conn: Connection) -> None:
-        """One step of a TLS handshake; the welcome waits for its end."""
-        failure = conn.handshake()
-        if failure is not None:
-            log.info("TLS handshake with %s failed: %s", conn.peer, failure)
-            self.cx.drop(conn, "TLS handshake failed")
-        elif conn.state not in HANDSHAKES:
-            self.outbox.start(conn.out)  # the welcome goes out now
 
     def _read(self, conn: Connection) -> None:
         data = conn.receive()

@@ -22,7 +22,7 @@ import threading
 import time
 
 from netlab.logs import get_logger
-from netlab.netutil import ACCEPT_BACKOFF, Acceptor, client_ip, enable_keepalive, format_address
+from netlab.netutil import ACCEPT_BACKOFF, Acceptor, client_ip, format_address, tune_chat_socket
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
 
 DEFAULT_MAX_CLIENTS = 1000
@@ -149,8 +149,7 @@ class EchoServer:
         client = _Client(sock, peer, ip)
         try:
             sock.setblocking(True)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            enable_keepalive(sock)
+            tune_chat_socket(sock)
         except OSError as exc:  # reset before we got to it
             log.info("dropped %s: %s", peer, exc.strerror or exc)
             self._forget(client)

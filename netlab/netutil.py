@@ -71,7 +71,11 @@ def client_ip(address: tuple) -> str:
     return host
 
 
-def enable_keepalive(sock: socket.socket) -> None:
+def tune_chat_socket(sock: socket.socket) -> None:
+    """What every chat connection wants of TCP, at either end: each frame sent at once
+    (no Nagle delay: a line typed is a frame), and keepalive probes, so that a peer gone
+    without a FIN (a power cut) ends a wait instead of holding it for ever."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_KEEPIDLE"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)

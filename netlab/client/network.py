@@ -43,7 +43,7 @@ from netlab.client.effects import Credentials, Drop, Effect, Reconnect, Send, Sh
 from netlab.client.places import GENERAL
 from netlab.client.session import ClientSession
 from netlab.connect import NoWelcome, Peer, WrongPeer, first_frame
-from netlab.netutil import enable_keepalive, wake_pair
+from netlab.netutil import tune_chat_socket, wake_pair
 
 Display = Callable[[Show], None]
 
@@ -252,8 +252,7 @@ class ChatClient:
         """Log in on a welcomed connection and feed the session what arrives, until the
         connection ends (the session is told why) or the session is done with it."""
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        enable_keepalive(sock)  # a server gone without a FIN (power cut) ends the wait in select
+        tune_chat_socket(sock)
         if p.is_welcome(first):  # its max_frame is checked to be in PROTOCOL.md's range
             decoder.max_frame = first["max_frame"]
         reason = None

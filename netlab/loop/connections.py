@@ -22,7 +22,7 @@ from netlab.chat_core import Chat
 from netlab.fairpool import FairPool
 from netlab.logs import get_logger
 from netlab.loop import jobs, web
-from netlab.loop.connection_states import ConnState
+from netlab.loop.connection_states import HANDSHAKES, ConnState
 from netlab.loop.group_commit import Journals
 from netlab.loop.outbox import Mark, Outbox, Output
 from netlab.loop.transport import Connection, send
@@ -86,6 +86,15 @@ class Connections:
         self.conns[conn.sid] = conn
         self.opened[conn.out.codec] += 1
         self.open[conn.out.codec] += 1
+
+    def handshake(self, conn: Connection) -> None:
+        """One step of a TLS handshake; the welcome waits for its end."""
+        failure = conn.handshake()
+        if failure is not None:
+            log.info("TLS handshake with %s failed: %s", conn.peer, failure)
+            self.drop(conn, "TLS handshake failed")
+        elif conn.state not in HANDSHAKES:
+            self.outbox.start(conn.out)  # the welcome goes out now
 
     def close_deadlines(self) -> list[float]:
         return [c.close_by for c in self._closing] if self._closing else []
