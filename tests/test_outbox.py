@@ -252,3 +252,19 @@ def test_the_log_is_trimmed_to_its_slowest_reader(box):
         outbox.flush(set())
     log = outbox.logs.get("general", p.LENGTH_PREFIX.name)
     assert log.base > 0 and outbox.buffered <= MAX_OUTPUT + 1100
+
+
+def test_a_pass_is_thin_while_its_sends_outnumber_the_broadcasts_they_carry(box):
+    """The loop looks for more messages before a thin pass's flush (chat_selectors)."""
+    outbox, _port, _clock = box
+    open_sinks(outbox, 3)
+    assert not outbox.thin  # nothing to send
+    outbox.broadcast(say(1))
+    assert outbox.thin  # three sends for one message
+    outbox.broadcast(say(2))
+    outbox.broadcast(say(3))
+    assert not outbox.thin  # three for three
+    outbox.flush(set())
+    assert not outbox.thin
+    outbox.broadcast(say(4))
+    assert outbox.thin  # counted afresh after each flush

@@ -87,6 +87,7 @@ class Outbox:
         self._over_limit: set[Output] = set()  # past max_output; cut at the next flush
         self._marked: Mark | None = None  # the logs grown since the last `mark`
         self._pass = 0  # fan-out passes so far
+        self._broadcasts = 0  # queued since the last flush
 
     # -- what the chat queues ------------------------------------------------------------
 
@@ -116,6 +117,7 @@ class Outbox:
     def broadcast(self, payload: Payload, *, room: str = "general", urgent: bool = True) -> None:
         """Append to the room's logs, framed once per codec, whatever the number of readers."""
         marked, waiting = self._marked, self.logs.grew if urgent else self.logs.presence
+        self._broadcasts += 1
         for log in self.logs.of(room):
             if marked is not None and log not in marked:
                 marked[log] = log.end
@@ -180,6 +182,12 @@ class Outbox:
     def next_presence(self) -> float:
         return self.logs.next_presence()
 
+    @property
+    def thin(self) -> bool:
+        """Whether the next flush costs more sends than it carries broadcasts: a reader of a
+        log that grew costs a send whatever the number of messages that grew it."""
+        return sum(len(log.readers) for log in self.logs.grew) > self._broadcasts
+
     def flush(self, writable: set[Output]) -> None:
         """Send pending output: new broadcasts to their readers, then everything else.
 
@@ -196,6 +204,7 @@ class Outbox:
                 self.cut(out)
         others = self._dirty | writable
         self._dirty, self._marked = set(), None  # the pass's commit is done: nothing to take back
+        self._broadcasts = 0
         others |= self._carry(self.logs.due(self._clock))
         for out in others:
             if out.sid in self.outputs and out.ready and (not out.blocked or out in writable):
