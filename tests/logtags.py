@@ -1,0 +1,17 @@
+"""How the servers' logs name a client address: a keyed tag, never the address (README, "Logs")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from netlab.crypto import Vault, read_key
+
+#: A tag as a regular expression: `ip-` and ten lowercase base32 digits.
+TAG = r"ip-[a-z2-7]{10}"
+
+
+def tag_of(data_dir: Path, ip: str) -> str:
+    """The tag a chat server on `data_dir` logs `ip` by (its netlab.key; the tests set no NETLAB_KEY)."""
+    found = read_key(data_dir, {})
+    assert found is not None, f"no netlab.key in {data_dir}"
+    return Vault(found[0]).address_tag(ip)
