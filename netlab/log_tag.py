@@ -35,5 +35,6 @@ def log_tag_command(address: str, data_dir: Path) -> None:
     except StartupError as exc:
         fail(str(exc))
     if found is None:
-        fail(f"no key: neither {data_dir / KEY_FILE} nor {KEY_ENV}; the tags are the server's key's")
+        fail(f"no key: {data_dir / KEY_FILE} is missing and {KEY_ENV} is not set (a tag is made with "
+             "the chat server's key)")
     click.echo(Vault(found[0]).address_tag(address))

@@ -9,6 +9,7 @@ nothing else in a test writes: the server's own listening lines name 127.0.0.1.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -22,13 +23,17 @@ from logtags import TAG
 from procs import WAIT, serve
 from websockets.sync.client import connect as ws_connect
 
+from netlab.crypto import KEY_BYTES, Vault
+from netlab.netutil import canonical_ip
+
 CLIENT = "127.0.0.2"
 
 
 def log_tag(*args: str) -> subprocess.CompletedProcess:
     """`netlab chat log-tag ARGS`, run to its end."""
+    env = {name: value for name, value in os.environ.items() if name != "NETLAB_KEY"}  # the directory's key
     return subprocess.run([sys.executable, "-m", "netlab", "chat", "log-tag", *args],
-                          capture_output=True, text=True, timeout=WAIT)
+                          capture_output=True, text=True, timeout=WAIT, env=env)
 
 
 def holding_the_address(texts: dict[str, bytes]) -> list[str]:
@@ -121,11 +126,21 @@ def test_the_chat_logs_a_tag_for_each_address_and_log_tag_finds_it(start_chat, t
     assert re.fullmatch(TAG, other) and other != tag
 
 
+def test_a_tag_depends_on_the_key_and_the_address_not_on_how_it_is_written():
+    vault = Vault(bytes(KEY_BYTES))
+    tag = vault.address_tag("192.0.2.7")
+    assert re.fullmatch(TAG, tag)
+    assert vault.address_tag(canonical_ip("::ffff:192.0.2.7")) == tag  # a dual-stack port's IPv4 client
+    assert vault.address_tag("192.0.2.8") != tag
+    assert Vault(bytes([1]) * KEY_BYTES).address_tag("192.0.2.7") != tag
+    assert canonical_ip("2001:DB8:0:0::1") == canonical_ip("2001:db8::1") == "2001:db8::1"
+
+
 def test_log_tag_without_a_key_or_an_address_says_so_in_one_line(tmp_path):
     run = log_tag(CLIENT, "--data-dir", str(tmp_path))
     assert run.returncode == 2 and run.stdout == ""
-    assert run.stderr.splitlines() == [f"netlab: no key: neither {tmp_path / 'netlab.key'} nor NETLAB_KEY; "
-                                       "the tags are the server's key's"]
+    assert run.stderr.splitlines() == [f"netlab: no key: {tmp_path / 'netlab.key'} is missing and NETLAB_KEY "
+                                       "is not set (a tag is made with the chat server's key)"]
     run = log_tag("203.0.113.500", "--data-dir", str(tmp_path))
     assert run.returncode == 2 and "'203.0.113.500' is not an IP address" in run.stderr
 
