@@ -353,8 +353,10 @@ class Chat:
         if isinstance(result, Exception):
             log.error("the other nodes were not told (the bus is away): %s", result)
 
-    def users_table(self) -> list[tuple[str, int, list[str]]]:
-        return self.presence.table(lambda sid: self.sessions[sid].peer)
+    def users_table(self, address: Callable[[int], str]) -> list[tuple[str, int, list[str]]]:
+        """The operator's `users`, each session named by `address` (the loop's: HOST:PORT in
+        clear, which the chat never holds, as its log lines name a session by its tag)."""
+        return self.presence.table(address)
 
     def shutdown(self, reason: str) -> None:
         """Every connection gets `shutdown` and closes; nobody is told of the others leaving."""

@@ -85,6 +85,7 @@ class ChatServer(OperatorCalls):
         self.store = store
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
+        self._tag = store.accounts.vault.address_tag  # the log's names of client addresses
         dummy_hash()  # now: computed at the first unknown name, it would make that one slower
         self._calls = Calls()
         self.hash_pool = FairPool(max(2, os.cpu_count() or 2), "chat-hash", self._calls.post)
@@ -226,7 +227,7 @@ class ChatServer(OperatorCalls):
             sid, self._next_sid = self._next_sid, self._next_sid + 1
             codec = p.LENGTH_PREFIX if web is None else WEBSOCKET
             out = self.outbox.open(sid, sock, codec, ready=self.tls is None)
-            conn = Connection(self.selector, sid, sock, addr, self.config.max_frame, out)
+            conn = Connection(self.selector, sid, sock, addr, self._tag, self.config.max_frame, out)
             conn.handshake_by = time.monotonic() + self.config.auth_timeout
             self.cx.add(conn)
             # The auth timeout runs from here, so a handshake that never ends is charged to it.

@@ -42,6 +42,7 @@ from netlab.console_socket import (
 )
 from netlab.datadir_lock import CHAT_LOCK, ECHO_LOCK, DataDirUnavailable, lock_data_dir
 from netlab.echo_threaded import DEFAULT_MAX_CLIENTS
+from netlab.log_tag import log_tag_command
 from netlab.logs import LogControl, get_logger, setup_logging
 from netlab.netutil import format_address, open_listener, raise_fd_limit
 from netlab.wire import MAX_HISTORY_LIMIT
@@ -429,3 +430,4 @@ def make_cert(out: Path, hosts: tuple[str, ...]) -> None:
 main.add_command(bench)
 chat.add_command(export_command)
 chat.add_command(import_command)
+chat.add_command(log_tag_command)

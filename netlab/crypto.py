@@ -127,6 +127,7 @@ class Vault:
         self._index_key = self._derive(key, b"netlab v1 login index")
         self._id_key = self._derive(key, b"netlab v2 account id")
         self._pair_key = self._derive(key, b"netlab v2 bus conversation")
+        self._address_tag_key = self._derive(key, b"netlab v1 log address tag")
 
     @staticmethod
     def _derive(key: bytes, info: bytes) -> bytes:
@@ -159,6 +160,10 @@ class Vault:
         showing nothing of its two accounts (netlab/bus/names.py)."""
         return hmac.new(self._pair_key, pair.encode(), hashlib.sha256).hexdigest()[:32]
 
+    def address_tag(self, ip: str) -> str:
+        """How the log names a client address (netutil.canonical_ip's form): see address_tag."""
+        return address_tag(self._address_tag_key, ip)
+
     def account_id(self, login_index: str, created: str) -> str:
         """An account's opaque id (32 hex digits): one registration, not one name.
 
@@ -168,6 +173,23 @@ class Vault:
         """
         data = f"{login_index}\x00{created}".encode()
         return hmac.new(self._id_key, data, hashlib.sha256).hexdigest()[:32]
+
+
+#: Base32 digits of a log's address tag: 50 bits, so two addresses among a million seen share
+#: a tag about once in a billion logs, and the tag stays short enough to read and grep.
+ADDRESS_TAG_DIGITS = 10
+
+
+def address_tag(tag_key: bytes, ip: str) -> str:
+    """A client address as log lines name it: `ip-` and lowercase base32 of its HMAC-SHA256.
+
+    No plaintext address goes into a log (the standard), yet one connection's lines can
+    still be followed and one address's connections grouped; the keyed hash cannot be
+    reversed by trying the few billion IPv4 addresses without the key, and the operator,
+    who has it, finds a known address with `netlab chat log-tag ADDRESS`.
+    """
+    digest = hmac.new(tag_key, ip.encode(), hashlib.sha256).digest()
+    return "ip-" + base64.b32encode(digest).decode("ascii")[:ADDRESS_TAG_DIGITS].lower()
 
 
 # Argon2id via argon2-cffi, which releases the GIL while hashing, so the hashing pool really

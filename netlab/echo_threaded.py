@@ -14,15 +14,25 @@ blocked thread wakes up and ends.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import secrets
 import selectors
 import socket
 import ssl
 import threading
 import time
 
+from netlab.crypto import KEY_BYTES, address_tag
 from netlab.logs import get_logger
-from netlab.netutil import ACCEPT_BACKOFF, Acceptor, client_ip, format_address, tune_chat_socket
+from netlab.netutil import (
+    ACCEPT_BACKOFF,
+    Acceptor,
+    client_ip,
+    format_address,
+    logged_address,
+    tune_chat_socket,
+)
 from netlab.peraddress import DEFAULT_MAX_CLIENTS_PER_IP, AddressLimit
 
 DEFAULT_MAX_CLIENTS = 1000
@@ -62,6 +72,9 @@ class EchoServer:
                  max_clients_per_ip: int = DEFAULT_MAX_CLIENTS_PER_IP) -> None:
         self.max_clients = max_clients
         self._per_address = AddressLimit(max_clients_per_ip, log)  # under _lock
+        #: How the log names a client address: keyed, as the chat's, but the echo server has no
+        #: key file, so a key of this run's own: the tags hold within a run, not across runs.
+        self._tag = functools.partial(address_tag, secrets.token_bytes(KEY_BYTES))
         self.tls = tls
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
@@ -128,7 +141,7 @@ class EchoServer:
         # Drain the backlog: a burst of connects is served in one wake-up.
         while (accepted := self._incoming.next()) is not None:
             sock, addr = accepted
-            self._admit(sock, format_address(addr), client_ip(addr))
+            self._admit(sock, logged_address(addr, self._tag), client_ip(addr))
         if self._incoming.starved:  # the clients keep being served; accept again later
             time.sleep(ACCEPT_BACKOFF)
 
@@ -136,7 +149,7 @@ class EchoServer:
         with self._lock:
             full = len(self._clients) >= self.max_clients
             # Counted from here until _forget; past the limit, logged there once per burst.
-            admitted = not full and self._per_address.admit(ip)
+            admitted = not full and self._per_address.admit(ip, self._tag(ip))
             if admitted:
                 self._total += 1
             else:

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import resource
 import socket
+from collections.abc import Callable
 
 #: The kernel caps this at net.core.somaxconn (4096 on current Linux); a
 #: burst of a thousand connects must wait in the backlog, not be reset.
@@ -60,15 +61,26 @@ def format_address(address: tuple) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def canonical_ip(host: str) -> str:
+    """An IP address in the one form the servers count and tag it: an IPv4 client of a
+    dual-stack listener (::ffff:192.0.2.7) is the IPv4 host it is, not another one, and an
+    IPv6 address is written as `ipaddress` writes it. ValueError if `host` is no address."""
+    address = ipaddress.ip_address(host)
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
+
+
 def client_ip(address: tuple) -> str:
-    """The client's address as limits and throttles count it: an IPv4 client of a dual-stack
-    listener (::ffff:192.0.2.7) is the IPv4 host it is, not another one."""
+    """The client's address as limits and throttles count it and the log tags it (canonical_ip;
+    the kernel writes an IPv4 address in its one form already)."""
     host = address[0]
-    if ":" in host:
-        mapped = ipaddress.IPv6Address(host).ipv4_mapped
-        if mapped is not None:
-            return str(mapped)
-    return host
+    return canonical_ip(host) if ":" in host else host
+
+
+def logged_address(address: tuple, tag: Callable[[str], str]) -> str:
+    """TAG:PORT, how log lines name a client's connection: its address's keyed tag (no address
+    in clear on disk), and its port, so that one connection's lines can be followed."""
+    return f"{tag(client_ip(address))}:{address[1]}"
 
 
 def tune_chat_socket(sock: socket.socket) -> None:

@@ -10,7 +10,8 @@ sockets at once would otherwise write thousands of lines. A burst is logged when
 address first goes over the limit, and again, with how many were refused, when one of
 that address's connections closes (and it is under the limit again) or the server stops.
 A burst only ends with an accepted connection, which writes lines of its own anyway, so
-no pattern of refusals costs more log lines than the connections let in did.
+no pattern of refusals costs more log lines than the connections let in did. The lines
+name an address by its keyed tag (crypto.address_tag), given with it, never in clear.
 """
 
 from __future__ import annotations
@@ -33,17 +34,18 @@ class AddressLimit:
         self.limit = limit
         self._log = log
         self._open: Counter[str] = Counter()  # addresses with a connection open, and how many
-        self._refused: dict[str, int] = {}  # addresses in a burst: refused in it so far
+        #: Addresses in a burst: their tag (how the log names them) and the refusals so far.
+        self._refused: dict[str, tuple[str, int]] = {}
 
-    def admit(self, ip: str) -> bool:
-        """Count one more connection from `ip`, or refuse it (False) at the limit."""
+    def admit(self, ip: str, tag: str) -> bool:
+        """Count one more connection from `ip` (`tag` in the log), or refuse it (False) at the limit."""
         if self._open[ip] < self.limit:
             self._open[ip] += 1
             return True
         if ip not in self._refused:
-            self._log.info("refusing connections from %s: %d open (--max-clients-per-ip)", ip, self.limit)
-            self._refused[ip] = 0
-        self._refused[ip] += 1
+            self._log.info("refusing connections from %s: %d open (--max-clients-per-ip)", tag, self.limit)
+        tag, refused = self._refused.get(ip, (tag, 0))
+        self._refused[ip] = tag, refused + 1
         return False
 
     def release(self, ip: str) -> None:
@@ -51,7 +53,7 @@ class AddressLimit:
         self._open[ip] -= 1
         if not self._open[ip]:
             del self._open[ip]
-        refused = self._refused.pop(ip, None)
-        if refused is not None:
+        burst = self._refused.pop(ip, None)
+        if burst is not None:
             self._log.info("refused %d connection(s) from %s while it had %d open (--max-clients-per-ip)",
-                           refused, ip, self.limit)
+                           burst[1], burst[0], self.limit)

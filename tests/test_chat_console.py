@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from chatclient import PASSWORD, connect, logged_in, registered
+from logtags import TAG, tag_of
 from procs import LineLog, Netlab, assert_idles, wait_file_contains, wait_until
 
 from netlab.logs import CONSOLE_BACKLOG
@@ -108,11 +109,12 @@ def test_refused_registrations_are_logged_with_code_and_address_not_name(console
                 ("no such name!", PASSWORD, "invalid_username"),
                 ("Secret-Word-42", "short", "invalid_password")]  # a password in the name field
     log_file = tmp_path / "data" / "chat.log"
+    tag = tag_of(tmp_path / "data", "127.0.0.1")  # the log names an address by its tag only
     for username, password, code in attempts:
         with connect(port) as client:
             client.send("register", username=username, password=password)
             client.expect_error(code)
-            refused = f"INFO registration refused for 127.0.0.1:{client.local_port}: {code}"
+            refused = f"INFO registration refused for {tag}:{client.local_port}: {code}"
             wait_file_contains(log_file, refused)
     text = log_file.read_text()
     for username, _, _ in attempts:
@@ -197,7 +199,7 @@ def test_clear_file_ends_the_removed_accounts_sessions_and_frees_their_names(con
         session.ignore = {"join"}
         assert session.frames_until_closed() == [{"type": "kicked", "reason": "account removed"}]
         session.close()
-    server.err.wait_for(r"disconnected 'alice' from 127\.0\.0\.1:\d+ \(account removed\)")
+    server.err.wait_for(rf"disconnected 'alice' from {TAG}:\d+ \(account removed\)")
     with registered(port, "alice") as bob:  # the name is free, and its old owner's sessions gone
         marked(server, "users", rf"^alice .*sessions=1 .*127\.0\.0\.1:{bob.local_port}")
     anonymous.send("ping", id="still")
@@ -337,7 +339,7 @@ def test_a_console_nobody_reads_never_stops_the_chat(tmp_path: Path, unbuffered:
         with registered(port, "alice") as alice:
             assert alice.say("still here")["text"] == "still here"
         log_text = wait_file_contains(tmp_path / "chat.log", "registered 'alice'")
-        assert log_text.count(" INFO connected 127.0.0.1") >= visits
+        assert log_text.count(f" INFO connected {tag_of(tmp_path, '127.0.0.1')}:") >= visits
         # Clients that never close make the chat wait its whole grace: CLI.md's 2 s still hold.
         idle = [connect(port) for _ in range(20)]  # each has had its welcome
         started = time.monotonic()

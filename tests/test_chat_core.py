@@ -301,7 +301,7 @@ def test_removed_accounts_sessions_end_with_kicked(chat):
     assert fx.last(2) == {"type": "kicked", "reason": "account removed"}
     assert {1, 2, 3} <= set(fx.closed) and 4 not in fx.closed and 5 not in fx.closed
     assert {"type": "leave", "username": "Ann"} in fx.broadcasts
-    assert [(name, count) for name, count, _ in chat.users_table()] == [("Cy", 1)]
+    assert [(name, count) for name, count, _ in chat.users_table(str)] == [("Cy", 1)]
 
 
 def test_a_login_whose_account_is_removed_while_hashing_fails(chat):
@@ -318,7 +318,7 @@ def test_a_login_whose_account_is_removed_while_hashing_fails(chat):
         done(result)
     assert fx.last(1)["code"] == "bad_credentials"
     assert fx.last(2)["code"] == "bad_credentials"
-    assert chat.users_table() == []
+    assert chat.users_table(str) == []
 
 
 def test_a_history_page_the_disk_cannot_read_is_answered_not_raised(tmp_path, monkeypatch):

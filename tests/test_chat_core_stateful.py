@@ -692,7 +692,7 @@ class ChatMachine(RuleBasedStateMachine):
     @invariant()
     def presence_agrees(self) -> None:
         """The operator's `users` table: one row per user online, with its session count."""
-        table = [(name, count) for name, count, _peers in self.chat.users_table()]
+        table = [(name, count) for name, count, _peers in self.chat.users_table(str)]
         want = sorted(((name, len(sids)) for name, sids in self.online.values()),
                       key=lambda row: row[0].lower())
         assert table == want

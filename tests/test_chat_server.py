@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from chatclient import PASSWORD, TS, ChatClient, Closed, connect, logged_in, registered
+from logtags import TAG, tag_of
 from procs import Netlab
 
 from netlab.chat_core import ChatConfig
@@ -368,7 +369,7 @@ def test_server_full_is_the_first_and_only_frame(start_chat):
     second.expect("pong")
     first_port = first.local_port
     first.close()
-    server.err.wait_for(rf"disconnected 127\.0\.0\.1:{first_port} ")
+    server.err.wait_for(rf"disconnected {TAG}:{first_port} ")
     with connect(port) as replacement:  # room again
         replacement.send("ping")
         replacement.expect("pong")
@@ -395,9 +396,9 @@ def test_slow_consumer_is_cut_and_the_others_get_everything(start_chat):
             frame = flooder.recv_any()
         assert frame["type"] == "message", frame
         said.append(frame)
-        if cut or f"slow consumer 127.0.0.1:{slow_port}" in server.err.text():
+        if cut or re.search(rf"slow consumer {TAG}:{slow_port}:", server.err.text()):
             break
-    server.err.wait_for(rf"slow consumer 127\.0\.0\.1:{slow_port}:")
+    server.err.wait_for(rf"slow consumer {TAG}:{slow_port}:")
     if not cut:
         flooder.send("ping", id="after-cut")
         tail = flooder.sync("after-cut")
@@ -439,7 +440,7 @@ def test_pipelined_requests_never_read_are_cut_at_the_output_bound(start_chat):
     # 5,000 requests for the 200 messages (20 kB an answer), and not a byte read:
     # answered all at once, that would be 100 MB of output in the server.
     greedy.send_raw(encode({"type": "history", "limit": 1000}) * 5000)
-    server.err.wait_for(r"slow consumer 127\.0\.0\.1:\d+: more than 4194304 bytes")
+    server.err.wait_for(rf"slow consumer {TAG}:\d+: more than 4194304 bytes")
     assert watcher.expect("leave") == {"type": "leave", "username": "Greedy"}
     watcher.expect_nothing_pending()  # and everyone else is still served
     assert peak_rss_kib(server.proc.pid) - before < 40 * 1024
@@ -760,8 +761,9 @@ def test_sigterm_sends_shutdown_to_every_connection_and_exits_0(start_chat, tmp_
     disconnects = [line for line in (tmp_path / "data" / "chat.log").read_text().splitlines()
                    if " disconnected " in line]
     assert len(disconnects) == 3 and all(line.endswith("(shutdown)") for line in disconnects)
-    assert sum("'Stayer' from 127.0.0.1:" in line for line in disconnects) == 1
-    assert sum("'Other' from 127.0.0.1:" in line for line in disconnects) == 1
+    tag = tag_of(tmp_path / "data", "127.0.0.1")
+    assert sum(f"'Stayer' from {tag}:" in line for line in disconnects) == 1
+    assert sum(f"'Other' from {tag}:" in line for line in disconnects) == 1
 
 
 def test_shutdown_while_a_client_has_not_read_its_welcome(start_chat):

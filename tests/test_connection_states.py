@@ -110,7 +110,7 @@ def conn():
     a, b = socket.socketpair()
     a.setblocking(False)
     selector = selectors.DefaultSelector()
-    connection = Connection(selector, 1, a, ("127.0.0.1", 4000), p.DEFAULT_MAX_FRAME,
+    connection = Connection(selector, 1, a, ("127.0.0.1", 4000), lambda ip: "ip-tag", p.DEFAULT_MAX_FRAME,
                             Output(1, a, p.LENGTH_PREFIX, ready=True))
     yield connection, selector
     selector.close()

@@ -13,6 +13,7 @@ import sys
 import pexpect
 import pytest
 from chatclient import connect
+from logtags import TAG, tag_in_file
 from procs import WAIT, Netlab, assert_exits_zero, serve, spawn_terminal, wait_file_contains
 
 
@@ -82,25 +83,26 @@ def test_stop_log_silences_console_while_file_grows(echo, data_dir):
     server.out.wait_for("console logging stopped")
     before = len(log_file.read_text().splitlines())
     hidden = touch_server(port)
-    wait_file_contains(log_file, f"disconnected 127.0.0.1:{hidden} ")
+    tag = tag_in_file(log_file, hidden)  # 127.0.0.1's in this run
+    wait_file_contains(log_file, f"disconnected {tag}:{hidden} ")
     meanwhile = len(log_file.read_text().splitlines()) - before
     server.command("start log")
     server.out.wait_for(f"console logging started; {meanwhile} lines were hidden "
                         r"\(the log file has them\)")
     shown = touch_server(port)
-    server.err.wait_for(f"disconnected 127.0.0.1:{shown} ")
+    server.err.wait_for(f"disconnected {tag}:{shown} ")
     assert f":{hidden} " not in server.err.text()  # stderr is ordered: it would be there by now
 
 
 def test_clear_log_empties_file_and_next_line_starts_it(echo, data_dir):
     server, port = echo
     log_file = data_dir / "echo.log"
-    touch_server(port)
+    tag = tag_in_file(log_file, touch_server(port))  # 127.0.0.1's in this run
     wait_file_contains(log_file, "disconnected")
     server.command("clear log")
     server.out.wait_for("log cleared")
     later = touch_server(port)
-    text = wait_file_contains(log_file, f"disconnected 127.0.0.1:{later} ")
+    text = wait_file_contains(log_file, f"disconnected {tag}:{later} ")
     assert "listening on" not in text
     assert "\0" not in text  # no hole
     assert_cleared_by_the_operator(text)
@@ -218,16 +220,17 @@ def test_terminal_prompt_status_and_completion(terminal):
 def test_terminal_log_lines_appear_and_stop_log_hides_them(terminal, data_dir):
     child, port = terminal
     shown = touch_server(port)
-    child.expect(f"disconnected 127.0.0.1:{shown}")
+    child.expect(f"disconnected ({TAG}):{shown}")
+    tag = child.match.group(1)  # 127.0.0.1's in this run
     child.sendline("stop log")
     child.expect("console logging stopped")
     hidden = touch_server(port)
-    wait_file_contains(data_dir / "echo.log", f"disconnected 127.0.0.1:{hidden} ")
+    wait_file_contains(data_dir / "echo.log", f"disconnected {tag}:{hidden} ")
     child.sendline("start log")
     child.expect("console logging started")
     again = touch_server(port)
-    child.expect(f"disconnected 127.0.0.1:{again}")
-    assert f"127.0.0.1:{hidden}" not in child.before
+    child.expect(f"disconnected {tag}:{again}")
+    assert f"{tag}:{hidden}" not in child.before
 
 
 def test_terminal_clear_log_empties_file_and_clears_the_screen(terminal, data_dir):

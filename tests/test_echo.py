@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from logtags import TAG, tag_in_file
 from procs import Netlab, has_ipv6_loopback, serve
 
 #: Every test client comes from 127.0.0.1, and some tests hold a thousand at once.
@@ -91,7 +92,7 @@ def test_reset_client_does_not_disturb_others(echo):
         local_port = rude.getsockname()[1]
         rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         rude.close()  # RST, not FIN
-        server.err.wait_for(rf"disconnected 127\.0\.0\.1:{local_port} ")
+        server.err.wait_for(rf"disconnected {TAG}:{local_port} ")
         steady.sendall(b"after")
         assert recv_exactly(steady, 5) == b"after"
 
@@ -133,7 +134,7 @@ def test_over_max_clients_is_closed_at_once(data_dir):
         kept = open_many(port, 2)
         with connect(port) as extra:
             assert extra.recv(1) == b""  # accepted, then closed at once
-        server.err.wait_for(r"refused 127\.0\.0\.1:\d+: 2 clients already connected")
+        server.err.wait_for(rf"refused {TAG}:\d+: 2 clients already connected")
         kept[0].sendall(b"ok")
         assert recv_exactly(kept[0], 2) == b"ok"
         server.command("status")
@@ -141,7 +142,7 @@ def test_over_max_clients_is_closed_at_once(data_dir):
         for sock in kept:
             local = sock.getsockname()[1]
             sock.close()
-            server.err.wait_for(rf"disconnected 127\.0\.0\.1:{local} ")
+            server.err.wait_for(rf"disconnected {TAG}:{local} ")
         # the places come free: two more are served
         for sock in open_many(port, 2):
             sock.close()
@@ -161,9 +162,10 @@ def test_stopping_wakes_idle_clients_and_logs_each_connection_and_disconnect(dat
             sock.close()
         assert server.wait() == 0
         log = (data_dir / "echo.log").read_text()
+        tag = tag_in_file(data_dir / "echo.log", locals_[0])  # 127.0.0.1's in this run
         for local in locals_:
-            assert log.count(f"connected 127.0.0.1:{local}\n") == 1
-            assert log.count(f"disconnected 127.0.0.1:{local} (stopping, 1 bytes echoed)") == 1
+            assert log.count(f"connected {tag}:{local}\n") == 1
+            assert log.count(f"disconnected {tag}:{local} (stopping, 1 bytes echoed)") == 1
     finally:
         server.kill()
 

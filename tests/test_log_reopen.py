@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from logtags import TAG
 from procs import WAIT, Netlab, serve, wait_file_contains
 from system_tools import require_command
 
@@ -21,8 +22,8 @@ def cause_a_line(server: Netlab, port: int) -> str:
     included (the client's port makes it unique)."""
     with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
         client = sock.getsockname()[1]
-        server.err.wait_for(rf" INFO connected 127\.0\.0\.1:{client}$")
-    return f" INFO connected 127.0.0.1:{client}\n"
+        match, _ = server.err.wait_for(rf" INFO connected ({TAG}:{client})$")
+    return f" INFO connected {match[1]}\n"
 
 
 @pytest.mark.parametrize("kind", ["chat", "echo"])

@@ -10,6 +10,7 @@ import socket
 
 import pytest
 from chatclient import connect
+from logtags import TAG, tag_of
 from procs import WAIT, Netlab, serve
 
 from netlab.netutil import client_ip
@@ -18,21 +19,22 @@ OTHER_HOST = "127.0.0.2"
 LIMIT_LINES = r"--max-clients-per-ip\)"
 
 
-def test_the_connection_past_the_limit_gets_server_full_and_other_hosts_do_not(start_chat):
+def test_the_connection_past_the_limit_gets_server_full_and_other_hosts_do_not(start_chat, tmp_path):
     server, port = start_chat("--max-clients-per-ip", "3")
+    tag = tag_of(tmp_path / "data", "127.0.0.1")  # how the log names this host
     held = [connect(port) for _ in range(3)]  # unauthenticated: they count all the same
     extra = connect(port, welcome=False)
     assert "3" in extra.expect_fatal("server_full")["message"]
     with connect(port, source=OTHER_HOST) as elsewhere:  # welcomed: another address
         elsewhere.send("ping", id="x")
         elsewhere.expect("pong", id="x")
-    server.err.wait_for(rf"refusing connections from 127\.0\.0\.1: 3 open \({LIMIT_LINES}")
+    server.err.wait_for(rf"refusing connections from {tag}: 3 open \({LIMIT_LINES}")
     gone = held.pop()
     local = gone.local_port
     gone.close()
-    server.err.wait_for(rf"disconnected 127\.0\.0\.1:{local} ")
+    server.err.wait_for(rf"disconnected {tag}:{local} ")
     held.append(connect(port))  # its place came free: welcomed
-    server.err.wait_for(rf"refused 1 connection\(s\) from 127\.0\.0\.1 while it had 3 open \({LIMIT_LINES}")
+    server.err.wait_for(rf"refused 1 connection\(s\) from {tag} while it had 3 open \({LIMIT_LINES}")
     for client in held:
         client.close()
 
@@ -44,10 +46,10 @@ def test_a_burst_of_refused_connections_is_two_log_lines(start_chat):
         with connect(port, welcome=False) as refused:
             refused.expect_fatal("server_full")
     held.pop().close()
-    server.err.wait_for(r"refused 50 connection\(s\) from 127\.0\.0\.1 while it had 2 open")
+    server.err.wait_for(rf"refused 50 connection\(s\) from {TAG} while it had 2 open")
     about_the_limit = [line for line in server.err.lines if "--max-clients-per-ip" in line]
     assert len(about_the_limit) == 2, about_the_limit
-    assert not [line for line in server.err.lines if "server_full" in line or "refused 127" in line]
+    assert not [line for line in server.err.lines if "server_full" in line or "refused ip-" in line]
     held[0].close()
 
 
@@ -67,10 +69,10 @@ def test_echo_closes_the_connection_past_the_limit_at_once(data_dir):
         for sock in held:  # still served
             sock.sendall(b"ok")
             assert sock.recv(2) == b"ok"
-        server.err.wait_for(rf"refusing connections from 127\.0\.0\.1: 3 open \({LIMIT_LINES}")
+        match, _ = server.err.wait_for(rf"refusing connections from ({TAG}): 3 open \({LIMIT_LINES}")
         for sock in held:
             sock.close()
-        server.err.wait_for(r"refused 1 connection\(s\) from 127\.0\.0\.1 while it had 3 open")
+        server.err.wait_for(rf"refused 1 connection\(s\) from {match[1]} while it had 3 open")
     finally:
         server.kill()
 

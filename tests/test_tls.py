@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from chatclient import PASSWORD
+from logtags import TAG
 from procs import WAIT, Netlab, serve
 
 from netlab import wire as p
@@ -150,7 +151,7 @@ def test_a_failed_handshake_is_a_disconnect_and_frees_its_place(data_dir, cert_d
             local = plain.getsockname()[1]
             plain.sendall(p.encode({"type": "ping"}))
             assert_closed(plain)
-        server.err.wait_for(rf"disconnected 127\.0\.0\.1:{local} \(TLS handshake failed\)")
+        server.err.wait_for(rf"disconnected {TAG}:{local} \(TLS handshake failed\)")
         good = tls_client(cert_dir, port)
         assert read_frame(good, p.FrameDecoder())["type"] == "welcome"  # not server_full
         good.close()
@@ -190,7 +191,7 @@ def test_a_handshake_unfinished_at_the_auth_timeout_is_dropped_then(tls_chat, ce
         assert read_frame(idle, decoder)["code"] == "auth_timeout"
         stalled.settimeout(1.5)  # a cap on waiting for what has happened already, not a speed
         assert_closed(stalled)
-        server.err.wait_for(rf"disconnected 127\.0\.0\.1:{stalled.getsockname()[1]} \(auth_timeout\)")
+        server.err.wait_for(rf"disconnected {TAG}:{stalled.getsockname()[1]} \(auth_timeout\)")
         idle.close()
 
 

@@ -35,12 +35,17 @@ class Admission:
 
     def connect(self, sid: int, peer: str, ip: str, now: float, *, session: bool = True) -> None:
         """A connection accepted: counted against the limits, timed by the auth deadline. A web
-        one (`session=False`) is plain HTTP, not a session, until it upgrades (`upgraded`)."""
+        one (`session=False`) is plain HTTP, not a session, until it upgrades (`upgraded`).
+
+        `peer` is how log lines name it (the loop's TAG:PORT: no address in clear on disk),
+        `ip` the address itself, which the limits and throttles count and the log never shows.
+        """
         chat, limit = self.chat, self.chat.config.max_clients
         if len(chat.sessions) + len(self.http) >= limit:
             log.info("refused %s: %d connections open (--max-clients)", peer, limit)
             return chat._fatal_to(sid, "server_full", f"the server holds {limit} connections")
-        if not self.per_address.admit(ip):  # logged there, once per burst
+        tag = peer.rpartition(":")[0]  # TAG of TAG:PORT: the address as the log names it
+        if not self.per_address.admit(ip, tag):  # logged there, once per burst
             limit = chat.config.max_clients_per_ip
             message = f"the server holds {limit} connections from your address"
             return chat._fatal_to(sid, "server_full", message)

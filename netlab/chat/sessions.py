@@ -104,8 +104,8 @@ class Session:
 
     def __init__(self, sid: int, peer: str, ip: str, now: float, rate: float) -> None:
         self.sid = sid
-        self.peer = peer
-        self.ip = ip
+        self.peer = peer  # how log lines name it: TAG:PORT, the address keyed (crypto.address_tag)
+        self.ip = ip  # the address itself: limits, throttles, clients.csv (encrypted); never logged
         self.state = State.CONNECTED  # what it may ask and become: the table above
         self.username: str | None = None  # once AUTHENTICATED
         #: The account it logged in as: `clear file` (and a name registered again since)

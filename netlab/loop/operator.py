@@ -60,7 +60,7 @@ class OperatorCalls:
         }
 
     def users(self) -> list[tuple[str, int, list[str]]]:
-        return self.call(self.chat.users_table)
+        return self.call(lambda: self.chat.users_table(lambda sid: self.cx.conns[sid].address))
 
     def kick(self, name: str, reason: str | None = None) -> int:
         return self.call(lambda: self.chat.kick(name, reason))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import selectors
 import socket
 import ssl
+from collections.abc import Callable
 
 from netlab.loop.connection_states import HANDSHAKES, READING, ConnState, move
 from netlab.loop.outbox import Output
-from netlab.netutil import client_ip, format_address
+from netlab.netutil import client_ip, format_address, logged_address
 
 
 def send(sock: socket.socket, chunk: memoryview) -> int | str:
@@ -34,15 +35,17 @@ RECV_SIZE = 256 * 1024
 class Connection:
     """One client socket with its decoder, its output and its state in the loop."""
 
-    __slots__ = ("selector", "sid", "sock", "peer", "ip", "decoder", "out", "close_by", "state",
+    __slots__ = ("selector", "sid", "sock", "peer", "address", "ip", "decoder", "out", "close_by", "state",
                  "events", "handshake_by")
 
     def __init__(self, selector: selectors.BaseSelector, sid: int, sock: socket.socket, address: tuple,
-                 max_frame: int, out: Output) -> None:
+                 tag: Callable[[str], str], max_frame: int, out: Output) -> None:
+        """`tag`: how the log names a client address (Vault.address_tag)."""
         self.selector = selector
         self.sid = sid
         self.sock = sock
-        self.peer = format_address(address)
+        self.peer = logged_address(address, tag)  # what log lines name it by: TAG:PORT
+        self.address = format_address(address)  # HOST:PORT, never logged: the console's `users`
         self.ip = client_ip(address)  # whose connections these are: limits, throttles, pool turns
         self.decoder = out.codec.decoder(max_frame)
         self.out = out
