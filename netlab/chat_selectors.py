@@ -197,8 +197,8 @@ class ChatServer(OperatorCalls):
         deadlines = self.cx.close_deadlines()
         if self._accept_again:
             deadlines.append(self._accept_again)
-        if self.outbox.presence_waiting:
-            deadlines.append(self.outbox.next_presence)
+        if (presence_due := self.outbox.next_presence) is not None:
+            deadlines.append(presence_due)
         if auth_deadline is not None:
             deadlines.append(auth_deadline)
         if self._stopping:

@@ -128,7 +128,7 @@ def test_presence_in_one_room_waits_for_that_room_s_messages_only():
     outbox.broadcast(in_room("b", 2), room="b")
     outbox.flush(set())  # b's message does not take a's presence along
     assert ("a", 2) not in seen(sink) and ("b", 2) in seen(sink)
-    assert outbox.presence_waiting
+    assert outbox.next_presence is not None
 
 
 class CountingReader(Reader):

@@ -86,8 +86,7 @@ class Outbox:
         self._dirty: set[Output] = set()  # private output queued this pass
         self._over_limit: set[Output] = set()  # past max_output; cut at the next flush
         self._marked: Mark | None = None  # the logs grown since the last `mark`
-        self._pass = 0  # fan-out passes so far
-        self._broadcasts = 0  # queued since the last flush
+        self._pass = self._broadcasts = 0  # fan-out passes so far; broadcasts since the last one
 
     # -- what the chat queues ------------------------------------------------------------
 
@@ -175,17 +174,13 @@ class Outbox:
         return sum(len(log.data) for log in self.logs)
 
     @property
-    def presence_waiting(self) -> bool:
-        return bool(self.logs.presence)
-
-    @property
-    def next_presence(self) -> float:
-        return self.logs.next_presence()
+    def next_presence(self) -> float | None:
+        """When a pass for presence alone is due; None while no presence waits."""
+        return self.logs.next_presence() if self.logs.presence else None
 
     @property
     def thin(self) -> bool:
-        """Whether the next flush costs more sends than it carries broadcasts: a reader of a
-        log that grew costs a send whatever the number of messages that grew it."""
+        """Whether the next flush costs more sends (one a reader of a log that grew) than broadcasts."""
         return sum(len(log.readers) for log in self.logs.grew) > self._broadcasts
 
     def flush(self, writable: set[Output]) -> None:
@@ -203,8 +198,7 @@ class Outbox:
             if out.sid in self.outputs and not out.closing:
                 self.cut(out)
         others = self._dirty | writable
-        self._dirty, self._marked = set(), None  # the pass's commit is done: nothing to take back
-        self._broadcasts = 0
+        self._dirty, self._marked, self._broadcasts = set(), None, 0  # the pass's commit is done
         others |= self._carry(self.logs.due(self._clock))
         for out in others:
             if out.sid in self.outputs and out.ready and (not out.blocked or out in writable):
@@ -325,9 +319,6 @@ class Outbox:
 
     def cut(self, out: Output) -> None:
         """Drop its backlog: it gets the rest of the frame it is in, then what the chat says."""
-        rest = out.drop_backlog()
+        out.drop_backlog()
         self.logs.drop_readers(out)
         self._port.slow_consumer(out.sid)
-        if rest:
-            out.private.appendleft(((), rest))
-            out.private_bytes += len(rest)

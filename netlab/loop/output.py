@@ -100,13 +100,15 @@ class Output:
         self.private_bytes = sum(len(data) for _, data in kept)
         return last
 
-    def drop_backlog(self) -> bytearray:
-        """Forget its private frames; the rest of the frame it is in the middle of is returned."""
+    def drop_backlog(self) -> None:
+        """Forget its private frames, all but the rest of the frame it is in the middle of."""
         rest = rest_of_frame(self)
         self.private.clear()
         self.private_bytes = self.sent_head = self.unread = 0
         self.partial = None
-        return rest
+        if rest:
+            self.private.append(((), rest))
+            self.private_bytes = len(rest)
 
     def after(self) -> After:
         """What a private frame queued now must follow: the readers not sent up to their end."""
