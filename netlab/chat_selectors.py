@@ -61,7 +61,7 @@ from netlab.wire.websocket import WEBSOCKET
 
 log = get_logger("chat")
 
-#: Frames answered for one connection at one look at the selector (a pass has two).
+#: Frames answered for one connection at one look at the selector (two in a thin pass).
 #: The rest wait, with the connection's reading paused, so that a client pipelining
 #: thousands of requests holds up nobody but itself.
 FRAMES_PER_PASS = 16
