@@ -304,3 +304,12 @@ def test_plain_http_connections_are_not_sessions(start_chat):
     server.command("status")
     server.out.wait_for(r"^web http: 0 connections", start=start)
     assert "auth timeout" not in server.err.text() and "auth_timeout" not in server.err.text()
+
+
+def test_a_server_on_every_interface_names_its_web_client_by_the_machine_s_name(start_chat):
+    """`--host 0.0.0.0`: a browser elsewhere cannot open http://0.0.0.0:P/; the machine's name
+    is what it can open (and what a certificate names)."""
+    server, _ = start_chat("--host", "0.0.0.0", "--web-port", "0")
+    match, _ = server.out.wait_for(r"web client at http://(\S+):(\d+)/")
+    assert match.group(1) == socket.gethostname()
+    assert http(int(match.group(2)), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 200")

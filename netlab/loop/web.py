@@ -13,6 +13,7 @@ WebSocket rules themselves are sans-IO: `wire/web.py`, `wire/websocket.py`.
 
 from __future__ import annotations
 
+import ipaddress
 import mimetypes
 import socket
 from pathlib import Path
@@ -55,6 +56,8 @@ class WebPort:
         self.listener = listener
         self.site = site
         host, port = listener.getsockname()[:2]
+        if ipaddress.ip_address(host).is_unspecified:  # every interface: 0.0.0.0 opens nothing
+            host = socket.gethostname()  # elsewhere, and a certificate names the machine
         self.url = f"{site.scheme}://{format_address((host, port))}/"
 
     def connect(self, conn: Connection, chat: Chat, max_frame: int) -> None:
