@@ -15,11 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from bus_cluster import cluster_on
+from bus_cluster import cluster_on, say_until_stored
 from chatclient import registered
 from procs import WAIT, Netlab
 from redis_server import running_redis
 from test_bus_export import netlab, records
+from v2client import registered2
 
 from netlab.bus.address import PASSWORD_ENV, USER_ENV, BusAddress, parse_bus_url
 from netlab.crypto import KEY_FILE
@@ -69,16 +70,21 @@ def test_bus_ca_without_a_rediss_url_is_a_bad_option(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
-def test_nodes_over_tls_as_an_acl_user_share_one_chat_and_show_the_password_nowhere(tmp_path: Path) -> None:
+def test_nodes_over_tls_as_an_acl_user_share_one_chat_also_after_a_redis_restart(tmp_path: Path) -> None:
+    """...and show the password nowhere. After the restart every thread reconnects with TLS
+    and the password (redis-py keeps the client's connection options)."""
     guarded = {"password": PASSWORD, "users": {NODE_USER: NODE_PASSWORD}, "tls": True}
     with running_redis(tmp_path / "redis", **guarded) as bus, \
             cluster_on(bus, tmp_path, 2, "--bus-ca", str(bus.ca),
                        env={USER_ENV: NODE_USER, PASSWORD_ENV: NODE_PASSWORD}) as cluster:
-        alice, bob = registered(cluster.port(0), "alice"), registered(cluster.port(1), "bob")
-        said = alice.say("over tls, from node 0")
-        assert bob.expect("message", text="over tls, from node 0")["seq"] == said["seq"]
-        bob.say("and back from node 1")
-        alice.expect("message", text="and back from node 1")
+        alice, bob = registered2(cluster.port(0), "alice"), registered2(cluster.port(1), "bob")
+        said = alice.say_in("general", "over tls, from node 0")
+        assert bob.wait_for("message", text="over tls, from node 0")["seq"] == said["seq"]
+        bob.say_in("general", "and back from node 1")
+        alice.wait_for("message", text="and back from node 1")
+        bus.restart()
+        say_until_stored(bob, "general", "after the restart", "r1")
+        alice.wait_for("message", text="after the restart")
         cluster.stop()
         for node in cluster.nodes:
             shown = node.server.err.text() + node.server.out.text() + (node.data_dir / "chat.log").read_text()
