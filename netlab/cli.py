@@ -23,6 +23,7 @@ from netlab.cli_options import (
     FiniteRange,
     Group,
     bus_options,
+    bus_with_ca,
     chat_limit_options,
     client_options,
     client_wrap,
@@ -207,7 +208,7 @@ def chat() -> None:
 def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Path | None,
                tls_cert: Path | None, tls_key: Path | None, history_window: int,
                web_port: int | None, web_origin: tuple[str, ...], metrics_allow: tuple,
-               bus: BusAddress | None, bus_fanout_cap: int, bus_heartbeat: float,
+               bus: BusAddress | None, bus_ca: Path | None, bus_fanout_cap: int, bus_heartbeat: float,
                **limits: int | float) -> None:
     """Run the chat server with the operator console."""
     from netlab.bus.node import open_node
@@ -219,6 +220,7 @@ def chat_serve(host: str, port: int, data_dir: Path, no_repl: bool, log_file: Pa
     # The history sent at login comes from the window, so it holds at least that much.
     window = max(history_window, int(limits["history_size"]))
     tls = server_tls(tls_cert, tls_key)
+    bus = bus_with_ca(bus, bus_ca)
     if bus is not None:  # unreachable: one line and exit 2 (CLI.md), before anything is bound
         from netlab.bus.address import unreachable
 

@@ -3,6 +3,7 @@ and click's usage error made whole. Kept apart from cli.py, which composes the c
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import re
@@ -87,6 +88,24 @@ def bus_address(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(str(exc)) from None
 
 
+def bus_ca_option():
+    """--bus-ca FILE, on every command that takes --bus (named and checked as the clients' --ca)."""
+    return click.option("--bus-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        default=None, callback=holds_certificate,
+                        help="With a rediss:// bus: trust this CA certificate (PEM) too, besides the "
+                             "system's.")
+
+
+def bus_with_ca(bus: BusAddress | None, ca: Path | None) -> BusAddress | None:
+    """The bus with its --bus-ca. --bus-ca with a plain redis:// bus is a bad option, not a
+    plain connection: whoever gives it means TLS (as the clients' --ca needs --tls)."""
+    if ca is None:
+        return bus
+    if bus is None or not bus.tls:
+        raise click.UsageError("--bus-ca needs a rediss:// bus (TLS)")
+    return dataclasses.replace(bus, ca=ca)
+
+
 def bus_options() -> list:
     """`chat serve --bus URL` (CLI.md, version 2; docs/scale-out.md) and the bus's bound."""
     from netlab.bus.presence import HEARTBEAT, TTL_BEATS
@@ -95,7 +114,9 @@ def bus_options() -> list:
     return [
         click.option("--bus", default=None, metavar="URL", callback=bus_address,
                      help="Share one chat with other servers through this Redis "
-                          "(redis://HOST:PORT/DB); docs/scale-out.md."),
+                          "(redis://HOST:PORT/DB, rediss:// for TLS; password in NETLAB_BUS_PASSWORD); "
+                          "docs/scale-out.md."),
+        bus_ca_option(),
         click.option("--bus-fanout-cap", type=click.IntRange(1_000, 100_000_000), default=FANOUT_CAP,
                      show_default=True,
                      help="Entries the bus's fan-out stream keeps (Redis memory); a node cut off "

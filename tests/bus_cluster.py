@@ -53,7 +53,7 @@ class Node:
     def launch(self) -> None:
         self.server = Netlab("chat", "serve", "--no-repl", "--port", "0", "--data-dir", str(self.data_dir),
                              "--bus", self.cluster.redis.url, *self.cluster.extra,
-                             env={KEY_ENV: self.cluster.key})
+                             env={KEY_ENV: self.cluster.key, **self.cluster.env})
 
     def wait_listening(self) -> None:
         assert self.server is not None
@@ -75,13 +75,15 @@ class Node:
 
 
 class Cluster:
-    """`size` nodes sharing `redis`, all with one key."""
+    """`size` nodes sharing `redis`, all with one key; `env` adds to every node's environment."""
 
-    def __init__(self, directory: Path, redis: RedisServer, size: int, extra: tuple[str, ...]) -> None:
+    def __init__(self, directory: Path, redis: RedisServer, size: int, extra: tuple[str, ...],
+                 env: dict[str, str | None] | None = None) -> None:
         self.directory = directory
         self.redis = redis
         self.key = new_key()
         self.extra = extra
+        self.env = env or {}
         self.nodes = [Node(self, index) for index in range(size)]
         self._lock = threading.Lock()  # client threads read the ports while the test restarts a node
 
@@ -118,13 +120,20 @@ class Cluster:
 def running_cluster(tmp_path: Path, size: int, *extra: str) -> Iterator[Cluster]:
     """A redis-server and `size` started nodes on it; every process is killed afterwards,
     whatever the test did. `extra` goes to every node's command line."""
-    with running_redis(tmp_path / "redis") as redis:
-        cluster = Cluster(tmp_path, redis, size, extra)
-        try:
-            cluster.start()
-            yield cluster
-        finally:
-            cluster.stop()
+    with running_redis(tmp_path / "redis") as redis, cluster_on(redis, tmp_path, size, *extra) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def cluster_on(redis: RedisServer, directory: Path, size: int, *extra: str,
+               env: dict[str, str | None] | None = None) -> Iterator[Cluster]:
+    """`size` started nodes on a running `redis`, killed afterwards whatever the test did."""
+    cluster = Cluster(directory, redis, size, extra, env)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def crash_redis(redis: RedisServer) -> None:

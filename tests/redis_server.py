@@ -19,6 +19,8 @@ import redis
 from procs import WAIT, LineLog
 from system_tools import require_command
 
+from netlab.tls import make_certificate
+
 #: Redis' line once it loaded its AOF and listens.
 READY = r"Ready to accept connections"
 #: Tries at a free port: another test may take the port between our probe and Redis' bind.
@@ -32,23 +34,44 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process over `directory`; `restart` keeps its port and its AOF."""
+    """One redis-server process over `directory`; `restart` keeps its port and its AOF.
 
-    def __init__(self, directory: Path) -> None:
+    `password` makes it ask one of the default user (`requirepass`), `users` adds ACL users
+    (name to password, all commands and keys); `tls` makes its one port TLS-only, with a
+    self-signed certificate for 127.0.0.1 and localhost that is its own CA (`self.ca`)."""
+
+    def __init__(self, directory: Path, password: str | None = None, users: dict[str, str] | None = None,
+                 tls: bool = False) -> None:
         self.executable = require_command("redis-server", "redis-server")
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.output: LineLog | None = None
+        self.password = password
+        self.users = users or {}
+        self.ca, self.key = make_certificate(directory / "tls") if tls else (None, None)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.ca else 'redis'}://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
         """A new client of this server (one per thread: tests' threads must not share one)."""
-        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=WAIT)
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=WAIT,
+                           password=self.password, ssl=self.ca is not None,
+                           ssl_ca_certs=str(self.ca) if self.ca else None)
+
+    def _security(self, port: int) -> list[str]:
+        """The command line's port, password and TLS options."""
+        args = ["--port", str(port)] if self.ca is None else [
+            "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(self.ca),
+            "--tls-key-file", str(self.key), "--tls-ca-cert-file", str(self.ca), "--tls-auth-clients", "no"]
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        for name, password in self.users.items():
+            args += ["--user", name, "on", f">{password}", "~*", "&*", "+@all"]
+        return args
 
     def start(self) -> None:
         """Start on a free port (or the port it had: a restart), and wait for it to answer."""
@@ -65,7 +88,7 @@ class RedisServer:
         """Run redis-server on `port`; whether it became ready (False: it exited, e.g. the
         port was taken meanwhile)."""
         self.process = subprocess.Popen(
-            [self.executable, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+            [self.executable, *self._security(port), "--bind", "127.0.0.1", "--dir", str(self.directory),
              "--appendonly", "yes", "--appendfsync", "always", "--save", "",
              "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", ""],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -93,9 +116,10 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis(directory: Path) -> Iterator[RedisServer]:
-    """A started RedisServer over `directory`, stopped afterwards whatever the test did."""
-    server = RedisServer(directory)
+def running_redis(directory: Path, **security) -> Iterator[RedisServer]:
+    """A started RedisServer over `directory` (`security`: RedisServer's password, users and
+    tls), stopped afterwards whatever the test did."""
+    server = RedisServer(directory, **security)
     server.start()
     try:
         yield server

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from netlab.bus.address import CHECK_TIMEOUT, BusAddress, connect, unreachable
-from netlab.cli_options import bus_address
+from netlab.cli_options import bus_address, bus_ca_option, bus_with_ca
 from netlab.crypto import KEY_ENV, KEY_FILE, Vault, read_key
 
 if TYPE_CHECKING:
@@ -23,8 +23,10 @@ def _options(data_dir_help: str) -> Callable:
     def decorate(command: Callable) -> Callable:
         command = click.option("--data-dir", type=click.Path(path_type=Path), required=True,
                                help=data_dir_help)(command)
+        command = bus_ca_option()(command)
         return click.option("--bus", required=True, metavar="URL", callback=bus_address,
-                            help="The bus: a Redis URL, redis://HOST:PORT/DB.")(command)
+                            help="The bus: a Redis URL, redis://HOST:PORT/DB or rediss:// for TLS "
+                                 "(password in NETLAB_BUS_PASSWORD).")(command)
     return decorate
 
 
@@ -51,12 +53,13 @@ def _run(address: BusAddress, job: Callable[[redis.Redis], object]) -> None:
 
 @click.command("export")
 @_options("A new data directory: absent, or empty but for the bus's netlab.key.")
-def export_command(bus: BusAddress, data_dir: Path) -> None:
+def export_command(bus: BusAddress, bus_ca: Path | None, data_dir: Path) -> None:
     """Write the bus's chat as a data directory that `chat serve` without --bus serves."""
     from netlab.bus.export import export_chat, refuse_unless_new
     from netlab.cli import fail
     from netlab.files import StartupError
 
+    bus = bus_with_ca(bus, bus_ca)
     try:
         refuse_unless_new(data_dir)  # before the key is looked for, so its absence is not the news
         found = read_key(data_dir)
@@ -70,8 +73,9 @@ def export_command(bus: BusAddress, data_dir: Path) -> None:
 
 @click.command("import")
 @_options("The data directory to load (its netlab.key, or NETLAB_KEY, becomes the bus's key).")
-def import_command(bus: BusAddress, data_dir: Path) -> None:
+def import_command(bus: BusAddress, bus_ca: Path | None, data_dir: Path) -> None:
     """Load a data directory into an empty bus; `chat serve --bus` nodes then serve it."""
     from netlab.bus.importing import import_chat
 
+    bus = bus_with_ca(bus, bus_ca)
     _run(bus, lambda client: import_chat(client, bus.url, data_dir))
