@@ -115,3 +115,23 @@ def test_a_row_sealed_with_another_key_is_skipped(nodes) -> None:
     assert one.learn(row) is None
     assert one.learn([row[0], "not a token", *row[2:]]) is None
     assert len(one) == 0 and one.get("Eve") is None
+
+
+def test_clear_removes_every_account_in_one_step_and_the_other_node_forgets_them(nodes,
+                                                                                 server: RedisServer) -> None:
+    """The console's `clear file` in bus mode: one MULTI/EXEC however many accounts, with each
+    removal's event, so every other node forgets each of them too."""
+    one, two = nodes
+    seen = [b"0"]
+    for n in range(50):
+        one.add(f"user{n}", "$hash", "192.0.2.1")
+    catch_up(server, two, seen)
+    assert len(two) == 50
+    with server.client() as client:
+        before = client.info("commandstats")
+        assert one.clear() == 50
+        after = client.info("commandstats")
+    assert len(one) == 0 and one._state.load(1).accounts == []
+    assert after["cmdstat_exec"]["calls"] - before.get("cmdstat_exec", {"calls": 0})["calls"] == 1
+    catch_up(server, two, seen)
+    assert len(two) == 0

@@ -17,7 +17,7 @@ import time
 
 import pytest
 from bus_cluster import Recording, crash_redis, running_cluster, say_until_stored, sees_online, whole_history
-from chatclient import PASSWORD, ChatClient, registered
+from chatclient import PASSWORD, ChatClient, logged_in, registered
 from procs import WAIT, wait_until
 from test_console_socket import console
 from v2client import V2Client, logged_in2, registered2
@@ -289,6 +289,25 @@ def test_the_operators_notice_and_kick_on_one_node_reach_the_others(tmp_path):
         assert carol.expect("notice")["text"] == "maintenance at ten"
         assert bob.expect("notice")["text"] == "maintenance at ten"
         assert bob.expect("kicked")["reason"] == "spam"
+
+
+def test_the_operators_clear_file_on_one_node_removes_every_account_on_the_others(tmp_path):
+    """One MULTI/EXEC removes them all, with a `removed` event each: the other node forgets
+    every account and ends its sessions there."""
+    names = ["bob", "carol", "dave", "erin"]
+    with running_cluster(tmp_path, 2) as cluster:
+        for name in names:  # node 0, which clears, knows them all
+            registered(cluster.port(0), name).close()
+        sessions = [logged_in(cluster.port(1), name) for name in names]
+        status, out, _ = console(cluster.nodes[0].data_dir, "clear file --yes")
+        assert status == 0 and out[0].startswith("clients.csv emptied: 4 account(s) removed"), out
+        for session in sessions:
+            assert {"type": "kicked", "reason": "account removed"} in session.frames_until_closed()
+            session.close()
+        for name in names:
+            with ChatClient(cluster.port(1)) as again:
+                again.send("login", username=name, password=PASSWORD)
+                again.expect_error("bad_credentials")
 
 
 def test_a_say_while_redis_is_down_is_unavailable_and_nothing_acknowledged_is_lost_or_doubled(tmp_path):

@@ -94,6 +94,8 @@ def everything(client) -> list[bytes]:
             found.append(client.get(name))
         elif kind == b"zset":
             found += client.zrange(name, 0, -1)
+        elif kind == b"set":  # the nodes' registry: node ids
+            found += client.smembers(name)
         elif kind == b"stream":
             for _id, fields in client.xrange(name):
                 found.append(b" ".join(k + b"=" + v for k, v in fields.items()))

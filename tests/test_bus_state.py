@@ -118,7 +118,7 @@ def test_a_password_is_changed_only_for_the_account_that_is_there(node: BusState
     assert not node.add_account(account_row(vault, "ANN", LATER))  # the blind index folds case
     assert node.set_password([*row[:2], "$new", *row[3:]])
     assert node.load(10).accounts == [[*row[:2], "$new", *row[3:]]]
-    node.remove_account(row[0], vault.account_id(row[0], row[4]))
+    node.remove_accounts([(row[0], vault.account_id(row[0], row[4]))])
     assert not node.set_password([*row[:2], "$newer", *row[3:]])  # removed meanwhile
     again = account_row(vault, "Ann", LATER)  # the name registered again: another account
     assert node.add_account(again)
@@ -178,7 +178,7 @@ def test_every_change_is_in_the_fanout_stream_with_its_node_in_order(server: Red
         assert one.delete_message("dev", 1)
         assert not two.delete_message("dev", 1)  # deleted meanwhile
         one.announce("notice", "maintenance at ten")
-        one.remove_account(row[0], ANN)
+        one.remove_accounts([(row[0], ANN)])
     assert events(server) == [
         ("one", {"t": "account", "row": row}),
         ("two", {"t": "member", "room": "dev", "id": ANN, "member": True}),

@@ -118,12 +118,14 @@ class BusAccounts:
         row = self._rows.get(account.id)
         if row is None:
             raise KeyError(account.username)
-        self._state.remove_account(row[0], account.id)
+        self._state.remove_accounts([(row[0], account.id)])
         self.forget(account.id)
 
     def clear(self) -> int:
-        """The console's `clear file`: every account removed (one event each)."""
-        accounts = list(self._by_id.values())
-        for account in accounts:
-            self.remove(account)
-        return len(accounts)
+        """The console's `clear file`: every account removed in one step, with one event each
+        (every node forgets each of them)."""
+        rows = dict(self._rows)
+        self._state.remove_accounts([(row[0], account_id) for account_id, row in rows.items()])
+        for account_id in rows:
+            self.forget(account_id)
+        return len(rows)

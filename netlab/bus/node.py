@@ -100,7 +100,7 @@ class BusNode:
         self._post: Post | None = None
         self._threads: list[Any] = []
         self._known_nodes: set[str] = set()  # other nodes with users here (loop thread)
-        self._settled_at = 0.0  # monotonic: until then a scan shows arrivals only (`_reconcile`)
+        self._settled_at = 0.0  # monotonic: until then a presence read shows arrivals only (`_reconcile`)
         self.data_dir: Path | None = None  # this node's log, lock and console (not its store)
 
     # -- start and stop -----------------------------------------------------------------

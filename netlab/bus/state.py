@@ -212,10 +212,13 @@ class BusState:
         """The account's row with its new hash; False if it is gone (removed meanwhile)."""
         return self._write_if(ACCOUNTS, row, f"is:{row[4]}", "password", row=row)
 
-    def remove_account(self, index: str, account_id: str) -> None:
+    def remove_accounts(self, accounts: list[tuple[str, str]]) -> None:
+        """Accounts (blind index, id) removed, each with its `removed` event, in one MULTI/EXEC:
+        the console's `clear file` is one round trip however many there are."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(ACCOUNTS, index)
-        self.add_event(pipe, "removed", id=account_id)
+        for index, account_id in accounts:
+            pipe.hdel(ACCOUNTS, index)
+            self.add_event(pipe, "removed", id=account_id)
         pipe.execute()
 
     def save_room(self, room: RoomRecord, by: str, new: bool = False) -> bool:
