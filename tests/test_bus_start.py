@@ -73,3 +73,16 @@ def serve_with_bus(tmp_path: Path, url: str) -> subprocess.CompletedProcess:
          "--data-dir", str(tmp_path / "data"), "--bus", url],
         cwd=tmp_path, env={**without_key, "PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
+
+
+def test_the_first_node_makes_the_key_says_so_and_keeps_it_0600(tmp_path: Path) -> None:
+    from procs import serve, wait_file_contains
+
+    with running_redis(tmp_path / "redis") as redis:
+        server, _ = serve("chat", tmp_path / "data", "--no-repl", "--bus", redis.url)
+        try:
+            wait_file_contains(tmp_path / "data" / "chat.log",
+                               f"created a new key in {tmp_path / 'data' / 'netlab.key'}: give it")
+            assert (tmp_path / "data" / "netlab.key").stat().st_mode & 0o777 == 0o600
+        finally:
+            server.kill()

@@ -36,7 +36,7 @@ from netlab.bus.state import BusState, KeyMismatch, event_key, general_records, 
 from netlab.bus.threads import BusReader, BusWriter
 from netlab.chat import jobs
 from netlab.chat.arrivals import arrived
-from netlab.crypto import Vault, create_key_file, new_key, read_key
+from netlab.crypto import KEY_FILE, Vault, create_key_file, new_key, read_key
 from netlab.files import StartupError
 from netlab.store.records import CLIENTS_FILE, Record
 from netlab.store.room_records import GENERAL, Key, Restriction, RoomsSnapshot
@@ -338,6 +338,7 @@ def open_node(address: BusAddress, data_dir: Path, window: int, room_window: int
     node = BusNode(address, Vault(key), window, room_window, fanout_cap, heartbeat, direct_window)
     if found is None:
         create_key_file(data_dir, key)
+        log.info("created a new key in %s: give it to the other nodes", data_dir / KEY_FILE)
     if (data_dir / CLIENTS_FILE).exists():
         log.warning("%s holds a chat of its own, which a node of a bus does not serve: `netlab chat "
                     "import` loads it into an empty bus", data_dir)
