@@ -71,10 +71,10 @@ class EchoServer:
                  tls: ssl.SSLContext | None = None,
                  max_clients_per_ip: int = DEFAULT_MAX_CLIENTS_PER_IP) -> None:
         self.max_clients = max_clients
-        self._per_address = AddressLimit(max_clients_per_ip, log)  # under _lock
         #: How the log names a client address: keyed, as the chat's, but the echo server has no
         #: key file, so a key of this run's own: the tags hold within a run, not across runs.
         self._tag = functools.partial(address_tag, secrets.token_bytes(KEY_BYTES))
+        self._per_address = AddressLimit(max_clients_per_ip, log, self._tag)  # under _lock
         self.tls = tls
         self.listener = listener
         self.address = format_address(self.listener.getsockname())
@@ -149,7 +149,7 @@ class EchoServer:
         with self._lock:
             full = len(self._clients) >= self.max_clients
             # Counted from here until _forget; past the limit, logged there once per burst.
-            admitted = not full and self._per_address.admit(ip, self._tag(ip))
+            admitted = not full and self._per_address.admit(ip)
             if admitted:
                 self._total += 1
             else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 #: A class or an office behind one NAT: some 30 to 40 people, each with a terminal, a
 #: phone or a bot, fit under it with room to spare; one host alone now needs a hundred
@@ -30,22 +31,24 @@ class AddressLimit:
     """Open connections per address and the refusals past `limit`. Not thread-safe: the
     chat calls it from its loop, the echo server under its lock."""
 
-    def __init__(self, limit: int, log: logging.Logger) -> None:
+    def __init__(self, limit: int, log: logging.Logger, tag: Callable[[str], str]) -> None:
+        """`tag`: how the log names an address (crypto.address_tag under the server's key)."""
         self.limit = limit
         self._log = log
+        self._tag = tag
         self._open: Counter[str] = Counter()  # addresses with a connection open, and how many
-        #: Addresses in a burst: their tag (how the log names them) and the refusals so far.
-        self._refused: dict[str, tuple[str, int]] = {}
+        self._refused: dict[str, int] = {}  # addresses in a burst: refused in it so far
 
-    def admit(self, ip: str, tag: str) -> bool:
-        """Count one more connection from `ip` (`tag` in the log), or refuse it (False) at the limit."""
+    def admit(self, ip: str) -> bool:
+        """Count one more connection from `ip`, or refuse it (False) at the limit."""
         if self._open[ip] < self.limit:
             self._open[ip] += 1
             return True
         if ip not in self._refused:
-            self._log.info("refusing connections from %s: %d open (--max-clients-per-ip)", tag, self.limit)
-        tag, refused = self._refused.get(ip, (tag, 0))
-        self._refused[ip] = tag, refused + 1
+            self._log.info("refusing connections from %s: %d open (--max-clients-per-ip)",
+                           self._tag(ip), self.limit)
+            self._refused[ip] = 0
+        self._refused[ip] += 1
         return False
 
     def release(self, ip: str) -> None:
@@ -53,7 +56,7 @@ class AddressLimit:
         self._open[ip] -= 1
         if not self._open[ip]:
             del self._open[ip]
-        burst = self._refused.pop(ip, None)
-        if burst is not None:
+        refused = self._refused.pop(ip, None)
+        if refused is not None:
             self._log.info("refused %d connection(s) from %s while it had %d open (--max-clients-per-ip)",
-                           burst[1], burst[0], self.limit)
+                           refused, self._tag(ip), self.limit)

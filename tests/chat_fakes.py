@@ -21,6 +21,7 @@ from netlab.chat.jobs import (
     SaveRestriction,
     SaveRoom,
 )
+from netlab.crypto import KEY_BYTES, Vault
 from netlab.loop import jobs
 from netlab.store.accounts import Accounts, UsernameTaken
 from netlab.store.history import History
@@ -42,6 +43,9 @@ def open_accounts(data_dir, environ: dict | None = None) -> Accounts:
 
 class MemoryAccounts:
     """Accounts in memory, with the ids and `by_id` of the store's (spec of issue 15)."""
+
+    #: The store's key object on a fixed key: the chat names addresses in its log with it.
+    vault = Vault(bytes(KEY_BYTES))
 
     def __init__(self) -> None:
         self._by_name: dict[str, Account] = {}

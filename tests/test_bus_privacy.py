@@ -42,6 +42,7 @@ def test_redis_holds_no_direct_message_text_and_no_pair(tmp_path: Path) -> None:
             dump = everything(redis)
             linked = by_conversation(redis)
     directory = cluster.redis.directory  # its AOF, as the stopped Redis left it
+    assert any(path.is_file() and path.stat().st_size for path in directory.rglob("*"))  # searched
     for text in TEXTS:
         assert not [piece for piece in dump if any(form in piece for form in forms(text))]
         assert files_holding(directory, text) == []

@@ -221,8 +221,6 @@ def test_the_fanout_stream_says_how_many_entries_its_trim_took(server: RedisServ
         publisher.publish_many(Publish("lobby", b"x") for _ in range(400))
         trimmed = publisher.fanout_trimmed()
         assert trimmed > 0 and trimmed == 401 - client.xlen("netlab:fanout")
-        # A reader that consumed the first entry only is behind; one that read all 401 is not.
-        assert trimmed > 1 and not trimmed > 401
         # The room's own stream, never trimmed, still has every seq.
         assert client.xlen(messages_stream("lobby")) == 401
 

@@ -442,7 +442,7 @@ TestPresenceAcrossNodes = PresenceAcrossNodes.TestCase
 TestPresenceAcrossNodes.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
 
 
-def test_an_event_netlab_cannot_apply_is_skipped_and_the_next_one_applied(tmp_path):
+def test_an_event_netlab_cannot_apply_is_skipped_and_the_next_one_applied(tmp_path, caplog):
     """Every node reads the same fan-out entry: one that raised on the loop would stop them all."""
     _, w = worlds(tmp_path)
     w.login(1, "Ann")
@@ -455,3 +455,5 @@ def test_an_event_netlab_cannot_apply_is_skipped_and_the_next_one_applied(tmp_pa
         FanoutEvent(b"3-0", "two", b'{"t": "notice", "text": "still here", "id": ""}'),
     ])
     assert w.new(1) == [{"type": "notice", "text": "still here"}]
+    skipped = [r for r in caplog.records if "an event netlab cannot apply" in r.getMessage()]
+    assert len(skipped) == 2  # the two bad events were refused, not applied in part and passed

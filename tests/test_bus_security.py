@@ -8,18 +8,17 @@ what to fix and exit status 2, nothing touched; the password shows nowhere.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from bus_cluster import cluster_on, say_until_stored
 from chatclient import registered
-from procs import WAIT, Netlab
+from procs import Netlab
 from redis_server import running_redis
 from test_bus_export import netlab, records
+from test_bus_start import serve_with_bus
 from v2client import registered2
 
 from netlab.bus.address import PASSWORD_ENV, USER_ENV, BusAddress, parse_bus_url
@@ -38,17 +37,6 @@ def _no_bus_credentials_from_outside(monkeypatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def serve(tmp_path: Path, url: str, *extra: str,
-          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`chat serve --bus URL` expected to stop at start-up (a server that wrongly starts takes
-    no fixed port, `--port 0`, and times out here)."""
-    return subprocess.run(
-        [sys.executable, "-m", "netlab", "chat", "serve", "--no-repl", "--port", "0",
-         "--data-dir", str(tmp_path / "data"), "--bus", url, *extra],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        capture_output=True, text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
-
-
 def refused(proc: subprocess.CompletedProcess, tmp_path: Path) -> str:
     """The one line of a start-up refused with exit status 2, the data directory untouched."""
     assert proc.returncode == 2, proc.stderr
@@ -64,7 +52,7 @@ def test_a_rediss_url_is_a_bus_over_tls() -> None:
 
 def test_bus_ca_without_a_rediss_url_is_a_bad_option(tmp_path: Path) -> None:
     ca, _key = make_certificate(tmp_path / "tls")
-    proc = serve(tmp_path, "redis://127.0.0.1:1/0", "--bus-ca", str(ca))
+    proc = serve_with_bus(tmp_path, "redis://127.0.0.1:1/0", "--bus-ca", str(ca))
     assert proc.returncode == 2
     assert "Error: --bus-ca needs a rediss:// bus (TLS)" in proc.stderr
     assert not (tmp_path / "data").exists()
@@ -96,7 +84,7 @@ def test_a_missing_or_wrong_password_is_one_line_naming_the_variable_and_exit_2(
         for env in ({}, {PASSWORD_ENV: "not-the-password"}, {PASSWORD_ENV: NODE_PASSWORD},
                     {USER_ENV: NODE_USER, PASSWORD_ENV: PASSWORD},
                     {USER_ENV: "nobody", PASSWORD_ENV: PASSWORD}):
-            line = refused(serve(tmp_path, bus.url, env=env), tmp_path)
+            line = refused(serve_with_bus(tmp_path, bus.url, env=env), tmp_path)
             assert line.startswith(f"netlab: the bus at {bus.url} ") and PASSWORD_ENV in line, line
             assert PASSWORD not in line and NODE_PASSWORD not in line and "not-the-password" not in line
         node = Netlab("chat", "serve", "--no-repl", "--port", "0", "--data-dir", str(tmp_path / "data"),
@@ -110,11 +98,11 @@ def test_a_missing_or_wrong_password_is_one_line_naming_the_variable_and_exit_2(
 
 def test_a_certificate_that_does_not_verify_or_a_plain_url_to_tls_is_one_line_and_exit_2(tmp_path):
     with running_redis(tmp_path / "redis", tls=True) as bus:
-        line = refused(serve(tmp_path, bus.url), tmp_path)  # its CA is in no system store
+        line = refused(serve_with_bus(tmp_path, bus.url), tmp_path)  # its CA is in no system store
         assert line.startswith(f"netlab: the bus's certificate at {bus.url} did not verify ("), line
         assert line.endswith("): give --bus-ca FILE with the CA that signed it"), line
         plain = bus.url.replace("rediss://", "redis://")
-        line = refused(serve(tmp_path, plain), tmp_path)
+        line = refused(serve_with_bus(tmp_path, plain), tmp_path)
         assert line.startswith(f"netlab: cannot reach the bus at {plain}: "), line
 
 

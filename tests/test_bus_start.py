@@ -65,13 +65,15 @@ def test_a_node_with_another_key_than_the_bus_is_one_line_and_exit_2(tmp_path: P
     assert not (tmp_path / "data" / "netlab.key").exists()  # the new key was not kept
 
 
-def serve_with_bus(tmp_path: Path, url: str) -> subprocess.CompletedProcess:
-    # --port 0: a server that wrongly starts takes no fixed port, and times out here.
+def serve_with_bus(tmp_path: Path, url: str, *extra: str,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`chat serve --bus URL EXTRA` expected to stop at start-up, without NETLAB_KEY unless `env`
+    gives one. --port 0: a server that wrongly starts takes no fixed port, and times out here."""
     without_key = {name: value for name, value in os.environ.items() if name != "NETLAB_KEY"}
     return subprocess.run(
         [sys.executable, "-m", "netlab", "chat", "serve", "--no-repl", "--port", "0",
-         "--data-dir", str(tmp_path / "data"), "--bus", url],
-        cwd=tmp_path, env={**without_key, "PYTHONPATH": str(ROOT)},
+         "--data-dir", str(tmp_path / "data"), "--bus", url, *extra],
+        cwd=tmp_path, env={**without_key, "PYTHONPATH": str(ROOT), **(env or {})},
         capture_output=True, text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
 
 

@@ -9,18 +9,17 @@ nothing else in a test writes: the server's own listening lines name 127.0.0.1.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from chatclient import PASSWORD, connect
 from disk_search import forms
 from logtags import TAG
 from procs import WAIT, serve
+from test_bus_export import netlab
 from websockets.sync.client import connect as ws_connect
 
 from netlab.crypto import KEY_BYTES, Vault
@@ -30,10 +29,8 @@ CLIENT = "127.0.0.2"
 
 
 def log_tag(*args: str) -> subprocess.CompletedProcess:
-    """`netlab chat log-tag ARGS`, run to its end."""
-    env = {name: value for name, value in os.environ.items() if name != "NETLAB_KEY"}  # the directory's key
-    return subprocess.run([sys.executable, "-m", "netlab", "chat", "log-tag", *args],
-                          capture_output=True, text=True, timeout=WAIT, env=env)
+    """`netlab chat log-tag ARGS`, run to its end, under the directory's key (no NETLAB_KEY)."""
+    return netlab("chat", "log-tag", *args)
 
 
 def holding_the_address(texts: dict[str, bytes]) -> list[str]:

@@ -268,3 +268,6 @@ def test_a_pass_is_thin_while_its_sends_outnumber_the_broadcasts_they_carry(box)
     assert not outbox.thin
     outbox.broadcast(say(4))
     assert outbox.thin  # counted afresh after each flush
+    outbox.broadcast(encode_payload(p.presence("join", "b")), urgent=False)
+    outbox.broadcast(encode_payload(p.presence("join", "c")), urgent=False)
+    assert outbox.thin  # presence waits for its own pace: it shares no sends with the message

@@ -28,7 +28,7 @@ class Admission:
 
     def __init__(self, chat: Chat) -> None:
         self.chat = chat
-        self.per_address = AddressLimit(chat.config.max_clients_per_ip, log)
+        self.per_address = AddressLimit(chat.config.max_clients_per_ip, log, chat.accounts.vault.address_tag)
         #: Web connections not upgraded: plain HTTP, not sessions (sid -> (peer, ip)).
         self.http: dict[int, tuple[str, str]] = {}
         self._deadlines: deque[tuple[float, int]] = deque()  # auth deadlines, in accept order
@@ -44,8 +44,7 @@ class Admission:
         if len(chat.sessions) + len(self.http) >= limit:
             log.info("refused %s: %d connections open (--max-clients)", peer, limit)
             return chat._fatal_to(sid, "server_full", f"the server holds {limit} connections")
-        tag = peer.rpartition(":")[0]  # TAG of TAG:PORT: the address as the log names it
-        if not self.per_address.admit(ip, tag):  # logged there, once per burst
+        if not self.per_address.admit(ip):  # logged there, once per burst
             limit = chat.config.max_clients_per_ip
             message = f"the server holds {limit} connections from your address"
             return chat._fatal_to(sid, "server_full", message)

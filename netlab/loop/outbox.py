@@ -86,7 +86,7 @@ class Outbox:
         self._dirty: set[Output] = set()  # private output queued this pass
         self._over_limit: set[Output] = set()  # past max_output; cut at the next flush
         self._marked: Mark | None = None  # the logs grown since the last `mark`
-        self._pass = self._broadcasts = 0  # fan-out passes so far; broadcasts since the last one
+        self._pass = self._broadcasts = 0  # fan-out passes so far; messages since the last one
 
     # -- what the chat queues ------------------------------------------------------------
 
@@ -116,7 +116,7 @@ class Outbox:
     def broadcast(self, payload: Payload, *, room: str = "general", urgent: bool = True) -> None:
         """Append to the room's logs, framed once per codec, whatever the number of readers."""
         marked, waiting = self._marked, self.logs.grew if urgent else self.logs.presence
-        self._broadcasts += 1
+        self._broadcasts += urgent  # messages, which `thin` weighs against sends; presence waits
         for log in self.logs.of(room):
             if marked is not None and log not in marked:
                 marked[log] = log.end
@@ -180,7 +180,7 @@ class Outbox:
 
     @property
     def thin(self) -> bool:
-        """Whether the next flush costs more sends (one a reader of a log that grew) than broadcasts."""
+        """Whether the next flush costs more sends (one a reader of a log that grew) than messages."""
         return sum(len(log.readers) for log in self.logs.grew) > self._broadcasts
 
     def flush(self, writable: set[Output]) -> None:
